@@ -1,0 +1,50 @@
+-- clusterchat schema for MySQL and MariaDB. The server runs this file at start-up; every statement is
+-- idempotent. Table and column names follow the original C++ project; columns are widened where argon2
+-- hashes, Unicode text or the 16,384-character chat limit need it.
+--
+-- Names are VARBINARY rather than utf8mb4_bin: utf8mb4_bin is a PAD SPACE collation, under which "alice"
+-- and "alice " would collide, while PROTOCOL.md makes names byte-exact. 200 bytes = 50 four-byte characters.
+CREATE TABLE IF NOT EXISTS user (
+    id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    name VARBINARY(200) NOT NULL,
+    password VARCHAR(255) CHARACTER SET ascii NOT NULL,
+    state ENUM('online', 'offline') NOT NULL DEFAULT 'offline',
+    node VARCHAR(128) NULL,
+    UNIQUE KEY uq_user_name (name),
+    KEY ix_user_node (node)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS friend (
+    userid INT NOT NULL,
+    friendid INT NOT NULL,
+    PRIMARY KEY (userid, friendid)
+) ENGINE = InnoDB;
+
+CREATE TABLE IF NOT EXISTS allgroup (
+    id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    groupname VARBINARY(200) NOT NULL,
+    groupdesc VARCHAR(200) NOT NULL DEFAULT '',
+    UNIQUE KEY uq_allgroup_name (groupname)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS groupuser (
+    groupid INT NOT NULL,
+    userid INT NOT NULL,
+    grouprole ENUM('creator', 'normal') NOT NULL DEFAULT 'normal',
+    PRIMARY KEY (groupid, userid),
+    KEY ix_groupuser_user (userid)
+) ENGINE = InnoDB;
+
+-- id keeps the order of arrival; MEDIUMTEXT holds a 16,384-character message in its JSON frame.
+CREATE TABLE IF NOT EXISTS offlinemessage (
+    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    userid INT NOT NULL,
+    message MEDIUMTEXT NOT NULL,
+    KEY ix_offline_user (userid, id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- One row per node: its last heartbeat (unix seconds, by the database's clock).
+CREATE TABLE IF NOT EXISTS node (
+    id VARCHAR(128) NOT NULL PRIMARY KEY,
+    heartbeat BIGINT NOT NULL
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

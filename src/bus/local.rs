@@ -1,0 +1,23 @@
+//! The bus of a node that runs alone: there is no other node to hand anything to.
+
+use std::sync::Arc;
+
+use super::{Bus, BusError};
+use crate::protocol::UserId;
+
+/// A single node's bus: every user is either online here or offline.
+pub struct LocalBus;
+
+impl Bus for LocalBus {
+    fn forward(&self, _user: UserId, _frame: &Arc<str>) -> Result<bool, BusError> {
+        Ok(false)
+    }
+
+    fn nudge(&self, _user: UserId) {}
+
+    fn subscribe(&self, _user: UserId) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    fn unsubscribe(&self, _user: UserId) {}
+}

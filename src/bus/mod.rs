@@ -1,0 +1,33 @@
+//! Node-to-node delivery: how a message reaches a user who is online on another node.
+//!
+//! A single node has no other nodes ([`local::LocalBus`]); the cluster bus carries frames over Redis
+//! publish/subscribe. Either way the contract is the same: `forward` says whether some node took the
+//! frame, and when none did, the caller stores it offline, so nothing is dropped silently.
+
+pub mod local;
+
+use std::sync::Arc;
+
+use crate::protocol::UserId;
+
+/// Why the bus could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[error("bus unavailable: {0}")]
+pub struct BusError(pub String);
+
+/// Delivery between nodes.
+pub trait Bus: Send + Sync {
+    /// Hands `frame` to the node that holds `user`: `Ok(true)` if some node took it, `Ok(false)` if none
+    /// holds the user (they are offline, or their node is gone).
+    fn forward(&self, user: UserId, frame: &Arc<str>) -> Result<bool, BusError>;
+
+    /// Tells the node holding `user`, if any, that frames were stored for them (see PROTOCOL.md, the race
+    /// at login).
+    fn nudge(&self, user: UserId);
+
+    /// Starts taking frames for `user` on this node; returns once the subscription is confirmed.
+    fn subscribe(&self, user: UserId) -> Result<(), BusError>;
+
+    /// Stops taking frames for `user` on this node.
+    fn unsubscribe(&self, user: UserId);
+}

@@ -1,0 +1,232 @@
+//! Configuration: defaults, overridden by a TOML file (`--config`), overridden by environment variables
+//! (`CHAT_…`), overridden by flags. `conf/clusterchat.toml` lists every key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::hasher::HashCost;
+use crate::protocol::request::Limits;
+
+/// Flags of `chatserver`; each also read from the environment variable named.
+#[derive(Debug, Parser)]
+#[command(name = "chatserver", version, about = "clusterchat server node")]
+pub struct Args {
+    /// TOML config file; flags and environment variables override its values.
+    #[arg(long, env = "CHAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:6000].
+    #[arg(long, env = "CHAT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB [default: sqlite://clusterchat.db].
+    #[arg(long, env = "CHAT_DATABASE")]
+    pub database: Option<String>,
+    /// Most connections served at once; more get errno 108 [default: what the machine's limits allow].
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// This node's id, recorded with its users' presence [default: HOSTNAME:PORT].
+    #[arg(long, env = "CHAT_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Largest frame accepted, in bytes [default: 65536].
+    #[arg(long, env = "CHAT_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Seconds a connection may stay without a successful login [default: 120].
+    #[arg(long, env = "CHAT_LOGIN_TIMEOUT_SECS")]
+    pub login_timeout_secs: Option<u64>,
+    /// argon2id memory per hash, KiB [default: 19456].
+    #[arg(long, env = "CHAT_ARGON2_MEMORY_KIB")]
+    pub argon2_memory_kib: Option<u32>,
+    /// argon2id passes [default: 2].
+    #[arg(long, env = "CHAT_ARGON2_ITERATIONS")]
+    pub argon2_iterations: Option<u32>,
+}
+
+/// Every setting, as the config file spells it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database: String,
+    /// `None`: computed from the machine's limits at start-up.
+    pub max_connections: Option<usize>,
+    /// `None`: `HOSTNAME:PORT`, stable across restarts of the same node.
+    pub node_id: Option<String>,
+    pub max_frame_bytes: usize,
+    pub login_timeout_secs: u64,
+    /// Items a connection's mailbox holds before the connection counts as not reading and is closed.
+    pub mailbox_capacity: usize,
+    /// Stored messages in one login ack (and in each later batch).
+    pub offline_batch: usize,
+    /// Database connections in the pool.
+    pub db_pool_size: u32,
+    /// Threads hashing passwords (0: one per core).
+    pub hash_threads: usize,
+    pub argon2: HashCost,
+    pub limits: Limits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "0.0.0.0:6000".parse().expect("valid default address"),
+            database: "sqlite://clusterchat.db".into(),
+            max_connections: None,
+            node_id: None,
+            max_frame_bytes: 64 * 1024,
+            login_timeout_secs: 120,
+            mailbox_capacity: 1024,
+            offline_batch: 500,
+            db_pool_size: 16,
+            hash_threads: 0,
+            argon2: HashCost::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the file named by `--config` (if any) and applies flags and environment over it.
+    pub fn load(args: Args) -> anyhow::Result<Settings> {
+        let mut s = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        let Args {
+            config: _,
+            listen,
+            database,
+            max_connections,
+            node_id,
+            max_frame_bytes,
+            login_timeout_secs,
+            argon2_memory_kib,
+            argon2_iterations,
+        } = args;
+        override_with(&mut s.listen, listen);
+        override_with(&mut s.database, database);
+        override_with(&mut s.max_frame_bytes, max_frame_bytes);
+        override_with(&mut s.login_timeout_secs, login_timeout_secs);
+        override_with(&mut s.argon2.memory_kib, argon2_memory_kib);
+        override_with(&mut s.argon2.iterations, argon2_iterations);
+        s.max_connections = max_connections.or(s.max_connections);
+        s.node_id = node_id.or(s.node_id);
+        anyhow::ensure!(s.offline_batch > 0, "offline_batch must be at least 1");
+        anyhow::ensure!(
+            s.mailbox_capacity > 0,
+            "mailbox_capacity must be at least 1"
+        );
+        Ok(s)
+    }
+
+    /// The node id, defaulting to `HOSTNAME:PORT`.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("{host}:{}", self.listen.port())
+        })
+    }
+
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
+    }
+}
+
+fn override_with<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+/// Threads this node runs besides its connections (acceptor, signals, heartbeat, hashers, pools…).
+const BASE_THREADS: usize = 64;
+/// Threads per connection: its reader (a pool worker) and its writer.
+const THREADS_PER_CONNECTION: usize = 2;
+/// Memory maps per thread (stack, guard page, and the allocator's share), measured with margin.
+const MAPS_PER_THREAD: usize = 4;
+/// Maps and file descriptors kept for everything else.
+const RESERVED_MAPS: usize = 2_000;
+const RESERVED_FDS: usize = 200;
+
+/// The most connections this process can hold without running into the kernel's limits: near the thread
+/// ceiling a failed spawn can abort the process inside std instead of returning an error, so the node
+/// refuses (108) before it gets there. `max_map_count`, `nofile` and `threads_max` are the system's.
+pub fn connection_ceiling(max_map_count: usize, nofile: usize, threads_max: usize) -> usize {
+    let by_maps = max_map_count.saturating_sub(RESERVED_MAPS) / MAPS_PER_THREAD;
+    let threads = by_maps.min(threads_max).saturating_sub(BASE_THREADS);
+    let by_threads = threads / THREADS_PER_CONNECTION;
+    let by_fds = nofile.saturating_sub(RESERVED_FDS);
+    by_threads.min(by_fds).max(1)
+}
+
+/// Reads the machine's limits and returns [`connection_ceiling`] for them.
+pub fn machine_connection_ceiling() -> usize {
+    let read =
+        |path: &str| -> Option<usize> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let maps = read("/proc/sys/vm/max_map_count").unwrap_or(65_530);
+    let threads = read("/proc/sys/kernel/threads-max").unwrap_or(usize::MAX);
+    let nofile = open_files_limit().unwrap_or(1024);
+    connection_ceiling(maps, nofile, threads)
+}
+
+/// The soft limit on open files, from `/proc/self/limits`.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line.split_whitespace().nth(3)?;
+    Some(soft.parse().unwrap_or(usize::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_on_this_kind_of_machine() {
+        // vm.max_map_count 65,530 and 20,000 fds: maps are the limit, about 7,900 connections.
+        let c = connection_ceiling(65_530, 20_000, 200_000);
+        assert_eq!(c, (65_530 - 2_000) / 4 / 2 - 32);
+        assert_eq!(connection_ceiling(1_000_000, 1_024, 200_000), 824);
+        assert_eq!(connection_ceiling(0, 0, 0), 1);
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("cc-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\nmax_frame_bytes = 100\n[argon2]\nmemory_kib = 64\n",
+        )
+        .unwrap();
+        let args = Args::parse_from([
+            "chatserver",
+            "--config",
+            path.to_str().unwrap(),
+            "--max-frame-bytes",
+            "200",
+        ]);
+        let s = Settings::load(args).unwrap();
+        assert_eq!(s.listen.port(), 7000);
+        assert_eq!(s.max_frame_bytes, 200);
+        assert_eq!(s.argon2.memory_kib, 64);
+        assert_eq!(s.argon2.iterations, 2);
+        assert!(
+            s.node_id().ends_with(":7000"),
+            "default node id is HOST:PORT"
+        );
+        std::fs::write(&path, "no_such_key = 1\n").unwrap();
+        let args = Args::parse_from(["chatserver", "--config", path.to_str().unwrap()]);
+        assert!(Settings::load(args).is_err(), "unknown keys are refused");
+    }
+}

@@ -1,0 +1,33 @@
+//! clusterchat: a cluster chat server speaking the wire protocol of the C++ "cluster chat server" teaching
+//! project (see `docs/PROTOCOL.md`).
+//!
+//! # Layout
+//! - [`protocol`]: msgid and errno numbers, the frame codec, request parsing, reply encoding.
+//! - [`server`]: the `std::net` listener, the connection limit and shutdown; [`pool`]: the bounded pool of
+//!   connection workers.
+//! - [`session`]: one connection: its read loop and its writer.
+//! - [`mailbox`]: a connection's bounded outgoing queue; [`online`]: user id → mailbox for this node.
+//! - [`service`]: what each request does (account, friend, group, chat), over a shared [`service::Context`].
+//! - [`store`]: the `Store` trait, MySQL and embedded SQLite; [`bus`]: delivery between nodes.
+//! - [`hasher`]: argon2id off the connection threads; [`config`]: settings; [`node`]: a whole node.
+//!
+//! # The path of one message
+//! Socket → [`session`] reads bytes → [`protocol::frame`] cuts a frame → [`service::dispatch`] parses and
+//! checks it → [`service::chat`] builds the forwarded frame once and routes it: to the recipient's mailbox
+//! through [`online`] when they are on this node, else through the [`bus`] to their node, else into the
+//! [`store`] as an offline message → the recipient's writer writes it to their socket.
+#![forbid(unsafe_code)]
+
+pub mod bus;
+pub mod config;
+pub mod hasher;
+pub mod mailbox;
+pub mod model;
+pub mod node;
+pub mod online;
+pub mod pool;
+pub mod protocol;
+pub mod server;
+pub mod service;
+pub mod session;
+pub mod store;

@@ -1,0 +1,150 @@
+//! A whole node: storage, the service context, the heartbeat, the listener, and an orderly stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::bus::local::LocalBus;
+use crate::config::{Settings, machine_connection_ceiling};
+use crate::hasher::Hasher;
+use crate::server::{self, Server, Shutdown};
+use crate::service::{Context, account};
+use crate::session::SessionConfig;
+use crate::store;
+
+/// Stack of a connection's reader: handlers, JSON and the database driver run on it.
+const WORKER_STACK: usize = 256 * 1024;
+/// Stack of a connection's writer, which only copies frames and calls the store on its way out.
+const WRITER_STACK: usize = 128 * 1024;
+/// How long a stopping node lets its connections flush before closing them outright.
+const FLUSH_GRACE: Duration = Duration::from_secs(3);
+
+/// A started node, ready to [`Node::run`].
+pub struct Node {
+    ctx: Arc<Context>,
+    server: Server,
+    local_addr: SocketAddr,
+}
+
+impl Node {
+    /// Opens storage, releases users this node held in a previous life, and binds the listener.
+    pub fn start(settings: &Settings) -> anyhow::Result<Node> {
+        let node_id = settings.node_id();
+        let store = store::open(&settings.database, settings.db_pool_size)?;
+        store.release_node(&node_id)?;
+        store.heartbeat(&node_id)?;
+        let ctx = Arc::new(Context {
+            store,
+            online: Default::default(),
+            bus: Box::new(LocalBus),
+            hasher: Hasher::new(&settings.argon2, settings.hash_threads)?,
+            limits: settings.limits.clone(),
+            node: node_id.clone(),
+            offline_batch: settings.offline_batch,
+            unreleased: Default::default(),
+        });
+        let ceiling = machine_connection_ceiling();
+        let max_connections = match settings.max_connections {
+            Some(n) if n > ceiling => {
+                tracing::warn!(
+                    requested = n,
+                    ceiling,
+                    "max_connections above what this machine allows; lowered (see README: raising the ceiling)"
+                );
+                ceiling
+            }
+            Some(n) => n,
+            None => ceiling,
+        };
+        let session = SessionConfig {
+            max_frame_bytes: settings.max_frame_bytes,
+            mailbox_capacity: settings.mailbox_capacity,
+            login_timeout: settings.login_timeout(),
+            writer_stack_bytes: WRITER_STACK,
+        };
+        let listener = server::bind(settings.listen)?;
+        let local_addr = listener.local_addr()?;
+        let server = Server::new(
+            listener,
+            ctx.clone(),
+            session,
+            max_connections,
+            WORKER_STACK,
+        )?;
+        tracing::info!(addr = %local_addr, node = %node_id, max_connections, database = %redact(&settings.database), "listening");
+        Ok(Node {
+            ctx,
+            server,
+            local_addr,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The handle that stops the node (from a signal thread).
+    pub fn shutdown_handle(&self) -> Arc<Shutdown> {
+        self.server.shutdown_handle()
+    }
+
+    /// Serves until shutdown begins, then flushes connections and releases this node's users.
+    pub fn run(self) {
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let ctx = self.ctx.clone();
+        let heartbeat = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || heartbeat(&ctx, &stop_rx))
+            .expect("starting the heartbeat thread");
+        self.server.run();
+        let shutdown = self.server.shutdown_handle();
+        shutdown.drain(FLUSH_GRACE);
+        drop(stop_tx);
+        let _ = heartbeat.join();
+        if let Err(e) = self.ctx.store.release_node(&self.ctx.node) {
+            tracing::warn!(error = %e, "could not release this node's users; they are freed when its heartbeat goes stale");
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Keeps this node's heartbeat fresh, so its users count as online, and retries failed releases.
+fn heartbeat(ctx: &Context, stop: &Receiver<()>) {
+    loop {
+        if let Err(e) = ctx.store.heartbeat(&ctx.node) {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+        account::retry_releases(ctx);
+        match stop.recv_timeout(store::HEARTBEAT_EVERY) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+}
+
+/// The database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_the_password() {
+        assert_eq!(
+            super::redact("mysql://root:secret@127.0.0.1:3306/chat"),
+            "mysql://root:***@127.0.0.1:3306/chat"
+        );
+        assert_eq!(super::redact("sqlite://chat.db"), "sqlite://chat.db");
+    }
+}

@@ -1,0 +1,73 @@
+//! The wire protocol of `../shared/PROTOCOL.md`: message numbers, error numbers, the frame codec, request
+//! parsing and reply encoding. Nothing here does I/O or knows about storage.
+
+pub mod frame;
+pub mod reply;
+pub mod request;
+
+/// Message numbers (`msgid`), as the original C++ project numbers them.
+pub mod msgid {
+    pub const LOGIN: i64 = 1;
+    pub const LOGIN_ACK: i64 = 2;
+    pub const LOGOUT: i64 = 3;
+    pub const REG: i64 = 4;
+    pub const REG_ACK: i64 = 5;
+    pub const ONE_CHAT: i64 = 6;
+    pub const ADD_FRIEND: i64 = 7;
+    pub const CREATE_GROUP: i64 = 8;
+    pub const ADD_GROUP: i64 = 9;
+    pub const GROUP_CHAT: i64 = 10;
+    pub const LOGOUT_ACK: i64 = 11;
+    pub const ADD_FRIEND_ACK: i64 = 12;
+    pub const CREATE_GROUP_ACK: i64 = 13;
+    pub const ADD_GROUP_ACK: i64 = 14;
+    pub const ERROR: i64 = 15;
+    pub const CHAT_ACK: i64 = 16;
+}
+
+/// A user id: positive and within a signed 32-bit integer, like the original's `INT` columns.
+pub type UserId = i32;
+/// A group id, same range as [`UserId`].
+pub type GroupId = i32;
+
+/// The error numbers of ERROR_MSG (and 107/109 inside login and register acks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Errno {
+    /// Not JSON, not an object, or invalid UTF-8.
+    Malformed = 100,
+    /// A msgid the server does not accept from clients.
+    UnknownMsgid = 101,
+    /// A field is missing or has the wrong type or range.
+    InvalidField = 102,
+    /// The request needs a logged-in connection.
+    NotLoggedIn = 103,
+    /// The user or group named does not exist.
+    NotFound = 104,
+    /// Not a member, oneself, or a name already taken.
+    NotAllowed = 105,
+    /// The frame exceeded the size limit; the connection is closed after this.
+    TooLarge = 106,
+    /// Too many requests or failed logins.
+    RateLimited = 107,
+    /// The server is at its connection limit; the connection is closed after this.
+    ServerFull = 108,
+    /// Storage or bus unavailable; the request was not carried out.
+    Unavailable = 109,
+}
+
+impl Errno {
+    /// The number on the wire.
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+}
+
+/// Which flavour of replies a logged-in connection gets (chosen by `"v"` at login).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The C++ project's replies: no acks for most requests, login lists double-encoded.
+    V1,
+    /// Acknowledgements for every request and plain nested JSON.
+    V2,
+}

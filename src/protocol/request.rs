@@ -1,0 +1,428 @@
+//! Requests: the envelope every frame must have (`msgid`, optional `seq`) and the typed, validated fields of
+//! each request. Validation follows the text rules and limits of PROTOCOL.md; a failure names the field.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{Errno, GroupId, UserId, Version, msgid};
+
+/// Length limits of client-supplied text; all configurable, defaults as PROTOCOL.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// User names, in characters.
+    pub max_name_chars: usize,
+    /// Passwords, in bytes (argon2 input).
+    pub max_password_bytes: usize,
+    /// Group names, in characters.
+    pub max_group_name_chars: usize,
+    /// Group descriptions, in characters.
+    pub max_group_desc_chars: usize,
+    /// Chat text, in characters; the `offlinemessage` column is sized for the default.
+    pub max_text_chars: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_name_chars: 50,
+            max_password_bytes: 128,
+            max_group_name_chars: 50,
+            max_group_desc_chars: 200,
+            max_text_chars: 16_384,
+        }
+    }
+}
+
+/// What every frame carries before its request-specific fields.
+#[derive(Debug)]
+pub struct Envelope {
+    pub msgid: i64,
+    /// Echoed unchanged in every reply the request causes (a number or a string).
+    pub seq: Option<Value>,
+    pub body: Map<String, Value>,
+}
+
+/// Why a frame has no usable envelope; answered with ERROR_MSG and `ref` null.
+#[derive(Debug, PartialEq)]
+pub enum EnvelopeError {
+    /// Not JSON, not an object, or invalid UTF-8 (100).
+    Malformed,
+    /// `msgid` missing or not an integer (102); carries the `seq` to echo, if any.
+    NoMsgid { seq: Option<Value> },
+}
+
+impl Envelope {
+    /// Parses a frame's bytes into an envelope.
+    pub fn parse(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let mut body: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(|_| EnvelopeError::Malformed)?;
+        let seq = body
+            .remove("seq")
+            .filter(|s| s.is_number() || s.is_string());
+        let msgid = match body.get("msgid") {
+            Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
+            // An integer too large for i64 is still an integer: an unknown msgid, not a missing one.
+            Some(Value::Number(n)) if n.is_u64() => Some(i64::MAX),
+            _ => None,
+        };
+        match msgid {
+            Some(msgid) => Ok(Envelope { msgid, seq, body }),
+            None => Err(EnvelopeError::NoMsgid { seq }),
+        }
+    }
+}
+
+/// Whether a client may send this msgid at all (anything else is 101).
+pub fn is_client_msgid(id: i64) -> bool {
+    matches!(
+        id,
+        msgid::LOGIN
+            | msgid::LOGOUT
+            | msgid::REG
+            | msgid::ONE_CHAT
+            | msgid::ADD_FRIEND
+            | msgid::CREATE_GROUP
+            | msgid::ADD_GROUP
+            | msgid::GROUP_CHAT
+    )
+}
+
+/// A validated request.
+#[derive(Debug, PartialEq)]
+pub enum Request {
+    Login {
+        id: UserId,
+        password: String,
+        version: Version,
+    },
+    Register {
+        name: String,
+        password: String,
+    },
+    Logout,
+    Chat {
+        to: UserId,
+        text: String,
+        time: Option<String>,
+    },
+    AddFriend {
+        friend: UserId,
+    },
+    CreateGroup {
+        name: String,
+        desc: String,
+    },
+    JoinGroup {
+        group: GroupId,
+    },
+    GroupChat {
+        group: GroupId,
+        text: String,
+        time: Option<String>,
+    },
+}
+
+/// A missing or invalid field, with words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError(pub String);
+
+impl FieldError {
+    fn new(field: &str, why: &str) -> Self {
+        FieldError(format!("invalid field '{field}': {why}"))
+    }
+}
+
+/// Which control characters a text field tolerates.
+#[derive(Clone, Copy)]
+enum TextKind {
+    /// Names: no control characters at all.
+    Name,
+    /// Chat text and descriptions: newline and tab allowed.
+    Prose,
+}
+
+type Fields<'a> = &'a Map<String, Value>;
+
+impl Request {
+    /// Validates the fields of a request whose msgid [`is_client_msgid`].
+    pub fn parse(env: &Envelope, limits: &Limits) -> Result<Request, FieldError> {
+        let b = &env.body;
+        Ok(match env.msgid {
+            msgid::LOGIN => Request::Login {
+                id: id_field(b, "id")?,
+                password: password_field(b, limits)?,
+                version: version_field(b)?,
+            },
+            msgid::REG => Request::Register {
+                name: text_field(b, "name", TextKind::Name, 1, limits.max_name_chars)?,
+                password: password_field(b, limits)?,
+            },
+            msgid::LOGOUT => Request::Logout,
+            msgid::ONE_CHAT => Request::Chat {
+                to: id_field(b, "toid")?,
+                text: text_field(b, "msg", TextKind::Prose, 1, limits.max_text_chars)?,
+                time: time_field(b)?,
+            },
+            msgid::ADD_FRIEND => Request::AddFriend {
+                friend: id_field(b, "friendid")?,
+            },
+            msgid::CREATE_GROUP => Request::CreateGroup {
+                name: text_field(
+                    b,
+                    "groupname",
+                    TextKind::Name,
+                    1,
+                    limits.max_group_name_chars,
+                )?,
+                desc: match b.get("groupdesc") {
+                    None | Some(Value::Null) => String::new(),
+                    Some(_) => text_field(
+                        b,
+                        "groupdesc",
+                        TextKind::Prose,
+                        0,
+                        limits.max_group_desc_chars,
+                    )?,
+                },
+            },
+            msgid::ADD_GROUP => Request::JoinGroup {
+                group: id_field(b, "groupid")?,
+            },
+            msgid::GROUP_CHAT => Request::GroupChat {
+                group: id_field(b, "groupid")?,
+                text: text_field(b, "msg", TextKind::Prose, 1, limits.max_text_chars)?,
+                time: time_field(b)?,
+            },
+            other => unreachable!("msgid {other} is not a client request"),
+        })
+    }
+}
+
+/// A positive integer within `i32`.
+fn id_field(b: Fields, name: &str) -> Result<i32, FieldError> {
+    let value = b
+        .get(name)
+        .ok_or_else(|| FieldError::new(name, "missing"))?;
+    value
+        .as_i64()
+        .filter(|&v| v > 0)
+        .and_then(|v| i32::try_from(v).ok())
+        .ok_or_else(|| FieldError::new(name, "must be an integer from 1 to 2147483647"))
+}
+
+fn string_field<'a>(b: Fields<'a>, name: &str) -> Result<&'a str, FieldError> {
+    match b.get(name) {
+        None => Err(FieldError::new(name, "missing")),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(FieldError::new(name, "must be a string")),
+    }
+}
+
+fn text_field(
+    b: Fields,
+    name: &str,
+    kind: TextKind,
+    min: usize,
+    max: usize,
+) -> Result<String, FieldError> {
+    let s = string_field(b, name)?;
+    let chars = s.chars().count();
+    if chars < min || chars > max {
+        return Err(FieldError::new(
+            name,
+            &format!("must be {min} to {max} characters"),
+        ));
+    }
+    let allowed = |c: char| match kind {
+        TextKind::Name => !c.is_control(),
+        TextKind::Prose => !c.is_control() || c == '\n' || c == '\t',
+    };
+    if !s.chars().all(allowed) {
+        let why = match kind {
+            TextKind::Name => "control characters are not allowed",
+            TextKind::Prose => "control characters other than newline and tab are not allowed",
+        };
+        return Err(FieldError::new(name, why));
+    }
+    Ok(s.to_owned())
+}
+
+fn password_field(b: Fields, limits: &Limits) -> Result<String, FieldError> {
+    let s = string_field(b, "password")?;
+    if s.is_empty() || s.len() > limits.max_password_bytes {
+        let why = format!("must be 1 to {} bytes", limits.max_password_bytes);
+        return Err(FieldError::new("password", &why));
+    }
+    Ok(s.to_owned())
+}
+
+/// `time` is optional and opaque, but when present it must be a string.
+fn time_field(b: Fields) -> Result<Option<String>, FieldError> {
+    match b.get("time") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(FieldError::new("time", "must be a string")),
+    }
+}
+
+/// `"v":2` asks for v2 replies; absent or 1 means v1.
+fn version_field(b: Fields) -> Result<Version, FieldError> {
+    match b.get("v").map(Value::as_i64) {
+        None | Some(Some(1)) => Ok(Version::V1),
+        Some(Some(2)) => Ok(Version::V2),
+        Some(_) => Err(FieldError::new("v", "must be 1 or 2")),
+    }
+}
+
+/// The errno for an envelope error.
+impl EnvelopeError {
+    pub fn errno(&self) -> Errno {
+        match self {
+            EnvelopeError::Malformed => Errno::Malformed,
+            EnvelopeError::NoMsgid { .. } => Errno::InvalidField,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn env(v: Value) -> Envelope {
+        Envelope::parse(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn parse(v: Value) -> Result<Request, FieldError> {
+        Request::parse(&env(v), &Limits::default())
+    }
+
+    #[test]
+    fn envelope_errors() {
+        assert_eq!(
+            Envelope::parse(b"{bad").unwrap_err(),
+            EnvelopeError::Malformed
+        );
+        assert_eq!(
+            Envelope::parse(b"{\"a\":\"\xff\"}").unwrap_err(),
+            EnvelopeError::Malformed
+        );
+        assert_eq!(
+            Envelope::parse(b"{\"msgid\":1.0,\"seq\":7}").unwrap_err(),
+            EnvelopeError::NoMsgid {
+                seq: Some(json!(7))
+            }
+        );
+        assert_eq!(
+            Envelope::parse(b"{\"msgid\":\"1\"}").unwrap_err(),
+            EnvelopeError::NoMsgid { seq: None }
+        );
+        let huge = Envelope::parse(b"{\"msgid\":18446744073709551615}").unwrap();
+        assert!(!is_client_msgid(huge.msgid));
+    }
+
+    #[test]
+    fn seq_is_kept_only_when_number_or_string() {
+        assert_eq!(env(json!({"msgid":3,"seq":"a"})).seq, Some(json!("a")));
+        assert_eq!(env(json!({"msgid":3,"seq":[1]})).seq, None);
+    }
+
+    #[test]
+    fn client_msgids() {
+        for id in [1, 3, 4, 6, 7, 8, 9, 10] {
+            assert!(is_client_msgid(id));
+        }
+        for id in [0, -1, 2, 5, 11, 12, 13, 14, 15, 16, 17, 1000] {
+            assert!(!is_client_msgid(id));
+        }
+    }
+
+    #[test]
+    fn login_fields() {
+        assert_eq!(
+            parse(json!({"msgid":1,"id":5,"password":"pw","v":2})),
+            Ok(Request::Login {
+                id: 5,
+                password: "pw".into(),
+                version: Version::V2
+            })
+        );
+        for bad in [
+            json!({"msgid":1,"id":-1,"password":"pw"}),
+            json!({"msgid":1,"id":"5","password":"pw"}),
+            json!({"msgid":1,"id":2147483648i64,"password":"pw"}),
+            json!({"msgid":1,"id":5,"password":""}),
+            json!({"msgid":1,"id":5,"password":5}),
+            json!({"msgid":1,"id":5,"password":"pw","v":3}),
+        ] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_unicode_counted_and_refuse_control_characters() {
+        let name = "é".repeat(50);
+        assert!(parse(json!({"msgid":4,"name":name,"password":"p"})).is_ok());
+        let name = "é".repeat(51);
+        assert!(parse(json!({"msgid":4,"name":name,"password":"p"})).is_err());
+        assert!(parse(json!({"msgid":4,"name":"a\tb","password":"p"})).is_err());
+        assert!(parse(json!({"msgid":4,"name":"\"quoted\" 'x'","password":"p"})).is_ok());
+        assert!(parse(json!({"msgid":4,"name":"","password":"p"})).is_err());
+    }
+
+    #[test]
+    fn password_limit_counts_bytes() {
+        let pw = "é".repeat(64);
+        assert!(parse(json!({"msgid":4,"name":"a","password":pw})).is_ok());
+        let pw = "é".repeat(65);
+        assert!(parse(json!({"msgid":4,"name":"a","password":pw})).is_err());
+    }
+
+    #[test]
+    fn chat_text_rules() {
+        assert_eq!(
+            parse(json!({"msgid":6,"toid":2,"msg":"a\nb\tc"})),
+            Ok(Request::Chat {
+                to: 2,
+                text: "a\nb\tc".into(),
+                time: None
+            })
+        );
+        assert!(parse(json!({"msgid":6,"toid":2,"msg":"a\u{7}"})).is_err());
+        assert!(parse(json!({"msgid":6,"toid":2,"msg":""})).is_err());
+        assert!(parse(json!({"msgid":6,"toid":2,"msg":"x","time":5})).is_err());
+        assert!(parse(json!({"msgid":6,"toid":2.5,"msg":"x"})).is_err());
+        let long = "字".repeat(16_384);
+        assert!(parse(json!({"msgid":6,"toid":2,"msg":long})).is_ok());
+        let long = "字".repeat(16_385);
+        assert!(parse(json!({"msgid":6,"toid":2,"msg":long})).is_err());
+    }
+
+    #[test]
+    fn group_fields() {
+        assert_eq!(
+            parse(json!({"msgid":8,"groupname":"g"})),
+            Ok(Request::CreateGroup {
+                name: "g".into(),
+                desc: String::new()
+            })
+        );
+        assert!(parse(json!({"msgid":8,"groupname":"g","groupdesc":"x".repeat(201)})).is_err());
+        assert!(parse(json!({"msgid":9})).is_err());
+        assert_eq!(
+            parse(json!({"msgid":10,"groupid":3,"msg":"hi","time":"t"})),
+            Ok(Request::GroupChat {
+                group: 3,
+                text: "hi".into(),
+                time: Some("t".into())
+            })
+        );
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let err = parse(json!({"msgid":7})).unwrap_err();
+        assert_eq!(err.0, "invalid field 'friendid': missing");
+    }
+}

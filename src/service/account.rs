@@ -1,0 +1,149 @@
+//! Accounts: register, login, logout, and leaving when a connection ends.
+
+use serde_json::{Value, json};
+
+use super::{Caller, Context, Failure, Identity};
+use crate::mailbox::Outgoing;
+use crate::model::UserRecord;
+use crate::protocol::reply::{self, LoginView};
+use crate::protocol::{Errno, UserId, Version, msgid};
+use crate::store::StoreError;
+
+/// The original's words for a failed login, which its client shows as they are.
+pub const INVALID_LOGIN: &str = "id or password is invalid!";
+const IN_USE: &str = "this account is using, input another!";
+
+/// REG_MSG: creates the user and answers with their new id.
+pub fn register(
+    ctx: &Context,
+    caller: &Caller,
+    name: &str,
+    password: &str,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let hash = ctx.hasher.hash(password).map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        Failure::new(Errno::Unavailable, "could not hash the password")
+    })?;
+    let id = ctx.store.create_user(name, &hash).map_err(|e| match e {
+        StoreError::Conflict => Failure::ack(1, "this name is already taken"),
+        other => Failure::from(other),
+    })?;
+    caller.reply(reply::encode(
+        json!({"msgid": msgid::REG_ACK, "errno": 0, "id": id}),
+        seq,
+    ));
+    Ok(())
+}
+
+/// LOGIN_MSG: checks the password, claims cluster-wide presence, and answers with friends, groups and
+/// stored messages.
+pub fn login(
+    ctx: &Context,
+    caller: &mut Caller,
+    id: UserId,
+    password: &str,
+    version: Version,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let user = ctx
+        .store
+        .find_user(id)?
+        .filter(|u| ctx.hasher.verify(password, &u.password_hash))
+        .ok_or(Failure::ack(1, INVALID_LOGIN))?;
+    if !ctx.store.claim_presence(id, &ctx.node)? {
+        return Err(Failure::ack(2, IN_USE));
+    }
+    ctx.unreleased.lock().remove(&id);
+    // The claim already refuses a second login on this node; the map is the last word should storage's
+    // presence have been changed behind this node's back.
+    if !ctx.online.insert(id, &caller.mailbox) {
+        return Err(Failure::ack(2, IN_USE));
+    }
+    if let Err(e) = ctx.bus.subscribe(id) {
+        tracing::warn!(user = id, error = %e, "subscribe failed; remote messages go offline");
+    }
+    let identity = Identity {
+        id,
+        name: user.name.as_str().into(),
+        version,
+    };
+    match send_login_ack(ctx, caller, &user, version, seq) {
+        Ok(()) => {
+            tracing::info!(user = id, "logged in");
+            caller.user = Some(identity);
+            Ok(())
+        }
+        Err(failure) => {
+            leave(ctx, &identity, caller);
+            Err(failure)
+        }
+    }
+}
+
+/// Builds and queues the login ack. Stored messages are taken last, so a failure before that loses none;
+/// once taken, they travel inside the queued ack, which stores them again if it cannot be written.
+fn send_login_ack(
+    ctx: &Context,
+    caller: &Caller,
+    user: &UserRecord,
+    version: Version,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let friends = ctx.store.friends(user.id)?;
+    let groups = ctx.store.groups_of(user.id)?;
+    let offline = ctx.store.take_offline(user.id, ctx.offline_batch)?;
+    let view = LoginView {
+        id: user.id,
+        name: &user.name,
+        friends: &friends,
+        groups: &groups,
+        offline: &offline,
+    };
+    let frame = reply::login_ack(&view, version, seq);
+    let more = offline.len() == ctx.offline_batch;
+    caller.mailbox.push(Outgoing::LoginAck {
+        user: user.id,
+        frame,
+        offline,
+        more,
+    });
+    Ok(())
+}
+
+/// LOGINOUT_MSG: the connection stays open, logged out.
+pub fn logout(ctx: &Context, caller: &mut Caller, seq: Option<&Value>) {
+    let me = caller.user.take().expect("dispatch checks login first");
+    leave(ctx, &me, caller);
+    caller.mailbox.push(Outgoing::LoggedOut);
+    if me.version == Version::V2 {
+        caller.reply(reply::encode(
+            json!({"msgid": msgid::LOGOUT_ACK, "errno": 0}),
+            seq,
+        ));
+    }
+}
+
+/// Takes `me` offline on this node: out of the map first, so nothing more is queued for them here, then
+/// off the bus and out of storage's presence. A release that fails is retried by the heartbeat, so a
+/// storage outage cannot leave a user stuck online.
+pub fn leave(ctx: &Context, me: &Identity, caller: &Caller) {
+    ctx.online.remove(me.id, &caller.mailbox);
+    ctx.bus.unsubscribe(me.id);
+    if let Err(e) = ctx.store.release_presence(me.id, &ctx.node) {
+        tracing::warn!(user = me.id, error = %e, "release of presence failed; will retry");
+        ctx.unreleased.lock().insert(me.id);
+    }
+    tracing::info!(user = me.id, "logged out");
+}
+
+/// Retries the releases that failed, for users who have not logged in here again since.
+pub fn retry_releases(ctx: &Context) {
+    let pending: Vec<UserId> = ctx.unreleased.lock().iter().copied().collect();
+    for user in pending {
+        // A user back online here holds presence again; anyone else is released now.
+        if ctx.online.contains(user) || ctx.store.release_presence(user, &ctx.node).is_ok() {
+            ctx.unreleased.lock().remove(&user);
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Chat: one-to-one and group messages, routed live or stored offline, and the offline backlog.
+//!
+//! Routing a frame to a user: online on this node → their mailbox; else the bus → the node that holds
+//! them; else storage, followed by a nudge. The nudge closes the race at login (PROTOCOL.md): a user who
+//! logs in registers their mailbox before reading storage, and whoever stores a frame checks for them
+//! afterwards, so either the login's read sees the frame or the nudge makes their connection fetch it.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Caller, Context, Failure};
+use crate::mailbox::Outgoing;
+use crate::protocol::reply::{self, Target};
+use crate::protocol::{Errno, GroupId, UserId, msgid};
+use crate::store::{Offline, StoreError};
+
+/// ONE_CHAT_MSG: sends `text` to user `to`.
+pub fn one(
+    ctx: &Context,
+    caller: &Caller,
+    to: UserId,
+    text: &str,
+    time: Option<String>,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let me = caller.me();
+    let time = time.unwrap_or_else(now);
+    let frame: Arc<str> = reply::chat(me.id, &me.name, Target::User(to), text, &time).into();
+    if route(ctx, &[to], &frame)? > 0 {
+        return Err(Failure::new(Errno::NotFound, "no such user"));
+    }
+    caller.ack_v2(json!({"msgid": msgid::CHAT_ACK, "errno": 0}), seq);
+    Ok(())
+}
+
+/// GROUP_CHAT_MSG: sends `text` to every other member of `group`.
+pub fn group(
+    ctx: &Context,
+    caller: &Caller,
+    group: GroupId,
+    text: &str,
+    time: Option<String>,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let me = caller.me();
+    let members = ctx
+        .store
+        .group_members(group)?
+        .ok_or_else(|| Failure::new(Errno::NotFound, "no such group"))?;
+    if !members.contains(&me.id) {
+        return Err(Failure::new(
+            Errno::NotAllowed,
+            "you are not a member of this group",
+        ));
+    }
+    let recipients: Vec<UserId> = members.into_iter().filter(|&m| m != me.id).collect();
+    let time = time.unwrap_or_else(now);
+    let frame: Arc<str> = reply::chat(me.id, &me.name, Target::Group(group), text, &time).into();
+    route(ctx, &recipients, &frame)?;
+    caller.ack_v2(json!({"msgid": msgid::CHAT_ACK, "errno": 0}), seq);
+    Ok(())
+}
+
+/// Delivers `frame` to each recipient, live or stored. Returns how many recipients do not exist.
+fn route(ctx: &Context, recipients: &[UserId], frame: &Arc<str>) -> Result<usize, StoreError> {
+    let mut offline = Vec::new();
+    for &to in recipients {
+        let item = Outgoing::Chat {
+            to,
+            frame: frame.clone(),
+        };
+        if ctx.online.deliver(to, item).is_err() && !forward(ctx, to, frame) {
+            offline.push(Offline {
+                to,
+                frame: frame.clone(),
+            });
+        }
+    }
+    let stored = store(ctx, &offline)?;
+    Ok(offline.len() - stored)
+}
+
+/// Hands a frame to another node; `false` when no node took it.
+fn forward(ctx: &Context, to: UserId, frame: &Arc<str>) -> bool {
+    ctx.bus.forward(to, frame).unwrap_or_else(|e| {
+        tracing::debug!(user = to, error = %e, "forward failed; storing offline");
+        false
+    })
+}
+
+/// Stores frames offline, then nudges their recipients in case they logged in meanwhile.
+fn store(ctx: &Context, offline: &[Offline]) -> Result<usize, StoreError> {
+    if offline.is_empty() {
+        return Ok(0);
+    }
+    let stored = ctx.store.store_offline(offline)?;
+    let mut nudged: Vec<UserId> = offline.iter().map(|m| m.to).collect();
+    nudged.dedup();
+    for user in nudged {
+        if ctx.online.deliver(user, Outgoing::Nudge(user)).is_err() {
+            ctx.bus.nudge(user);
+        }
+    }
+    Ok(stored)
+}
+
+/// Stores chat frames a connection could not write (it closed, or stopped reading). A failure here is the
+/// one loss the server cannot avoid; it is logged with the count.
+pub fn store_undelivered(ctx: &Context, frames: Vec<(UserId, Arc<str>)>) {
+    let offline: Vec<Offline> = frames
+        .into_iter()
+        .map(|(to, frame)| Offline { to, frame })
+        .collect();
+    if let Err(e) = store(ctx, &offline) {
+        tracing::error!(count = offline.len(), error = %e, "could not store undelivered messages");
+    }
+}
+
+/// Takes the next batch of `user`'s stored frames, oldest first.
+pub fn fetch_offline(ctx: &Context, user: UserId) -> Result<Vec<String>, StoreError> {
+    ctx.store.take_offline(user, ctx.offline_batch)
+}
+
+/// The server's local time, as the C++ client writes it.
+fn now() -> String {
+    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
