@@ -10,6 +10,7 @@
 //! - [`service`]: what each request does (account, friend, group, chat), over a shared [`service::Context`].
 //! - [`store`]: the `Store` trait, MySQL and embedded SQLite; [`bus`]: delivery between nodes.
 //! - [`hasher`]: argon2id off the connection threads; [`config`]: settings; [`node`]: a whole node.
+//! - [`client`]: a blocking protocol client for the `chat` binary, the bench tool and the tests.
 //!
 //! # The path of one message
 //! Socket → [`session`] reads bytes → [`protocol::frame`] cuts a frame → [`service::dispatch`] parses and
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bus;
+pub mod client;
 pub mod config;
 pub mod hasher;
 pub mod mailbox;
