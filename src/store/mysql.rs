@@ -54,12 +54,13 @@ impl MysqlStore {
             .tcp_nodelay(true);
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
-            .min_idle(Some(2))
+            .min_idle(Some(pool_size.clamp(1, 2)))
             .connection_timeout(Duration::from_secs(3))
             .build(MySqlConnectionManager::new(opts))?;
         let mut conn = pool.get()?;
         for statement in schema_statements(SCHEMA) {
-            conn.query_drop(statement)?;
+            conn.query_drop(&statement)
+                .map_err(|e| anyhow::anyhow!("creating tables: {e}"))?;
         }
         Ok(MysqlStore {
             pool,
@@ -81,17 +82,18 @@ impl MysqlStore {
     }
 }
 
-/// The statements of a schema file: split at `;`, comments and blanks dropped.
-fn schema_statements(schema: &str) -> impl Iterator<Item = String> + '_ {
-    schema
+/// The statements of a schema file: comment lines dropped, then split at `;`.
+fn schema_statements(schema: &str) -> Vec<String> {
+    let code: Vec<&str> = schema
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    code.join("\n")
         .split(';')
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|s| !s.trim().is_empty())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn utf8(bytes: Vec<u8>) -> String {
@@ -284,5 +286,15 @@ impl Store for MysqlStore {
             }
             Ok(rows.into_iter().map(|(_, m)| m).collect())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schema_splits_into_create_statements() {
+        let statements = super::schema_statements(super::SCHEMA);
+        assert_eq!(statements.len(), 6);
+        assert!(statements.iter().all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
     }
 }

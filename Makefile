@@ -1,0 +1,24 @@
+# clusterchat. `make run` starts one node on the embedded SQLite store; `make test` runs every test
+# against real services it starts itself (see integration/run.sh).
+CARGO ?= cargo
+
+.PHONY: run build test fmt lint clean
+
+run:
+	$(CARGO) run --release --bin chatserver -- $(ARGS)
+
+build:
+	$(CARGO) build --release --bins
+
+test:
+	bash integration/run.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,6 @@
+//! Integration tests: real `chatserver` processes over TCP, on the embedded SQLite store and on a real
+//! MariaDB (see `support`). Run with `make test`.
+
+mod support;
+
+mod accounts;

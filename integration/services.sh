@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Private service instances for tests and for `make run-cluster`: installed from Debian packages when
+# missing, started on free loopback ports in a temp dir, never touching the machine's own MariaDB or Redis
+# (which may run on the standard ports). Source this file, then call the functions.
+#
+#   services_install mariadb            # apt-get install what is missing
+#   mariadb_start DIR                   # sets MARIADB_PORT and MARIADB_URL (mysql://chat:chat@127.0.0.1:PORT)
+#   services_stop                       # stops everything started (also run it from an EXIT trap)
+
+set -euo pipefail
+
+SERVICES_PIDS=()
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+# Installs the Debian packages for the named services when their binaries are missing.
+services_install() {
+    local packages=()
+    for service in "$@"; do
+        case "$service" in
+            mariadb) command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server mariadb-client) ;;
+            redis) command -v redis-server >/dev/null || packages+=(redis-server) ;;
+            nginx) command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx-light) ;;
+            *) log "unknown service $service"; return 1 ;;
+        esac
+    done
+    if [ ${#packages[@]} -gt 0 ]; then
+        log "installing ${packages[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+        # Debian starts packaged services on install; ours are private, so leave theirs alone.
+    fi
+}
+
+# A loopback TCP port nobody listens on.
+free_port() {
+    local port
+    while true; do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# Waits until something accepts connections on 127.0.0.1:$1.
+wait_port() {
+    local port=$1 what=$2
+    for _ in $(seq 1 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$what did not start listening on port $port"
+    return 1
+}
+
+# Starts a private MariaDB in $1/mariadb with a user chat/chat that may create databases.
+mariadb_start() {
+    local dir=$1/mariadb
+    mkdir -p "$dir/data"
+    local mysqld=/usr/sbin/mariadbd
+    [ -x "$mysqld" ] || mysqld=$(command -v mariadbd)
+    mariadb-install-db --no-defaults --user=root --datadir="$dir/data" --auth-root-authentication-method=normal \
+        --skip-test-db >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; return 1; }
+    MARIADB_PORT=$(free_port)
+    "$mysqld" --no-defaults --user=root --datadir="$dir/data" --socket="$dir/mysqld.sock" \
+        --pid-file="$dir/mysqld.pid" --port="$MARIADB_PORT" --bind-address=127.0.0.1 \
+        --skip-name-resolve --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2 \
+        --max-connections=2000 --log-error="$dir/error.log" &
+    SERVICES_PIDS+=($!)
+    wait_port "$MARIADB_PORT" MariaDB || { cat "$dir/error.log" >&2; return 1; }
+    for _ in $(seq 1 100); do
+        mariadb --no-defaults -S "$dir/mysqld.sock" -u root -e "SELECT 1" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    mariadb --no-defaults -S "$dir/mysqld.sock" -u root -e \
+        "CREATE USER 'chat'@'127.0.0.1' IDENTIFIED BY 'chat'; GRANT ALL ON *.* TO 'chat'@'127.0.0.1'; FLUSH PRIVILEGES;"
+    MARIADB_SOCKET=$dir/mysqld.sock
+    MARIADB_URL="mysql://chat:chat@127.0.0.1:$MARIADB_PORT"
+    export MARIADB_PORT MARIADB_URL MARIADB_SOCKET
+    log "MariaDB on 127.0.0.1:$MARIADB_PORT (data in $dir)"
+}
+
+# Stops every service this shell started.
+services_stop() {
+    local pid
+    for pid in "${SERVICES_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${SERVICES_PIDS[@]}"; do
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    SERVICES_PIDS=()
+}

@@ -1,0 +1,307 @@
+//! Shared helpers: real `chatserver` processes on free ports, fresh databases, and protocol clients.
+//!
+//! MySQL tests need a MariaDB server: `make test` starts a private one and sets `CLUSTERCHAT_TEST_MYSQL`
+//! to a URL whose user may create databases. Without it those tests fail (they are never skipped).
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clusterchat::client::Client;
+use clusterchat::protocol::frame::Separator;
+use clusterchat::store::{self, Store};
+use serde_json::{Value, json};
+
+/// How long a test waits for a reply it expects.
+pub const REPLY: Duration = Duration::from_secs(10);
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Mysql,
+}
+
+/// A fresh, empty database for one test.
+pub struct Db {
+    pub url: String,
+    /// Keeps the SQLite file's directory alive.
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Db {
+    pub fn fresh(backend: Backend) -> Db {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("chat.db").display());
+                Db {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Mysql => {
+                let admin = std::env::var("CLUSTERCHAT_TEST_MYSQL").expect(
+                    "MySQL tests need CLUSTERCHAT_TEST_MYSQL (mysql://USER:PASS@HOST:PORT); run them with `make test`",
+                );
+                let name = format!(
+                    "cc_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst)
+                );
+                use r2d2_mysql::mysql::prelude::Queryable;
+                let mut conn = r2d2_mysql::mysql::Conn::new(
+                    r2d2_mysql::mysql::Opts::from_url(&admin).expect("valid CLUSTERCHAT_TEST_MYSQL"),
+                )
+                .expect("connect to the test MariaDB");
+                conn.query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+                    .expect("create test database");
+                Db {
+                    url: format!("{}/{name}", admin.trim_end_matches('/')),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// Opens the same database directly, to check what the server stored.
+    pub fn store(&self) -> Arc<dyn Store> {
+        store::open(&self.url, 1).expect("open test database")
+    }
+}
+
+/// A running `chatserver` process.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub db_url: String,
+    args: Vec<String>,
+    pub log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind port 0")
+        .port()
+}
+
+impl Server {
+    /// Starts a node on `db` with cheap password hashing and `extra` flags.
+    pub fn start(db: &Db, extra: &[&str]) -> Server {
+        let logdir = tempfile::tempdir().expect("temp dir");
+        let mut server = Server {
+            child: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            db_url: db.url.clone(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            log: logdir.path().join("server.log"),
+            _logdir: logdir,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_chatserver"))
+            .args(["--listen", &self.addr.to_string(), "--database", &self.db_url])
+            .args(["--argon2-memory-kib", "64", "--argon2-iterations", "1"])
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start chatserver");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("chatserver exited early ({status}); log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("chatserver did not listen in time; log:\n{}", self.log_text());
+    }
+
+    /// What the server logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit, at most `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the process again on the same port and database.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// A client connection to this server.
+    pub fn connect(&self, sep: Separator) -> Conn {
+        Conn::connect(self.addr, sep)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends a signal with the `kill` command.
+pub fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status();
+}
+
+/// A test's client connection, with assertions built in.
+pub struct Conn {
+    pub client: Client,
+}
+
+impl Conn {
+    pub fn connect(addr: SocketAddr, sep: Separator) -> Conn {
+        Conn {
+            client: Client::connect(addr, sep).expect("connect to chatserver"),
+        }
+    }
+
+    pub fn send(&mut self, frame: Value) {
+        self.client.send(&frame).expect("send");
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.client.send_raw(bytes).expect("send");
+    }
+
+    /// The next frame; panics if none comes in time or the server closed.
+    pub fn recv(&mut self) -> Value {
+        match self.client.recv(Some(REPLY)) {
+            Ok(Some(v)) => v,
+            Ok(None) => panic!("server closed the connection"),
+            Err(e) => panic!("no frame within {REPLY:?}: {e}"),
+        }
+    }
+
+    /// Sends a request and returns the next frame.
+    pub fn req(&mut self, frame: Value) -> Value {
+        self.send(frame);
+        self.recv()
+    }
+
+    /// Asserts that nothing arrives for `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        match self.client.recv(Some(wait)) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+    }
+
+    /// Asserts that the server closes the connection within `wait` (frames before that are returned).
+    pub fn expect_closed(&mut self, wait: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
+        let mut frames = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "connection still open after {wait:?}");
+            match self.client.recv(Some(left)) {
+                Ok(Some(v)) => frames.push(v),
+                Ok(None) => return frames,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return frames,
+                Err(e) => panic!("connection still open after {wait:?}: {e}"),
+            }
+        }
+    }
+
+    /// Registers `name`, returning the new id.
+    pub fn register(&mut self, name: &str, password: &str) -> i64 {
+        let ack = self.req(json!({"msgid": 4, "name": name, "password": password}));
+        assert_eq!(ack["msgid"], 5, "{ack}");
+        assert_eq!(ack["errno"], 0, "{ack}");
+        ack["id"].as_i64().expect("id in register ack")
+    }
+
+    /// Logs in with the given protocol version and returns the ack (asserting success).
+    pub fn login(&mut self, id: i64, password: &str, v: u8) -> Value {
+        let mut frame = json!({"msgid": 1, "id": id, "password": password});
+        if v == 2 {
+            frame["v"] = json!(2);
+        }
+        let ack = self.req(frame);
+        assert_eq!(ack["msgid"], 2, "{ack}");
+        assert_eq!(ack["errno"], 0, "{ack}");
+        ack
+    }
+}
+
+/// A v2 client registered and logged in as `name` (password "pw").
+pub fn user(server: &Server, name: &str) -> (Conn, i64) {
+    let mut c = server.connect(Separator::Newline);
+    let id = c.register(name, "pw");
+    c.login(id, "pw", 2);
+    (c, id)
+}
+
+/// Generates one `#[test]` per backend for each named test function `fn(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::support::Backend::Sqlite) } )*
+        }
+        mod mysql {
+            $( #[test] fn $name() { super::$name($crate::support::Backend::Mysql) } )*
+        }
+    };
+}
