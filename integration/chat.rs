@@ -163,7 +163,8 @@ fn groups_create_join_and_chat(backend: Backend) {
     assert_eq!(b.req(json!({"msgid": 9, "groupid": gid})), json!({"msgid": 14, "errno": 0, "groupid": gid}));
     assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["errno"], 0, "idempotent");
     assert_eq!(b.req(json!({"msgid": 9, "groupid": 999_999}))["errno"], 104);
-    d.send(json!({"msgid": 9, "groupid": gid})); // v1: no ack
+    d.send(json!({"msgid": 9, "groupid": gid})); // v1: no ack, so wait for a later reply instead
+    assert_eq!(d.req(json!({"msgid": 99}))["errno"], 101);
     // The creator joining again stays creator.
     assert_eq!(a.req(json!({"msgid": 9, "groupid": gid}))["errno"], 0);
 
