@@ -17,7 +17,10 @@ fn register_then_login_v1(backend: Backend) {
     assert!(id > 0);
     let ack = c.login(id, "secret", 1);
     // v1: empty lists are left out, exactly as the C++ server does.
-    assert_eq!(ack, json!({"msgid": 2, "errno": 0, "id": id, "name": "alice"}));
+    assert_eq!(
+        ack,
+        json!({"msgid": 2, "errno": 0, "id": id, "name": "alice"})
+    );
     assert_eq!(c.client.reader.separator(), Some(Separator::Nul));
 }
 
@@ -31,18 +34,29 @@ fn login_ack_lists_v1_and_v2(backend: Backend) {
     let gid = created["groupid"].as_i64().unwrap();
     assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
     assert_eq!(b.req(json!({"msgid": 3}))["msgid"], 11);
-    assert_eq!(a.req(json!({"msgid": 6, "toid": b_id, "msg": "hi ben", "time": "t1"}))["msgid"], 16);
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": b_id, "msg": "hi ben", "time": "t1"}))["msgid"],
+        16
+    );
 
     // v1: every element is a string holding JSON; group users too.
     let mut b1 = server.connect(Separator::Nul);
     let ack = b1.login(b_id, "pw", 1);
     let friend = decode(&ack["friends"][0]);
-    assert_eq!(friend, json!({"id": a_id, "name": "ann", "state": "online"}));
+    assert_eq!(
+        friend,
+        json!({"id": a_id, "name": "ann", "state": "online"})
+    );
     let group = decode(&ack["groups"][0]);
     assert_eq!(group["id"], gid);
     assert_eq!(group["groupname"], "club");
     assert_eq!(group["groupdesc"], "our club");
-    let users: Vec<Value> = group["users"].as_array().unwrap().iter().map(decode).collect();
+    let users: Vec<Value> = group["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(decode)
+        .collect();
     assert_eq!(
         users,
         vec![
@@ -59,7 +73,10 @@ fn login_ack_lists_v1_and_v2(backend: Backend) {
     // v2: plain objects, all keys present; ann logs in again to see it.
     assert_eq!(a.req(json!({"msgid": 3}))["msgid"], 11);
     let ack = a.login(a_id, "pw", 2);
-    assert_eq!(ack["friends"], json!([{"id": b_id, "name": "ben", "state": "online"}]));
+    assert_eq!(
+        ack["friends"],
+        json!([{"id": b_id, "name": "ben", "state": "online"}])
+    );
     assert_eq!(ack["groups"][0]["users"][1]["role"], "normal");
     assert_eq!(ack["offlinemsg"], json!([]));
 }
@@ -98,7 +115,10 @@ fn logout_keeps_the_connection(backend: Backend) {
     let server = Server::start(&db, &[]);
     let (mut a, a_id) = user(&server, "dora");
     let (_, other) = user(&server, "eve");
-    assert_eq!(a.req(json!({"msgid": 3, "seq": 9})), json!({"msgid": 11, "errno": 0, "seq": 9}));
+    assert_eq!(
+        a.req(json!({"msgid": 3, "seq": 9})),
+        json!({"msgid": 11, "errno": 0, "seq": 9})
+    );
     let refused = a.req(json!({"msgid": 6, "toid": other, "msg": "x"}));
     assert_eq!(refused["errno"], 103, "{refused}");
     // The account is free again, on another connection (v1: no logout ack) and then on this one.
@@ -129,7 +149,13 @@ fn names_are_byte_exact_unicode(backend: Backend) {
     let db = Db::fresh(backend);
     let server = Server::start(&db, &[]);
     let mut c = server.connect(Separator::Newline);
-    let names = ["alice", "Alice", "alice ", "Zoë \"quoted\" 'x' 名字", &"é".repeat(50)];
+    let names = [
+        "alice",
+        "Alice",
+        "alice ",
+        "Zoë \"quoted\" 'x' 名字",
+        &"é".repeat(50),
+    ];
     let ids: Vec<i64> = names.iter().map(|n| c.register(n, "pw")).collect();
     let mut unique = ids.clone();
     unique.dedup();
@@ -140,7 +166,11 @@ fn names_are_byte_exact_unicode(backend: Backend) {
     assert!(taken["errmsg"].as_str().unwrap().contains("taken"));
     for bad in [json!(""), json!("a\u{7}b"), json!("é".repeat(51)), json!(5)] {
         let ack = c.req(json!({"msgid": 4, "name": bad, "password": "pw"}));
-        assert_eq!((ack["msgid"].clone(), ack["errno"].clone()), (json!(5), json!(1)), "{bad}: {ack}");
+        assert_eq!(
+            (ack["msgid"].clone(), ack["errno"].clone()),
+            (json!(5), json!(1)),
+            "{bad}: {ack}"
+        );
     }
     let ack = c.req(json!({"msgid": 4, "name": "ok", "password": "p".repeat(129)}));
     assert_eq!(ack["errno"], 1, "password over 128 bytes");
@@ -155,8 +185,16 @@ fn passwords_are_stored_hashed(backend: Backend) {
     let server = Server::start(&db, &[]);
     let mut c = server.connect(Separator::Newline);
     let id = c.register("hank", "plain-secret");
-    let record = db.store().find_user(id as i32).unwrap().expect("user stored");
-    assert!(record.password_hash.starts_with("$argon2id$"), "{}", record.password_hash);
+    let record = db
+        .store()
+        .find_user(id as i32)
+        .unwrap()
+        .expect("user stored");
+    assert!(
+        record.password_hash.starts_with("$argon2id$"),
+        "{}",
+        record.password_hash
+    );
     assert!(!record.password_hash.contains("plain-secret"));
 }
 

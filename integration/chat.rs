@@ -22,7 +22,10 @@ fn live_chat_both_ways_v1_and_v2(backend: Backend) {
     a.send(chat_to(b_id, "hello\nthere\t!"));
     let got = b.recv();
     assert_eq!(got["msgid"], 6);
-    assert_eq!((got["id"].clone(), got["name"].clone()), (json!(a_id), json!("ivy")));
+    assert_eq!(
+        (got["id"].clone(), got["name"].clone()),
+        (json!(a_id), json!("ivy"))
+    );
     assert_eq!(got["toid"], b_id);
     assert_eq!(got["msg"], "hello\nthere\t!");
     let time = got["time"].as_str().unwrap();
@@ -39,7 +42,10 @@ fn live_chat_both_ways_v1_and_v2(backend: Backend) {
     // Chat to oneself is delivered like any other.
     // (the message is queued before the ack, so it arrives first).
     let frames = [b.req(chat_to(b_id, "note to self")), b.recv()];
-    assert_eq!((frames[0]["msg"].clone(), frames[1]["msgid"].clone()), (json!("note to self"), json!(16)));
+    assert_eq!(
+        (frames[0]["msg"].clone(), frames[1]["msgid"].clone()),
+        (json!("note to self"), json!(16))
+    );
     a.expect_silence(Duration::from_millis(200));
 }
 
@@ -49,7 +55,10 @@ fn chat_errors(backend: Backend) {
     let (mut a, _) = user(&server, "kim");
     let unknown = a.req(json!({"msgid": 6, "toid": 424242, "msg": "x", "seq": 1}));
     assert_eq!(unknown["errno"], 104);
-    assert_eq!((unknown["ref"].clone(), unknown["seq"].clone()), (json!(6), json!(1)));
+    assert_eq!(
+        (unknown["ref"].clone(), unknown["seq"].clone()),
+        (json!(6), json!(1))
+    );
     for bad in [
         json!({"msgid": 6, "toid": 1, "msg": ""}),
         json!({"msgid": 6, "toid": 1, "msg": 5}),
@@ -61,7 +70,11 @@ fn chat_errors(backend: Backend) {
         json!({"msgid": 6, "toid": 1, "msg": "x".repeat(16_385)}),
     ] {
         let reply = a.req(bad.clone());
-        assert_eq!((reply["msgid"].clone(), reply["errno"].clone()), (json!(15), json!(102)), "{bad}");
+        assert_eq!(
+            (reply["msgid"].clone(), reply["errno"].clone()),
+            (json!(15), json!(102)),
+            "{bad}"
+        );
         assert_eq!(reply["ref"], 6);
     }
 }
@@ -76,7 +89,11 @@ fn offline_messages_in_order_exactly_once(backend: Backend) {
         assert_eq!(a.req(chat_to(b_id, &format!("m{i}")))["msgid"], 16);
     }
     let long = "字".repeat(16_384);
-    assert_eq!(a.req(chat_to(b_id, &long))["msgid"], 16, "a maximal message is stored too");
+    assert_eq!(
+        a.req(chat_to(b_id, &long))["msgid"],
+        16,
+        "a maximal message is stored too"
+    );
     let ack = b.login(b_id, "pw", 2);
     let texts: Vec<&str> = ack["offlinemsg"]
         .as_array()
@@ -84,11 +101,18 @@ fn offline_messages_in_order_exactly_once(backend: Backend) {
         .iter()
         .map(|m| m["msg"].as_str().unwrap())
         .collect();
-    let expected: Vec<String> = (0..20).map(|i| format!("m{i}")).chain([long.clone()]).collect();
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("m{i}"))
+        .chain([long.clone()])
+        .collect();
     assert_eq!(texts, expected);
     assert_eq!(b.req(json!({"msgid": 3}))["msgid"], 11);
     let again = b.login(b_id, "pw", 2);
-    assert_eq!(again["offlinemsg"], json!([]), "delivered once, then removed");
+    assert_eq!(
+        again["offlinemsg"],
+        json!([]),
+        "delivered once, then removed"
+    );
 }
 
 fn offline_backlog_beyond_one_ack(backend: Backend) {
@@ -110,7 +134,11 @@ fn offline_backlog_beyond_one_ack(backend: Backend) {
         .iter()
         .map(|s| serde_json::from_str::<Value>(s.as_str().unwrap()).unwrap()["msg"].to_string())
         .collect();
-    assert_eq!(texts.len(), 3, "the ack carries at most offline_batch messages");
+    assert_eq!(
+        texts.len(),
+        3,
+        "the ack carries at most offline_batch messages"
+    );
     for _ in 3..8 {
         let frame = b.recv();
         assert_eq!(frame["msgid"], 6);
@@ -127,20 +155,36 @@ fn friends_are_mutual_and_idempotent(backend: Backend) {
     let (mut a, a_id) = user(&server, "pia");
     let (mut b, b_id) = user(&server, "quin");
     let ack = a.req(json!({"msgid": 7, "friendid": b_id, "seq": 3}));
-    assert_eq!(ack, json!({"msgid": 12, "errno": 0, "friendid": b_id, "seq": 3}));
-    assert_eq!(a.req(json!({"msgid": 7, "friendid": b_id}))["errno"], 0, "idempotent");
-    assert_eq!(a.req(json!({"msgid": 7, "friendid": 777_777}))["errno"], 104);
+    assert_eq!(
+        ack,
+        json!({"msgid": 12, "errno": 0, "friendid": b_id, "seq": 3})
+    );
+    assert_eq!(
+        a.req(json!({"msgid": 7, "friendid": b_id}))["errno"],
+        0,
+        "idempotent"
+    );
+    assert_eq!(
+        a.req(json!({"msgid": 7, "friendid": 777_777}))["errno"],
+        104
+    );
     assert_eq!(a.req(json!({"msgid": 7, "friendid": a_id}))["errno"], 105);
     assert_eq!(a.req(json!({"msgid": 7, "friendid": "x"}))["errno"], 102);
     // Mutual: quin sees pia without adding her, online; then offline once she disconnects.
     b.req(json!({"msgid": 3}));
     let ack = b.login(b_id, "pw", 2);
-    assert_eq!(ack["friends"], json!([{"id": a_id, "name": "pia", "state": "online"}]));
+    assert_eq!(
+        ack["friends"],
+        json!([{"id": a_id, "name": "pia", "state": "online"}])
+    );
     drop(a);
     b.req(json!({"msgid": 3}));
     std::thread::sleep(Duration::from_millis(200));
     let ack = b.login(b_id, "pw", 2);
-    assert_eq!(ack["friends"], json!([{"id": a_id, "name": "pia", "state": "offline"}]));
+    assert_eq!(
+        ack["friends"],
+        json!([{"id": a_id, "name": "pia", "state": "offline"}])
+    );
 }
 
 fn groups_create_join_and_chat(backend: Backend) {
@@ -157,11 +201,22 @@ fn groups_create_join_and_chat(backend: Backend) {
     assert_eq!(created["msgid"], 13);
     assert_eq!(created["groupname"], "band");
     let gid = created["groupid"].as_i64().unwrap();
-    assert_eq!(a.req(json!({"msgid": 8, "groupname": "band"}))["errno"], 105, "name taken");
+    assert_eq!(
+        a.req(json!({"msgid": 8, "groupname": "band"}))["errno"],
+        105,
+        "name taken"
+    );
     let empty_desc = a.req(json!({"msgid": 8, "groupname": "quiet"}));
     assert_eq!(empty_desc["msgid"], 13, "groupdesc may be absent");
-    assert_eq!(b.req(json!({"msgid": 9, "groupid": gid})), json!({"msgid": 14, "errno": 0, "groupid": gid}));
-    assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["errno"], 0, "idempotent");
+    assert_eq!(
+        b.req(json!({"msgid": 9, "groupid": gid})),
+        json!({"msgid": 14, "errno": 0, "groupid": gid})
+    );
+    assert_eq!(
+        b.req(json!({"msgid": 9, "groupid": gid}))["errno"],
+        0,
+        "idempotent"
+    );
     assert_eq!(b.req(json!({"msgid": 9, "groupid": 999_999}))["errno"], 104);
     d.send(json!({"msgid": 9, "groupid": gid})); // v1: no ack, so wait for a later reply instead
     assert_eq!(d.req(json!({"msgid": 99}))["errno"], 101);
@@ -169,20 +224,34 @@ fn groups_create_join_and_chat(backend: Backend) {
     assert_eq!(a.req(json!({"msgid": 9, "groupid": gid}))["errno"], 0);
 
     // Every other member gets it (v2 and v1), the sender does not, non-members cannot send.
-    assert_eq!(a.req(json!({"msgid": 10, "groupid": gid, "msg": "tune up", "time": "t"}))["msgid"], 16);
+    assert_eq!(
+        a.req(json!({"msgid": 10, "groupid": gid, "msg": "tune up", "time": "t"}))["msgid"],
+        16
+    );
     let expected = json!({"msgid": 10, "id": a_id, "name": "rex", "groupid": gid, "msg": "tune up", "time": "t"});
     assert_eq!(b.recv(), expected);
     assert_eq!(d.recv(), expected);
     a.expect_silence(Duration::from_millis(200));
     c.expect_silence(Duration::from_millis(10));
     let refused = c.req(json!({"msgid": 10, "groupid": gid, "msg": "let me in"}));
-    assert_eq!((refused["errno"].clone(), refused["ref"].clone()), (json!(105), json!(10)));
-    assert_eq!(c.req(json!({"msgid": 10, "groupid": 999_999, "msg": "x"}))["errno"], 104);
+    assert_eq!(
+        (refused["errno"].clone(), refused["ref"].clone()),
+        (json!(105), json!(10))
+    );
+    assert_eq!(
+        c.req(json!({"msgid": 10, "groupid": 999_999, "msg": "x"}))["errno"],
+        104
+    );
 
     // Roles in the login ack.
     b.req(json!({"msgid": 3}));
     let ack = b.login(b_id, "pw", 2);
-    let band = ack["groups"].as_array().unwrap().iter().find(|g| g["id"] == gid).unwrap();
+    let band = ack["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == gid)
+        .unwrap();
     let roles: Vec<(Value, Value)> = band["users"]
         .as_array()
         .unwrap()
@@ -211,7 +280,12 @@ fn group_chat_to_offline_members_is_stored(backend: Backend) {
         a.req(json!({"msgid": 10, "groupid": gid, "msg": format!("g{i}")}));
     }
     let ack = b.login(b_id, "pw", 2);
-    let texts: Vec<Value> = ack["offlinemsg"].as_array().unwrap().iter().map(|m| m["msg"].clone()).collect();
+    let texts: Vec<Value> = ack["offlinemsg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["msg"].clone())
+        .collect();
     assert_eq!(texts, vec![json!("g0"), json!("g1"), json!("g2")]);
     assert_eq!(ack["offlinemsg"][0]["groupid"], gid);
 }

@@ -38,9 +38,15 @@ fn separators_split_and_coalesced_frames(backend: Backend) {
     stream.write_all(tail).unwrap();
     assert_eq!(c.recv()["errno"], 0);
     assert_eq!(c.client.reader.separator(), Some(Separator::Nul));
-    stream.write_all(format!("{}\n", register_frame("b2")).as_bytes()).unwrap();
+    stream
+        .write_all(format!("{}\n", register_frame("b2")).as_bytes())
+        .unwrap();
     assert_eq!(c.recv()["errno"], 0);
-    assert_eq!(c.client.reader.separator(), Some(Separator::Nul), "sticky: the first separator decides");
+    assert_eq!(
+        c.client.reader.separator(),
+        Some(Separator::Nul),
+        "sticky: the first separator decides"
+    );
 
     // NUL and whitespace between frames are skipped; newlines inside a frame are fine.
     let mut c = server.connect(Separator::Newline);
@@ -66,19 +72,33 @@ fn errors_in_the_order_of_checks(backend: Backend) {
     assert_eq!(shape(c.recv()), err(100, json!(null)));
     // 102 with ref null: msgid missing or not an integer; seq still echoed.
     let missing = c.req(json!({"name": "x", "seq": "q"}));
-    assert_eq!((shape(missing.clone()), missing["seq"].clone()), (err(102, json!(null)), json!("q")));
+    assert_eq!(
+        (shape(missing.clone()), missing["seq"].clone()),
+        (err(102, json!(null)), json!("q"))
+    );
     assert_eq!(shape(c.req(json!({"msgid": 1.0}))), err(102, json!(null)));
     assert_eq!(shape(c.req(json!({"msgid": "6"}))), err(102, json!(null)));
     // 101: unknown msgids, including server-only ones, zero and negative.
     for id in [0, -1, 2, 5, 11, 15, 16, 17, 1000] {
-        assert_eq!(shape(c.req(json!({"msgid": id}))), err(101, json!(id)), "msgid {id}");
+        assert_eq!(
+            shape(c.req(json!({"msgid": id}))),
+            err(101, json!(id)),
+            "msgid {id}"
+        );
     }
     // 103 before field checks: not logged in.
     for id in [3, 6, 7, 8, 9, 10] {
-        assert_eq!(shape(c.req(json!({"msgid": id, "seq": 5}))), err(103, json!(id)), "msgid {id}");
+        assert_eq!(
+            shape(c.req(json!({"msgid": id, "seq": 5}))),
+            err(103, json!(id)),
+            "msgid {id}"
+        );
     }
     // Still usable after all that.
-    assert_eq!(c.req(json!({"msgid": 4, "name": "after", "password": "pw"}))["errno"], 0);
+    assert_eq!(
+        c.req(json!({"msgid": 4, "name": "after", "password": "pw"}))["errno"],
+        0
+    );
     // Unknown fields are ignored.
     assert_eq!(
         c.req(json!({"msgid": 4, "name": "extra", "password": "pw", "colour": "blue"}))["errno"],
@@ -91,26 +111,41 @@ fn oversize_frame_closes_the_connection(backend: Backend) {
     let server = Server::start(&db, &["--max-frame-bytes", "1000"]);
     let mut ok = server.connect(Separator::Nul);
     let padded = |n: usize| {
-        format!("{{\"msgid\":4,\"name\":\"n\",\"password\":\"pw\",\"pad\":\"{}\"}}", "x".repeat(n))
+        format!(
+            "{{\"msgid\":4,\"name\":\"n\",\"password\":\"pw\",\"pad\":\"{}\"}}",
+            "x".repeat(n)
+        )
     };
     let fits = padded(1000 - 47);
     assert_eq!(fits.len(), 1000);
     let over = padded(1000 - 46);
-    assert_eq!(ok.req(serde_json::from_str(&fits).unwrap())["errno"], 0, "exactly at the limit");
+    assert_eq!(
+        ok.req(serde_json::from_str(&fits).unwrap())["errno"],
+        0,
+        "exactly at the limit"
+    );
     let mut big = server.connect(Separator::Nul);
     big.send_raw(over.as_bytes());
     let frames = big.expect_closed(Duration::from_secs(5));
     assert_eq!(frames.len(), 1, "{frames:?}");
-    assert_eq!((frames[0]["errno"].clone(), frames[0]["ref"].clone()), (json!(106), json!(null)));
+    assert_eq!(
+        (frames[0]["errno"].clone(), frames[0]["ref"].clone()),
+        (json!(106), json!(null))
+    );
     // Everyone else is still served.
-    assert_eq!(ok.req(json!({"msgid": 4, "name": "m", "password": "pw"}))["errno"], 0);
+    assert_eq!(
+        ok.req(json!({"msgid": 4, "name": "m", "password": "pw"}))["errno"],
+        0
+    );
 }
 
 fn many_frames_in_one_write_are_all_answered(backend: Backend) {
     let db = Db::fresh(backend);
     let server = Server::start(&db, &[]);
     let mut c: Conn = server.connect(Separator::Nul);
-    let burst: String = (0..50).map(|i| format!("{{\"msgid\":99,\"seq\":{i}}}\0")).collect();
+    let burst: String = (0..50)
+        .map(|i| format!("{{\"msgid\":99,\"seq\":{i}}}\0"))
+        .collect();
     c.send_raw(burst.trim_end_matches('\0').as_bytes());
     for i in 0..50 {
         assert_eq!(c.recv()["seq"], i);

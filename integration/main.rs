@@ -6,3 +6,4 @@ mod support;
 mod accounts;
 mod chat;
 mod framing;
+mod lifecycle;

@@ -57,7 +57,8 @@ impl Db {
                 );
                 use r2d2_mysql::mysql::prelude::Queryable;
                 let mut conn = r2d2_mysql::mysql::Conn::new(
-                    r2d2_mysql::mysql::Opts::from_url(&admin).expect("valid CLUSTERCHAT_TEST_MYSQL"),
+                    r2d2_mysql::mysql::Opts::from_url(&admin)
+                        .expect("valid CLUSTERCHAT_TEST_MYSQL"),
                 )
                 .expect("connect to the test MariaDB");
                 conn.query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
@@ -117,7 +118,12 @@ impl Server {
             .open(&self.log)
             .expect("server log");
         let child = Command::new(env!("CARGO_BIN_EXE_chatserver"))
-            .args(["--listen", &self.addr.to_string(), "--database", &self.db_url])
+            .args([
+                "--listen",
+                &self.addr.to_string(),
+                "--database",
+                &self.db_url,
+            ])
             .args(["--argon2-memory-kib", "64", "--argon2-iterations", "1"])
             .args(&self.args)
             .env("RUST_LOG", "info")
@@ -137,21 +143,27 @@ impl Server {
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("chatserver exited early ({status}); log:\n{}", self.log_text());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "chatserver exited early ({status}); log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("chatserver did not listen in time; log:\n{}", self.log_text());
+        panic!(
+            "chatserver did not listen in time; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// What the server logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("server running").id()
     }
 
     /// Kills the process with SIGKILL, as a crash would.

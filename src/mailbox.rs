@@ -2,9 +2,12 @@
 //!
 //! Everything that reaches a client goes through its mailbox, so the writer is the only code that writes to
 //! the socket. The queue is bounded: a client that stops reading fills it, and then the connection is closed
-//! (`on_overflow`) rather than let memory grow. From that moment, items go to a spill list instead, in order,
-//! so that the writer, when it winds down, can store every chat message still undelivered, in the order it
-//! arrived.
+//! (`on_overflow`) rather than let memory grow.
+//!
+//! Closing keeps order: once a connection starts closing (overflow or end of session), new items go to a
+//! spill list instead of the queue; the writer then stores what it could not write, queue first, spill
+//! second, and marks the mailbox closed while holding the spill lock. Pushes after that are refused, and
+//! their senders store the frames themselves, after everything older is already stored.
 
 use std::sync::Arc;
 
@@ -48,9 +51,19 @@ impl Outgoing {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum State {
+    #[default]
+    Open,
+    /// Items go to the spill list; the writer is winding down.
+    Closing,
+    /// Everything is stored; pushes are refused.
+    Closed,
+}
+
 #[derive(Default)]
 struct Spill {
-    overflowed: bool,
+    state: State,
     items: Vec<Outgoing>,
 }
 
@@ -77,33 +90,43 @@ impl Mailbox {
         (Arc::new(mailbox), rx)
     }
 
-    /// Queues `item` without blocking. Once the queue has overflowed, items are kept aside for
-    /// [`Mailbox::take_spilled`] and the connection is being closed.
-    pub fn push(&self, item: Outgoing) {
+    /// Queues `item` without blocking; gives it back once the mailbox is closed. A full queue means the
+    /// client stopped reading: the connection starts closing and the item is kept for storage.
+    pub fn push(&self, item: Outgoing) -> Result<(), Outgoing> {
         let mut spill = self.spill.lock();
-        if spill.overflowed {
-            spill.items.push(item);
-            return;
-        }
-        match self.tx.try_send(item) {
-            Ok(()) => {}
-            Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) => {
-                spill.overflowed = true;
+        match spill.state {
+            State::Closed => return Err(item),
+            State::Closing => {
                 spill.items.push(item);
-                drop(spill);
-                (self.on_overflow)();
+                return Ok(());
             }
+            State::Open => {}
+        }
+        if let Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) =
+            self.tx.try_send(item)
+        {
+            spill.state = State::Closing;
+            spill.items.push(item);
+            drop(spill);
+            (self.on_overflow)();
+        }
+        Ok(())
+    }
+
+    /// From now on items are kept aside for [`Mailbox::finish_close`] instead of queued.
+    pub fn begin_close(&self) {
+        let mut spill = self.spill.lock();
+        if spill.state == State::Open {
+            spill.state = State::Closing;
         }
     }
 
-    /// Whether the queue overflowed (the client stopped reading).
-    pub fn overflowed(&self) -> bool {
-        self.spill.lock().overflowed
-    }
-
-    /// The items that did not fit, oldest first; call once nothing can push any more.
-    pub fn take_spilled(&self) -> Vec<Outgoing> {
-        std::mem::take(&mut self.spill.lock().items)
+    /// Hands the kept items, oldest first, to `store`, and closes the mailbox once `store` returns, all
+    /// under the lock, so nothing pushed meanwhile can overtake them.
+    pub fn finish_close(&self, store: impl FnOnce(Vec<Outgoing>)) {
+        let mut spill = self.spill.lock();
+        store(std::mem::take(&mut spill.items));
+        spill.state = State::Closed;
     }
 }
 
@@ -111,6 +134,21 @@ impl Mailbox {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn chat(i: usize) -> Outgoing {
+        Outgoing::Chat {
+            to: 1,
+            frame: Arc::from(i.to_string()),
+        }
+    }
+
+    fn texts(items: impl IntoIterator<Item = Outgoing>) -> Vec<String> {
+        items
+            .into_iter()
+            .flat_map(Outgoing::undelivered)
+            .map(|(_, f)| f.to_string())
+            .collect()
+    }
 
     #[test]
     fn overflow_closes_once_and_keeps_order() {
@@ -120,25 +158,25 @@ mod tests {
             counter.fetch_add(1, Ordering::SeqCst);
         });
         for i in 0..5 {
-            mailbox.push(Outgoing::Chat {
-                to: 1,
-                frame: Arc::from(i.to_string()),
-            });
+            mailbox.push(chat(i)).unwrap();
         }
         assert_eq!(closed.load(Ordering::SeqCst), 1);
-        assert!(mailbox.overflowed());
-        let queued: Vec<_> = rx.try_iter().flat_map(Outgoing::undelivered).collect();
-        let spilled: Vec<_> = mailbox
-            .take_spilled()
-            .into_iter()
-            .flat_map(Outgoing::undelivered)
-            .collect();
-        let order: Vec<String> = queued
-            .into_iter()
-            .chain(spilled)
-            .map(|(_, f)| f.to_string())
-            .collect();
+        let mut order = texts(rx.try_iter());
+        mailbox.finish_close(|spilled| order.extend(texts(spilled)));
         assert_eq!(order, ["0", "1", "2", "3", "4"]);
+        assert!(mailbox.push(chat(5)).is_err(), "a closed mailbox refuses");
+    }
+
+    #[test]
+    fn closing_keeps_new_items_aside() {
+        let (mailbox, rx) = Mailbox::new(8, || {});
+        mailbox.push(chat(0)).unwrap();
+        mailbox.begin_close();
+        mailbox.push(chat(1)).unwrap();
+        assert_eq!(texts(rx.try_iter()), ["0"]);
+        let mut kept = Vec::new();
+        mailbox.finish_close(|spilled| kept = texts(spilled));
+        assert_eq!(kept, ["1"]);
     }
 
     #[test]

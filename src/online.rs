@@ -37,13 +37,11 @@ impl Online {
         }
     }
 
-    /// Queues `item` for `user` if they are online here; gives it back otherwise.
+    /// Queues `item` for `user` if they are online here; gives it back otherwise (also when their
+    /// connection has just closed its mailbox).
     pub fn deliver(&self, user: UserId, item: Outgoing) -> Result<(), Outgoing> {
         match self.users.read().get(&user) {
-            Some(mailbox) => {
-                mailbox.push(item);
-                Ok(())
-            }
+            Some(mailbox) => mailbox.push(item),
             None => Err(item),
         }
     }

@@ -76,6 +76,7 @@ pub fn login(
         }
         Err(failure) => {
             leave(ctx, &identity, caller);
+            let _ = caller.mailbox.push(Outgoing::LoggedOut);
             Err(failure)
         }
     }
@@ -102,20 +103,26 @@ fn send_login_ack(
     };
     let frame = reply::login_ack(&view, version, seq);
     let more = offline.len() == ctx.offline_batch;
-    caller.mailbox.push(Outgoing::LoginAck {
-        user: user.id,
-        frame,
-        offline,
-        more,
-    });
-    Ok(())
+    caller
+        .mailbox
+        .push(Outgoing::LoginAck {
+            user: user.id,
+            frame,
+            offline,
+            more,
+        })
+        .map_err(|item| {
+            // The connection closed meanwhile: put the taken messages back.
+            super::chat::store_undelivered(ctx, item.undelivered());
+            Failure::new(Errno::Unavailable, "connection closing")
+        })
 }
 
 /// LOGINOUT_MSG: the connection stays open, logged out.
 pub fn logout(ctx: &Context, caller: &mut Caller, seq: Option<&Value>) {
     let me = caller.user.take().expect("dispatch checks login first");
     leave(ctx, &me, caller);
-    caller.mailbox.push(Outgoing::LoggedOut);
+    let _ = caller.mailbox.push(Outgoing::LoggedOut);
     if me.version == Version::V2 {
         caller.reply(reply::encode(
             json!({"msgid": msgid::LOGOUT_ACK, "errno": 0}),

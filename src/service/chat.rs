@@ -95,26 +95,43 @@ fn store(ctx: &Context, offline: &[Offline]) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let stored = ctx.store.store_offline(offline)?;
-    let mut nudged: Vec<UserId> = offline.iter().map(|m| m.to).collect();
-    nudged.dedup();
-    for user in nudged {
+    nudge(ctx, offline.iter().map(|m| m.to));
+    Ok(stored)
+}
+
+/// Tells each user's connection, here or on another node, that frames were stored for them.
+pub fn nudge(ctx: &Context, users: impl IntoIterator<Item = UserId>) {
+    let mut users: Vec<UserId> = users.into_iter().collect();
+    users.sort_unstable();
+    users.dedup();
+    for user in users {
         if ctx.online.deliver(user, Outgoing::Nudge(user)).is_err() {
             ctx.bus.nudge(user);
         }
     }
-    Ok(stored)
 }
 
-/// Stores chat frames a connection could not write (it closed, or stopped reading). A failure here is the
-/// one loss the server cannot avoid; it is logged with the count.
-pub fn store_undelivered(ctx: &Context, frames: Vec<(UserId, Arc<str>)>) {
+/// Stores chat frames a connection could not write (it closed, or stopped reading) and returns their
+/// recipients, to [`nudge`] once the caller holds no mailbox lock. A failure here is the one loss the
+/// server cannot avoid; it is logged with the count.
+pub fn persist_undelivered(ctx: &Context, frames: Vec<(UserId, Arc<str>)>) -> Vec<UserId> {
+    if frames.is_empty() {
+        return Vec::new();
+    }
     let offline: Vec<Offline> = frames
         .into_iter()
         .map(|(to, frame)| Offline { to, frame })
         .collect();
-    if let Err(e) = store(ctx, &offline) {
+    if let Err(e) = ctx.store.store_offline(&offline) {
         tracing::error!(count = offline.len(), error = %e, "could not store undelivered messages");
     }
+    offline.into_iter().map(|m| m.to).collect()
+}
+
+/// [`persist_undelivered`], then [`nudge`].
+pub fn store_undelivered(ctx: &Context, frames: Vec<(UserId, Arc<str>)>) {
+    let users = persist_undelivered(ctx, frames);
+    nudge(ctx, users);
 }
 
 /// Takes the next batch of `user`'s stored frames, oldest first.

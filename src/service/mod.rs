@@ -58,7 +58,8 @@ pub struct Caller {
 impl Caller {
     /// Queues a reply frame for this connection.
     pub fn reply(&self, frame: String) {
-        self.mailbox.push(Outgoing::Reply(frame));
+        // Refused only once the connection is closing, when a reply no longer matters.
+        let _ = self.mailbox.push(Outgoing::Reply(frame));
     }
 
     /// The logged-in identity; dispatch guarantees one for every request but login and register.

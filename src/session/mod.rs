@@ -4,10 +4,11 @@
 //! thread of its own drains the connection's mailbox to the socket ([`writer`]). Both share the socket as
 //! `&TcpStream`, which is `Read + Write`, so a connection costs one file descriptor.
 //!
-//! When the reader stops, the connection winds down in one order: leave (out of the online map, so
-//! nothing more is queued), then tell the writer how to finish: flush everything (server shutdown, idle
-//! timeout, oversize frame), or, when the client went away, write only replies and store chat frames
-//! offline rather than write them into a dying socket.
+//! When the reader stops, the connection winds down in one order: the mailbox starts closing, the writer
+//! finishes: it flushes everything (server shutdown, idle timeout, oversize frame) or, when the client went
+//! away, writes only replies and stores chat frames offline rather than into a dying socket; then the
+//! user leaves (out of the online map, presence released). Messages arriving after the mailbox closed are
+//! stored by their senders, after everything older, so the order per sender holds.
 
 mod writer;
 
@@ -73,6 +74,10 @@ pub fn serve(ctx: &Context, stream: &Arc<TcpStream>, cfg: &SessionConfig, stoppi
         client_gone: AtomicBool::new(false),
     };
     let (close_tx, close_rx) = crossbeam_channel::bounded::<()>(0);
+    let mut caller = Caller {
+        user: None,
+        mailbox: mailbox.clone(),
+    };
     let end = std::thread::scope(|scope| {
         let writer = std::thread::Builder::new()
             .name("conn-writer".into())
@@ -85,10 +90,6 @@ pub fn serve(ctx: &Context, stream: &Arc<TcpStream>, cfg: &SessionConfig, stoppi
             refuse(stream, Errno::ServerFull, "server full");
             return End::ClientGone;
         }
-        let mut caller = Caller {
-            user: None,
-            mailbox: mailbox.clone(),
-        };
         let end = catch_unwind(AssertUnwindSafe(|| {
             read_loop(ctx, stream, &mut caller, cfg, &shared, stopping)
         }))
@@ -96,15 +97,16 @@ pub fn serve(ctx: &Context, stream: &Arc<TcpStream>, cfg: &SessionConfig, stoppi
             tracing::error!(%peer, user = ?caller.user.as_ref().map(|u| u.id), "handler panicked; closing");
             End::Panicked
         });
-        if let Some(me) = caller.user.take() {
-            account::leave(ctx, &me, &caller);
-        }
         if matches!(end, End::ClientGone | End::Panicked) {
             shared.client_gone.store(true, Ordering::SeqCst);
         }
+        mailbox.begin_close();
         drop(close_tx);
         end
     });
+    if let Some(me) = caller.user.take() {
+        account::leave(ctx, &me, &caller);
+    }
     if end == End::TooLarge {
         linger(stream);
     }

@@ -32,6 +32,7 @@ pub(super) fn run(
         acked: None,
         nudge_pending: false,
         broken: false,
+        held: Vec::new(),
         undelivered: Vec::new(),
         buf: Vec::new(),
     };
@@ -44,14 +45,20 @@ pub(super) fn run(
             recv(close) -> _ => break,
         }
     }
-    // Nothing can be queued any more: the session has left the online map.
+    // The mailbox is closing: nothing more enters the queue, newer items wait in its spill list.
     let client_gone = shared.client_gone.load(Ordering::SeqCst);
-    for item in mail.try_iter().chain(mailbox.take_spilled()) {
+    for item in mail.try_iter() {
         writer.finish(item, client_gone);
     }
-    if !writer.undelivered.is_empty() {
-        chat::store_undelivered(ctx, std::mem::take(&mut writer.undelivered));
-    }
+    let mut undelivered = std::mem::take(&mut writer.undelivered);
+    undelivered.append(&mut writer.held);
+    let mut recipients = Vec::new();
+    mailbox.finish_close(|spilled| {
+        undelivered.extend(spilled.into_iter().flat_map(Outgoing::undelivered));
+        recipients = chat::persist_undelivered(ctx, undelivered);
+    });
+    // Outside the mailbox lock: a nudge for a user still registered here pushes to this very mailbox.
+    chat::nudge(ctx, recipients);
 }
 
 struct Writer<'a> {
@@ -64,6 +71,9 @@ struct Writer<'a> {
     nudge_pending: bool,
     /// A write failed; everything from now on is kept for storage.
     broken: bool,
+    /// Chat frames that arrived between a user's registration in the online map and the writing of their
+    /// login ack: the ack must come first (the C++ client reads the ack as the first frame after login).
+    held: Vec<(UserId, Arc<str>)>,
     undelivered: Vec<(UserId, Arc<str>)>,
     buf: Vec<u8>,
 }
@@ -78,11 +88,8 @@ impl Writer<'_> {
             Outgoing::Reply(frame) => {
                 self.write(&frame);
             }
-            Outgoing::Chat { to, frame } => {
-                if !self.write(&frame) {
-                    self.undelivered.push((to, frame));
-                }
-            }
+            Outgoing::Chat { to, frame } if self.acked != Some(to) => self.held.push((to, frame)),
+            Outgoing::Chat { to, frame } => self.write_chat(to, frame),
             Outgoing::LoginAck {
                 user,
                 frame,
@@ -95,6 +102,9 @@ impl Writer<'_> {
                     return;
                 }
                 self.acked = Some(user);
+                for (to, frame) in std::mem::take(&mut self.held) {
+                    self.write_chat(to, frame);
+                }
                 if more || std::mem::take(&mut self.nudge_pending) {
                     self.fetch(user);
                 }
@@ -109,6 +119,10 @@ impl Writer<'_> {
             Outgoing::LoggedOut => {
                 self.acked = None;
                 self.nudge_pending = false;
+                // Held for a login that failed: store them now rather than when the connection ends.
+                if !self.held.is_empty() {
+                    chat::store_undelivered(self.ctx, std::mem::take(&mut self.held));
+                }
             }
         }
     }
@@ -124,6 +138,12 @@ impl Writer<'_> {
         }
     }
 
+    fn write_chat(&mut self, to: UserId, frame: Arc<str>) {
+        if !self.write(&frame) {
+            self.undelivered.push((to, frame));
+        }
+    }
+
     /// Sends `user`'s stored frames, batch after batch, until storage has none left.
     fn fetch(&mut self, user: UserId) {
         loop {
@@ -136,9 +156,7 @@ impl Writer<'_> {
             };
             let full = frames.len() == self.ctx.offline_batch;
             for frame in frames {
-                if self.broken || !self.write(&frame) {
-                    self.undelivered.push((user, Arc::from(frame)));
-                }
+                self.write_chat(user, Arc::from(frame));
             }
             if !full || self.broken {
                 return;
