@@ -200,6 +200,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_holds_the_defaults() {
+        let text = include_str!("../conf/clusterchat.toml");
+        let file: Settings = toml::from_str(text).expect("conf/clusterchat.toml parses");
+        let defaults = Settings::default();
+        assert_eq!(format!("{file:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
     fn file_then_flags() {
         let dir = std::env::temp_dir().join(format!("cc-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

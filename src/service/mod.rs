@@ -184,3 +184,6 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -51,10 +51,11 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
+        // WAL is a property of the database file: set it once, before the pool opens connections in
+        // parallel (each asking for it would contend for the lock at start-up).
+        rusqlite::Connection::open(path)?.execute_batch("PRAGMA journal_mode = WAL;")?;
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
-            c.execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;",
-            )
+            c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
         });
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))

@@ -1,0 +1,235 @@
+//! Handlers against a real (temporary SQLite) store, with the single-node bus; no sockets.
+
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+use serde_json::{Value, json};
+
+use super::{Caller, Context, dispatch};
+use crate::bus::local::LocalBus;
+use crate::hasher::{HashCost, Hasher};
+use crate::mailbox::{Mailbox, Outgoing};
+use crate::protocol::request::Limits;
+use crate::store::sqlite::SqliteStore;
+
+struct Fixture {
+    ctx: Context,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+    let cost = HashCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+    let ctx = Context {
+        store: Arc::new(store),
+        online: Default::default(),
+        bus: Box::new(LocalBus),
+        hasher: Hasher::new(&cost, 1).unwrap(),
+        limits: Limits::default(),
+        node: "test-node".into(),
+        offline_batch: 2,
+        unreleased: Default::default(),
+    };
+    ctx.store.heartbeat("test-node").unwrap();
+    Fixture { ctx, _dir: dir }
+}
+
+struct Conn {
+    caller: Caller,
+    rx: Receiver<Outgoing>,
+}
+
+impl Conn {
+    fn new() -> Conn {
+        let (mailbox, rx) = Mailbox::new(64, || {});
+        Conn {
+            caller: Caller {
+                user: None,
+                mailbox,
+            },
+            rx,
+        }
+    }
+
+    fn send(&mut self, ctx: &Context, frame: Value) {
+        dispatch(ctx, &mut self.caller, frame.to_string().as_bytes());
+    }
+
+    /// The next queued item as JSON (replies, chat frames and login acks alike).
+    fn next(&self) -> Value {
+        match self.rx.try_recv().expect("an item was queued") {
+            Outgoing::Reply(frame) | Outgoing::LoginAck { frame, .. } => {
+                serde_json::from_str(&frame).unwrap()
+            }
+            Outgoing::Chat { frame, .. } => serde_json::from_str(&frame).unwrap(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn req(&mut self, ctx: &Context, frame: Value) -> Value {
+        self.send(ctx, frame);
+        self.next()
+    }
+
+    fn signed_up(ctx: &Context, name: &str) -> (Conn, i64) {
+        let mut c = Conn::new();
+        let id = c.req(ctx, json!({"msgid": 4, "name": name, "password": "pw"}))["id"]
+            .as_i64()
+            .unwrap();
+        let ack = c.req(ctx, json!({"msgid": 1, "id": id, "password": "pw", "v": 2}));
+        assert_eq!(ack["errno"], 0, "{ack}");
+        (c, id)
+    }
+}
+
+#[test]
+fn register_and_login() {
+    let f = fixture();
+    let mut c = Conn::new();
+    assert_eq!(
+        c.req(&f.ctx, json!({"msgid": 4, "name": "a", "password": "pw"}))["id"],
+        1
+    );
+    let taken = c.req(&f.ctx, json!({"msgid": 4, "name": "a", "password": "pw"}));
+    assert_eq!(
+        (taken["msgid"].clone(), taken["errno"].clone()),
+        (json!(5), json!(1))
+    );
+    let wrong = c.req(&f.ctx, json!({"msgid": 1, "id": 1, "password": "nope"}));
+    assert_eq!(wrong["errno"], 1);
+    let ok = c.req(&f.ctx, json!({"msgid": 1, "id": 1, "password": "pw"}));
+    assert_eq!(ok, json!({"msgid": 2, "errno": 0, "id": 1, "name": "a"}));
+    assert!(f.ctx.online.contains(1));
+    let mut other = Conn::new();
+    assert_eq!(
+        other.req(&f.ctx, json!({"msgid": 1, "id": 1, "password": "pw"}))["errno"],
+        2
+    );
+}
+
+#[test]
+fn logout_leaves_the_online_map() {
+    let f = fixture();
+    let (mut c, id) = Conn::signed_up(&f.ctx, "a");
+    c.send(&f.ctx, json!({"msgid": 3}));
+    assert!(matches!(c.rx.try_recv(), Ok(Outgoing::LoggedOut)));
+    assert_eq!(c.next(), json!({"msgid": 11, "errno": 0}));
+    assert!(!f.ctx.online.contains(id as i32));
+    assert!(c.caller.user.is_none());
+}
+
+#[test]
+fn chat_goes_to_the_mailbox_or_storage() {
+    let f = fixture();
+    let (mut a, _) = Conn::signed_up(&f.ctx, "a");
+    let (b, b_id) = Conn::signed_up(&f.ctx, "b");
+    let mut c = Conn::new();
+    let c_id = c.req(&f.ctx, json!({"msgid": 4, "name": "c", "password": "pw"}))["id"].clone();
+    assert_eq!(
+        a.req(&f.ctx, json!({"msgid": 6, "toid": b_id, "msg": "live"}))["msgid"],
+        16
+    );
+    assert_eq!(b.next()["msg"], "live");
+    assert_eq!(
+        a.req(&f.ctx, json!({"msgid": 6, "toid": c_id, "msg": "later"}))["msgid"],
+        16
+    );
+    let stored = f
+        .ctx
+        .store
+        .take_offline(c_id.as_i64().unwrap() as i32, 10)
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].contains("\"later\""));
+    assert_eq!(
+        a.req(&f.ctx, json!({"msgid": 6, "toid": 99, "msg": "x"}))["errno"],
+        104
+    );
+}
+
+#[test]
+fn login_ack_takes_one_batch_and_asks_for_more() {
+    let f = fixture();
+    let (mut a, _) = Conn::signed_up(&f.ctx, "a");
+    let mut b = Conn::new();
+    let b_id = b.req(&f.ctx, json!({"msgid": 4, "name": "b", "password": "pw"}))["id"].clone();
+    for i in 0..3 {
+        a.req(
+            &f.ctx,
+            json!({"msgid": 6, "toid": b_id, "msg": i.to_string()}),
+        );
+    }
+    b.send(
+        &f.ctx,
+        json!({"msgid": 1, "id": b_id, "password": "pw", "v": 2}),
+    );
+    match b.rx.try_recv().unwrap() {
+        Outgoing::LoginAck { offline, more, .. } => {
+            assert_eq!(offline.len(), 2, "offline_batch is 2");
+            assert!(more);
+        }
+        other => panic!("expected the login ack, got {other:?}"),
+    }
+}
+
+#[test]
+fn friends_and_groups_rules() {
+    let f = fixture();
+    let (mut a, a_id) = Conn::signed_up(&f.ctx, "a");
+    let (mut b, b_id) = Conn::signed_up(&f.ctx, "b");
+    assert_eq!(
+        a.req(&f.ctx, json!({"msgid": 7, "friendid": a_id}))["errno"],
+        105
+    );
+    assert_eq!(
+        a.req(&f.ctx, json!({"msgid": 7, "friendid": 42}))["errno"],
+        104
+    );
+    assert_eq!(
+        a.req(&f.ctx, json!({"msgid": 7, "friendid": b_id}))["errno"],
+        0
+    );
+    let friends = f.ctx.store.friends(b_id as i32).unwrap();
+    assert_eq!(friends.len(), 1, "mutual");
+    let gid = a.req(&f.ctx, json!({"msgid": 8, "groupname": "g"}))["groupid"].clone();
+    assert_eq!(
+        a.req(&f.ctx, json!({"msgid": 8, "groupname": "g"}))["errno"],
+        105
+    );
+    assert_eq!(
+        b.req(&f.ctx, json!({"msgid": 10, "groupid": gid, "msg": "x"}))["errno"],
+        105
+    );
+    assert_eq!(
+        b.req(&f.ctx, json!({"msgid": 9, "groupid": gid}))["errno"],
+        0
+    );
+    assert_eq!(
+        b.req(&f.ctx, json!({"msgid": 10, "groupid": gid, "msg": "x"}))["msgid"],
+        16
+    );
+    assert_eq!(a.next()["msg"], "x");
+    assert_eq!(
+        b.req(&f.ctx, json!({"msgid": 10, "groupid": 77, "msg": "x"}))["errno"],
+        104
+    );
+}
+
+#[test]
+fn v1_gets_no_acks_but_errors() {
+    let f = fixture();
+    let mut a = Conn::new();
+    let id = a.req(&f.ctx, json!({"msgid": 4, "name": "a", "password": "pw"}))["id"].clone();
+    a.req(&f.ctx, json!({"msgid": 1, "id": id, "password": "pw"}));
+    a.send(&f.ctx, json!({"msgid": 8, "groupname": "g"}));
+    assert!(a.rx.try_recv().is_err(), "no ack in v1");
+    assert_eq!(
+        a.req(&f.ctx, json!({"msgid": 8, "groupname": "g"}))["errno"],
+        105
+    );
+}
