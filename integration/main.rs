@@ -5,5 +5,6 @@ mod support;
 
 mod accounts;
 mod chat;
+mod client;
 mod framing;
 mod lifecycle;

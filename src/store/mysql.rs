@@ -295,6 +295,10 @@ mod tests {
     fn schema_splits_into_create_statements() {
         let statements = super::schema_statements(super::SCHEMA);
         assert_eq!(statements.len(), 6);
-        assert!(statements.iter().all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));
+        assert!(
+            statements
+                .iter()
+                .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS"))
+        );
     }
 }
