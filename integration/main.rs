@@ -6,5 +6,6 @@ mod support;
 mod accounts;
 mod chat;
 mod client;
+mod cluster;
 mod framing;
 mod lifecycle;

@@ -20,7 +20,7 @@ services_install() {
         case "$service" in
             mariadb) command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server mariadb-client) ;;
             redis) command -v redis-server >/dev/null || packages+=(redis-server) ;;
-            nginx) command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx-light) ;;
+            nginx) [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || packages+=(nginx-light libnginx-mod-stream) ;;
             *) log "unknown service $service"; return 1 ;;
         esac
     done

@@ -317,3 +317,142 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// A private `redis-server` on a free loopback port, keeping nothing on disk.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        redis.start_again();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, on the same port).
+    pub fn start_again(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (make test installs it)");
+        self.child = Some(child);
+        assert!(
+            is_listening(self.port),
+            "redis-server did not listen on port {}",
+            self.port
+        );
+    }
+
+    /// Kills the server, as an outage would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// nginx as a TCP load balancer in front of `backends`, configured from `conf/nginx.conf`.
+pub struct Nginx {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start(backends: &[SocketAddr]) -> Nginx {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let servers: String = backends
+            .iter()
+            .map(|b| format!("server {b} max_fails=3 fail_timeout=10s;\n        "))
+            .collect();
+        let conf = include_str!("../conf/nginx.conf")
+            .replace("@RUN_DIR@", &dir.path().display().to_string())
+            .replace("@LISTEN@", &addr.to_string())
+            .replace("@UPSTREAM_SERVERS@", &servers);
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() {
+            "/usr/sbin/nginx"
+        } else {
+            "nginx"
+        };
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&path)
+            .arg("-e")
+            .arg(dir.path().join("startup-error.log"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx (make test installs it)");
+        if !is_listening(addr.port()) {
+            let log =
+                |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+            panic!(
+                "nginx did not listen on {addr}:\n{}{}",
+                log("startup-error.log"),
+                log("nginx-error.log")
+            );
+        }
+        Nginx {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        signal(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port` within 10 s.
+fn is_listening(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}

@@ -28,6 +28,9 @@ pub struct Args {
     /// Most connections served at once; more get errno 108 [default: what the machine's limits allow].
     #[arg(long, env = "CHAT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// redis://HOST:PORT: turns on cluster mode (messages between nodes over Redis pub/sub).
+    #[arg(long, env = "CHAT_REDIS")]
+    pub redis: Option<String>,
     /// This node's id, recorded with its users' presence [default: HOSTNAME:PORT].
     #[arg(long, env = "CHAT_NODE_ID")]
     pub node_id: Option<String>,
@@ -55,6 +58,10 @@ pub struct Settings {
     pub max_connections: Option<usize>,
     /// `None`: `HOSTNAME:PORT`, stable across restarts of the same node.
     pub node_id: Option<String>,
+    /// `None`: a single node. `redis://HOST:PORT`: a cluster node.
+    pub redis: Option<String>,
+    /// Prefix of this deployment's Redis channels, so several deployments can share one Redis.
+    pub channel_prefix: String,
     pub max_frame_bytes: usize,
     pub login_timeout_secs: u64,
     /// Items a connection's mailbox holds before the connection counts as not reading and is closed.
@@ -76,6 +83,8 @@ impl Default for Settings {
             database: "sqlite://clusterchat.db".into(),
             max_connections: None,
             node_id: None,
+            redis: None,
+            channel_prefix: "clusterchat:".into(),
             max_frame_bytes: 64 * 1024,
             login_timeout_secs: 120,
             mailbox_capacity: 1024,
@@ -104,6 +113,7 @@ impl Settings {
             listen,
             database,
             max_connections,
+            redis,
             node_id,
             max_frame_bytes,
             login_timeout_secs,
@@ -118,6 +128,7 @@ impl Settings {
         override_with(&mut s.argon2.iterations, argon2_iterations);
         s.max_connections = max_connections.or(s.max_connections);
         s.node_id = node_id.or(s.node_id);
+        s.redis = redis.or(s.redis);
         anyhow::ensure!(s.offline_batch > 0, "offline_batch must be at least 1");
         anyhow::ensure!(
             s.mailbox_capacity > 0,

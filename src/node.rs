@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use crate::bus::Bus;
 use crate::bus::local::LocalBus;
+use crate::bus::redis::RedisBus;
 use crate::config::{Settings, machine_connection_ceiling};
 use crate::hasher::Hasher;
 use crate::server::{self, Server, Shutdown};
+use crate::service::chat::NodeInbox;
 use crate::service::{Context, account};
 use crate::session::SessionConfig;
 use crate::store;
@@ -35,16 +38,21 @@ impl Node {
         let store = store::open(&settings.database, settings.db_pool_size)?;
         store.release_node(&node_id)?;
         store.heartbeat(&node_id)?;
+        let bus: Box<dyn Bus> = match &settings.redis {
+            Some(url) => Box::new(RedisBus::open(url, &settings.channel_prefix)?),
+            None => Box::new(LocalBus),
+        };
         let ctx = Arc::new(Context {
             store,
             online: Default::default(),
-            bus: Box::new(LocalBus),
+            bus,
             hasher: Hasher::new(&settings.argon2, settings.hash_threads)?,
             limits: settings.limits.clone(),
             node: node_id.clone(),
             offline_batch: settings.offline_batch,
             unreleased: Default::default(),
         });
+        ctx.bus.start(Arc::new(NodeInbox(Arc::downgrade(&ctx))));
         let ceiling = machine_connection_ceiling();
         let max_connections = match settings.max_connections {
             Some(n) if n > ceiling => {
@@ -73,7 +81,12 @@ impl Node {
             max_connections,
             WORKER_STACK,
         )?;
-        tracing::info!(addr = %local_addr, node = %node_id, max_connections, database = %redact(&settings.database), "listening");
+        let mode = if settings.redis.is_some() {
+            "cluster"
+        } else {
+            "single node"
+        };
+        tracing::info!(addr = %local_addr, node = %node_id, max_connections, mode, database = %redact(&settings.database), "listening");
         Ok(Node {
             ctx,
             server,

@@ -2,13 +2,15 @@
 
 use std::sync::Arc;
 
-use super::{Bus, BusError};
+use super::{Bus, BusError, Inbox};
 use crate::protocol::UserId;
 
 /// A single node's bus: every user is either online here or offline.
 pub struct LocalBus;
 
 impl Bus for LocalBus {
+    fn start(&self, _inbox: Arc<dyn Inbox>) {}
+
     fn forward(&self, _user: UserId, _frame: &Arc<str>) -> Result<bool, BusError> {
         Ok(false)
     }

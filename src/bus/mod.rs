@@ -5,6 +5,7 @@
 //! frame, and when none did, the caller stores it offline, so nothing is dropped silently.
 
 pub mod local;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -15,8 +16,20 @@ use crate::protocol::UserId;
 #[error("bus unavailable: {0}")]
 pub struct BusError(pub String);
 
+/// Where a bus hands what other nodes sent to this one.
+pub trait Inbox: Send + Sync {
+    /// A chat frame for `user`, whom this node holds (or held a moment ago).
+    fn deliver(&self, user: UserId, frame: Arc<str>);
+
+    /// Frames were stored for `user`: fetch them if they are online here.
+    fn nudge(&self, user: UserId);
+}
+
 /// Delivery between nodes.
 pub trait Bus: Send + Sync {
+    /// Starts receiving from other nodes into `inbox` (once, when the node's context exists).
+    fn start(&self, inbox: Arc<dyn Inbox>);
+
     /// Hands `frame` to the node that holds `user`: `Ok(true)` if some node took it, `Ok(false)` if none
     /// holds the user (they are offline, or their node is gone).
     fn forward(&self, user: UserId, frame: &Arc<str>) -> Result<bool, BusError>;
@@ -28,6 +41,7 @@ pub trait Bus: Send + Sync {
     /// Starts taking frames for `user` on this node; returns once the subscription is confirmed.
     fn subscribe(&self, user: UserId) -> Result<(), BusError>;
 
-    /// Stops taking frames for `user` on this node.
+    /// Stops taking frames for `user` on this node; returns once that is confirmed (or Redis is away), so
+    /// that a user who logs in elsewhere next is never subscribed on two nodes.
     fn unsubscribe(&self, user: UserId);
 }

@@ -5,11 +5,12 @@
 //! logs in registers their mailbox before reading storage, and whoever stores a frame checks for them
 //! afterwards, so either the login's read sees the frame or the nudge makes their connection fetch it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde_json::{Value, json};
 
 use super::{Caller, Context, Failure};
+use crate::bus::Inbox;
 use crate::mailbox::Outgoing;
 use crate::protocol::reply::{self, Target};
 use crate::protocol::{Errno, GroupId, UserId, msgid};
@@ -132,6 +133,30 @@ pub fn persist_undelivered(ctx: &Context, frames: Vec<(UserId, Arc<str>)>) -> Ve
 pub fn store_undelivered(ctx: &Context, frames: Vec<(UserId, Arc<str>)>) {
     let users = persist_undelivered(ctx, frames);
     nudge(ctx, users);
+}
+
+/// What other nodes forward to this one, handed to the users' mailboxes.
+pub struct NodeInbox(pub Weak<Context>);
+
+impl Inbox for NodeInbox {
+    fn deliver(&self, user: UserId, frame: Arc<str>) {
+        let Some(ctx) = self.0.upgrade() else { return };
+        let item = Outgoing::Chat {
+            to: user,
+            frame: frame.clone(),
+        };
+        // The user left this node after the sender's node saw our subscription: the sender counted the
+        // message as delivered, so it is ours to store.
+        if ctx.online.deliver(user, item).is_err() {
+            store_undelivered(&ctx, vec![(user, frame)]);
+        }
+    }
+
+    fn nudge(&self, user: UserId) {
+        if let Some(ctx) = self.0.upgrade() {
+            let _ = ctx.online.deliver(user, Outgoing::Nudge(user));
+        }
+    }
 }
 
 /// Takes the next batch of `user`'s stored frames, oldest first.

@@ -1,0 +1,229 @@
+//! The cluster: several `chatserver` nodes sharing one MariaDB, with a private Redis carrying messages
+//! between them and nginx in front.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use clusterchat::protocol::frame::Separator;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, Conn, Db, Nginx, Redis, Server, user};
+
+struct Cluster {
+    db: Db,
+    redis: Redis,
+    nodes: Vec<Server>,
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let db = Db::fresh(Backend::Mysql);
+        let redis = Redis::start();
+        let url = redis.url();
+        let nodes = (0..n)
+            .map(|_| Server::start(&db, &["--redis", &url]))
+            .collect();
+        Cluster { db, redis, nodes }
+    }
+}
+
+fn index(frame: &Value) -> usize {
+    let msg = frame["msg"].as_str().unwrap();
+    msg[..msg.find(':').unwrap()].parse().unwrap()
+}
+
+/// Logs in `id` on `server`, retrying while the account still shows as in use.
+fn login_within(server: &Server, id: i64, within: Duration) -> (Conn, Value) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut c = server.connect(Separator::Newline);
+        let ack = c.req(json!({"msgid": 1, "id": id, "password": "pw", "v": 2}));
+        if ack["errno"] == 0 {
+            return (c, ack);
+        }
+        assert_eq!(ack["errno"], 2, "{ack}");
+        assert!(
+            Instant::now() < deadline,
+            "user {id} still in use after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn cross_node_chat_both_ways_v1_and_v2() {
+    let c = Cluster::start(2);
+    let mut a = c.nodes[0].connect(Separator::Nul);
+    let a_id = a.register("ana", "pw");
+    a.login(a_id, "pw", 1);
+    let (mut b, b_id) = user(&c.nodes[1], "bo");
+    // v1 (NUL) on node 0 → v2 (newline) on node 1, live.
+    a.send(json!({"msgid": 6, "toid": b_id, "msg": "over the bus", "time": "t"}));
+    assert_eq!(
+        b.recv(),
+        json!({"msgid": 6, "id": a_id, "name": "ana", "toid": b_id, "msg": "over the bus", "time": "t"})
+    );
+    // And back, with the v2 ack.
+    assert_eq!(
+        b.req(json!({"msgid": 6, "toid": a_id, "msg": "and back"}))["msgid"],
+        16
+    );
+    assert_eq!(a.recv()["msg"], "and back");
+    // Presence is cluster-wide: friends across nodes show online.
+    b.req(json!({"msgid": 7, "friendid": a_id}));
+    b.req(json!({"msgid": 3}));
+    let ack = b.login(b_id, "pw", 2);
+    assert_eq!(ack["friends"][0]["state"], "online");
+    // Nothing was stored: it all went live.
+    assert!(
+        c.db.store()
+            .take_offline(b_id as i32, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn group_chat_with_members_on_different_nodes() {
+    let c = Cluster::start(3);
+    let (mut a, _) = user(&c.nodes[0], "cy");
+    let gid = a.req(json!({"msgid": 8, "groupname": "spread"}))["groupid"].clone();
+    let mut members = Vec::new();
+    for (i, node) in c.nodes.iter().enumerate() {
+        let (mut m, _) = user(node, &format!("member{i}"));
+        assert_eq!(m.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
+        members.push(m);
+    }
+    assert_eq!(
+        a.req(json!({"msgid": 10, "groupid": gid, "msg": "all nodes"}))["msgid"],
+        16
+    );
+    for m in &mut members {
+        assert_eq!(m.recv()["msg"], "all nodes");
+    }
+    a.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn second_login_anywhere_is_refused() {
+    let c = Cluster::start(2);
+    let (_a, a_id) = user(&c.nodes[0], "dee");
+    let mut other = c.nodes[1].connect(Separator::Nul);
+    let ack = other.req(json!({"msgid": 1, "id": a_id, "password": "pw"}));
+    assert_eq!(ack["errno"], 2, "{ack}");
+}
+
+#[test]
+fn killed_node_loses_nothing_and_frees_its_users() {
+    let mut c = Cluster::start(2);
+    let (mut sender, _) = user(&c.nodes[0], "eda");
+    let (_victim_conn, victim) = user(&c.nodes[1], "fin");
+    // Live before the crash.
+    assert_eq!(
+        sender.req(json!({"msgid": 6, "toid": victim, "msg": "0:"}))["msgid"],
+        16
+    );
+    c.nodes[1].kill9();
+    let killed = Instant::now();
+    for i in 1..=50 {
+        let ack = sender.req(json!({"msgid": 6, "toid": victim, "msg": format!("{i}:")}));
+        assert_eq!(ack["msgid"], 16, "{ack}");
+    }
+    let (_conn, ack) = login_within(&c.nodes[0], victim, Duration::from_secs(10));
+    assert!(
+        killed.elapsed() < Duration::from_secs(11),
+        "took {:?}",
+        killed.elapsed()
+    );
+    let got: HashSet<usize> = ack["offlinemsg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(index)
+        .collect();
+    assert_eq!(
+        got,
+        (1..=50).collect::<HashSet<_>>(),
+        "every message sent after the crash was stored"
+    );
+}
+
+#[test]
+fn stopping_one_node_keeps_the_others_users() {
+    let mut c = Cluster::start(2);
+    let (mut a, a_id) = user(&c.nodes[0], "gil");
+    let (_b, b_id) = user(&c.nodes[1], "hu");
+    let status = c.nodes[1]
+        .terminate(Duration::from_secs(5))
+        .expect("stopped in time");
+    assert!(status.success());
+    // b is free at once (released by its node on the way out); a is still online and served.
+    login_within(&c.nodes[0], b_id, Duration::from_millis(500));
+    let mut intruder = c.nodes[0].connect(Separator::Nul);
+    assert_eq!(
+        intruder.req(json!({"msgid": 1, "id": a_id, "password": "pw"}))["errno"],
+        2
+    );
+    assert_eq!(a.req(json!({"msgid": 99}))["errno"], 101);
+}
+
+#[test]
+fn clients_through_nginx() {
+    let c = Cluster::start(2);
+    let nginx = Nginx::start(&[c.nodes[0].addr, c.nodes[1].addr]);
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let mut conn = Conn::connect(nginx.addr, Separator::Nul);
+        let id = conn.register(&format!("n{i}"), "pw");
+        conn.login(id, "pw", 2);
+        clients.push((conn, id));
+    }
+    // Every pair can talk, wherever nginx put them.
+    let ids: Vec<i64> = clients.iter().map(|(_, id)| *id).collect();
+    for i in 0..clients.len() {
+        let to = ids[(i + 1) % ids.len()];
+        let ack = clients[i]
+            .0
+            .req(json!({"msgid": 6, "toid": to, "msg": format!("{i}:")}));
+        assert_eq!(ack["msgid"], 16);
+        let (next, _) = &mut clients[(i + 1) % ids.len()];
+        assert_eq!(index(&next.recv()), i);
+    }
+    // Both nodes got some of them (least_conn spreads six connections over two nodes).
+    let served: Vec<bool> = c
+        .nodes
+        .iter()
+        .map(|n| n.log_text().contains("logged in"))
+        .collect();
+    assert_eq!(served, vec![true, true]);
+}
+
+#[test]
+fn redis_outage_and_return() {
+    let mut c = Cluster::start(2);
+    let (mut a, a_id) = user(&c.nodes[0], "ivo");
+    let (mut local, local_id) = user(&c.nodes[0], "jo");
+    let (mut remote, remote_id) = user(&c.nodes[1], "kit");
+    c.redis.stop();
+    // Local delivery works; messages for the other node are stored, not lost; logins still succeed.
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": local_id, "msg": "local"}))["msgid"],
+        16
+    );
+    assert_eq!(local.recv()["msg"], "local");
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": remote_id, "msg": "during outage"}))["msgid"],
+        16
+    );
+    let (_late, _) = user(&c.nodes[1], "lou");
+    c.redis.start_again();
+    // Within a few seconds the node re-subscribes and fetches what was stored meanwhile.
+    let frame = remote.recv();
+    assert_eq!(frame["msg"], "during outage");
+    // And cross-node delivery works again.
+    assert_eq!(
+        remote.req(json!({"msgid": 6, "toid": a_id, "msg": "back"}))["msgid"],
+        16
+    );
+    assert_eq!(a.recv()["msg"], "back");
+}

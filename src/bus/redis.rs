@@ -1,0 +1,356 @@
+//! The cluster bus: Redis publish/subscribe, one channel per user (`PREFIX` + `u` + id).
+//!
+//! Two threads, each owning its own connection:
+//! - the **subscriber** owns the SUBSCRIBE connection: it applies queued subscribe/unsubscribe commands
+//!   between short reads, hands each forwarded frame to the [`Inbox`], and after losing Redis reconnects
+//!   with backoff, re-subscribes every user it should hold and asks the inbox to fetch what was stored
+//!   meanwhile;
+//! - the **publisher** takes whatever PUBLISH requests have queued and sends them as one pipeline, so many
+//!   connections publishing at once cost one round trip; each request still gets its own receiver count.
+//!
+//! While Redis is unreachable, calls fail fast (the caller stores the message offline) instead of waiting.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
+use parking_lot::Mutex;
+use redis::{Client, Connection};
+
+use super::{Bus, BusError, Inbox};
+use crate::protocol::UserId;
+
+/// The payload of a nudge; a chat frame always starts with `{`.
+const NUDGE: &str = "N";
+/// How long the subscriber blocks in a read before it looks at queued commands.
+const POLL: Duration = Duration::from_millis(20);
+/// Timeouts for connecting and for commands that expect a reply.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most PUBLISH commands in one pipeline.
+const PIPELINE: usize = 256;
+/// Backoff between reconnection attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+fn bus_err(e: impl std::fmt::Display) -> BusError {
+    BusError(e.to_string())
+}
+
+/// What the subscriber thread is asked to do.
+enum Command {
+    Subscribe(UserId, Sender<Result<(), BusError>>),
+    Unsubscribe(UserId, Sender<()>),
+}
+
+/// One PUBLISH for the publisher thread; `reply` gets the receiver count.
+struct Publish {
+    channel: String,
+    payload: Arc<str>,
+    reply: Option<Sender<Result<i64, BusError>>>,
+}
+
+/// The Redis bus of one node.
+pub struct RedisBus {
+    client: Client,
+    prefix: String,
+    commands: Sender<Command>,
+    command_rx: Mutex<Option<Receiver<Command>>>,
+    publishes: Sender<Publish>,
+}
+
+impl RedisBus {
+    /// Starts the publisher; the subscriber starts with [`Bus::start`]. Redis need not be reachable yet:
+    /// both threads connect, and reconnect, by themselves.
+    pub fn open(url: &str, prefix: &str) -> anyhow::Result<RedisBus> {
+        let client = Client::open(url)?;
+        if let Err(e) = client.get_connection_with_timeout(IO_TIMEOUT) {
+            tracing::warn!(error = %e, "Redis unreachable at start; running degraded until it answers");
+        }
+        let (publishes, publish_rx) = bounded(64 * 1024);
+        let publisher = client.clone();
+        std::thread::Builder::new()
+            .name("redis-pub".into())
+            .spawn(move || publish_loop(&publisher, &publish_rx))?;
+        let (commands, command_rx) = bounded(64 * 1024);
+        Ok(RedisBus {
+            client,
+            prefix: prefix.to_owned(),
+            commands,
+            command_rx: Mutex::new(Some(command_rx)),
+            publishes,
+        })
+    }
+
+    fn channel(&self, user: UserId) -> String {
+        channel(&self.prefix, user)
+    }
+}
+
+fn channel(prefix: &str, user: UserId) -> String {
+    format!("{prefix}u{user}")
+}
+
+impl Bus for RedisBus {
+    fn start(&self, inbox: Arc<dyn Inbox>) {
+        let Some(commands) = self.command_rx.lock().take() else {
+            return;
+        };
+        let mut subscriber = Subscriber {
+            client: self.client.clone(),
+            prefix: self.prefix.clone(),
+            commands,
+            inbox,
+            users: HashSet::new(),
+        };
+        std::thread::Builder::new()
+            .name("redis-sub".into())
+            .spawn(move || subscriber.run())
+            .expect("starting the Redis subscriber thread");
+    }
+
+    fn forward(&self, user: UserId, frame: &Arc<str>) -> Result<bool, BusError> {
+        let (reply, rx) = bounded(1);
+        let request = Publish {
+            channel: self.channel(user),
+            payload: frame.clone(),
+            reply: Some(reply),
+        };
+        self.publishes.try_send(request).map_err(bus_err)?;
+        let receivers = rx
+            .recv_timeout(IO_TIMEOUT * 2)
+            .map_err(|_| BusError("no answer from the publisher".into()))??;
+        Ok(receivers > 0)
+    }
+
+    fn nudge(&self, user: UserId) {
+        let request = Publish {
+            channel: self.channel(user),
+            payload: Arc::from(NUDGE),
+            reply: None,
+        };
+        let _ = self.publishes.try_send(request);
+    }
+
+    fn subscribe(&self, user: UserId) -> Result<(), BusError> {
+        let (reply, rx) = bounded(1);
+        self.commands
+            .send(Command::Subscribe(user, reply))
+            .map_err(bus_err)?;
+        rx.recv_timeout(IO_TIMEOUT * 2)
+            .map_err(|_| BusError("subscription not confirmed in time".into()))?
+    }
+
+    fn unsubscribe(&self, user: UserId) {
+        let (reply, rx) = bounded(1);
+        if self
+            .commands
+            .send(Command::Unsubscribe(user, reply))
+            .is_ok()
+        {
+            let _ = rx.recv_timeout(IO_TIMEOUT * 2);
+        }
+    }
+}
+
+/// The publisher thread: pipelines whatever has queued, reconnecting after failures.
+fn publish_loop(client: &Client, requests: &Receiver<Publish>) {
+    let mut conn: Option<Connection> = None;
+    let mut retry_at = Instant::now();
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        batch.extend(requests.try_iter().take(PIPELINE - 1));
+        if conn.is_none() && Instant::now() >= retry_at {
+            conn = connect(client).ok();
+            if conn.is_none() {
+                retry_at = Instant::now() + BACKOFF_MIN * 5;
+            }
+        }
+        let result = match conn.as_mut() {
+            Some(c) => publish_batch(c, &batch),
+            None => Err(BusError("Redis unreachable".into())),
+        };
+        if let Err(e) = &result {
+            if conn.take().is_some() {
+                tracing::warn!(error = %e, "Redis publish failed; messages for other nodes go offline");
+            }
+        }
+        answer(batch, result);
+    }
+}
+
+fn connect(client: &Client) -> redis::RedisResult<Connection> {
+    let conn = client.get_connection_with_timeout(IO_TIMEOUT)?;
+    conn.set_read_timeout(Some(IO_TIMEOUT))?;
+    conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(conn)
+}
+
+fn publish_batch(conn: &mut Connection, batch: &[Publish]) -> Result<Vec<i64>, BusError> {
+    let mut pipe = redis::pipe();
+    for p in batch {
+        pipe.cmd("PUBLISH")
+            .arg(&p.channel)
+            .arg(p.payload.as_bytes());
+    }
+    pipe.query(conn).map_err(bus_err)
+}
+
+fn answer(batch: Vec<Publish>, result: Result<Vec<i64>, BusError>) {
+    match result {
+        Ok(counts) => {
+            for (p, count) in batch.into_iter().zip(counts) {
+                if let Some(reply) = p.reply {
+                    let _ = reply.send(Ok(count));
+                }
+            }
+        }
+        Err(e) => {
+            for p in batch {
+                if let Some(reply) = p.reply {
+                    let _ = reply.send(Err(BusError(e.0.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// The subscriber thread's state.
+struct Subscriber {
+    client: Client,
+    prefix: String,
+    commands: Receiver<Command>,
+    inbox: Arc<dyn Inbox>,
+    /// Users who should be subscribed here: re-subscribed after every reconnection.
+    users: HashSet<UserId>,
+}
+
+impl Subscriber {
+    fn run(&mut self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut connected_before = false;
+        loop {
+            match self.session(connected_before) {
+                Ok(()) => return, // the node is going away: the command queue closed
+                Err(SessionEnd::Connected(e)) => {
+                    tracing::warn!(error = %e, "lost the Redis subscription; reconnecting");
+                    connected_before = true;
+                    backoff = BACKOFF_MIN;
+                }
+                Err(SessionEnd::NoConnection(e)) => {
+                    tracing::debug!(error = %e, "Redis unreachable");
+                }
+            }
+            if !self.wait_offline(backoff) {
+                return;
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One connection's life: subscribe everyone, then read messages and apply commands.
+    fn session(&mut self, reconnected: bool) -> Result<(), SessionEnd> {
+        let mut conn = connect(&self.client).map_err(|e| SessionEnd::NoConnection(bus_err(e)))?;
+        let mut pubsub = conn.as_pubsub();
+        if !self.users.is_empty() {
+            let channels: Vec<String> = self
+                .users
+                .iter()
+                .map(|&u| channel(&self.prefix, u))
+                .collect();
+            pubsub
+                .subscribe(channels)
+                .map_err(|e| SessionEnd::Connected(bus_err(e)))?;
+        }
+        if reconnected {
+            tracing::info!(users = self.users.len(), "Redis is back; re-subscribed");
+            // Anything stored for our users while Redis was away is fetched now.
+            for &user in &self.users {
+                self.inbox.nudge(user);
+            }
+        }
+        pubsub
+            .set_read_timeout(Some(POLL))
+            .map_err(|e| SessionEnd::Connected(bus_err(e)))?;
+        loop {
+            loop {
+                match self.commands.try_recv() {
+                    Ok(command) => self.apply(&mut pubsub, command)?,
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            match pubsub.get_message() {
+                Ok(msg) => self.handle(&msg),
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(SessionEnd::Connected(bus_err(e))),
+            }
+        }
+    }
+
+    fn apply(&mut self, pubsub: &mut redis::PubSub, command: Command) -> Result<(), SessionEnd> {
+        let lost = |e: redis::RedisError| SessionEnd::Connected(bus_err(e));
+        pubsub.set_read_timeout(Some(IO_TIMEOUT)).map_err(lost)?;
+        match command {
+            Command::Subscribe(user, reply) => {
+                self.users.insert(user);
+                let result = pubsub.subscribe(channel(&self.prefix, user));
+                let _ = reply.send(result.as_ref().map(|_| ()).map_err(bus_err));
+                result.map_err(lost)?;
+            }
+            Command::Unsubscribe(user, reply) => {
+                self.users.remove(&user);
+                let result = pubsub.unsubscribe(channel(&self.prefix, user));
+                let _ = reply.send(());
+                result.map_err(lost)?;
+            }
+        }
+        pubsub.set_read_timeout(Some(POLL)).map_err(lost)
+    }
+
+    fn handle(&self, msg: &redis::Msg) {
+        let Some(user) = msg
+            .get_channel_name()
+            .strip_prefix(&self.prefix)
+            .and_then(|rest| rest.strip_prefix('u'))
+            .and_then(|id| id.parse::<UserId>().ok())
+        else {
+            return;
+        };
+        let payload = String::from_utf8_lossy(msg.get_payload_bytes());
+        if payload == NUDGE {
+            self.inbox.nudge(user);
+        } else {
+            self.inbox.deliver(user, Arc::from(payload.as_ref()));
+        }
+    }
+
+    /// Without a connection: answers commands at once (subscriptions fail, and are kept to be made on
+    /// reconnection) for `wait`. `false` when the node is going away.
+    fn wait_offline(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.commands.recv_timeout(left) {
+                Ok(Command::Subscribe(user, reply)) => {
+                    self.users.insert(user);
+                    let _ = reply.send(Err(BusError("Redis unreachable".into())));
+                }
+                Ok(Command::Unsubscribe(user, reply)) => {
+                    self.users.remove(&user);
+                    let _ = reply.send(());
+                }
+                Err(RecvTimeoutError::Timeout) => return true,
+                Err(RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+    }
+}
+
+/// Why a subscriber connection ended.
+enum SessionEnd {
+    /// Could not connect at all.
+    NoConnection(BusError),
+    /// Was connected, then lost it.
+    Connected(BusError),
+}
