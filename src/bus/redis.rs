@@ -170,10 +170,10 @@ fn publish_loop(client: &Client, requests: &Receiver<Publish>) {
             Some(c) => publish_batch(c, &batch),
             None => Err(BusError("Redis unreachable".into())),
         };
-        if let Err(e) = &result {
-            if conn.take().is_some() {
-                tracing::warn!(error = %e, "Redis publish failed; messages for other nodes go offline");
-            }
+        if let Err(e) = &result
+            && conn.take().is_some()
+        {
+            tracing::warn!(error = %e, "Redis publish failed; messages for other nodes go offline");
         }
         answer(batch, result);
     }
