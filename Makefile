@@ -2,10 +2,14 @@
 # against real services it starts itself (see integration/run.sh).
 CARGO ?= cargo
 
-.PHONY: run build test fmt lint clean
+.PHONY: run run-cluster build test fmt lint clean
 
 run:
 	$(CARGO) run --release --bin chatserver -- $(ARGS)
+
+# Three nodes behind nginx with private MariaDB and Redis; Ctrl-C stops everything.
+run-cluster:
+	bash integration/run-cluster.sh
 
 build:
 	$(CARGO) build --release --bins

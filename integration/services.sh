@@ -3,9 +3,11 @@
 # missing, started on free loopback ports in a temp dir, never touching the machine's own MariaDB or Redis
 # (which may run on the standard ports). Source this file, then call the functions.
 #
-#   services_install mariadb            # apt-get install what is missing
-#   mariadb_start DIR                   # sets MARIADB_PORT and MARIADB_URL (mysql://chat:chat@127.0.0.1:PORT)
-#   services_stop                       # stops everything started (also run it from an EXIT trap)
+#   services_install mariadb redis nginx   # apt-get install what is missing
+#   mariadb_start DIR                      # sets MARIADB_PORT, MARIADB_URL (mysql://chat:chat@127.0.0.1:PORT)
+#   redis_start DIR                        # sets REDIS_PORT, REDIS_URL
+#   nginx_start DIR LISTEN BACKEND...      # conf/nginx.conf in front of the backends
+#   services_stop                          # stops everything started (also run it from an EXIT trap)
 
 set -euo pipefail
 
@@ -85,11 +87,42 @@ mariadb_start() {
     log "MariaDB on 127.0.0.1:$MARIADB_PORT (data in $dir)"
 }
 
-# Stops every service this shell started.
+# Starts a private Redis in $1/redis that keeps nothing on disk.
+redis_start() {
+    local dir=$1/redis
+    mkdir -p "$dir"
+    REDIS_PORT=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$dir" \
+        --logfile "$dir/redis.log" &
+    SERVICES_PIDS+=($!)
+    wait_port "$REDIS_PORT" Redis
+    REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+    export REDIS_PORT REDIS_URL
+    log "Redis on 127.0.0.1:$REDIS_PORT"
+}
+
+# Starts nginx from conf/nginx.conf in $1/nginx, listening on $2, balancing over the remaining arguments.
+nginx_start() {
+    local dir=$1/nginx listen=$2
+    shift 2
+    mkdir -p "$dir"
+    local servers="" backend
+    for backend in "$@"; do
+        servers+="server $backend max_fails=3 fail_timeout=10s; "
+    done
+    sed -e "s|@RUN_DIR@|$dir|g" -e "s|@LISTEN@|$listen|g" -e "s|@UPSTREAM_SERVERS@|$servers|g" \
+        conf/nginx.conf >"$dir/nginx.conf"
+    /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/startup-error.log" -g "daemon off;" &
+    SERVICES_PIDS+=($!)
+    wait_port "${listen##*:}" nginx || { cat "$dir"/*.log >&2; return 1; }
+    log "nginx on $listen -> $*"
+}
+
+# Stops every service this shell started, newest first.
 services_stop() {
-    local pid
-    for pid in "${SERVICES_PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
+    local pid i
+    for ((i = ${#SERVICES_PIDS[@]} - 1; i >= 0; i--)); do
+        kill "${SERVICES_PIDS[i]}" 2>/dev/null || true
     done
     for pid in "${SERVICES_PIDS[@]}"; do
         for _ in $(seq 1 100); do
