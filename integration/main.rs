@@ -9,3 +9,4 @@ mod client;
 mod cluster;
 mod framing;
 mod lifecycle;
+mod limits;

@@ -10,6 +10,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::hasher::HashCost;
+use crate::limit::{LoginThrottleConfig, RateConfig};
 use crate::protocol::request::Limits;
 
 /// Flags of `chatserver`; each also read from the environment variable named.
@@ -74,6 +75,8 @@ pub struct Settings {
     pub hash_threads: usize,
     pub argon2: HashCost,
     pub limits: Limits,
+    pub rate_limit: RateConfig,
+    pub login_throttle: LoginThrottleConfig,
 }
 
 impl Default for Settings {
@@ -93,6 +96,8 @@ impl Default for Settings {
             hash_threads: 0,
             argon2: HashCost::default(),
             limits: Limits::default(),
+            rate_limit: RateConfig::default(),
+            login_throttle: LoginThrottleConfig::default(),
         }
     }
 }

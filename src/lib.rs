@@ -23,6 +23,7 @@ pub mod bus;
 pub mod client;
 pub mod config;
 pub mod hasher;
+pub mod limit;
 pub mod mailbox;
 pub mod model;
 pub mod node;

@@ -11,6 +11,7 @@ use crate::bus::local::LocalBus;
 use crate::bus::redis::RedisBus;
 use crate::config::{Settings, machine_connection_ceiling};
 use crate::hasher::Hasher;
+use crate::limit::LoginThrottle;
 use crate::server::{self, Server, Shutdown};
 use crate::service::chat::NodeInbox;
 use crate::service::{Context, account};
@@ -51,6 +52,7 @@ impl Node {
             node: node_id.clone(),
             offline_batch: settings.offline_batch,
             unreleased: Default::default(),
+            login_throttle: LoginThrottle::new(&settings.login_throttle),
         });
         ctx.bus.start(Arc::new(NodeInbox(Arc::downgrade(&ctx))));
         let ceiling = machine_connection_ceiling();
@@ -71,6 +73,7 @@ impl Node {
             mailbox_capacity: settings.mailbox_capacity,
             login_timeout: settings.login_timeout(),
             writer_stack_bytes: WRITER_STACK,
+            rate: settings.rate_limit.clone(),
         };
         let listener = server::bind(settings.listen)?;
         let local_addr = listener.local_addr()?;

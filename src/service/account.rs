@@ -12,6 +12,7 @@ use crate::store::StoreError;
 /// The original's words for a failed login, which its client shows as they are.
 pub const INVALID_LOGIN: &str = "id or password is invalid!";
 const IN_USE: &str = "this account is using, input another!";
+const THROTTLED: &str = "too many failed logins; try again later";
 
 /// REG_MSG: creates the user and answers with their new id.
 pub fn register(
@@ -46,11 +47,18 @@ pub fn login(
     version: Version,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
-    let user = ctx
+    if !ctx.login_throttle.allows(caller.peer, id) {
+        return Err(Failure::ack(107, THROTTLED));
+    }
+    let Some(user) = ctx
         .store
         .find_user(id)?
         .filter(|u| ctx.hasher.verify(password, &u.password_hash))
-        .ok_or(Failure::ack(1, INVALID_LOGIN))?;
+    else {
+        ctx.login_throttle.failed(caller.peer, id);
+        return Err(Failure::ack(1, INVALID_LOGIN));
+    };
+    ctx.login_throttle.succeeded(caller.peer, id);
     if !ctx.store.claim_presence(id, &ctx.node)? {
         return Err(Failure::ack(2, IN_USE));
     }

@@ -13,6 +13,7 @@ pub mod group;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 use crate::bus::Bus;
 use crate::hasher::Hasher;
+use crate::limit::LoginThrottle;
 use crate::mailbox::{Mailbox, Outgoing};
 use crate::online::Online;
 use crate::protocol::request::{Envelope, EnvelopeError, Limits, Request, is_client_msgid};
@@ -39,6 +41,8 @@ pub struct Context {
     pub offline_batch: usize,
     /// Users whose release of presence failed (storage down); retried by the heartbeat.
     pub unreleased: Mutex<HashSet<UserId>>,
+    /// Failed-login counts, so password guessing cannot burn everyone's CPU.
+    pub login_throttle: LoginThrottle,
 }
 
 /// The logged-in user of a connection.
@@ -49,10 +53,12 @@ pub struct Identity {
     pub version: Version,
 }
 
-/// One connection as the service sees it: who is logged in, and where replies go.
+/// One connection as the service sees it: who is logged in, where replies go, and where it comes from.
 pub struct Caller {
     pub user: Option<Identity>,
     pub mailbox: Arc<Mailbox>,
+    /// The client's address, for the failed-login throttle.
+    pub peer: IpAddr,
 }
 
 impl Caller {

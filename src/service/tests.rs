@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::{Caller, Context, dispatch};
 use crate::bus::local::LocalBus;
 use crate::hasher::{HashCost, Hasher};
+use crate::limit::LoginThrottle;
 use crate::mailbox::{Mailbox, Outgoing};
 use crate::protocol::request::Limits;
 use crate::store::sqlite::SqliteStore;
@@ -34,6 +35,7 @@ fn fixture() -> Fixture {
         node: "test-node".into(),
         offline_batch: 2,
         unreleased: Default::default(),
+        login_throttle: LoginThrottle::new(&Default::default()),
     };
     ctx.store.heartbeat("test-node").unwrap();
     Fixture { ctx, _dir: dir }
@@ -51,6 +53,7 @@ impl Conn {
             caller: Caller {
                 user: None,
                 mailbox,
+                peer: std::net::Ipv4Addr::LOCALHOST.into(),
             },
             rx,
         }

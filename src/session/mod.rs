@@ -13,12 +13,13 @@
 mod writer;
 
 use std::io::{ErrorKind, Read};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::limit::{RateConfig, RateLimiter, Verdict};
 use crate::mailbox::Mailbox;
 use crate::protocol::frame::{Decoded, FrameDecoder, Separator};
 use crate::protocol::{Errno, reply};
@@ -32,6 +33,7 @@ pub struct SessionConfig {
     /// A connection that has not logged in for this long is closed.
     pub login_timeout: Duration,
     pub writer_stack_bytes: usize,
+    pub rate: RateConfig,
 }
 
 /// Why the reader stopped.
@@ -47,6 +49,8 @@ enum End {
     TooLarge,
     /// A handler panicked; logged, the connection is closed.
     Panicked,
+    /// Kept sending far over the rate limit after being refused (107).
+    Abuse,
 }
 
 /// State the reader and the writer share.
@@ -59,10 +63,10 @@ pub(crate) struct Shared {
 
 /// Serves one connection until it closes. Runs on a worker thread of the connection pool.
 pub fn serve(ctx: &Context, stream: &Arc<TcpStream>, cfg: &SessionConfig, stopping: &AtomicBool) {
-    let peer = stream
+    let peer_addr = stream
         .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let peer = peer_addr.to_string();
     let _ = stream.set_nodelay(true);
     tracing::info!(%peer, "connected");
     let closer = stream.clone();
@@ -77,6 +81,7 @@ pub fn serve(ctx: &Context, stream: &Arc<TcpStream>, cfg: &SessionConfig, stoppi
     let mut caller = Caller {
         user: None,
         mailbox: mailbox.clone(),
+        peer: peer_addr.ip(),
     };
     let end = std::thread::scope(|scope| {
         let writer = std::thread::Builder::new()
@@ -126,6 +131,7 @@ fn read_loop(
     let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
     let mut buf = vec![0u8; 16 * 1024];
     let mut idle = IdleClock::new(cfg.login_timeout);
+    let mut rate = RateLimiter::new(&cfg.rate);
     loop {
         if idle.arm(stream, caller.user.is_some()).is_err() {
             return End::Idle;
@@ -141,6 +147,19 @@ fn read_loop(
         while let Some(unit) = decoder.next_frame() {
             if let Some(sep) = decoder.separator() {
                 shared.separator.store(sep.byte(), Ordering::Relaxed);
+            }
+            if unit != Decoded::TooLarge {
+                match rate.check() {
+                    Verdict::Allow => {}
+                    verdict => {
+                        let msg = "rate limited: too many requests";
+                        caller.reply(reply::error(Errno::RateLimited.code(), msg, None, None));
+                        if verdict == Verdict::Close {
+                            return End::Abuse;
+                        }
+                        continue;
+                    }
+                }
             }
             match unit {
                 Decoded::Frame(bytes) => {

@@ -1,0 +1,126 @@
+//! Limits that protect everyone else: the per-connection rate limit and the failed-login throttle.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use clusterchat::protocol::frame::Separator;
+use serde_json::json;
+
+use crate::support::{Backend, Db, Server, user};
+
+fn config(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    (dir, path)
+}
+
+#[test]
+fn a_flood_is_refused_then_cut_off_while_others_are_served() {
+    let db = Db::fresh(Backend::Sqlite);
+    let (_dir, conf) =
+        config("[rate_limit]\nper_sec = 100.0\nburst = 50.0\nabuse_frames = 500.0\n");
+    let server = Server::start(&db, &["--config", &conf]);
+    let (mut a, _) = user(&server, "calm");
+    let (mut b, b_id) = user(&server, "friend");
+    let mut flood = server.connect(Separator::Nul);
+    let mut stream = flood.client.stream().try_clone().unwrap();
+    let burst: Vec<u8> = (0..3_000)
+        .flat_map(|_| b"{\"msgid\":99}\0".to_vec())
+        .collect();
+    let _ = stream.write_all(&burst); // the server may cut us off before we finish
+    let frames = flood.expect_closed(Duration::from_secs(10));
+    let errnos: Vec<i64> = frames
+        .iter()
+        .map(|f| f["errno"].as_i64().unwrap())
+        .collect();
+    let served = errnos.iter().filter(|&&e| e == 101).count();
+    let limited = errnos.iter().filter(|&&e| e == 107).count();
+    assert!(
+        (50..=80).contains(&served),
+        "the burst allowance is served: {served}"
+    );
+    assert!(limited >= 400, "the rest is refused with 107: {limited}");
+    assert!(
+        served + limited < 3_000,
+        "the connection was closed before the flood ended"
+    );
+    // A calm client on the same server is unaffected.
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": b_id, "msg": "still fine"}))["msgid"],
+        16
+    );
+    assert_eq!(b.recv()["msg"], "still fine");
+}
+
+#[test]
+fn a_client_at_the_limit_is_never_cut_off() {
+    let db = Db::fresh(Backend::Sqlite);
+    let (_dir, conf) =
+        config("[rate_limit]\nper_sec = 200.0\nburst = 20.0\nabuse_frames = 100.0\n");
+    let server = Server::start(&db, &["--config", &conf]);
+    let mut c = server.connect(Separator::Nul);
+    let started = Instant::now();
+    for i in 0..200 {
+        // 100 frames per second: half the limit.
+        std::thread::sleep(Duration::from_millis(10));
+        assert_eq!(
+            c.req(json!({"msgid": 99, "seq": i}))["errno"],
+            101,
+            "frame {i}"
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[test]
+fn failed_logins_are_throttled_but_known_users_get_in() {
+    let db = Db::fresh(Backend::Sqlite);
+    let (_dir, conf) = config(
+        "[login_throttle]\nwindow_secs = 2\nper_user_and_address = 3\nper_user = 10\nper_address = 5\n",
+    );
+    let server = Server::start(&db, &["--config", &conf]);
+    let mut c = server.connect(Separator::Nul);
+    let honest = c.register("honest", "pw");
+    let victim = c.register("victim", "pw");
+    let newcomer = c.register("newcomer", "pw");
+    c.login(honest, "pw", 1);
+    let mut attacker = server.connect(Separator::Nul);
+    let attempt = |conn: &mut crate::support::Conn, id: i64, pw: &str| {
+        conn.req(json!({"msgid": 1, "id": id, "password": pw}))["errno"]
+            .as_i64()
+            .unwrap()
+    };
+    let errnos: Vec<i64> = (0..4)
+        .map(|_| attempt(&mut attacker, victim, "guess"))
+        .collect();
+    assert_eq!(
+        errnos,
+        vec![1, 1, 1, 107],
+        "three failures per user and address, then 107"
+    );
+    assert_eq!(
+        attempt(&mut attacker, victim, "pw"),
+        107,
+        "even the right password waits"
+    );
+    // Guessing other ids exhausts the address's allowance...
+    for id in 1000..1005 {
+        attempt(&mut attacker, id, "guess");
+    }
+    let mut other = server.connect(Separator::Nul);
+    assert_eq!(
+        attempt(&mut other, newcomer, "pw"),
+        107,
+        "an unknown user from that address waits"
+    );
+    // ...but a user who logged in from this address before still gets in.
+    let mut again = server.connect(Separator::Nul);
+    drop(c); // the honest user's first connection goes away, freeing the account
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(attempt(&mut again, honest, "pw"), 0);
+    // After the window everyone may try again.
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(attempt(&mut other, newcomer, "pw"), 0);
+}

@@ -1,0 +1,319 @@
+//! Limits that protect everyone else from one client: the per-connection request rate (errno 107, then
+//! disconnection on sustained abuse) and the throttle on failed logins (login errno 107).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+use crate::protocol::UserId;
+
+/// Per-connection request rate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateConfig {
+    /// Frames per second a connection may send, on average.
+    pub per_sec: f64,
+    /// Frames a connection may send at once above the average.
+    pub burst: f64,
+    /// How far over the limit a connection may go before it is closed: frames refused beyond what the
+    /// average rate would have allowed (a client sending at twice the rate is refused half its frames but
+    /// never closed; at ten times the rate it is closed within about a second).
+    pub abuse_frames: f64,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        RateConfig {
+            per_sec: 1_000.0,
+            burst: 2_000.0,
+            abuse_frames: 5_000.0,
+        }
+    }
+}
+
+/// What the rate limiter says about one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Answer 107 and skip the frame.
+    Refuse,
+    /// Sustained abuse: close the connection.
+    Close,
+}
+
+/// A token bucket for frames, and a leaky count of refused frames that closes the connection when full.
+#[derive(Debug)]
+pub struct RateLimiter {
+    cfg: RateConfig,
+    tokens: f64,
+    strikes: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    pub fn new(cfg: &RateConfig) -> Self {
+        RateLimiter {
+            tokens: cfg.burst,
+            strikes: 0.0,
+            last: Instant::now(),
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// Counts one frame arriving now.
+    pub fn check(&mut self) -> Verdict {
+        self.check_at(Instant::now())
+    }
+
+    fn check_at(&mut self, now: Instant) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        let refill = elapsed * self.cfg.per_sec;
+        self.tokens = (self.tokens + refill).min(self.cfg.burst);
+        self.strikes = (self.strikes - refill).max(0.0);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Verdict::Allow;
+        }
+        self.strikes += 1.0;
+        if self.strikes > self.cfg.abuse_frames {
+            Verdict::Close
+        } else {
+            Verdict::Refuse
+        }
+    }
+}
+
+/// Failed-login throttling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginThrottleConfig {
+    /// Length of the counting window.
+    pub window_secs: u64,
+    /// Failures allowed for one user id from one address per window.
+    pub per_user_and_address: u32,
+    /// Failures allowed for one user id from all addresses together per window.
+    pub per_user: u32,
+    /// Failures allowed from one address for all user ids together per window. Users who logged in
+    /// successfully from that address before are not held back by it, so honest users behind a shared
+    /// address still get in while someone there guesses passwords.
+    pub per_address: u32,
+}
+
+impl Default for LoginThrottleConfig {
+    fn default() -> Self {
+        LoginThrottleConfig {
+            window_secs: 60,
+            per_user_and_address: 5,
+            per_user: 20,
+            per_address: 50,
+        }
+    }
+}
+
+/// A failure count in a fixed window.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Instant,
+    failures: u32,
+}
+
+#[derive(Default)]
+struct Counts {
+    pairs: HashMap<(IpAddr, UserId), Window>,
+    users: HashMap<UserId, Window>,
+    addresses: HashMap<IpAddr, Window>,
+    /// (address, user) pairs that logged in successfully, with when.
+    trusted: HashMap<(IpAddr, UserId), Instant>,
+    last_sweep: Option<Instant>,
+}
+
+/// Counts failed logins (only failures) and says when to stop checking passwords for a while: argon2 is
+/// expensive, so a guessing loop must not burn the CPU that everyone's logins need.
+pub struct LoginThrottle {
+    cfg: LoginThrottleConfig,
+    counts: Mutex<Counts>,
+}
+
+/// How long a successful login keeps its address trusted for that user.
+const TRUST: Duration = Duration::from_secs(24 * 3600);
+
+impl LoginThrottle {
+    pub fn new(cfg: &LoginThrottleConfig) -> Self {
+        LoginThrottle {
+            cfg: cfg.clone(),
+            counts: Mutex::new(Counts::default()),
+        }
+    }
+
+    fn window(&self) -> Duration {
+        Duration::from_secs(self.cfg.window_secs)
+    }
+
+    /// Whether a login attempt for `user` from `addr` may go ahead now.
+    pub fn allows(&self, addr: IpAddr, user: UserId) -> bool {
+        self.allows_at(addr, user, Instant::now())
+    }
+
+    fn allows_at(&self, addr: IpAddr, user: UserId, now: Instant) -> bool {
+        let window = self.window();
+        let c = self.counts.lock();
+        let count = |w: Option<&Window>| {
+            w.filter(|w| now - w.start < window)
+                .map_or(0, |w| w.failures)
+        };
+        if count(c.pairs.get(&(addr, user))) >= self.cfg.per_user_and_address
+            || count(c.users.get(&user)) >= self.cfg.per_user
+        {
+            return false;
+        }
+        let trusted = c
+            .trusted
+            .get(&(addr, user))
+            .is_some_and(|&at| now - at < TRUST);
+        trusted || count(c.addresses.get(&addr)) < self.cfg.per_address
+    }
+
+    /// Records a failed attempt.
+    pub fn failed(&self, addr: IpAddr, user: UserId) {
+        self.failed_at(addr, user, Instant::now());
+    }
+
+    fn failed_at(&self, addr: IpAddr, user: UserId, now: Instant) {
+        let window = self.window();
+        let mut c = self.counts.lock();
+        let bump = |w: &mut Window| {
+            if now - w.start >= window {
+                *w = Window {
+                    start: now,
+                    failures: 0,
+                };
+            }
+            w.failures += 1;
+        };
+        let fresh = Window {
+            start: now,
+            failures: 0,
+        };
+        bump(c.pairs.entry((addr, user)).or_insert(fresh));
+        bump(c.users.entry(user).or_insert(fresh));
+        bump(c.addresses.entry(addr).or_insert(fresh));
+        sweep(&mut c, now, window);
+    }
+
+    /// Records a successful login: the pair's failures are forgiven and the address is trusted for the user.
+    pub fn succeeded(&self, addr: IpAddr, user: UserId) {
+        let now = Instant::now();
+        let mut c = self.counts.lock();
+        c.pairs.remove(&(addr, user));
+        c.trusted.insert((addr, user), now);
+        sweep(&mut c, now, self.window());
+    }
+}
+
+/// Drops expired entries now and then, so the maps stay as small as the recent failures.
+fn sweep(c: &mut Counts, now: Instant, window: Duration) {
+    if c.last_sweep.is_some_and(|at| now - at < window) {
+        return;
+    }
+    c.last_sweep = Some(now);
+    c.pairs.retain(|_, w| now - w.start < window);
+    c.users.retain(|_, w| now - w.start < window);
+    c.addresses.retain(|_, w| now - w.start < window);
+    c.trusted.retain(|_, &mut at| now - at < TRUST);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_allows_the_burst_then_the_rate() {
+        let cfg = RateConfig {
+            per_sec: 10.0,
+            burst: 5.0,
+            abuse_frames: 100.0,
+        };
+        let mut rl = RateLimiter::new(&cfg);
+        let t0 = rl.last;
+        let verdicts: Vec<Verdict> = (0..7).map(|_| rl.check_at(t0)).collect();
+        assert_eq!(&verdicts[..5], &[Verdict::Allow; 5]);
+        assert_eq!(&verdicts[5..], &[Verdict::Refuse; 2]);
+        // 100 ms later one more token is there.
+        assert_eq!(rl.check_at(t0 + Duration::from_millis(100)), Verdict::Allow);
+    }
+
+    #[test]
+    fn sustained_abuse_closes_but_twice_the_rate_does_not() {
+        let cfg = RateConfig {
+            per_sec: 100.0,
+            burst: 10.0,
+            abuse_frames: 50.0,
+        };
+        // Twice the rate for 10 s: half refused, never closed.
+        let mut rl = RateLimiter::new(&cfg);
+        let t0 = rl.last;
+        for i in 0..2_000u64 {
+            let v = rl.check_at(t0 + Duration::from_micros(i * 5_000));
+            assert_ne!(v, Verdict::Close, "frame {i}");
+        }
+        // Ten times the rate: closed quickly.
+        let mut rl = RateLimiter::new(&cfg);
+        let t0 = rl.last;
+        let closed_at = (0..10_000u64)
+            .position(|i| rl.check_at(t0 + Duration::from_micros(i * 1_000)) == Verdict::Close)
+            .expect("closed");
+        assert!(closed_at < 200, "closed after {closed_at} frames");
+    }
+
+    #[test]
+    fn login_throttle_counts_failures_per_pair_user_and_address() {
+        let cfg = LoginThrottleConfig {
+            window_secs: 60,
+            per_user_and_address: 2,
+            per_user: 3,
+            per_address: 4,
+        };
+        let t = LoginThrottle::new(&cfg);
+        let now = Instant::now();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        t.failed_at(a, 1, now);
+        assert!(t.allows_at(a, 1, now));
+        t.failed_at(a, 1, now);
+        assert!(!t.allows_at(a, 1, now), "pair limit");
+        assert!(t.allows_at(b, 1, now), "another address may still try");
+        t.failed_at(b, 1, now);
+        assert!(!t.allows_at(b, 1, now), "user limit across addresses");
+        // The window passes.
+        assert!(t.allows_at(a, 1, now + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn honest_users_behind_a_guessing_address_still_get_in() {
+        let cfg = LoginThrottleConfig {
+            window_secs: 60,
+            per_user_and_address: 5,
+            per_user: 20,
+            per_address: 3,
+        };
+        let t = LoginThrottle::new(&cfg);
+        let shared: IpAddr = "192.0.2.7".parse().unwrap();
+        t.succeeded(shared, 42);
+        let now = Instant::now();
+        for guessed in 100..110 {
+            t.failed_at(shared, guessed, now);
+        }
+        assert!(
+            !t.allows_at(shared, 200, now),
+            "unknown users from the address wait"
+        );
+        assert!(
+            t.allows_at(shared, 42, now),
+            "a user who logged in from there before gets in"
+        );
+    }
+}
