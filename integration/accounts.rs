@@ -198,7 +198,47 @@ fn passwords_are_stored_hashed(backend: Backend) {
     assert!(!record.password_hash.contains("plain-secret"));
 }
 
+fn resume_tokens(backend: Backend) {
+    let db = Db::fresh(backend);
+    let server = Server::start(&db, &[]);
+    let mut c = server.connect(Separator::Newline);
+    let id = c.register("ida", "pw");
+    let other = c.register("jon", "pw");
+    assert_eq!(c.login(id, "pw", 1).get("token"), None, "v1 gets no token");
+    c.send(json!({"msgid": 3}));
+    let ack = c.login(id, "pw", 2);
+    let token = ack["token"]
+        .as_str()
+        .expect("v2 login carries a token")
+        .to_owned();
+    assert_eq!(token.len(), 64);
+    let token_login = |id: i64, token: &str| json!({"msgid": 1, "id": id, "token": token, "v": 2});
+    // The connection drops without logout; the client resumes with its token instead of the password.
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut r = server.connect(Separator::Newline);
+    let resumed = r.req(token_login(id, &token));
+    assert_eq!(
+        (resumed["errno"].clone(), resumed["token"].clone()),
+        (json!(0), json!(token))
+    );
+    // Tokens are bound to their user; wrong ones are plain failures.
+    let mut x = server.connect(Separator::Newline);
+    assert_eq!(x.req(token_login(other, &token))["errno"], 1);
+    assert_eq!(x.req(token_login(id, &"0".repeat(64)))["errno"], 1);
+    assert_eq!(
+        x.req(json!({"msgid": 1, "id": id, "token": token}))["errno"],
+        1,
+        "v1 has no tokens"
+    );
+    // Logout revokes it.
+    assert_eq!(r.req(json!({"msgid": 3}))["msgid"], 11);
+    assert_eq!(r.req(token_login(id, &token))["errno"], 1);
+    assert_eq!(r.login(id, "pw", 2)["errno"], 0);
+}
+
 crate::on_both_backends!(
+    resume_tokens,
     register_then_login_v1,
     login_ack_lists_v1_and_v2,
     login_failures,

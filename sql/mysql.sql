@@ -48,3 +48,10 @@ CREATE TABLE IF NOT EXISTS node (
     id VARCHAR(128) NOT NULL PRIMARY KEY,
     heartbeat BIGINT NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Resume tokens (v2): at most one per user, stored as a SHA-256 hash; revoked at logout, expire after 30 days.
+CREATE TABLE IF NOT EXISTS token (
+    userid INT NOT NULL PRIMARY KEY,
+    hash VARBINARY(64) NOT NULL,
+    created BIGINT NOT NULL
+) ENGINE = InnoDB;

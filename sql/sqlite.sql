@@ -41,3 +41,9 @@ CREATE TABLE IF NOT EXISTS node (
     id TEXT PRIMARY KEY,
     heartbeat INTEGER NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS token (
+    userid INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL,
+    created INTEGER NOT NULL
+);

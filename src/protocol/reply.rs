@@ -75,6 +75,8 @@ pub struct LoginView<'a> {
     pub groups: &'a [Group],
     /// Stored chat frames, oldest first.
     pub offline: &'a [String],
+    /// The resume token (v2 only).
+    pub token: Option<&'a str>,
 }
 
 /// The successful LOGIN_MSG_ACK, in the connection's version's shape.
@@ -84,6 +86,9 @@ pub fn login_ack(view: &LoginView, version: Version, seq: Option<&Value>) -> Str
     ack.insert("errno".into(), json!(0));
     ack.insert("id".into(), json!(view.id));
     ack.insert("name".into(), json!(view.name));
+    if let (Version::V2, Some(token)) = (version, view.token) {
+        ack.insert("token".into(), json!(token));
+    }
     let friends: Vec<Value> = view.friends.iter().map(contact).collect();
     let groups: Vec<Value> = view.groups.iter().map(|g| group(g, version)).collect();
     let lists = match version {
@@ -157,6 +162,7 @@ mod tests {
             friends,
             groups,
             offline,
+            token: None,
         }
     }
 

@@ -88,12 +88,24 @@ pub fn is_client_msgid(id: i64) -> bool {
     )
 }
 
+/// How a login proves who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Password(String),
+    /// A resume token from an earlier v2 login ack (v2 only): no password hashing, so a crowd of clients
+    /// reconnecting after a node loss gets back in quickly.
+    Token(String),
+}
+
+/// Longest resume token accepted (ours are 43 characters).
+const MAX_TOKEN_BYTES: usize = 128;
+
 /// A validated request.
 #[derive(Debug, PartialEq)]
 pub enum Request {
     Login {
         id: UserId,
-        password: String,
+        credential: Credential,
         version: Version,
     },
     Register {
@@ -149,11 +161,7 @@ impl Request {
     pub fn parse(env: &Envelope, limits: &Limits) -> Result<Request, FieldError> {
         let b = &env.body;
         Ok(match env.msgid {
-            msgid::LOGIN => Request::Login {
-                id: id_field(b, "id")?,
-                password: password_field(b, limits)?,
-                version: version_field(b)?,
-            },
+            msgid::LOGIN => login(b, limits)?,
             msgid::REG => Request::Register {
                 name: text_field(b, "name", TextKind::Name, 1, limits.max_name_chars)?,
                 password: password_field(b, limits)?,
@@ -197,6 +205,30 @@ impl Request {
             other => unreachable!("msgid {other} is not a client request"),
         })
     }
+}
+
+/// A login carries a password, or (v2) a resume token instead.
+fn login(b: Fields, limits: &Limits) -> Result<Request, FieldError> {
+    let id = id_field(b, "id")?;
+    let version = version_field(b)?;
+    let credential = match (b.contains_key("password"), version) {
+        (false, Version::V2) if b.contains_key("token") => {
+            let token = string_field(b, "token")?;
+            if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+                return Err(FieldError::new(
+                    "token",
+                    "must be a token from a login reply",
+                ));
+            }
+            Credential::Token(token.to_owned())
+        }
+        _ => Credential::Password(password_field(b, limits)?),
+    };
+    Ok(Request::Login {
+        id,
+        credential,
+        version,
+    })
 }
 
 /// A positive integer within `i32`.
@@ -344,7 +376,15 @@ mod tests {
             parse(json!({"msgid":1,"id":5,"password":"pw","v":2})),
             Ok(Request::Login {
                 id: 5,
-                password: "pw".into(),
+                credential: Credential::Password("pw".into()),
+                version: Version::V2
+            })
+        );
+        assert_eq!(
+            parse(json!({"msgid":1,"id":5,"token":"t0k","v":2})),
+            Ok(Request::Login {
+                id: 5,
+                credential: Credential::Token("t0k".into()),
                 version: Version::V2
             })
         );
@@ -355,6 +395,8 @@ mod tests {
             json!({"msgid":1,"id":5,"password":""}),
             json!({"msgid":1,"id":5,"password":5}),
             json!({"msgid":1,"id":5,"password":"pw","v":3}),
+            json!({"msgid":1,"id":5,"token":"t0k"}),
+            json!({"msgid":1,"id":5,"token":"","v":2}),
         ] {
             assert!(parse(bad.clone()).is_err(), "{bad}");
         }

@@ -2,10 +2,11 @@
 
 use serde_json::{Value, json};
 
-use super::{Caller, Context, Failure, Identity};
+use super::{Caller, Context, Failure, Identity, token};
 use crate::mailbox::Outgoing;
 use crate::model::UserRecord;
 use crate::protocol::reply::{self, LoginView};
+use crate::protocol::request::Credential;
 use crate::protocol::{Errno, UserId, Version, msgid};
 use crate::store::StoreError;
 
@@ -43,18 +44,20 @@ pub fn login(
     ctx: &Context,
     caller: &mut Caller,
     id: UserId,
-    password: &str,
+    credential: &Credential,
     version: Version,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
     if !ctx.login_throttle.allows(caller.peer, id) {
         return Err(Failure::ack(107, THROTTLED));
     }
-    let Some(user) = ctx
-        .store
-        .find_user(id)?
-        .filter(|u| ctx.hasher.verify(password, &u.password_hash))
-    else {
+    let user = ctx.store.find_user(id)?;
+    let authentic = match (&user, credential) {
+        (None, _) => false,
+        (Some(u), Credential::Password(password)) => ctx.hasher.verify(password, &u.password_hash),
+        (Some(_), Credential::Token(presented)) => token::matches(ctx, id, presented)?,
+    };
+    let Some(user) = user.filter(|_| authentic) else {
         ctx.login_throttle.failed(caller.peer, id);
         return Err(Failure::ack(1, INVALID_LOGIN));
     };
@@ -76,7 +79,12 @@ pub fn login(
         name: user.name.as_str().into(),
         version,
     };
-    match send_login_ack(ctx, caller, &user, version, seq) {
+    let token = match (version, credential) {
+        (Version::V1, _) => None,
+        (Version::V2, Credential::Token(presented)) => Some(presented.clone()),
+        (Version::V2, Credential::Password(_)) => token::issue(ctx, id),
+    };
+    match send_login_ack(ctx, caller, &user, version, token.as_deref(), seq) {
         Ok(()) => {
             tracing::info!(user = id, "logged in");
             caller.user = Some(identity);
@@ -97,6 +105,7 @@ fn send_login_ack(
     caller: &Caller,
     user: &UserRecord,
     version: Version,
+    token: Option<&str>,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
     let friends = ctx.store.friends(user.id)?;
@@ -108,6 +117,7 @@ fn send_login_ack(
         friends: &friends,
         groups: &groups,
         offline: &offline,
+        token,
     };
     let frame = reply::login_ack(&view, version, seq);
     let more = offline.len() == ctx.offline_batch;
@@ -126,9 +136,11 @@ fn send_login_ack(
         })
 }
 
-/// LOGINOUT_MSG: the connection stays open, logged out.
+/// LOGINOUT_MSG: the connection stays open, logged out, and the user's resume token is revoked (a
+/// connection that merely drops keeps it, so the client can resume).
 pub fn logout(ctx: &Context, caller: &mut Caller, seq: Option<&Value>) {
     let me = caller.user.take().expect("dispatch checks login first");
+    token::revoke(ctx, me.id);
     leave(ctx, &me, caller);
     let _ = caller.mailbox.push(Outgoing::LoggedOut);
     if me.version == Version::V2 {

@@ -10,6 +10,7 @@ pub mod account;
 pub mod chat;
 pub mod friend;
 pub mod group;
+pub mod token;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -171,9 +172,9 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
     match request {
         Request::Login {
             id,
-            password,
+            credential,
             version,
-        } => account::login(ctx, caller, id, &password, version, seq),
+        } => account::login(ctx, caller, id, &credential, version, seq),
         Request::Register { name, password } => {
             account::register(ctx, caller, &name, &password, seq)
         }

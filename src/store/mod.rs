@@ -89,7 +89,19 @@ pub trait Store: Send + Sync {
 
     /// Removes and returns up to `limit` of the user's stored frames, oldest first, in one transaction.
     fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<String>>;
+
+    /// Saves the hash of the user's resume token, replacing any earlier one.
+    fn save_token(&self, user: UserId, hash: &[u8]) -> Result<()>;
+
+    /// The hash of the user's resume token, unless none was issued or it is older than [`TOKEN_TTL`].
+    fn token_hash(&self, user: UserId) -> Result<Option<Vec<u8>>>;
+
+    /// Revokes the user's resume token.
+    fn revoke_token(&self, user: UserId) -> Result<()>;
 }
+
+/// How long a resume token stays valid.
+pub const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How long a node's heartbeat stays fresh; presence claimed by a node older than this is void.
 pub const LIVENESS: Duration = Duration::from_secs(8);

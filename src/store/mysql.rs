@@ -287,6 +287,29 @@ impl Store for MysqlStore {
             Ok(rows.into_iter().map(|(_, m)| m).collect())
         })
     }
+
+    fn save_token(&self, user: UserId, hash: &[u8]) -> Result<()> {
+        self.conn()?.exec_drop(
+            "INSERT INTO token (userid, hash, created) VALUES (?, ?, UNIX_TIMESTAMP()) \
+             ON DUPLICATE KEY UPDATE hash = VALUES(hash), created = VALUES(created)",
+            (user, hash),
+        )?;
+        Ok(())
+    }
+
+    fn token_hash(&self, user: UserId) -> Result<Option<Vec<u8>>> {
+        let hash = self.conn()?.exec_first(
+            "SELECT hash FROM token WHERE userid = ? AND created >= UNIX_TIMESTAMP() - ?",
+            (user, super::TOKEN_TTL.as_secs()),
+        )?;
+        Ok(hash)
+    }
+
+    fn revoke_token(&self, user: UserId) -> Result<()> {
+        self.conn()?
+            .exec_drop("DELETE FROM token WHERE userid = ?", (user,))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -294,7 +317,7 @@ mod tests {
     #[test]
     fn schema_splits_into_create_statements() {
         let statements = super::schema_statements(super::SCHEMA);
-        assert_eq!(statements.len(), 6);
+        assert_eq!(statements.len(), 7);
         assert!(
             statements
                 .iter()

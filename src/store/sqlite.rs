@@ -292,4 +292,31 @@ impl Store for SqliteStore {
             Ok(rows.into_iter().map(|(_, m)| m).collect())
         })
     }
+
+    fn save_token(&self, user: UserId, hash: &[u8]) -> Result<()> {
+        self.conn()?.execute(
+            "INSERT INTO token (userid, hash, created) VALUES (?1, ?2, unixepoch()) \
+             ON CONFLICT (userid) DO UPDATE SET hash = excluded.hash, created = excluded.created",
+            params![user, hash],
+        )?;
+        Ok(())
+    }
+
+    fn token_hash(&self, user: UserId) -> Result<Option<Vec<u8>>> {
+        let hash = self
+            .conn()?
+            .query_row(
+                "SELECT hash FROM token WHERE userid = ?1 AND created >= unixepoch() - ?2",
+                params![user, super::TOKEN_TTL.as_secs() as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(hash)
+    }
+
+    fn revoke_token(&self, user: UserId) -> Result<()> {
+        self.conn()?
+            .execute("DELETE FROM token WHERE userid = ?1", params![user])?;
+        Ok(())
+    }
 }
