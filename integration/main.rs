@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod chat;
 mod client;
+mod faults;
 mod cluster;
 mod framing;
 mod lifecycle;

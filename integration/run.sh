@@ -29,4 +29,4 @@ export CLUSTERCHAT_TEST_MYSQL=$MARIADB_URL
 
 echo "== tests"
 # Integration tests mostly wait on sockets; more threads than cores keeps the run short.
-cargo test --locked --all-targets -- --test-threads "${TEST_THREADS:-4}"
+cargo test --locked --all-targets --no-fail-fast -- --test-threads "${TEST_THREADS:-4}"

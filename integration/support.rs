@@ -98,11 +98,16 @@ pub fn free_port() -> u16 {
 impl Server {
     /// Starts a node on `db` with cheap password hashing and `extra` flags.
     pub fn start(db: &Db, extra: &[&str]) -> Server {
+        Server::start_on(&db.url, extra)
+    }
+
+    /// Starts a node on the database at `url`.
+    pub fn start_on(url: &str, extra: &[&str]) -> Server {
         let logdir = tempfile::tempdir().expect("temp dir");
         let mut server = Server {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
-            db_url: db.url.clone(),
+            db_url: url.to_owned(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             log: logdir.path().join("server.log"),
             _logdir: logdir,
@@ -455,4 +460,100 @@ fn is_listening(port: u16) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// A MariaDB of a test's own, for tests that stop and restart the database (the shared one of
+/// `make test` must stay up for everyone else).
+pub struct Mariadb {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Mariadb {
+    pub fn start() -> Mariadb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+            ])
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg("--skip-test-db")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("mariadb-install-db (make test installs MariaDB)");
+        assert!(status.success(), "mariadb-install-db failed");
+        let mut db = Mariadb {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        db.start_again();
+        let sock = db.dir.path().join("mysqld.sock");
+        let sql = "CREATE USER 'chat'@'127.0.0.1' IDENTIFIED BY 'chat'; \
+                   GRANT ALL ON *.* TO 'chat'@'127.0.0.1'; CREATE DATABASE chat;";
+        let status = Command::new("mariadb")
+            .args(["--no-defaults", "-u", "root", "-S"])
+            .arg(&sock)
+            .args(["-e", sql])
+            .status()
+            .expect("mariadb client");
+        assert!(status.success(), "creating the test user failed");
+        db
+    }
+
+    /// A URL for the `chat` database.
+    pub fn url(&self) -> String {
+        format!("mysql://chat:chat@127.0.0.1:{}/chat", self.port)
+    }
+
+    /// Starts the server (again, on the same port and data).
+    pub fn start_again(&mut self) {
+        let path = |name: &str| self.dir.path().join(name).display().to_string();
+        let mysqld = if std::path::Path::new("/usr/sbin/mariadbd").exists() {
+            "/usr/sbin/mariadbd"
+        } else {
+            "mariadbd"
+        };
+        let child = Command::new(mysqld)
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+            ])
+            .arg(format!("--datadir={}", path("data")))
+            .arg(format!("--socket={}", path("mysqld.sock")))
+            .arg(format!("--pid-file={}", path("mysqld.pid")))
+            .arg(format!("--log-error={}", path("error.log")))
+            .arg(format!("--port={}", self.port))
+            .args(["--innodb-buffer-pool-size=32M", "--innodb-log-file-size=8M"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        self.child = Some(child);
+        assert!(
+            is_listening(self.port),
+            "mariadbd did not listen on port {}",
+            self.port
+        );
+    }
+
+    /// Kills the server, as a crash or an outage would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

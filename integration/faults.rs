@@ -1,0 +1,163 @@
+//! Faults: the database going away and coming back, the embedded store's disk filling up. (A read-only
+//! remount cannot be tested this way: the kernel refuses it while the database file is open for writing.)
+
+use std::time::{Duration, Instant};
+
+use clusterchat::protocol::frame::Separator;
+use serde_json::{Value, json};
+
+use crate::support::{Conn, Mariadb, Server};
+
+/// Repeats `request` until its reply's errno is not 109, for at most `within`.
+fn until_available(c: &mut Conn, request: Value, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = c.req(request.clone());
+        if reply["errno"] != 109 {
+            return reply;
+        }
+        assert!(Instant::now() < deadline, "still 109 after {within:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn mysql_stopped_and_restarted() {
+    let mut db = Mariadb::start();
+    let server = Server::start_on(&db.url(), &[]);
+    let mut a = server.connect(Separator::Newline);
+    let a_id = a.register("ann", "pw");
+    let b_id = a.register("bob", "pw");
+    let c_id = a.register("cat", "pw");
+    a.login(a_id, "pw", 2);
+    let mut b = server.connect(Separator::Newline);
+    b.login(b_id, "pw", 2);
+
+    db.stop();
+    // What needs the database is refused with 109, never reported as done...
+    let reg = a.req(json!({"msgid": 4, "name": "dan", "password": "pw"}));
+    assert_eq!(
+        (reg["msgid"].clone(), reg["errno"].clone()),
+        (json!(5), json!(109)),
+        "{reg}"
+    );
+    let offline = a.req(json!({"msgid": 6, "toid": c_id, "msg": "for later"}));
+    assert_eq!(
+        (offline["msgid"].clone(), offline["errno"].clone()),
+        (json!(15), json!(109))
+    );
+    assert_eq!(a.req(json!({"msgid": 8, "groupname": "g"}))["errno"], 109);
+    let mut c = server.connect(Separator::Newline);
+    let login = c.req(json!({"msgid": 1, "id": c_id, "password": "pw", "v": 2}));
+    assert_eq!(
+        (login["msgid"].clone(), login["errno"].clone()),
+        (json!(2), json!(109))
+    );
+    // ...while chat between users online here goes on.
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": b_id, "msg": "still here"}))["msgid"],
+        16
+    );
+    assert_eq!(b.recv()["msg"], "still here");
+
+    db.start_again();
+    // Service resumes by itself.
+    let ack = until_available(
+        &mut a,
+        json!({"msgid": 6, "toid": c_id, "msg": "for later"}),
+        Duration::from_secs(30),
+    );
+    assert_eq!(ack["msgid"], 16);
+    let ack = c.login(c_id, "pw", 2);
+    let texts: Vec<Value> = ack["offlinemsg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["msg"].clone())
+        .collect();
+    assert_eq!(
+        texts,
+        vec![json!("for later")],
+        "stored exactly once, after the database returned"
+    );
+}
+
+/// A small tmpfs of the test's own (the tests run as root, as `make test` does), unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (make test runs as root)"
+        );
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn embedded_store_on_a_full_disk() {
+    let fs = Tmpfs::mount("2m");
+    let url = format!("sqlite://{}", fs.dir.path().join("chat.db").display());
+    let server = Server::start_on(&url, &[]);
+    let mut a = server.connect(Separator::Newline);
+    let a_id = a.register("amy", "pw");
+    let b_id = a.register("ben", "pw");
+    let c_id = a.register("cid", "pw");
+    a.login(a_id, "pw", 2);
+    let mut b = server.connect(Separator::Newline);
+    b.login(b_id, "pw", 2);
+
+    // Fill the disk.
+    let filler = fs.dir.path().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 4 * 1024 * 1024]);
+    let big = "x".repeat(16_000);
+    let mut refused = false;
+    for _ in 0..200 {
+        let reply = a.req(json!({"msgid": 6, "toid": c_id, "msg": big}));
+        if reply["errno"] == 109 {
+            refused = true;
+            break;
+        }
+        assert_eq!(reply["msgid"], 16, "{reply}");
+    }
+    assert!(refused, "a full disk never made storing fail");
+    assert_eq!(
+        a.req(json!({"msgid": 4, "name": "dee", "password": "pw"}))["errno"],
+        109
+    );
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": b_id, "msg": "live"}))["msgid"],
+        16
+    );
+    assert_eq!(b.recv()["msg"], "live");
+
+    // Space again: writes work again by themselves.
+    std::fs::remove_file(&filler).unwrap();
+    let reg = until_available(
+        &mut a,
+        json!({"msgid": 4, "name": "dee", "password": "pw"}),
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        (reg["msgid"].clone(), reg["errno"].clone()),
+        (json!(5), json!(0))
+    );
+}
