@@ -1,0 +1,300 @@
+//! Command-line flags: one subcommand per scenario, plus `plot`. Every count and duration is bounded, and
+//! every address must be a loopback address, so a typo cannot turn the tool on a machine that is not ours.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail, ensure};
+use clap::{Args, Parser, Subcommand};
+
+/// Most users (connections) one run may hold.
+pub const MAX_USERS: usize = 100_000;
+/// Longest load step or hold, in seconds.
+pub const MAX_DURATION_S: f64 = 3_600.0;
+/// Highest offered rate, in messages per second.
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// Most messages one step may plan (bounds the per-message delivery counters).
+pub const MAX_MESSAGES_PER_STEP: u64 = 50_000_000;
+
+/// `chat-bench`: a load generator for servers speaking the cluster chat protocol.
+#[derive(Debug, Parser)]
+#[command(
+    name = "chat-bench",
+    version,
+    about = "Load generator for cluster chat servers: how many people one node holds, how many messages per \
+             second, how fast a message arrives"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One-to-one chat (msgid 6) from random users to random users.
+    One(LoadArgs),
+    /// Group chat (msgid 10) in groups of --group-size; the tool creates the groups and joins the members.
+    Group(GroupArgs),
+    /// Hold N logged-in connections for --duration and report the server's memory per connection.
+    Idle(CommonArgs),
+    /// Register N users, then log them all in at once; report the time until all are in.
+    LoginStorm(StormArgs),
+    /// Draw latency (p50, p99) against offered rate from the JSON lines of `one` or `group` runs (SVG).
+    Plot(PlotArgs),
+}
+
+/// Flags every scenario shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Server address (loopback only); repeat for several nodes, users are spread over them round-robin.
+    #[arg(long = "addr", required = true, value_delimiter = ',')]
+    pub addrs: Vec<SocketAddr>,
+    /// Users, one connection each.
+    #[arg(short = 'n', long, default_value_t = 1_000)]
+    pub users: usize,
+    /// Logins (and registrations) in flight at once; argon2 makes each one slow by design.
+    #[arg(long, default_value_t = 32)]
+    pub login_concurrency: usize,
+    /// Seconds of load per step (for `idle`: seconds to hold the connections).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// The server's process id, for its CPU time, memory and context switches; repeat for each node.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
+    /// Prefix of the user and group names [default: random, so that runs against one database never clash].
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Password of every bench user.
+    #[arg(long, default_value = "bench-pw")]
+    pub password: String,
+    /// Seconds to wait for a setup reply (register, login, group) before counting a failure.
+    #[arg(long, default_value_t = 30.0)]
+    pub reply_timeout: f64,
+    /// A free-form label copied into the JSON line (e.g. "sqlite"), used as the series name by `plot`.
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+/// Flags of the chat scenarios.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Offered rate, messages per second, over all senders (open loop: sent on schedule, answered or not).
+    #[arg(long, default_value_t = 1_000.0)]
+    pub rate: f64,
+    /// Comma-separated rates to run in turn on the same connections, e.g. 5000,10000,20000; overrides --rate.
+    #[arg(long)]
+    pub sweep: Option<String>,
+    /// Run every rate of --sweep even after one fails (by default the sweep stops after the first failure).
+    #[arg(long)]
+    pub sweep_all: bool,
+    /// Length of each message's text in bytes (at least what the sequence number and timestamp take).
+    #[arg(long, default_value_t = 64)]
+    pub msg_bytes: usize,
+    /// Sender threads; each owns a slice of the connections.
+    #[arg(long, default_value_t = 2)]
+    pub senders: usize,
+    /// Receiver threads; each reads a slice of the connections.
+    #[arg(long, default_value_t = 2)]
+    pub receivers: usize,
+    /// Seconds to wait after the last send for late deliveries before counting loss.
+    #[arg(long, default_value_t = 2.0)]
+    pub grace: f64,
+    /// With two or more --addr: every one-to-one message goes to a user on another node than its sender.
+    #[arg(long)]
+    pub cross_node: bool,
+    /// Seed of the random choice of senders and recipients [default: from the clock].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A step passes when its loss is at most this many percent...
+    #[arg(long, default_value_t = 0.1)]
+    pub max_loss_pct: f64,
+    /// ...and its p99 latency at most this many milliseconds.
+    #[arg(long, default_value_t = 200.0)]
+    pub max_p99_ms: f64,
+}
+
+/// Flags of the group scenario.
+#[derive(Debug, Clone, Args)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Members per group (the sender's message goes to the other G-1).
+    #[arg(long, default_value_t = 20)]
+    pub group_size: usize,
+}
+
+/// Flags of the login storm.
+#[derive(Debug, Clone, Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Log in once with passwords to get resume tokens, disconnect, then storm with the tokens (needs a
+    /// server that hands out tokens in its v2 login ack).
+    #[arg(long)]
+    pub use_tokens: bool,
+}
+
+/// Flags of `plot`.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// Files holding the JSON lines of `one` or `group` runs (with --sweep); one series pair per label.
+    #[arg(long = "input", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The SVG to write.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// The chart's title.
+    #[arg(long, default_value = "chat-bench: one-to-one latency vs offered rate")]
+    pub title: String,
+}
+
+impl CommonArgs {
+    /// Checks the bounds; the tool refuses anything but loopback targets.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        ensure!(!self.addrs.is_empty(), "give at least one --addr");
+        for addr in &self.addrs {
+            ensure!(
+                addr.ip().is_loopback(),
+                "{addr} is not a loopback address: chat-bench only loads servers on this machine"
+            );
+        }
+        ensure!(
+            (1..=MAX_USERS).contains(&self.users),
+            "--users must be 1 to {MAX_USERS}"
+        );
+        ensure!(
+            (1..=4_096).contains(&self.login_concurrency),
+            "--login-concurrency must be 1 to 4096"
+        );
+        check_seconds("--duration", self.duration)?;
+        check_seconds("--reply-timeout", self.reply_timeout)?;
+        Ok(())
+    }
+
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration)
+    }
+
+    pub fn reply_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.reply_timeout)
+    }
+}
+
+impl LoadArgs {
+    /// Checks the bounds and returns the rates to run, in order.
+    pub fn rates(&self) -> anyhow::Result<Vec<f64>> {
+        self.common.validate()?;
+        ensure!(
+            (1..=64).contains(&self.senders) && (1..=64).contains(&self.receivers),
+            "--senders and --receivers must be 1 to 64"
+        );
+        ensure!(
+            (crate::msgtext::MIN_BYTES..=16_384).contains(&self.msg_bytes),
+            "--msg-bytes must be {} to 16384",
+            crate::msgtext::MIN_BYTES
+        );
+        check_seconds("--grace", self.grace)?;
+        ensure!(
+            !self.cross_node || self.common.addrs.len() >= 2,
+            "--cross-node needs two or more --addr"
+        );
+        let rates = match &self.sweep {
+            Some(list) => parse_sweep(list)?,
+            None => vec![self.rate],
+        };
+        for &rate in &rates {
+            check_rate(rate)?;
+            let planned = rate * self.common.duration;
+            ensure!(
+                planned <= MAX_MESSAGES_PER_STEP as f64,
+                "rate {rate} for {} s plans more than {MAX_MESSAGES_PER_STEP} messages",
+                self.common.duration
+            );
+        }
+        Ok(rates)
+    }
+}
+
+/// Parses `--sweep`: comma-separated positive rates such as `5000,10000,2.5e4`.
+pub fn parse_sweep(list: &str) -> anyhow::Result<Vec<f64>> {
+    let mut rates = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let rate: f64 = part
+            .parse()
+            .with_context(|| format!("--sweep: {part:?} is not a number"))?;
+        check_rate(rate).with_context(|| format!("--sweep: {part:?}"))?;
+        rates.push(rate);
+    }
+    if rates.is_empty() {
+        bail!("--sweep needs at least one rate");
+    }
+    if rates.len() > 100 {
+        bail!("--sweep takes at most 100 rates");
+    }
+    Ok(rates)
+}
+
+fn check_rate(rate: f64) -> anyhow::Result<()> {
+    ensure!(
+        rate.is_finite() && rate > 0.0 && rate <= MAX_RATE,
+        "a rate must be above 0 and at most {MAX_RATE} messages per second"
+    );
+    Ok(())
+}
+
+fn check_seconds(flag: &str, seconds: f64) -> anyhow::Result<()> {
+    ensure!(
+        seconds.is_finite() && seconds > 0.0 && seconds <= MAX_DURATION_S,
+        "{flag} must be above 0 and at most {MAX_DURATION_S} seconds"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_parses_in_order_with_spaces_and_exponents() {
+        assert_eq!(
+            parse_sweep("5000, 10000,2.5e4,").unwrap(),
+            vec![5_000.0, 10_000.0, 25_000.0]
+        );
+    }
+
+    #[test]
+    fn sweep_refuses_bad_rates() {
+        assert!(parse_sweep("").is_err());
+        assert!(parse_sweep(",,").is_err());
+        assert!(parse_sweep("1000,abc").is_err());
+        assert!(parse_sweep("0").is_err());
+        assert!(parse_sweep("-5").is_err());
+        assert!(parse_sweep("inf").is_err());
+        assert!(parse_sweep("1e9").is_err());
+    }
+
+    #[test]
+    fn only_loopback_addresses_are_accepted() {
+        let cli = Cli::try_parse_from(["chat-bench", "idle", "--addr", "10.0.0.1:6000"]).unwrap();
+        let Command::Idle(common) = cli.command else {
+            panic!("idle expected")
+        };
+        assert!(common.validate().is_err());
+        let cli = Cli::try_parse_from([
+            "chat-bench",
+            "idle",
+            "--addr",
+            "127.0.0.1:6000,127.0.0.2:6001",
+        ])
+        .unwrap();
+        let Command::Idle(common) = cli.command else {
+            panic!("idle expected")
+        };
+        assert_eq!(common.addrs.len(), 2);
+        assert!(common.validate().is_ok());
+    }
+}
