@@ -105,6 +105,33 @@ fn group_chat_with_members_on_different_nodes() {
 }
 
 #[test]
+fn joining_through_another_node_reaches_cached_member_lists() {
+    let c = Cluster::start(2);
+    let (mut a, _) = user(&c.nodes[0], "ola");
+    let gid = a.req(json!({"msgid": 8, "groupname": "cached"}))["groupid"].clone();
+    // Node 0 now caches the member list [ola].
+    assert_eq!(
+        a.req(json!({"msgid": 10, "groupid": gid, "msg": "alone"}))["msgid"],
+        16
+    );
+    let (mut b, _) = user(&c.nodes[1], "pat");
+    assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
+    // The new member may speak at once on its node (its own list was invalidated)...
+    assert_eq!(
+        b.req(json!({"msgid": 10, "groupid": gid, "msg": "hello"}))["msgid"],
+        16
+    );
+    assert_eq!(a.recv()["msg"], "hello");
+    // ...and node 0 learns of the join through the bus well before its cache would expire.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        a.req(json!({"msgid": 10, "groupid": gid, "msg": "welcome"}))["msgid"],
+        16
+    );
+    assert_eq!(b.recv()["msg"], "welcome");
+}
+
+#[test]
 fn second_login_anywhere_is_refused() {
     let c = Cluster::start(2);
     let (_a, a_id) = user(&c.nodes[0], "dee");

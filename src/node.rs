@@ -17,6 +17,7 @@ use crate::service::chat::NodeInbox;
 use crate::service::{Context, account};
 use crate::session::SessionConfig;
 use crate::store;
+use crate::store::batch::OfflineWriter;
 
 /// Stack of a connection's reader: handlers, JSON and the database driver run on it.
 const WORKER_STACK: usize = 256 * 1024;
@@ -44,6 +45,7 @@ impl Node {
             None => Box::new(LocalBus),
         };
         let ctx = Arc::new(Context {
+            offline: OfflineWriter::start(store.clone())?,
             store,
             online: Default::default(),
             bus,
@@ -53,6 +55,7 @@ impl Node {
             offline_batch: settings.offline_batch,
             unreleased: Default::default(),
             login_throttle: LoginThrottle::new(&settings.login_throttle),
+            members: Default::default(),
         });
         ctx.bus.start(Arc::new(NodeInbox(Arc::downgrade(&ctx))));
         let ceiling = machine_connection_ceiling();

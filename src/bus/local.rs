@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Bus, BusError, Inbox};
-use crate::protocol::UserId;
+use crate::protocol::{GroupId, UserId};
 
 /// A single node's bus: every user is either online here or offline.
 pub struct LocalBus;
@@ -20,6 +20,8 @@ impl Bus for LocalBus {
     fn subscribe(&self, _user: UserId) -> Result<(), BusError> {
         Ok(())
     }
+
+    fn group_changed(&self, _group: GroupId) {}
 
     fn unsubscribe(&self, _user: UserId) {}
 }

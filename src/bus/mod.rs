@@ -9,7 +9,7 @@ pub mod redis;
 
 use std::sync::Arc;
 
-use crate::protocol::UserId;
+use crate::protocol::{GroupId, UserId};
 
 /// Why the bus could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,9 @@ pub trait Inbox: Send + Sync {
 
     /// Frames were stored for `user`: fetch them if they are online here.
     fn nudge(&self, user: UserId);
+
+    /// `group`'s members changed on some node (`None`: anything may have changed while the bus was away).
+    fn group_changed(&self, group: Option<GroupId>);
 }
 
 /// Delivery between nodes.
@@ -40,6 +43,9 @@ pub trait Bus: Send + Sync {
 
     /// Starts taking frames for `user` on this node; returns once the subscription is confirmed.
     fn subscribe(&self, user: UserId) -> Result<(), BusError>;
+
+    /// Tells every other node that `group`'s members changed (best effort; caches also expire).
+    fn group_changed(&self, group: GroupId);
 
     /// Stops taking frames for `user` on this node; returns once that is confirmed (or Redis is away), so
     /// that a user who logs in elsewhere next is never subscribed on two nodes.

@@ -19,10 +19,12 @@ use parking_lot::Mutex;
 use redis::{Client, Connection};
 
 use super::{Bus, BusError, Inbox};
-use crate::protocol::UserId;
+use crate::protocol::{GroupId, UserId};
 
 /// The payload of a nudge; a chat frame always starts with `{`.
 const NUDGE: &str = "N";
+/// The channel (after the prefix) on which nodes announce group membership changes.
+const GROUPS: &str = "groups";
 /// How long the subscriber blocks in a read before it looks at queued commands.
 const POLL: Duration = Duration::from_millis(20);
 /// Timeouts for connecting and for commands that expect a reply.
@@ -127,6 +129,15 @@ impl Bus for RedisBus {
         let request = Publish {
             channel: self.channel(user),
             payload: Arc::from(NUDGE),
+            reply: None,
+        };
+        let _ = self.publishes.try_send(request);
+    }
+
+    fn group_changed(&self, group: GroupId) {
+        let request = Publish {
+            channel: format!("{}{GROUPS}", self.prefix),
+            payload: Arc::from(group.to_string()),
             reply: None,
         };
         let _ = self.publishes.try_send(request);
@@ -309,15 +320,22 @@ impl Subscriber {
     }
 
     fn handle(&self, msg: &redis::Msg) {
-        let Some(user) = msg
-            .get_channel_name()
-            .strip_prefix(&self.prefix)
-            .and_then(|rest| rest.strip_prefix('u'))
+        let Some(name) = msg.get_channel_name().strip_prefix(&self.prefix) else {
+            return;
+        };
+        let payload = String::from_utf8_lossy(msg.get_payload_bytes());
+        if name == GROUPS {
+            if let Ok(group) = payload.parse::<GroupId>() {
+                self.inbox.group_changed(Some(group));
+            }
+            return;
+        }
+        let Some(user) = name
+            .strip_prefix('u')
             .and_then(|id| id.parse::<UserId>().ok())
         else {
             return;
         };
-        let payload = String::from_utf8_lossy(msg.get_payload_bytes());
         if payload == NUDGE {
             self.inbox.nudge(user);
         } else {

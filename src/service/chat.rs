@@ -95,7 +95,7 @@ fn store(ctx: &Context, offline: &[Offline]) -> Result<usize, StoreError> {
     if offline.is_empty() {
         return Ok(0);
     }
-    let stored = ctx.store.store_offline(offline)?;
+    let stored = ctx.offline.store(offline.to_vec())?;
     nudge(ctx, offline.iter().map(|m| m.to));
     Ok(stored)
 }
@@ -123,7 +123,7 @@ pub fn persist_undelivered(ctx: &Context, frames: Vec<(UserId, Arc<str>)>) -> Ve
         .into_iter()
         .map(|(to, frame)| Offline { to, frame })
         .collect();
-    if let Err(e) = ctx.store.store_offline(&offline) {
+    if let Err(e) = ctx.offline.store(offline.clone()) {
         tracing::error!(count = offline.len(), error = %e, "could not store undelivered messages");
     }
     offline.into_iter().map(|m| m.to).collect()
@@ -155,6 +155,12 @@ impl Inbox for NodeInbox {
     fn nudge(&self, user: UserId) {
         if let Some(ctx) = self.0.upgrade() {
             let _ = ctx.online.deliver(user, Outgoing::Nudge(user));
+        }
+    }
+
+    fn group_changed(&self, group: Option<GroupId>) {
+        if let Some(ctx) = self.0.upgrade() {
+            ctx.members.invalidate(group);
         }
     }
 }

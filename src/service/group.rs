@@ -43,6 +43,8 @@ pub fn join(
             StoreError::NotFound => Failure::new(Errno::NotFound, "no such group"),
             other => other.into(),
         })?;
+    ctx.members.invalidate(Some(group));
+    ctx.bus.group_changed(group);
     caller.ack_v2(
         json!({"msgid": msgid::ADD_GROUP_ACK, "errno": 0, "groupid": group}),
         seq,

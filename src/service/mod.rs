@@ -10,6 +10,7 @@ pub mod account;
 pub mod chat;
 pub mod friend;
 pub mod group;
+pub mod members;
 pub mod token;
 
 use std::borrow::Cow;
@@ -27,11 +28,15 @@ use crate::mailbox::{Mailbox, Outgoing};
 use crate::online::Online;
 use crate::protocol::request::{Envelope, EnvelopeError, Limits, Request, is_client_msgid};
 use crate::protocol::{Errno, UserId, Version, msgid, reply};
+use crate::store::batch::OfflineWriter;
 use crate::store::{Store, StoreError};
+use members::MemberCache;
 
 /// Everything a handler may use, shared by all connections of a node.
 pub struct Context {
     pub store: Arc<dyn Store>,
+    /// Stores offline messages in batches (group commit) on top of `store`.
+    pub offline: OfflineWriter,
     pub online: Online,
     pub bus: Box<dyn Bus>,
     pub hasher: Hasher,
@@ -44,6 +49,8 @@ pub struct Context {
     pub unreleased: Mutex<HashSet<UserId>>,
     /// Failed-login counts, so password guessing cannot burn everyone's CPU.
     pub login_throttle: LoginThrottle,
+    /// Group member lists, so group chat needs no database query per message.
+    pub members: MemberCache,
 }
 
 /// The logged-in user of a connection.

@@ -26,8 +26,10 @@ fn fixture() -> Fixture {
         memory_kib: 64,
         iterations: 1,
     };
+    let store: Arc<dyn crate::store::Store> = Arc::new(store);
     let ctx = Context {
-        store: Arc::new(store),
+        offline: crate::store::batch::OfflineWriter::start(store.clone()).unwrap(),
+        store,
         online: Default::default(),
         bus: Box::new(LocalBus),
         hasher: Hasher::new(&cost, 1).unwrap(),
@@ -36,6 +38,7 @@ fn fixture() -> Fixture {
         offline_batch: 2,
         unreleased: Default::default(),
         login_throttle: LoginThrottle::new(&Default::default()),
+        members: Default::default(),
     };
     ctx.store.heartbeat("test-node").unwrap();
     Fixture { ctx, _dir: dir }

@@ -10,6 +10,7 @@
 //! counts as online only while their node's heartbeat is fresh, so a node killed with -9 stops holding its
 //! users once its heartbeat goes stale.
 
+pub mod batch;
 pub mod mysql;
 pub mod sqlite;
 
@@ -86,6 +87,12 @@ pub trait Store: Send + Sync {
     /// Stores chat frames for later delivery, in order, in one transaction. Frames for users that do not
     /// exist are skipped; returns how many were stored.
     fn store_offline(&self, messages: &[Offline]) -> Result<usize>;
+
+    /// Stores several independent batches, in order, in as few transactions as the store can (the SQL
+    /// stores use one); returns how many of each batch were stored. See [`batch::OfflineWriter`].
+    fn store_offline_many(&self, batches: &[&[Offline]]) -> Result<Vec<usize>> {
+        batches.iter().map(|b| self.store_offline(b)).collect()
+    }
 
     /// Removes and returns up to `limit` of the user's stored frames, oldest first, in one transaction.
     fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<String>>;

@@ -256,19 +256,24 @@ impl Store for MysqlStore {
     }
 
     fn store_offline(&self, messages: &[Offline]) -> Result<usize> {
-        if messages.is_empty() {
-            return Ok(0);
-        }
+        Ok(self.store_offline_many(&[messages])?[0])
+    }
+
+    fn store_offline_many(&self, batches: &[&[Offline]]) -> Result<Vec<usize>> {
         self.write(|tx| {
             let insert = tx.prep(
                 "INSERT INTO offlinemessage (userid, message) SELECT id, ? FROM user WHERE id = ?",
             )?;
-            let mut stored = 0;
-            for m in messages {
-                tx.exec_drop(&insert, (&*m.frame, m.to))?;
-                stored += tx.affected_rows() as usize;
+            let mut counts = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let mut stored = 0;
+                for m in *batch {
+                    tx.exec_drop(&insert, (&*m.frame, m.to))?;
+                    stored += tx.affected_rows() as usize;
+                }
+                counts.push(stored);
             }
-            Ok(stored)
+            Ok(counts)
         })
     }
 

@@ -260,18 +260,23 @@ impl Store for SqliteStore {
     }
 
     fn store_offline(&self, messages: &[Offline]) -> Result<usize> {
-        if messages.is_empty() {
-            return Ok(0);
-        }
+        Ok(self.store_offline_many(&[messages])?[0])
+    }
+
+    fn store_offline_many(&self, batches: &[&[Offline]]) -> Result<Vec<usize>> {
         self.write(|tx| {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO offlinemessage (userid, message) SELECT id, ?2 FROM user WHERE id = ?1",
             )?;
-            let mut stored = 0;
-            for m in messages {
-                stored += insert.execute(params![m.to, &*m.frame])?;
+            let mut counts = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let mut stored = 0;
+                for m in *batch {
+                    stored += insert.execute(params![m.to, &*m.frame])?;
+                }
+                counts.push(stored);
             }
-            Ok(stored)
+            Ok(counts)
         })
     }
 

@@ -1,0 +1,95 @@
+//! A cache of group member lists, so group chat does not query the database for every message.
+//!
+//! Joining a group invalidates its entry on this node at once and, through the bus, on every other node;
+//! entries also expire after [`TTL`], which bounds how stale a list can be if an invalidation is lost
+//! (Redis away). A sender missing from a cached list is checked against the database before being
+//! refused, so a member who just joined through another node is never told they are not a member.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::protocol::{GroupId, UserId};
+use crate::store::{Result, Store};
+
+/// How long a cached member list is trusted without an invalidation.
+pub const TTL: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Entries {
+    lists: HashMap<GroupId, (Instant, Arc<Vec<UserId>>)>,
+    /// Bumped by every invalidation, so a list loaded before it is not cached after it.
+    generation: u64,
+}
+
+/// Member lists by group id.
+#[derive(Default)]
+pub struct MemberCache {
+    entries: Mutex<Entries>,
+}
+
+impl MemberCache {
+    /// The members of `group`, from the cache or the store; `None` if the group does not exist.
+    pub fn members(&self, store: &dyn Store, group: GroupId) -> Result<Option<Arc<Vec<UserId>>>> {
+        let generation = {
+            let entries = self.entries.lock();
+            if let Some((at, list)) = entries.lists.get(&group)
+                && at.elapsed() < TTL
+            {
+                return Ok(Some(list.clone()));
+            }
+            entries.generation
+        };
+        let Some(list) = store.group_members(group)? else {
+            return Ok(None);
+        };
+        let list = Arc::new(list);
+        let mut entries = self.entries.lock();
+        if entries.generation == generation {
+            entries.lists.insert(group, (Instant::now(), list.clone()));
+        }
+        Ok(Some(list))
+    }
+
+    /// Forgets `group`'s list (`None`: every list).
+    pub fn invalidate(&self, group: Option<GroupId>) {
+        let mut entries = self.entries.lock();
+        entries.generation += 1;
+        match group {
+            Some(group) => {
+                entries.lists.remove(&group);
+            }
+            None => entries.lists.clear(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    #[test]
+    fn cached_until_invalidated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("m.db").to_str().unwrap(), 1).unwrap();
+        let a = store.create_user("a", "h").unwrap();
+        let b = store.create_user("b", "h").unwrap();
+        let g = store.create_group(a, "g", "").unwrap();
+        let cache = MemberCache::default();
+        assert_eq!(*cache.members(&store, g).unwrap().unwrap(), vec![a]);
+        store.join_group(g, b).unwrap();
+        assert_eq!(
+            *cache.members(&store, g).unwrap().unwrap(),
+            vec![a],
+            "served from the cache"
+        );
+        cache.invalidate(Some(g));
+        let mut members = (*cache.members(&store, g).unwrap().unwrap()).clone();
+        members.sort();
+        assert_eq!(members, vec![a, b]);
+        assert!(cache.members(&store, 999).unwrap().is_none());
+    }
+}
