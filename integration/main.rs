@@ -11,3 +11,4 @@ mod cluster;
 mod framing;
 mod lifecycle;
 mod limits;
+mod bench_smoke;

@@ -455,6 +455,7 @@ pub fn login_storm(args: &StormArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|r| r.map_err(|f| failures.push(f)).ok())
         .collect();
+    let registered = users.len();
     if users.is_empty() {
         bail!(
             "no user could be registered: {:?}",
@@ -497,7 +498,7 @@ pub fn login_storm(args: &StormArgs) -> anyhow::Result<()> {
         nodes: common.addrs.len(),
         use_tokens: args.use_tokens,
         login_concurrency: common.login_concurrency,
-        registered: common.users - failures.len().min(common.users),
+        registered,
         register_s,
         logged_in: held.len(),
         failures: setup::tally(&failures),
