@@ -256,3 +256,6 @@ fn linger(stream: &TcpStream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
