@@ -26,3 +26,8 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+# Measures release nodes with chat-bench; rewrites docs/BENCHMARKS.md and docs/latency-vs-rate.svg.
+.PHONY: bench
+bench:
+	bash bench/run.sh

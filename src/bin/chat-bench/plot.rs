@@ -71,11 +71,13 @@ pub fn plot(args: &PlotArgs) -> anyhow::Result<()> {
         .x_desc("offered rate (messages per second)")
         .y_desc("end-to-end latency (ms, log scale)")
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y}"))
+        .y_label_formatter(&|y| short_number(*y))
+        .light_line_style(WHITE)
+        .bold_line_style(BLACK.mix(0.12))
         .draw()
         .map_err(draw_error)?;
     for (i, (name, points)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()];
         for (which, dashed) in [("p50", false), ("p99", true)] {
             let line: Vec<(f64, f64)> = points
                 .iter()
@@ -104,6 +106,21 @@ pub fn plot(args: &PlotArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Distinct, readable colours for up to four runs (then they repeat).
+const COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+];
+
+/// A tick label without float noise: 0.25, 2, 150.
+fn short_number(v: f64) -> String {
+    let text = format!("{v:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    text.to_string()
+}
+
 fn draw_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing the chart: {e:?}")
 }
@@ -111,6 +128,13 @@ fn draw_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(short_number(0.6000000001), "0.6");
+        assert_eq!(short_number(20.0), "20");
+        assert_eq!(short_number(0.125), "0.125");
+    }
 
     #[test]
     fn series_from_json_lines_sorted_by_rate() {

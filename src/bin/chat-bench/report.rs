@@ -58,6 +58,8 @@ pub struct StepResult {
     pub server_threads: Option<u64>,
     pub ctx_switches: Option<u64>,
     pub ctx_switches_per_msg: Option<f64>,
+    /// CPU seconds the bench itself used during the step: it shares the machine with the server.
+    pub bench_cpu_s: Option<f64>,
     /// Loss, p99 and achieved rate within the limits (`--max-loss-pct`, `--max-p99-ms`, ≥ 95 % of rate).
     pub passed: bool,
 }

@@ -205,6 +205,7 @@ impl StepRunner<'_> {
         self.shared.set_step(Some(step.clone()));
         let counters_before = self.shared.snapshot();
         let server_before = procfs::sample_all(&load.common.server_pids);
+        let bench_before = procfs::sample(std::process::id());
         let clock = &self.shared.clock;
         let start_ns = clock.now_ns() + LEAD.as_nanos() as u64;
         let chunk = writers.len().div_ceil(load.senders).max(1);
@@ -248,10 +249,14 @@ impl StepRunner<'_> {
         // Receivers move latencies into the histograms after each batch of events.
         std::thread::sleep(Duration::from_millis(100));
         let server_after = procfs::sample_all(&load.common.server_pids);
+        let bench_after = procfs::sample(std::process::id());
         self.shared.set_step(None);
         let counters = self.shared.snapshot().since(&counters_before);
         let mut result = self.result(rate, &step, send_s, &counters);
         self.add_server_usage(&mut result, server_before, server_after);
+        result.bench_cpu_s = bench_before
+            .zip(bench_after)
+            .map(|(b, a)| procfs::usage(&b, &a, self.ticks).cpu_s);
         result.passed = result.passes(load.max_loss_pct, load.max_p99_ms);
         result
     }

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# Writes docs/BENCHMARKS.md (to stdout) from the results of bench/run.sh: report.sh RESULTS_DIR SECONDS.
+# Every figure comes from a JSON line printed by chat-bench; a missing one is written as "n/a".
+set -euo pipefail
+R=$1
+TOOK=${2:-?}
+
+# j FILE FILTER: a jq filter over one result (raw output), "n/a" when missing or null.
+j() {
+    local f=$R/$1.json
+    [ -s "$f" ] || { echo n/a; return; }
+    local v
+    v=$(jq -r "$2" "$f" 2>/dev/null || true)
+    if [ -z "$v" ] || [ "$v" = null ]; then echo n/a; else echo "$v"; fi
+}
+
+# step FILE RATE FIELD: a field of the step at RATE.
+step() { j "$1" "[.steps[] | select(.rate == $2) | .$3][0]"; }
+
+# num VALUE DECIMALS: rounds, keeping "n/a".
+num() {
+    case $1 in n/a) echo n/a ;; *) LC_ALL=C printf "%.${2}f" "$1" ;; esac
+}
+
+# val VALUE DECIMALS UNIT: a rounded value with its unit, or "n/a".
+val() {
+    case $1 in n/a) echo n/a ;; *) echo "$(num "$1" "$2") $3" ;; esac
+}
+
+# ge FILE: "≥ " when every step of the sweep passed (the real limit is above the highest rate offered).
+ge() {
+    [ -s "$R/$1.json" ] && jq -e '[.steps[] | select(.passed | not)] | length == 0' "$R/$1.json" >/dev/null && echo "≥ " || true
+}
+
+# ratio MEASURED TARGET higher|lower: >= 1.00 meets the target.
+ratio() {
+    local m=$1 t=$2 dir=$3
+    case $m in n/a | 0 | 0.0*) [ "$m" = n/a ] && { echo n/a; return; } ;; esac
+    if [ "$dir" = higher ]; then
+        LC_ALL=C awk -v m="$m" -v t="$t" 'BEGIN { printf "%.2f", m / t }'
+    else
+        LC_ALL=C awk -v m="$m" -v t="$t" 'BEGIN { if (m == 0) print "∞"; else printf "%.2f", t / m }'
+    fi
+}
+
+verdict() {
+    case $1 in
+    n/a) echo "not measured" ;;
+    ≥*) LC_ALL=C awk -v r="${1#≥ }" 'BEGIN { print (r >= 1 ? "meets" : "open: every offered rate passed") }' ;;
+    *) LC_ALL=C awk -v r="$1" 'BEGIN { print (r >= 1 ? "meets" : "misses") }' ;; esac
+}
+
+cmd() { [ -s "$R/$1.cmd" ] && sed 's/^/    /' "$R/$1.cmd" || echo "    (not run)"; }
+server() { [ -s "$R/$1.server.txt" ] && sed 's/^/    /' "$R/$1.server.txt" || echo "    (not run)"; }
+
+# steps_table FILE: one row per load step.
+steps_table() {
+    local f=$R/$1.json
+    [ -s "$f" ] || { echo "(no result: the run failed, see the make bench output)"; return; }
+    echo "| offered msg/s | achieved | deliveries expected | received | loss % | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU µs/delivery | ctx switches/delivery | bench CPU s | passed |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"
+    jq -r 'def r(n): if . == null then "n/a" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
+        .steps[] | "| \(.rate | r(0)) | \(.achieved | r(0)) | \(.expected) | \(.received) | \(.loss_pct | r(3)) | \(.deliveries_per_s | r(0)) | \(.p50_ms | r(2)) | \(.p90_ms | r(2)) | \(.p99_ms | r(2)) | \(.p999_ms | r(2)) | \(.max_ms | r(1)) | \(.errors_total) | \(.server_cpu_us_per_msg | r(1)) | \(.ctx_switches_per_msg | r(2)) | \(.bench_cpu_s | r(1)) | \(if .passed then "yes" else "no" end) |"' "$f"
+}
+
+# A sustained rate, or "none" / "n/a"; a sweep whose every step passed is marked "≥".
+sustained() {
+    local f=$R/$1.json
+    [ -s "$f" ] || { echo n/a; return; }
+    jq -r 'if .max_sustained_rate == null then "none"
+           elif ([.steps[] | select(.passed | not)] | length) == 0 then "≥ \(.max_sustained_rate)"
+           else "\(.max_sustained_rate)" end' "$f"
+}
+sustained_num() { j "$1" '.max_sustained_rate // 0'; }
+
+ONE_MAX=$(sustained_num one-sqlite)
+P99_10K=$(step one-sqlite 10000 p99_ms)
+CPU_20K=$(step one-sqlite 20000 server_cpu_us_per_msg)
+CROSS_MAX=$(sustained_num one-cross)
+CROSS_P99_5K=$(step one-cross 5000 p99_ms)
+GROUP_MAX=$(j group-sqlite '[.steps[] | select(.passed) | .deliveries_per_s] | max // 0')
+IDLE_N=$(j idle-sqlite .connected)
+IDLE_RSS=$(j idle-sqlite .server_rss_mb)
+STORM_N=$(j storm-sqlite .logged_in)
+STORM_S=$(j storm-sqlite .storm_s)
+TOKENS_S=$(j storm-tokens-sqlite .storm_s)
+STRONG_N=$(j storm-strong-sqlite .logged_in)
+STRONG_CPU=$(j storm-strong-sqlite .server_cpu_ms_per_login)
+# Default argon2, extrapolated to 8,000 logins: CPU per login x 8,000 over this machine's cores.
+NPROC=$(nproc)
+STRONG_8K=n/a
+[ "$STRONG_CPU" != n/a ] && STRONG_8K=$(LC_ALL=C awk -v c="$STRONG_CPU" -v p="$NPROC" 'BEGIN { printf "%.1f", c * 8000 / 1000 / p }')
+
+target_row() { # what, target, measured (shown), ratio, source
+    echo "| $1 | $2 | $3 | $4 | $(verdict "$4") | $5 |"
+}
+
+cat <<EOF
+# Benchmarks
+
+How many people can one node hold, how many messages per second, how fast does a message arrive? Every
+figure below was measured by \`make bench\` (\`bench/run.sh\`, which drives the \`chat-bench\` load
+generator against release \`chatserver\` nodes) on the machine described here, and each one comes with the
+command that reproduces it. Raw results (the JSON line of every run) are in \`bench/results/\`.
+
+Generated $(date -u '+%Y-%m-%d %H:%M UTC') at commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`; the whole \`make bench\` took ${TOOK} s.
+
+## The machine
+
+| | |
+|---|---|
+| CPU | $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') |
+| cores (\`nproc\`) | $NPROC |
+| memory | $(free -m | awk '/^Mem:/ { printf "%.1f GiB", $2 / 1024 }') |
+| kernel | $(uname -sr) |
+| vm.max_map_count | raised to 262144 by \`make bench\` (as root) for the idle run, restored afterwards |
+
+The load generator, the server nodes, MariaDB and Redis all share these cores, so every figure is a
+lower bound for a server with the machine to itself: the \`bench CPU s\` column shows what the tool took.
+
+## How it measures
+
+- **Protocol.** \`chat-bench\` speaks as the original C++ client does: v1, NUL-terminated frames, one frame
+  per \`write()\`, TCP_NODELAY, and it sends the \`id\`, \`name\` and \`time\` fields that client sends. Replies
+  are cut with the server's own frame decoder, so NUL, newline or no separator all work. Group setup
+  (learning a new group's id) uses v2 acks, then every member logs in again with v1.
+- **Open loop.** Message \`seq\` of a step is due at \`start + seq / rate\` and is written then, whether or
+  not earlier messages were delivered. Each message's text is \`"<step>:<seq>:<due_ns>:"\` padded to 64
+  bytes; the receiver computes latency from the *due* time, so queueing in the server — and any lag of the
+  tool itself — counts (no coordinated omission). Latency is end to end: sender's socket to recipient's
+  socket, through the server (and Redis, across nodes).
+- **Loss.** Each message is counted against the deliveries it should get (1 for one-to-one; the other live
+  members for group chat). After the send phase the tool waits up to 2 s for late deliveries.
+- **Pass rule for a sweep.** A rate passes when loss ≤ 0.1 %, p99 ≤ 200 ms and the achieved rate is ≥ 95 %
+  of the offered rate; the sweep stops after the first rate that fails. "Sustained" is the highest passing rate.
+- **Server costs** from \`/proc\`: CPU = utime + stime of all the server's threads over the step, divided by
+  deliveries; context switches = voluntary + involuntary, summed over \`/proc/PID/task/*/status\` (threads
+  alive at both readings), divided by deliveries; RSS = VmRSS (peak: VmHWM).
+- **Users** are spread round-robin over the nodes; one-to-one recipients are random users other than the
+  sender (with \`--cross-node\`, always a user on the other node). Names carry a random run prefix, so runs
+  can repeat against one database.
+- Nodes run with cheap password hashing (\`--argon2-memory-kib 64 --argon2-iterations 1\`) unless said
+  otherwise: logins are then fast to set up, and the chat figures measure the chat path, not argon2.
+
+## Targets
+
+Ratio: measured ÷ target for throughput, target ÷ measured for latency, CPU, memory and time; ≥ 1.00 meets
+the target.
+
+| target | goal | measured | ratio | | from |
+|---|---|---|---|---|---|
+EOF
+target_row "one-to-one, 1 node, $(j one-sqlite .n) clients: sustained rate" "≥ 25,000 msg/s" "$(sustained one-sqlite) msg/s" "$(ge one-sqlite)$(ratio "$ONE_MAX" 25000 higher)" "one-sqlite"
+target_row "one-to-one, 1 node: p99 at 10,000 msg/s" "≤ 20 ms" "$(val "$P99_10K" 2 ms)" "$(ratio "$P99_10K" 20 lower)" "one-sqlite"
+target_row "one-to-one, 1 node: server CPU per delivered message at 20,000 msg/s" "≤ 40 µs" "$(val "$CPU_20K" 1 µs)" "$(ratio "$CPU_20K" 40 lower)" "one-sqlite"
+target_row "cross-node, 2 nodes: sustained rate" "≥ 10,000 msg/s" "$(sustained one-cross) msg/s" "$(ge one-cross)$(ratio "$CROSS_MAX" 10000 higher)" "one-cross"
+target_row "cross-node, 2 nodes: p99 at 5,000 msg/s" "≤ 30 ms" "$(val "$CROSS_P99_5K" 2 ms)" "$(ratio "$CROSS_P99_5K" 30 lower)" "one-cross"
+target_row "group chat, groups of 20, 1 node: deliveries per second (highest passing step)" "≥ 50,000/s" "$(num "$GROUP_MAX" 0)/s" "$(ge group-sqlite)$(ratio "$GROUP_MAX" 50000 higher)" "group-sqlite"
+target_row "logged-in connections on 1 node: RSS with $IDLE_N connections" "8,000 in ≤ 400 MiB" "$(val "$IDLE_RSS" 1 MiB)" "$(ratio "$IDLE_RSS" 400 lower)" "idle-sqlite"
+target_row "login storm: $STORM_N users all logged in (cheap argon2)" "8,000 in ≤ 30 s" "$(val "$STORM_S" 2 s)" "$(ratio "$STORM_S" 30 lower)" "storm-sqlite"
+target_row "login storm with resume tokens: $(j storm-tokens-sqlite .logged_in) users" "8,000 in ≤ 30 s" "$(val "$TOKENS_S" 2 s)" "$(ratio "$TOKENS_S" 30 lower)" "storm-tokens-sqlite"
+target_row "login storm, default argon2 (19 MiB, 2 passes): 8,000 users, extrapolated from $STRONG_N" "8,000 in ≤ 30 s" "≈ $STRONG_8K s" "$(ratio "$STRONG_8K" 30 lower)" "storm-strong-sqlite"
+echo "| context switches per delivered message, 1 node, at 10,000 / 20,000 msg/s | written down | $(num "$(step one-sqlite 10000 ctx_switches_per_msg)" 2) / $(num "$(step one-sqlite 20000 ctx_switches_per_msg)" 2) | | | one-sqlite |"
+if [ "$IDLE_N" != n/a ] && [ "$IDLE_N" -lt 8000 ]; then
+    echo
+    echo "The idle run held $IDLE_N connections, not 8,000: the ratio above is for that count."
+fi
+
+cat <<EOF
+
+![p50 and p99 latency against offered rate, one-to-one](latency-vs-rate.svg)
+
+*p50 (thin) and p99 (thick) end-to-end latency against offered rate for the one-to-one sweeps
+(\`docs/latency-vs-rate.svg\`, drawn by \`chat-bench plot\` from the JSON lines in \`bench/results/\`).*
+
+## One-to-one chat, one node, embedded SQLite
+
+$(j one-sqlite .n) users (one connection each) on one node; the sweep runs each rate for $(j one-sqlite .duration_s) s on the same connections.
+Sustained: **$(sustained one-sqlite) msg/s**. Setup (register + log in all users) took $(num "$(j one-sqlite .setup_s)" 1) s.
+
+$(steps_table one-sqlite)
+
+Server:
+
+$(server sqlite)
+
+Bench:
+
+$(cmd one-sqlite)
+
+## One-to-one chat, one node, MariaDB
+
+Live delivery does not touch the database, so this should match SQLite; it is here to show it does.
+Sustained: **$(sustained one-mariadb) msg/s**.
+
+$(steps_table one-mariadb)
+
+Server (a private MariaDB started by \`integration/services.sh\`):
+
+$(server mariadb)
+
+Bench:
+
+$(cmd one-mariadb)
+
+## One-to-one chat across two nodes (MariaDB + Redis)
+
+Users alternate between the two nodes; with \`--cross-node\` every message goes from a user on one node to
+a user on the other, so every delivery crosses Redis pub/sub. Server CPU and context switches are the sum of
+both nodes (Redis and MariaDB not included). Sustained: **$(sustained one-cross) msg/s**.
+
+$(steps_table one-cross)
+
+Servers:
+
+$(server node-a)
+$(server node-b)
+
+Bench:
+
+$(cmd one-cross)
+
+## Group chat, one node, groups of 20
+
+$(j group-sqlite .n) users in groups of 20; each message goes to the 19 other members, so deliveries/s is 19 × the
+offered rate. Sustained: **$(sustained group-sqlite) msg/s**, i.e. $(num "$GROUP_MAX" 0) deliveries/s.
+
+$(steps_table group-sqlite)
+
+Bench (same node as the one-to-one SQLite run):
+
+$(cmd group-sqlite)
+
+## Idle connections: memory per logged-in user
+
+A fresh node; the tool logs in $(j idle-sqlite .n) users ($(j idle-sqlite .connected) succeeded) and holds them for $(num "$(j idle-sqlite .hold_s)" 0) s.
+
+| | |
+|---|---|
+| server RSS before setup | $(num "$(j idle-sqlite .server_rss_before_mb)" 1) MiB |
+| server RSS holding the connections | $(num "$(j idle-sqlite .server_rss_mb)" 1) MiB |
+| server peak RSS (VmHWM) | $(num "$(j idle-sqlite .server_peak_rss_mb)" 1) MiB |
+| per connection: (RSS with N − RSS before) / N | $(num "$(j idle-sqlite .server_kib_per_conn)" 1) KiB |
+| server threads | $(j idle-sqlite .server_threads) |
+| server CPU while idle | $(num "$(j idle-sqlite .server_cpu_s_while_idle)" 2) s over the hold |
+| setup (register + log in, 64 at a time) | $(num "$(j idle-sqlite .setup_s)" 1) s |
+| connection failures / disconnects | $(j idle-sqlite .conn_failures) / $(j idle-sqlite .disconnects) |
+
+$(server idle)
+
+$(cmd idle-sqlite)
+
+## Login storm
+
+N users are registered first; then all log in at once (\`--login-concurrency\` connections in flight), and
+the time runs from the first connect until the last login ack. Login latency counts from the connect.
+
+| run | users in | failures | storm s | logins/s | p50 ms | p90 ms | p99 ms | max ms | server CPU ms/login |
+|---|---:|---|---:|---:|---:|---:|---:|---:|---:|
+EOF
+for run in storm-sqlite storm-tokens-sqlite storm-strong-sqlite storm-mariadb; do
+    [ -s "$R/$run.json" ] || continue
+    jq -r --arg run "$run" 'def r(n): if . == null then "n/a" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
+        "| \($run) | \(.logged_in) / \(.n) | \(.failures | to_entries | map("\(.key): \(.value)") | join(", ") | if . == "" then "0" else . end) | \(.storm_s | r(2)) | \(.logins_per_s | r(0)) | \(.login_p50_ms | r(1)) | \(.login_p90_ms | r(1)) | \(.login_p99_ms | r(1)) | \(.login_max_ms | r(1)) | \(.server_cpu_ms_per_login | r(2)) |"' "$R/$run.json"
+done
+cat <<EOF
+
+- **storm-sqlite**: password logins against a node with cheap argon2: everything a login costs except
+  the password hash.
+- **storm-tokens-sqlite**: each user first logs in once with its password (v2) to get a resume token and
+  disconnects; the storm then logs in with \`{"msgid":1,"id":N,"token":S,"v":2}\`, which skips argon2 by
+  design. This is the figure for a crowd reconnecting after a node restart.
+- **storm-strong-sqlite**: the default argon2 cost (19 MiB, 2 passes, OWASP's recommendation), $STRONG_N users.
+  Password hashing is CPU-bound, so 8,000 such logins take about CPU per login × 8,000 ÷ $NPROC cores ≈
+  **$STRONG_8K s** on this machine, whatever the server does around it: the 30 s target for fresh password
+  logins needs resume tokens (above), cheaper hashing, or more cores.
+- **storm-mariadb**: cheap argon2 on MariaDB (2,000 users).
+
+Commands (servers: \`$(head -c 300 "$R/storm.server.txt" 2>/dev/null || echo n/a)\`, and the same
+without the argon2 flags for the default-cost run):
+
+$(cmd storm-sqlite)
+$(cmd storm-tokens-sqlite)
+$(cmd storm-strong-sqlite)
+$(cmd storm-mariadb)
+
+## Reproducing
+
+\`make bench\` does everything above in a few minutes: it builds release binaries, installs MariaDB and
+Redis from Debian's packages when missing, starts private instances on free loopback ports, raises
+\`vm.max_map_count\` when run as root (and says so), runs every scenario, stops everything, and rewrites this
+page and the plot. Ports, PIDs and temp paths in the commands above differ from run to run. A single
+scenario against a server of your own:
+
+    ./target/release/chat-bench one --addr 127.0.0.1:6000 --users 1000 --sweep 5000,10000,20000 --server-pid \$(pgrep -n chatserver)
+    ./target/release/chat-bench group --addr 127.0.0.1:6000 --users 1000 --group-size 20 --rate 2000
+    ./target/release/chat-bench idle --addr 127.0.0.1:6000 --users 2000 --duration 30
+    ./target/release/chat-bench login-storm --addr 127.0.0.1:6000 --users 2000 --login-concurrency 128
+    ./target/release/chat-bench plot --input results.jsonl --output latency.svg
+
+\`chat-bench --help\` and \`chat-bench SCENARIO --help\` list every flag. The tool only connects to
+loopback addresses, and every count and duration is bounded.
+EOF
+
+if [ -s bench/notes.md ]; then
+    echo
+    cat bench/notes.md
+fi

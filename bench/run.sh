@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# `make bench`: measures release `chatserver` nodes with `chat-bench` on this machine and writes
+# docs/BENCHMARKS.md (every figure with the command that reproduces it) and docs/latency-vs-rate.svg.
+#
+#   1. one node on the embedded SQLite store (a temp file): one-to-one sweep, group chat sweep;
+#      then fresh nodes for idle connections and login storms (cheap argon2, resume tokens, default argon2);
+#   2. one node on a private MariaDB: one-to-one sweep, login storm;
+#   3. two nodes on MariaDB + a private Redis: one-to-one where every message crosses nodes.
+#
+# Nodes use cheap password hashing (--argon2-memory-kib 64 --argon2-iterations 1) except where a figure
+# says otherwise, so setup is fast and the figures measure the chat path. Everything listens on
+# 127.0.0.1 only and is stopped at the end, whatever happens. Sizes can be shrunk for a trial run:
+#   STEP_S=3 USERS=200 IDLE_USERS=500 STORM_USERS=500 bash bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source integration/services.sh
+
+STEP_S=${STEP_S:-10}
+USERS=${USERS:-1000}
+IDLE_USERS=${IDLE_USERS:-8000}
+STORM_USERS=${STORM_USERS:-8000}
+STRONG_STORM_USERS=${STRONG_STORM_USERS:-500}
+ONE_SWEEP=${ONE_SWEEP:-5000,10000,15000,20000,25000,30000,35000}
+GROUP_SWEEP=${GROUP_SWEEP:-1000,2000,2632,3000,3500}
+MYSQL_SWEEP=${MYSQL_SWEEP:-10000,20000,25000}
+CROSS_SWEEP=${CROSS_SWEEP:-2500,5000,7500,10000,12500,15000}
+MAP_COUNT=262144
+
+RESULTS=bench/results
+BENCH=./target/release/chat-bench
+SERVER=./target/release/chatserver
+CHEAP=(--argon2-memory-kib 64 --argon2-iterations 1)
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+services_install mariadb redis
+command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq >/dev/null; }
+
+say "building release binaries"
+cargo build --release --bins --locked
+
+work=$(mktemp -d /tmp/clusterchat-bench.XXXXXX)
+original_maps=$(sysctl -n vm.max_map_count)
+NODE_PIDS=()
+cleanup() {
+    trap - EXIT INT TERM
+    stop_nodes
+    services_stop
+    if [ "$(sysctl -n vm.max_map_count)" != "$original_maps" ]; then
+        sysctl -qw vm.max_map_count="$original_maps" && log "vm.max_map_count restored to $original_maps"
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+
+# Each connection is two sockets in the bench (reader and writer halves) and two threads in the server.
+ulimit -n "$(ulimit -Hn)"
+# The server sizes its connection limit from vm.max_map_count (about 4 maps per thread, 2 threads per
+# connection): Linux's default 65,530 allows about 7,900 connections, short of the 8,000 target.
+if [ "$original_maps" -lt "$MAP_COUNT" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        say "raising vm.max_map_count from $original_maps to $MAP_COUNT (as root, for the idle scenario; restored at exit)"
+        sysctl -qw vm.max_map_count="$MAP_COUNT"
+    else
+        say "not root: vm.max_map_count stays $original_maps, the node will refuse connections past its ceiling"
+    fi
+fi
+
+# Starts a node: node_start NAME DATABASE_URL [FLAGS...]; sets NODE_ADDR and NODE_PID.
+node_start() {
+    local name=$1 db=$2
+    shift 2
+    local port
+    port=$(free_port)
+    NODE_ADDR=127.0.0.1:$port
+    local cmd=("$SERVER" --listen "$NODE_ADDR" --database "$db" --node-id "$name" "$@")
+    printf '%s\n' "${cmd[*]}" >"$RESULTS/$name.server.txt"
+    RUST_LOG=warn "${cmd[@]}" 2>"$work/$name.log" &
+    NODE_PID=$!
+    NODE_PIDS+=("$NODE_PID")
+    wait_port "$port" "$name" || { cat "$work/$name.log" >&2; return 1; }
+    log "$name on $NODE_ADDR (pid $NODE_PID): ${cmd[*]}"
+}
+
+# Stops one node (SIGTERM, then SIGKILL after 10 s).
+node_stop() {
+    local pid=$1
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+}
+
+stop_nodes() {
+    local pid
+    for pid in "${NODE_PIDS[@]}"; do
+        node_stop "$pid"
+    done
+    NODE_PIDS=()
+}
+
+# Runs one measurement: bench NAME ARGS...; keeps the command, the table and the JSON line.
+bench() {
+    local name=$1
+    shift
+    say "$name: chat-bench $*"
+    printf '%s\n' "chat-bench $*" >"$RESULTS/$name.cmd"
+    if ! "$BENCH" "$@" >"$RESULTS/$name.out"; then
+        log "$name failed"
+        cat "$RESULTS/$name.out" >&2
+        return 0
+    fi
+    grep -v '^{' "$RESULTS/$name.out" >&2 || true
+    grep '^{' "$RESULTS/$name.out" | tail -1 >"$RESULTS/$name.json"
+}
+
+started=$(date +%s)
+
+say "single node, embedded SQLite"
+node_start sqlite "sqlite://$work/bench.db" "${CHEAP[@]}"
+bench one-sqlite one --addr "$NODE_ADDR" --users "$USERS" --sweep "$ONE_SWEEP" --duration "$STEP_S" \
+    --server-pid "$NODE_PID" --label sqlite
+bench group-sqlite group --addr "$NODE_ADDR" --users "$USERS" --group-size 20 --sweep "$GROUP_SWEEP" \
+    --duration "$STEP_S" --server-pid "$NODE_PID" --label sqlite
+node_stop "$NODE_PID"
+
+node_start idle "sqlite://$work/idle.db" "${CHEAP[@]}"
+bench idle-sqlite idle --addr "$NODE_ADDR" --users "$IDLE_USERS" --duration "$STEP_S" \
+    --login-concurrency 64 --server-pid "$NODE_PID" --label sqlite
+node_stop "$NODE_PID"
+
+node_start storm "sqlite://$work/storm.db" "${CHEAP[@]}"
+bench storm-sqlite login-storm --addr "$NODE_ADDR" --users "$STORM_USERS" --login-concurrency 128 \
+    --server-pid "$NODE_PID" --label sqlite
+bench storm-tokens-sqlite login-storm --addr "$NODE_ADDR" --users "$STORM_USERS" --login-concurrency 128 \
+    --use-tokens --server-pid "$NODE_PID" --label sqlite-tokens
+node_stop "$NODE_PID"
+
+node_start storm-strong "sqlite://$work/strong.db"
+bench storm-strong-sqlite login-storm --addr "$NODE_ADDR" --users "$STRONG_STORM_USERS" \
+    --login-concurrency 128 --server-pid "$NODE_PID" --label sqlite-default-argon2
+node_stop "$NODE_PID"
+
+say "single node, MariaDB"
+mariadb_start "$work"
+mariadb --no-defaults -S "$MARIADB_SOCKET" -u root -e \
+    "CREATE DATABASE bench CHARACTER SET utf8mb4; CREATE DATABASE bench2 CHARACTER SET utf8mb4"
+node_start mariadb "$MARIADB_URL/bench" "${CHEAP[@]}"
+bench one-mariadb one --addr "$NODE_ADDR" --users "$USERS" --sweep "$MYSQL_SWEEP" --duration "$STEP_S" \
+    --server-pid "$NODE_PID" --label mariadb
+bench storm-mariadb login-storm --addr "$NODE_ADDR" --users 2000 --login-concurrency 128 \
+    --server-pid "$NODE_PID" --label mariadb
+node_stop "$NODE_PID"
+
+say "two nodes, MariaDB + Redis, every message crossing nodes"
+redis_start "$work"
+node_start node-a "$MARIADB_URL/bench2" --redis "$REDIS_URL" "${CHEAP[@]}"
+addr_a=$NODE_ADDR pid_a=$NODE_PID
+node_start node-b "$MARIADB_URL/bench2" --redis "$REDIS_URL" "${CHEAP[@]}"
+addr_b=$NODE_ADDR pid_b=$NODE_PID
+bench one-cross one --addr "$addr_a,$addr_b" --cross-node --users "$USERS" --sweep "$CROSS_SWEEP" \
+    --duration "$STEP_S" --server-pid "$pid_a,$pid_b" --label cross-node
+stop_nodes
+
+say "plot"
+plot_inputs=()
+for f in one-sqlite one-mariadb one-cross; do
+    [ -s "$RESULTS/$f.json" ] && plot_inputs+=(--input "$RESULTS/$f.json")
+done
+if [ ${#plot_inputs[@]} -gt 0 ]; then
+    "$BENCH" plot "${plot_inputs[@]}" --output docs/latency-vs-rate.svg
+fi
+
+bash bench/report.sh "$RESULTS" "$(($(date +%s) - started))" >docs/BENCHMARKS.md
+say "wrote docs/BENCHMARKS.md and docs/latency-vs-rate.svg in $(($(date +%s) - started)) s"
