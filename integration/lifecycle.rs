@@ -232,7 +232,50 @@ fn delivery_races_with_login(backend: Backend) {
     }
 }
 
+/// The node's live thread count, from /proc.
+fn threads(server: &Server) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Frames go out on the thread that delivers them when the socket takes them at once, and writer
+/// threads exist only while something waits: an idle logged-in connection costs one thread (its reader).
+fn idle_connections_cost_one_thread_each(backend: Backend) {
+    let db = Db::fresh(backend);
+    let server = Server::start(&db, &[]);
+    let base = threads(&server);
+    let users: Vec<(Conn, i64)> = (0..60).map(|i| user(&server, &format!("t{i}"))).collect();
+    let mut users = users;
+    for i in 0..users.len() {
+        let to = users[(i + 1) % users.len()].1;
+        users[i]
+            .0
+            .send(json!({"msgid": 6, "toid": to, "msg": "ping"}));
+    }
+    for (conn, _) in &mut users {
+        // The ack and the ping from the neighbour, in either order.
+        let mut ids: Vec<i64> = (0..2)
+            .map(|_| conn.recv()["msgid"].as_i64().unwrap())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec![6, 16]);
+    }
+    // Writer threads that were needed stop after two idle seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads(&server) > base + users.len() + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{} threads for {} idle connections",
+            threads(&server),
+            users.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 crate::on_both_backends!(
+    idle_connections_cost_one_thread_each,
     delivery_races_with_login,
     disconnect_without_logout_is_offline_at_once,
     kill9_and_restart_frees_everyone,

@@ -165,33 +165,36 @@ fn override_with<T>(slot: &mut T, value: Option<T>) {
 
 /// Threads this node runs besides its connections (acceptor, signals, heartbeat, hashers, pools…).
 const BASE_THREADS: usize = 64;
-/// Threads per connection: its reader (a pool worker) and its writer.
-const THREADS_PER_CONNECTION: usize = 2;
 /// Memory maps per thread (stack, guard page, and the allocator's share), measured with margin.
 const MAPS_PER_THREAD: usize = 4;
 /// Maps and file descriptors kept for everything else.
 const RESERVED_MAPS: usize = 2_000;
 const RESERVED_FDS: usize = 200;
 
-/// The most connections this process can hold without running into the kernel's limits: near the thread
-/// ceiling a failed spawn can abort the process inside std instead of returning an error, so the node
-/// refuses (108) before it gets there. `max_map_count`, `nofile` and `threads_max` are the system's.
-pub fn connection_ceiling(max_map_count: usize, nofile: usize, threads_max: usize) -> usize {
+/// How many threads this process may run for connections: near the kernel's ceiling a failed spawn can
+/// abort the process inside std instead of returning an error, so the node stays under it by design.
+pub fn thread_ceiling(max_map_count: usize, threads_max: usize) -> usize {
     let by_maps = max_map_count.saturating_sub(RESERVED_MAPS) / MAPS_PER_THREAD;
-    let threads = by_maps.min(threads_max).saturating_sub(BASE_THREADS);
-    let by_threads = threads / THREADS_PER_CONNECTION;
-    let by_fds = nofile.saturating_sub(RESERVED_FDS);
-    by_threads.min(by_fds).max(1)
+    by_maps.min(threads_max).saturating_sub(BASE_THREADS).max(2)
 }
 
-/// Reads the machine's limits and returns [`connection_ceiling`] for them.
-pub fn machine_connection_ceiling() -> usize {
+/// The most connections for `threads` connection threads and `nofile` descriptors. Each connection has
+/// its reader thread; writer threads come and go with traffic, and a quarter of the threads is kept for
+/// them.
+pub fn connection_ceiling(threads: usize, nofile: usize) -> usize {
+    (threads * 3 / 4)
+        .min(nofile.saturating_sub(RESERVED_FDS))
+        .max(1)
+}
+
+/// The machine's limits: the thread ceiling (see [`thread_ceiling`]) and the open-files limit.
+pub fn machine_limits() -> (usize, usize) {
     let read =
         |path: &str| -> Option<usize> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
     let maps = read("/proc/sys/vm/max_map_count").unwrap_or(65_530);
     let threads = read("/proc/sys/kernel/threads-max").unwrap_or(usize::MAX);
     let nofile = open_files_limit().unwrap_or(1024);
-    connection_ceiling(maps, nofile, threads)
+    (thread_ceiling(maps, threads), nofile)
 }
 
 /// The soft limit on open files, from `/proc/self/limits`.
@@ -208,11 +211,16 @@ mod tests {
 
     #[test]
     fn ceiling_on_this_kind_of_machine() {
-        // vm.max_map_count 65,530 and 20,000 fds: maps are the limit, about 7,900 connections.
-        let c = connection_ceiling(65_530, 20_000, 200_000);
-        assert_eq!(c, (65_530 - 2_000) / 4 / 2 - 32);
-        assert_eq!(connection_ceiling(1_000_000, 1_024, 200_000), 824);
-        assert_eq!(connection_ceiling(0, 0, 0), 1);
+        // vm.max_map_count 65,530 and 20,000 fds: maps are the limit, 15,818 threads, 11,863 connections.
+        let threads = thread_ceiling(65_530, 200_000);
+        assert_eq!(threads, (65_530 - 2_000) / 4 - 64);
+        assert_eq!(connection_ceiling(threads, 20_000), threads * 3 / 4);
+        assert_eq!(
+            connection_ceiling(threads, 1_024),
+            824,
+            "or the open-files limit"
+        );
+        assert_eq!(connection_ceiling(thread_ceiling(0, 0), 0), 1);
     }
 
     #[test]

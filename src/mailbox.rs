@@ -1,13 +1,18 @@
-//! A connection's mailbox: the bounded queue of frames waiting for its writer.
+//! A connection's mailbox: how frames reach its socket.
 //!
-//! Everything that reaches a client goes through its mailbox, so the writer is the only code that writes to
-//! the socket. The queue is bounded: a client that stops reading fills it, and then the connection is closed
-//! (`on_overflow`) rather than let memory grow.
+//! Whoever has something for a connection pushes it here. When nothing is queued and no writer thread is
+//! busy, the mailbox hands the item straight to the connection's [`Sink`], which writes it to the socket
+//! without blocking (most frames, on the pushing thread: no thread hop, no context switch). What cannot go
+//! out at once is queued, in order, for a writer thread, which the mailbox starts on demand and which
+//! stops again when the queue stays empty, so an idle connection costs no writer thread.
+//!
+//! The queue is bounded: a client that stops reading fills it, and then the connection is closed
+//! (`Sink::overflow`) rather than let memory grow.
 //!
 //! Closing keeps order: once a connection starts closing (overflow or end of session), new items go to a
-//! spill list instead of the queue; the writer then stores what it could not write, queue first, spill
-//! second, and marks the mailbox closed while holding the spill lock. Pushes after that are refused, and
-//! their senders store the frames themselves, after everything older is already stored.
+//! spill list instead of the queue; the session then stores what could not be written, queue first, spill
+//! second, and marks the mailbox closed while holding its lock. Pushes after that are refused, and their
+//! senders store the frames themselves, after everything older is already stored.
 
 use std::sync::Arc;
 
@@ -23,6 +28,12 @@ pub enum Outgoing {
     Reply(String),
     /// A chat frame for user `to`; stored offline if it cannot be written.
     Chat { to: UserId, frame: Arc<str> },
+    /// The unwritten end of a frame that went out only in part (separator included); `chats` are the
+    /// chat frames it carries whole, stored again if the rest cannot be written.
+    Rest {
+        bytes: Vec<u8>,
+        chats: Vec<(UserId, Arc<str>)>,
+    },
     /// A successful login reply carrying `offline` frames taken from storage; `more` when storage may hold
     /// further frames for `user` (the ack was full).
     LoginAck {
@@ -42,6 +53,7 @@ impl Outgoing {
     pub fn undelivered(self) -> Vec<(UserId, Arc<str>)> {
         match self {
             Outgoing::Chat { to, frame } => vec![(to, frame)],
+            Outgoing::Rest { chats, .. } => chats,
             Outgoing::LoginAck { user, offline, .. } => offline
                 .into_iter()
                 .map(|frame| (user, Arc::from(frame)))
@@ -51,82 +63,159 @@ impl Outgoing {
     }
 }
 
+/// The connection behind a mailbox: its socket, its writer threads, and how to close it.
+pub trait Sink: Send + Sync {
+    /// Writes `item` now if that can be done without blocking; gives back what must wait for a writer, in
+    /// order (the item, or the rest of a frame that went out only in part, or work it leads to). Called
+    /// only while no writer thread runs, under the mailbox lock.
+    fn try_direct(&self, item: Outgoing) -> Vec<Outgoing>;
+
+    /// Starts a writer thread that drains the queue; `false` if none could be started.
+    fn start_writer(&self) -> bool;
+
+    /// Closes the connection: the client stopped reading (or no writer could be started).
+    fn overflow(&self);
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum State {
     #[default]
     Open,
-    /// Items go to the spill list; the writer is winding down.
+    /// Items go to the spill list; the connection is winding down.
     Closing,
     /// Everything is stored; pushes are refused.
     Closed,
 }
 
 #[derive(Default)]
-struct Spill {
+struct Inner {
     state: State,
-    items: Vec<Outgoing>,
+    spill: Vec<Outgoing>,
+    /// A writer thread is running: everything goes through the queue, in order.
+    writer: bool,
 }
 
 /// The sending side of a connection's mailbox, shared by its session and the online-user map.
 pub struct Mailbox {
     tx: Sender<Outgoing>,
-    spill: Mutex<Spill>,
-    on_overflow: Box<dyn Fn() + Send + Sync>,
+    rx: Receiver<Outgoing>,
+    inner: Mutex<Inner>,
+    sink: Box<dyn Sink>,
+}
+
+/// A sink that never writes directly: items wait in the queue for whoever holds the receiver (tests and
+/// tools that drain it themselves).
+struct QueueOnly<F>(F);
+
+impl<F: Fn() + Send + Sync> Sink for QueueOnly<F> {
+    fn try_direct(&self, item: Outgoing) -> Vec<Outgoing> {
+        vec![item]
+    }
+    fn start_writer(&self) -> bool {
+        true
+    }
+    fn overflow(&self) {
+        (self.0)()
+    }
 }
 
 impl Mailbox {
-    /// A mailbox of `capacity` items, and the receiver its writer drains. `on_overflow` runs once, when the
-    /// queue is first found full; it should close the connection.
+    /// A mailbox of `capacity` queued items whose items all wait in the queue, and the receiver that
+    /// drains it. `on_overflow` runs once, when the queue is first found full.
     pub fn new(
         capacity: usize,
         on_overflow: impl Fn() + Send + Sync + 'static,
     ) -> (Arc<Mailbox>, Receiver<Outgoing>) {
+        Mailbox::with_sink(capacity, QueueOnly(on_overflow))
+    }
+
+    /// A mailbox in front of a connection's `sink`.
+    pub fn with_sink(
+        capacity: usize,
+        sink: impl Sink + 'static,
+    ) -> (Arc<Mailbox>, Receiver<Outgoing>) {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let mailbox = Mailbox {
             tx,
-            spill: Mutex::new(Spill::default()),
-            on_overflow: Box::new(on_overflow),
+            rx: rx.clone(),
+            inner: Mutex::new(Inner::default()),
+            sink: Box::new(sink),
         };
         (Arc::new(mailbox), rx)
     }
 
-    /// Queues `item` without blocking; gives it back once the mailbox is closed. A full queue means the
-    /// client stopped reading: the connection starts closing and the item is kept for storage.
+    /// Delivers `item` without blocking: written at once, or queued for a writer; gives it back once the
+    /// mailbox is closed. A full queue means the client stopped reading: the connection starts closing and
+    /// the item is kept for storage.
     pub fn push(&self, item: Outgoing) -> Result<(), Outgoing> {
-        let mut spill = self.spill.lock();
-        match spill.state {
+        let mut inner = self.inner.lock();
+        match inner.state {
             State::Closed => return Err(item),
             State::Closing => {
-                spill.items.push(item);
+                inner.spill.push(item);
                 return Ok(());
             }
             State::Open => {}
         }
-        if let Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) =
-            self.tx.try_send(item)
-        {
-            spill.state = State::Closing;
-            spill.items.push(item);
-            drop(spill);
-            (self.on_overflow)();
+        let queued = if !inner.writer && self.rx.is_empty() {
+            self.sink.try_direct(item)
+        } else {
+            vec![item]
+        };
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let mut queued = queued.into_iter();
+        while let Some(item) = queued.next() {
+            if let Err(TrySendError::Full(item) | TrySendError::Disconnected(item)) =
+                self.tx.try_send(item)
+            {
+                inner.state = State::Closing;
+                inner.spill.push(item);
+                inner.spill.extend(queued);
+                drop(inner);
+                self.sink.overflow();
+                return Ok(());
+            }
+        }
+        if !inner.writer {
+            inner.writer = true;
+            if !self.sink.start_writer() {
+                inner.writer = false;
+                tracing::warn!("no thread for a connection's writer; closing it");
+                inner.state = State::Closing;
+                drop(inner);
+                self.sink.overflow();
+            }
         }
         Ok(())
     }
 
-    /// From now on items are kept aside for [`Mailbox::finish_close`] instead of queued.
+    /// Called by a writer thread that found the queue empty for a while: `true` if it may stop (later
+    /// items are then written directly or start a new writer).
+    pub fn writer_may_stop(&self) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.state == State::Open && self.rx.is_empty() {
+            inner.writer = false;
+            return true;
+        }
+        false
+    }
+
+    /// From now on items are kept aside for [`Mailbox::finish_close`] instead of queued or written.
     pub fn begin_close(&self) {
-        let mut spill = self.spill.lock();
-        if spill.state == State::Open {
-            spill.state = State::Closing;
+        let mut inner = self.inner.lock();
+        if inner.state == State::Open {
+            inner.state = State::Closing;
         }
     }
 
     /// Hands the kept items, oldest first, to `store`, and closes the mailbox once `store` returns, all
     /// under the lock, so nothing pushed meanwhile can overtake them.
     pub fn finish_close(&self, store: impl FnOnce(Vec<Outgoing>)) {
-        let mut spill = self.spill.lock();
-        store(std::mem::take(&mut spill.items));
-        spill.state = State::Closed;
+        let mut inner = self.inner.lock();
+        store(std::mem::take(&mut inner.spill));
+        inner.state = State::Closed;
     }
 }
 

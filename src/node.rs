@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::bus::Bus;
 use crate::bus::local::LocalBus;
 use crate::bus::redis::RedisBus;
-use crate::config::{Settings, machine_connection_ceiling};
+use crate::config::{Settings, connection_ceiling, machine_limits};
 use crate::hasher::Hasher;
 use crate::limit::LoginThrottle;
 use crate::server::{self, Server, Shutdown};
@@ -58,7 +58,8 @@ impl Node {
             members: Default::default(),
         });
         ctx.bus.start(Arc::new(NodeInbox(Arc::downgrade(&ctx))));
-        let ceiling = machine_connection_ceiling();
+        let (threads, nofile) = machine_limits();
+        let ceiling = connection_ceiling(threads, nofile);
         let max_connections = match settings.max_connections {
             Some(n) if n > ceiling => {
                 tracing::warn!(
@@ -76,6 +77,7 @@ impl Node {
             mailbox_capacity: settings.mailbox_capacity,
             login_timeout: settings.login_timeout(),
             writer_stack_bytes: WRITER_STACK,
+            max_writers: threads.saturating_sub(max_connections).max(1),
             rate: settings.rate_limit.clone(),
         };
         let listener = server::bind(settings.listen)?;

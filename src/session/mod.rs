@@ -1,26 +1,32 @@
 //! One client connection, from accept to close.
 //!
-//! The worker thread that owns the connection reads: bytes → frames → [`service::dispatch`]. A writer
-//! thread of its own drains the connection's mailbox to the socket ([`writer`]). Both share the socket as
-//! `&TcpStream`, which is `Read + Write`, so a connection costs one file descriptor.
+//! The worker thread that owns the connection reads: bytes → frames → [`service::dispatch`]. Frames for the
+//! client go through its mailbox, which writes them at once when it can and otherwise queues them for a
+//! writer thread started on demand ([`writer`]); an idle connection costs one thread. Everyone shares the
+//! socket as `&TcpStream`, which is `Read + Write`, so a connection costs one file descriptor.
 //!
-//! When the reader stops, the connection winds down in one order: the mailbox starts closing, the writer
-//! finishes: it flushes everything (server shutdown, idle timeout, oversize frame) or, when the client went
-//! away, writes only replies and stores chat frames offline rather than into a dying socket; then the
-//! user leaves (out of the online map, presence released). Messages arriving after the mailbox closed are
-//! stored by their senders, after everything older, so the order per sender holds.
+//! When the reader stops, the connection winds down in one order: the mailbox starts closing, any writer
+//! thread stops, and what is still queued is flushed (server shutdown, idle timeout, oversize frame) or,
+//! when the client went away, replies are written and chat frames stored offline rather than written into
+//! a dying socket; then the user leaves (out of the online map, presence released). Messages arriving
+//! after the mailbox closed are stored by their senders, after everything older, so the order per sender
+//! holds.
 
 mod writer;
 
 use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
 use crate::limit::{RateConfig, RateLimiter, Verdict};
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, Outgoing, Sink};
 use crate::protocol::frame::{Decoded, FrameDecoder, Separator};
 use crate::protocol::{Errno, reply};
 use crate::service::{self, Caller, Context, account};
@@ -33,8 +39,13 @@ pub struct SessionConfig {
     /// A connection that has not logged in for this long is closed.
     pub login_timeout: Duration,
     pub writer_stack_bytes: usize,
+    /// Most writer threads alive at once on the node (they count against its thread ceiling).
+    pub max_writers: usize,
     pub rate: RateConfig,
 }
+
+/// Writer threads alive on this node.
+static WRITERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Why the reader stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,66 +64,127 @@ enum End {
     Abuse,
 }
 
-/// State the reader and the writer share.
-pub(crate) struct Shared {
-    /// The separator byte the writer appends; the reader sets it from the client's first separator.
+/// The write side of one connection, shared by its mailbox (as its [`Sink`]) and its writer threads.
+pub(crate) struct Conn {
+    ctx: Arc<Context>,
+    stream: Arc<TcpStream>,
+    /// The separator byte appended to frames; the reader sets it from the client's first separator.
     separator: AtomicU8,
-    /// Set before the writer is told to finish: write replies only, store chat frames.
+    /// Set before the end: write replies only, store chat frames.
     client_gone: AtomicBool,
+    writer: Mutex<writer::Writer>,
+    /// Disconnected when the session ends, which stops a running writer thread.
+    close: Receiver<()>,
+    /// The mailbox and its queue, for writer threads (weak: the mailbox owns this connection's sink).
+    mailbox: OnceLock<(Weak<Mailbox>, Receiver<Outgoing>)>,
+    /// The writer thread last started, joined at the end.
+    thread: Mutex<Option<JoinHandle<()>>>,
+    writer_stack: usize,
+    max_writers: usize,
+}
+
+/// A connection as its mailbox's sink.
+struct ConnSink(Arc<Conn>);
+
+impl Sink for ConnSink {
+    fn try_direct(&self, item: Outgoing) -> Vec<Outgoing> {
+        self.0.writer.lock().try_direct(&self.0, item)
+    }
+
+    fn start_writer(&self) -> bool {
+        let conn = self.0.clone();
+        let Some((mailbox, mail)) = conn.mailbox.get().cloned() else {
+            return false;
+        };
+        if WRITERS.fetch_add(1, Ordering::SeqCst) >= conn.max_writers {
+            WRITERS.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("conn-writer".into())
+            .stack_size(conn.writer_stack)
+            .spawn({
+                let conn = conn.clone();
+                move || {
+                    if let Some(mailbox) = mailbox.upgrade() {
+                        writer::run(&conn, &mailbox, &mail);
+                    }
+                    WRITERS.fetch_sub(1, Ordering::SeqCst);
+                }
+            });
+        match spawned {
+            Ok(handle) => {
+                *conn.thread.lock() = Some(handle);
+                true
+            }
+            Err(_) => {
+                WRITERS.fetch_sub(1, Ordering::SeqCst);
+                false
+            }
+        }
+    }
+
+    fn overflow(&self) {
+        let _ = self.0.stream.shutdown(Shutdown::Both);
+    }
 }
 
 /// Serves one connection until it closes. Runs on a worker thread of the connection pool.
-pub fn serve(ctx: &Context, stream: &Arc<TcpStream>, cfg: &SessionConfig, stopping: &AtomicBool) {
+pub fn serve(
+    ctx: &Arc<Context>,
+    stream: &Arc<TcpStream>,
+    cfg: &SessionConfig,
+    stopping: &AtomicBool,
+) {
     let peer_addr = stream
         .peer_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let peer = peer_addr.to_string();
     let _ = stream.set_nodelay(true);
     tracing::info!(%peer, "connected");
-    let closer = stream.clone();
-    let (mailbox, rx) = Mailbox::new(cfg.mailbox_capacity, move || {
-        let _ = closer.shutdown(Shutdown::Both);
-    });
-    let shared = Shared {
+    let (close_tx, close_rx): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(0);
+    let conn = Arc::new(Conn {
+        ctx: ctx.clone(),
+        stream: stream.clone(),
         separator: AtomicU8::new(Separator::Newline.byte()),
         client_gone: AtomicBool::new(false),
-    };
-    let (close_tx, close_rx) = crossbeam_channel::bounded::<()>(0);
+        writer: Mutex::new(writer::Writer::default()),
+        close: close_rx,
+        mailbox: OnceLock::new(),
+        thread: Mutex::new(None),
+        writer_stack: cfg.writer_stack_bytes,
+        max_writers: cfg.max_writers,
+    });
+    let (mailbox, mail) = Mailbox::with_sink(cfg.mailbox_capacity, ConnSink(conn.clone()));
+    let _ = conn.mailbox.set((Arc::downgrade(&mailbox), mail.clone()));
     let mut caller = Caller {
         user: None,
         mailbox: mailbox.clone(),
         peer: peer_addr.ip(),
     };
-    let end = std::thread::scope(|scope| {
-        let writer = std::thread::Builder::new()
-            .name("conn-writer".into())
-            .stack_size(cfg.writer_stack_bytes)
-            .spawn_scoped(scope, || {
-                writer::run(ctx, stream, rx, close_rx, &mailbox, &shared);
-            });
-        if let Err(e) = writer {
-            tracing::warn!(%peer, error = %e, "no thread for the writer; refusing");
-            refuse(stream, Errno::ServerFull, "server full");
-            return End::ClientGone;
-        }
-        let end = catch_unwind(AssertUnwindSafe(|| {
-            read_loop(ctx, stream, &mut caller, cfg, &shared, stopping)
-        }))
-        .unwrap_or_else(|_| {
-            tracing::error!(%peer, user = ?caller.user.as_ref().map(|u| u.id), "handler panicked; closing");
-            End::Panicked
-        });
-        if matches!(end, End::ClientGone | End::Panicked) {
-            shared.client_gone.store(true, Ordering::SeqCst);
-        }
-        mailbox.begin_close();
-        drop(close_tx);
-        end
+    let end = catch_unwind(AssertUnwindSafe(|| {
+        read_loop(ctx, stream, &mut caller, cfg, &conn, stopping)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(%peer, user = ?caller.user.as_ref().map(|u| u.id), "handler panicked; closing");
+        End::Panicked
     });
+    if matches!(end, End::ClientGone | End::Panicked) {
+        conn.client_gone.store(true, Ordering::SeqCst);
+    }
+    mailbox.begin_close();
+    drop(close_tx);
+    let running = conn.thread.lock().take();
+    if let Some(thread) = running {
+        let _ = thread.join();
+    }
+    writer::finish(&conn, &mailbox, &mail);
     if let Some(me) = caller.user.take() {
         account::leave(ctx, &me, &caller);
     }
-    if end == End::TooLarge {
+    // Closing on a client that is still sending would reset the connection before it read our last
+    // frames (106, 107): drain its input for a moment first.
+    if matches!(end, End::TooLarge | End::Abuse) {
         linger(stream);
     }
     let _ = stream.shutdown(Shutdown::Both);
@@ -125,7 +197,7 @@ fn read_loop(
     stream: &TcpStream,
     caller: &mut Caller,
     cfg: &SessionConfig,
-    shared: &Shared,
+    conn: &Conn,
     stopping: &AtomicBool,
 ) -> End {
     let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
@@ -146,7 +218,7 @@ fn read_loop(
         decoder.feed(&buf[..n]);
         while let Some(unit) = decoder.next_frame() {
             if let Some(sep) = decoder.separator() {
-                shared.separator.store(sep.byte(), Ordering::Relaxed);
+                conn.separator.store(sep.byte(), Ordering::Relaxed);
             }
             if unit != Decoded::TooLarge {
                 match rate.check() {

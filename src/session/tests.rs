@@ -112,6 +112,7 @@ fn a_panicking_handler_closes_only_its_connection() {
         mailbox_capacity: 16,
         login_timeout: Duration::from_secs(60),
         writer_stack_bytes: 128 * 1024,
+        max_writers: 4,
         rate: Default::default(),
     };
     let server = std::thread::spawn(move || {

@@ -1,70 +1,32 @@
-//! A connection's writer: the only code that writes to its socket.
+//! A connection's write side: the only code that writes to its socket.
 //!
-//! It drains the mailbox in order, appending the connection's separator to each frame and writing each
-//! frame with one `write` call (the C++ client parses one frame per read). Chat frames it cannot write are
-//! kept and stored offline when it finishes, so an accepted message is never dropped.
+//! Frames are written with their separator in one call (the C++ client parses one frame per read). The
+//! mailbox first offers each item to [`Writer::try_direct`], which writes it on the pushing thread without
+//! blocking; what cannot go out at once waits in the queue for a writer thread ([`run`]), started on
+//! demand and stopped when the queue stays empty. The writer state (who is logged in and acknowledged,
+//! frames held until the login ack, frames that could not be written) lives in [`Writer`], which outlives
+//! the writer threads. Chat frames that cannot be written are kept and stored offline when the connection
+//! ends, so an accepted message is never dropped.
 
-use std::io::Write;
-use std::net::TcpStream;
+use std::io::{ErrorKind, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, select_biased};
+use socket2::SockRef;
 
-use super::Shared;
+use super::Conn;
 use crate::mailbox::{Mailbox, Outgoing};
 use crate::protocol::UserId;
-use crate::service::{Context, chat};
+use crate::service::chat;
 
-/// Runs until the session signals the end (drops its side of `close`), then finishes the queue.
-pub(super) fn run(
-    ctx: &Context,
-    stream: &TcpStream,
-    mail: Receiver<Outgoing>,
-    close: Receiver<()>,
-    mailbox: &Mailbox,
-    shared: &Shared,
-) {
-    let mut writer = Writer {
-        ctx,
-        stream,
-        shared,
-        acked: None,
-        nudge_pending: false,
-        broken: false,
-        held: Vec::new(),
-        undelivered: Vec::new(),
-        buf: Vec::new(),
-    };
-    loop {
-        select_biased! {
-            recv(mail) -> item => match item {
-                Ok(item) => writer.handle(item),
-                Err(_) => break,
-            },
-            recv(close) -> _ => break,
-        }
-    }
-    // The mailbox is closing: nothing more enters the queue, newer items wait in its spill list.
-    let client_gone = shared.client_gone.load(Ordering::SeqCst);
-    for item in mail.try_iter() {
-        writer.finish(item, client_gone);
-    }
-    let mut undelivered = std::mem::take(&mut writer.undelivered);
-    undelivered.append(&mut writer.held);
-    let mut recipients = Vec::new();
-    mailbox.finish_close(|spilled| {
-        undelivered.extend(spilled.into_iter().flat_map(Outgoing::undelivered));
-        recipients = chat::persist_undelivered(ctx, undelivered);
-    });
-    // Outside the mailbox lock: a nudge for a user still registered here pushes to this very mailbox.
-    chat::nudge(ctx, recipients);
-}
+/// How long a writer thread waits on an empty queue before it stops.
+const WRITER_IDLE: Duration = Duration::from_secs(2);
 
-struct Writer<'a> {
-    ctx: &'a Context,
-    stream: &'a TcpStream,
-    shared: &'a Shared,
+/// What the write side remembers between items and between writer threads.
+#[derive(Default)]
+pub(crate) struct Writer {
     /// The user whose login ack has been written; nudges for them fetch stored frames at once.
     acked: Option<UserId>,
     /// A nudge came before the login ack was written: fetch right after writing it.
@@ -75,43 +37,155 @@ struct Writer<'a> {
     /// login ack: the ack must come first (the C++ client reads the ack as the first frame after login).
     held: Vec<(UserId, Arc<str>)>,
     undelivered: Vec<(UserId, Arc<str>)>,
-    buf: Vec<u8>,
 }
 
-impl Writer<'_> {
-    fn handle(&mut self, item: Outgoing) {
+/// A writer thread: drains the queue until it stays empty for [`WRITER_IDLE`] or the session ends.
+pub(super) fn run(conn: &Conn, mailbox: &Mailbox, mail: &Receiver<Outgoing>) {
+    loop {
+        select_biased! {
+            recv(mail) -> item => match item {
+                Ok(item) => conn.writer.lock().handle(conn, item),
+                Err(_) => return,
+            },
+            recv(conn.close) -> _ => return,
+            default(WRITER_IDLE) => if mailbox.writer_may_stop() {
+                return;
+            },
+        }
+    }
+}
+
+/// Winds the write side down once the mailbox is closing and no writer thread runs: writes or stores
+/// what is queued, then stores what could not be written, before the mailbox closes.
+pub(super) fn finish(conn: &Conn, mailbox: &Mailbox, mail: &Receiver<Outgoing>) {
+    let client_gone = conn.client_gone.load(Ordering::SeqCst);
+    let mut writer = conn.writer.lock();
+    for item in mail.try_iter() {
+        writer.finish_item(conn, item, client_gone);
+    }
+    let mut undelivered = std::mem::take(&mut writer.undelivered);
+    undelivered.append(&mut writer.held);
+    drop(writer);
+    let mut recipients = Vec::new();
+    mailbox.finish_close(|spilled| {
+        undelivered.extend(spilled.into_iter().flat_map(Outgoing::undelivered));
+        recipients = chat::persist_undelivered(&conn.ctx, undelivered);
+    });
+    // Outside the mailbox lock: a nudge for a user still registered here pushes to this very mailbox.
+    chat::nudge(&conn.ctx, recipients);
+}
+
+impl Writer {
+    /// Writes `item` now if that needs no blocking and no storage; otherwise gives back, in order, what a
+    /// writer thread must do.
+    pub(super) fn try_direct(&mut self, conn: &Conn, item: Outgoing) -> Vec<Outgoing> {
+        if self.broken {
+            self.undelivered.extend(item.undelivered());
+            return Vec::new();
+        }
+        match item {
+            Outgoing::Reply(frame) => self
+                .send_now(conn, &frame, Vec::new())
+                .into_iter()
+                .collect(),
+            Outgoing::Chat { to, frame } if self.acked != Some(to) => {
+                self.held.push((to, frame));
+                Vec::new()
+            }
+            Outgoing::Chat { to, frame } => {
+                let text = frame.clone();
+                self.send_now(conn, &text, vec![(to, frame)])
+                    .into_iter()
+                    .collect()
+            }
+            // Held frames must follow the ack in order: leave that to a writer thread.
+            Outgoing::LoginAck {
+                user,
+                frame,
+                offline,
+                more,
+            } if self.held.is_empty() => {
+                let chats = offline.into_iter().map(|f| (user, Arc::from(f))).collect();
+                let rest = self.send_now(conn, &frame, chats);
+                if self.broken {
+                    return Vec::new();
+                }
+                self.acked = Some(user);
+                let fetch = (more || std::mem::take(&mut self.nudge_pending))
+                    .then_some(Outgoing::Nudge(user));
+                rest.into_iter().chain(fetch).collect()
+            }
+            other => vec![other],
+        }
+    }
+
+    /// One non-blocking send of `frame` and its separator: `None` when all of it went out (or the
+    /// connection is broken and `chats` kept for storage), else the rest for a writer thread.
+    fn send_now(
+        &mut self,
+        conn: &Conn,
+        frame: &str,
+        chats: Vec<(UserId, Arc<str>)>,
+    ) -> Option<Outgoing> {
+        let mut bytes = Vec::with_capacity(frame.len() + 1);
+        bytes.extend_from_slice(frame.as_bytes());
+        bytes.push(conn.separator.load(Ordering::Relaxed));
+        match SockRef::from(&*conn.stream).send_with_flags(&bytes, libc::MSG_DONTWAIT) {
+            Ok(n) if n == bytes.len() => None,
+            Ok(n) => Some(Outgoing::Rest {
+                bytes: bytes.split_off(n),
+                chats,
+            }),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                Some(Outgoing::Rest { bytes, chats })
+            }
+            Err(_) => {
+                self.broken = true;
+                self.undelivered.extend(chats);
+                None
+            }
+        }
+    }
+
+    /// Handles one queued item on a writer thread (blocking writes, storage calls).
+    fn handle(&mut self, conn: &Conn, item: Outgoing) {
         if self.broken {
             self.undelivered.extend(item.undelivered());
             return;
         }
         match item {
             Outgoing::Reply(frame) => {
-                self.write(&frame);
+                self.write_frame(conn, &frame);
             }
             Outgoing::Chat { to, frame } if self.acked != Some(to) => self.held.push((to, frame)),
-            Outgoing::Chat { to, frame } => self.write_chat(to, frame),
+            Outgoing::Chat { to, frame } => self.write_chat(conn, to, frame),
+            Outgoing::Rest { bytes, chats } => {
+                if !self.write_bytes(conn, &bytes) {
+                    self.undelivered.extend(chats);
+                }
+            }
             Outgoing::LoginAck {
                 user,
                 frame,
                 offline,
                 more,
             } => {
-                if !self.write(&frame) {
+                if !self.write_frame(conn, &frame) {
                     self.undelivered
                         .extend(offline.into_iter().map(|f| (user, Arc::from(f))));
                     return;
                 }
                 self.acked = Some(user);
                 for (to, frame) in std::mem::take(&mut self.held) {
-                    self.write_chat(to, frame);
+                    self.write_chat(conn, to, frame);
                 }
                 if more || std::mem::take(&mut self.nudge_pending) {
-                    self.fetch(user);
+                    self.fetch(conn, user);
                 }
             }
             Outgoing::Nudge(user) => {
                 if self.acked == Some(user) {
-                    self.fetch(user);
+                    self.fetch(conn, user);
                 } else {
                     self.nudge_pending = true;
                 }
@@ -121,42 +195,36 @@ impl Writer<'_> {
                 self.nudge_pending = false;
                 // Held for a login that failed: store them now rather than when the connection ends.
                 if !self.held.is_empty() {
-                    chat::store_undelivered(self.ctx, std::mem::take(&mut self.held));
+                    chat::store_undelivered(&conn.ctx, std::mem::take(&mut self.held));
                 }
             }
         }
     }
 
-    /// Handles an item left after the end: replies are still written, and chat frames too unless the
+    /// Handles an item left at the end: replies are still written, and chat frames too unless the
     /// client is gone (then they are stored rather than written into a dying socket).
-    fn finish(&mut self, item: Outgoing, client_gone: bool) {
+    fn finish_item(&mut self, conn: &Conn, item: Outgoing, client_gone: bool) {
         match item {
-            Outgoing::Reply(_) => self.handle(item),
+            Outgoing::Reply(_) => self.handle(conn, item),
             Outgoing::Nudge(_) => {}
             _ if client_gone => self.undelivered.extend(item.undelivered()),
-            _ => self.handle(item),
-        }
-    }
-
-    fn write_chat(&mut self, to: UserId, frame: Arc<str>) {
-        if !self.write(&frame) {
-            self.undelivered.push((to, frame));
+            _ => self.handle(conn, item),
         }
     }
 
     /// Sends `user`'s stored frames, batch after batch, until storage has none left.
-    fn fetch(&mut self, user: UserId) {
+    fn fetch(&mut self, conn: &Conn, user: UserId) {
         loop {
-            let frames = match chat::fetch_offline(self.ctx, user) {
+            let frames = match chat::fetch_offline(&conn.ctx, user) {
                 Ok(frames) => frames,
                 Err(e) => {
                     tracing::warn!(user, error = %e, "could not fetch stored messages; they stay stored");
                     return;
                 }
             };
-            let full = frames.len() == self.ctx.offline_batch;
+            let full = frames.len() == conn.ctx.offline_batch;
             for frame in frames {
-                self.write_chat(user, Arc::from(frame));
+                self.write_chat(conn, user, Arc::from(frame));
             }
             if !full || self.broken {
                 return;
@@ -164,15 +232,25 @@ impl Writer<'_> {
         }
     }
 
+    fn write_chat(&mut self, conn: &Conn, to: UserId, frame: Arc<str>) {
+        if !self.write_frame(conn, &frame) {
+            self.undelivered.push((to, frame));
+        }
+    }
+
     /// Writes one frame and its separator in one call; `false` (and broken from now on) if that fails.
-    fn write(&mut self, frame: &str) -> bool {
+    fn write_frame(&mut self, conn: &Conn, frame: &str) -> bool {
+        let mut bytes = Vec::with_capacity(frame.len() + 1);
+        bytes.extend_from_slice(frame.as_bytes());
+        bytes.push(conn.separator.load(Ordering::Relaxed));
+        self.write_bytes(conn, &bytes)
+    }
+
+    fn write_bytes(&mut self, conn: &Conn, bytes: &[u8]) -> bool {
         if self.broken {
             return false;
         }
-        self.buf.clear();
-        self.buf.extend_from_slice(frame.as_bytes());
-        self.buf.push(self.shared.separator.load(Ordering::Relaxed));
-        if self.stream.write_all(&self.buf).is_err() {
+        if (&*conn.stream).write_all(bytes).is_err() {
             self.broken = true;
         }
         !self.broken
