@@ -1,0 +1,330 @@
+//! The committed seed corpus (`seeds/<target>/`): generated here, so each seed says what it is for, and
+//! run through both harnesses by `cargo test`.
+//!
+//! After changing a seed: `cargo test --manifest-path fuzz/Cargo.toml -- --ignored write_seeds`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+/// Frame-decoder header: the frame limit (index into `frame::LIMITS`) and piece lengths.
+fn fd(limit: u8, pieces: &[u8], stream: &[u8]) -> Vec<u8> {
+    let mut out = vec![limit, pieces.len() as u8];
+    out.extend_from_slice(pieces);
+    out.extend_from_slice(stream);
+    out
+}
+
+const DEFAULT: u8 = 7;
+const BYTEWISE: &[u8] = &[];
+
+fn frame_decoder_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let every_msgid: Vec<u8> = (0..=17)
+        .flat_map(|m| format!("{{\"msgid\":{m}}}\0").into_bytes())
+        .collect();
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+    let deep_objects = format!("{}{}", "{\"a\":".repeat(150), "}".repeat(150));
+    vec![
+        ("v1_login_nul", fd(DEFAULT, BYTEWISE, b"{\"msgid\":1,\"id\":1,\"password\":\"pw\"}\0")),
+        ("v2_login_newline", fd(DEFAULT, &[5], b"{\"msgid\":1,\"id\":1,\"password\":\"pw\",\"v\":2}\n")),
+        ("every_msgid_nul", fd(DEFAULT, &[3], &every_msgid)),
+        ("register_login_chat", fd(DEFAULT, &[7, 1, 30], b"{\"msgid\":4,\"name\":\"alice\",\"password\":\"pw\"}\0{\"msgid\":1,\"id\":1,\"password\":\"pw\"}\0{\"msgid\":6,\"id\":1,\"from\":\"alice\",\"toid\":2,\"msg\":\"hi } {\",\"time\":\"2024-01-01 10:00:00\"}\0")),
+        ("coalesced_and_crlf", fd(DEFAULT, &[64], b"{\"msgid\":3}{\"msgid\":17}\r\n{\"a\":1}\n")),
+        ("http_garbage", fd(DEFAULT, &[4, 9], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n{\"msgid\":17}\n")),
+        ("unbalanced_over_lines", fd(DEFAULT, &[13, 14, 2], b"{\"msgid\":17,\n{\"msgid\":17}\n}\n")),
+        ("nul_inside_frame", fd(DEFAULT, &[6], b"{\"msgid\":17,\0{\"msgid\":17,\"seq\":\"after-nul\"}\n")),
+        ("newline_inside_string", fd(DEFAULT, BYTEWISE, b"{\"msgid\":17,\"msg\":\"broken\n{\"msgid\":17,\"seq\":\"after\"}\n")),
+        ("trailing_garbage", fd(DEFAULT, &[2], b"{\"msgid\":3}oops\0{\"msgid\":3}\0")),
+        ("invalid_utf8", fd(DEFAULT, &[3], b"{\"a\":\"\xff\xfe\xc3\"}\0{\"b\":\"\xed\xa0\x80\"}\0")),
+        ("escapes", fd(DEFAULT, BYTEWISE, b"{\"m\":\"a } { \\\" b \\\\\",\"n\":{\"x\":[1,{}]},\"u\":\"\\u0000\\ud800\"}\0")),
+        ("deep_arrays", fd(DEFAULT, &[50], deep.as_bytes())),
+        ("deep_objects", fd(DEFAULT, &[33], deep_objects.as_bytes())),
+        ("huge_numbers", fd(DEFAULT, &[11], b"{\"msgid\":9223372036854775808}\n{\"msgid\":18446744073709551616}\n{\"msgid\":1e400}\n{\"msgid\":-0,\"seq\":1e2}\n")),
+        ("stray_closers", fd(DEFAULT, &[1], b"{]}}}{\"a\":[}]}\n]]]\n{}")),
+        ("pretty_printed", fd(DEFAULT, &[5], b"{\n  \"msgid\": 17,\n  \"seq\": \"pretty\"\n}\n\x0c{\"a\" : [ 1 , 2 ] }\t")),
+        ("empty_objects", fd(DEFAULT, &[0, 1], b"{}{}\0\0{}")),
+        ("too_large_tiny_limit", fd(3, &[2], b"{\"msgid\":12345}\0{\"a\":1}")),
+        ("exact_limit", fd(4, &[16], b"{\"m\":\"xxxxxxxx\"}{\"m\":\"xxxxxxxxx\"}")),
+        ("garbage_without_separator", fd(5, &[3, 200], b"xyz more garbage and more garbage still going\n{\"a\":1}")),
+        ("limit_one", fd(0, &[1], b"{}")),
+        ("only_separators", fd(DEFAULT, &[2], b"\0\n\r\t \0\n")),
+    ]
+}
+
+fn nl(v: Value) -> Vec<u8> {
+    let mut f = v.to_string().into_bytes();
+    f.push(b'\n');
+    f
+}
+
+fn nul(v: Value) -> Vec<u8> {
+    let mut f = v.to_string().into_bytes();
+    f.push(0);
+    f
+}
+
+const C0: u8 = 1;
+const C1: u8 = 2;
+const C2: u8 = 3;
+const CLOSE: u8 = 4;
+const STALL: u8 = 5;
+
+/// Builds a dispatch input from parts: frames, raw bytes and control bytes.
+struct D(Vec<u8>);
+
+impl D {
+    fn new() -> D {
+        D(Vec::new())
+    }
+    fn to(mut self, conn: u8) -> D {
+        self.0.push(conn);
+        self
+    }
+    fn nl(mut self, v: Value) -> D {
+        self.0.extend(nl(v));
+        self
+    }
+    fn nul(mut self, v: Value) -> D {
+        self.0.extend(nul(v));
+        self
+    }
+    fn raw(mut self, b: &[u8]) -> D {
+        self.0.extend_from_slice(b);
+        self
+    }
+    fn ctl(mut self, c: u8) -> D {
+        self.0.push(c);
+        self
+    }
+    fn reg(self, name: &str) -> D {
+        self.nl(json!({"msgid": 4, "name": name, "password": "pw"}))
+    }
+    fn login(self, id: i64, v: i64) -> D {
+        self.nl(json!({"msgid": 1, "id": id, "password": "pw", "v": v}))
+    }
+}
+
+fn dispatch_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let every_msgid = (0..=17).fold(D::new(), |d, m| d.nl(json!({"msgid": m, "seq": m})));
+    let every_msgid_logged_in = (0..=17).fold(D::new().reg("a").login(1, 2), |d, m| {
+        d.nl(json!({"msgid": m, "seq": format!("s{m}"), "toid": 1, "msg": "x", "friendid": 1, "groupid": 1, "groupname": "g"}))
+    });
+    let wrong_logins = (0..7).fold(D::new().reg("a"), |d, _| {
+        d.nl(json!({"msgid": 1, "id": 1, "password": "nope"}))
+    });
+    let flood = (0..8).fold(
+        D::new()
+            .reg("a")
+            .reg("b")
+            .login(1, 2)
+            .to(C1)
+            .login(2, 2)
+            .ctl(STALL)
+            .to(C0),
+        |d, i| d.nl(json!({"msgid": 6, "toid": 2, "msg": format!("m{i}")})),
+    );
+    vec![
+        ("v1_register_login_chat_self_nul", D::new()
+            .nul(json!({"msgid": 4, "name": "alice", "password": "secret"}))
+            .nul(json!({"msgid": 1, "id": 1, "password": "secret"}))
+            .nul(json!({"msgid": 6, "id": 1, "name": "alice", "toid": 1, "msg": "hello me", "time": "2024-01-01 10:00:00"}))
+            .nul(json!({"msgid": 3})).0),
+        ("v2_two_users_chat_both_ways", D::new().reg("alice").reg("bob").login(1, 2)
+            .to(C1).login(2, 1)
+            .to(C0).nl(json!({"msgid": 6, "toid": 2, "msg": "hi bob", "seq": 1}))
+            .to(C1).nl(json!({"msgid": 6, "toid": 1, "msg": "hi alice"}))
+            .to(C0).nl(json!({"msgid": 3, "seq": "bye"})).0),
+        ("spoofed_ids", D::new().reg("frank").reg("gina").login(1, 2)
+            .to(C1).login(2, 2)
+            .to(C0).nl(json!({"msgid": 6, "id": 2, "name": "gina", "toid": 2, "msg": "who am I", "time": "t"}))
+            .nl(json!({"msgid": 7, "id": 2, "friendid": 1}))
+            .nl(json!({"msgid": 10, "id": 2, "groupid": 1, "msg": "x"})).0),
+        ("friends_groups_v1_lists", D::new().reg("ann").reg("ben").reg("cat").login(1, 2)
+            .nl(json!({"msgid": 7, "friendid": 2})).nl(json!({"msgid": 7, "friendid": 2}))
+            .nl(json!({"msgid": 7, "friendid": 1})).nl(json!({"msgid": 7, "friendid": 99}))
+            .nl(json!({"msgid": 8, "groupname": "club", "groupdesc": "our\nclub"}))
+            .nl(json!({"msgid": 8, "groupname": "club"}))
+            .to(C1).login(2, 1).nl(json!({"msgid": 9, "groupid": 1})).nl(json!({"msgid": 9, "groupid": 1}))
+            .nl(json!({"msgid": 10, "groupid": 1, "msg": "hello club"}))
+            .nl(json!({"msgid": 10, "groupid": 7, "msg": "x"}))
+            .nl(json!({"msgid": 3}))
+            .login(2, 1)
+            .to(C2).login(3, 2).nl(json!({"msgid": 10, "groupid": 1, "msg": "not a member"})).0),
+        ("offline_backlog_beyond_one_ack", D::new().reg("a").reg("b").login(1, 2)
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "1"}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "2", "time": "t2"}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "3"}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "4"}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "5"}))
+            .to(C1).login(2, 1)
+            .to(C0).nl(json!({"msgid": 6, "toid": 2, "msg": "6 live"})).0),
+        ("every_msgid_logged_out", every_msgid.0),
+        ("every_msgid_logged_in", every_msgid_logged_in.0),
+        ("login_errors", D::new().reg("a").reg("b")
+            .nl(json!({"msgid": 1, "id": 1, "password": "wrong"}))
+            .nl(json!({"msgid": 1, "id": 99, "password": "pw"}))
+            .nl(json!({"msgid": 1, "id": -1, "password": "pw"}))
+            .nl(json!({"msgid": 1, "id": 1, "password": ""}))
+            .nl(json!({"msgid": 1, "id": 1, "password": "pw", "v": 3}))
+            .nl(json!({"msgid": 1, "id": "1", "password": "pw"}))
+            .nl(json!({"msgid": 1, "id": 1.0, "password": "pw"}))
+            .login(1, 1).login(2, 1)
+            .to(C1).login(1, 2).0),
+        ("failed_login_throttle", wrong_logins.login(1, 1).to(C2).login(1, 1).0),
+        ("register_field_errors", D::new()
+            .nl(json!({"msgid": 4, "name": "", "password": "x"}))
+            .nl(json!({"msgid": 4, "name": "a\tb", "password": "x"}))
+            .nl(json!({"msgid": 4, "name": "seventeen-chars-x", "password": "x"}))
+            .nl(json!({"msgid": 4, "name": 5, "password": "x"}))
+            .nl(json!({"msgid": 4, "name": "ok"}))
+            .nl(json!({"msgid": 4, "name": "ok", "password": "p".repeat(33)}))
+            .nl(json!({"msgid": 4, "name": "Zoë 名字", "password": "é"}))
+            .nl(json!({"msgid": 4, "name": "zoë 名字", "password": "é"}))
+            .nl(json!({"msgid": 4, "name": "Zoë 名字", "password": "é"})).0),
+        ("resume_token", D::new().reg("a").login(1, 2).ctl(CLOSE).ctl(CLOSE).ctl(CLOSE)
+            .to(C1).raw(b"{\"msgid\":1,\"id\":1,\"token\":\"TOKEN\",\"v\":2}\n")
+            .nl(json!({"msgid": 3}))
+            .to(C2).raw(b"{\"msgid\":1,\"id\":1,\"token\":\"TOKEN\",\"v\":2}\n")
+            .raw(b"{\"msgid\":1,\"id\":1,\"token\":\"TOKEN\"}\n").0),
+        ("slow_reader_overflow", flood.to(C1).ctl(STALL).login(2, 2).to(C0)
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "after"})).0),
+        ("closing_steps_interleaved", D::new().reg("a").reg("b").login(1, 1)
+            .to(C1).login(2, 2).ctl(STALL)
+            .to(C0).nl(json!({"msgid": 6, "toid": 2, "msg": "queued"}))
+            .to(C1).ctl(CLOSE)
+            .to(C0).nl(json!({"msgid": 6, "toid": 2, "msg": "while closing"}))
+            .to(C1).ctl(CLOSE)
+            .to(C0).nl(json!({"msgid": 6, "toid": 2, "msg": "after finish"}))
+            .to(C1).ctl(CLOSE)
+            .to(C0).nl(json!({"msgid": 6, "toid": 2, "msg": "after leave"}))
+            .to(C2).login(2, 2).0),
+        ("logout_relogin_other_user_stalled", D::new().reg("a").reg("b").login(1, 2).ctl(STALL)
+            .to(C1).login(2, 2).nl(json!({"msgid": 6, "toid": 1, "msg": "m1"}))
+            .to(C0).nl(json!({"msgid": 3})).login(2, 2)
+            .to(C2).login(1, 2)
+            .to(C1).nl(json!({"msgid": 6, "toid": 1, "msg": "m2"}))
+            .to(C0).ctl(CLOSE).ctl(CLOSE).ctl(CLOSE).0),
+        ("oversize_frame", D::new().reg("a").login(1, 2)
+            .raw(format!("{{\"msgid\":6,\"toid\":1,\"msg\":\"{}\"}}\n", "x".repeat(1100)).as_bytes())
+            .nl(json!({"msgid": 3})).to(C1).login(1, 2).0),
+        ("malformed_and_seq", D::new()
+            .raw(b"hello\n{bad}{\"msgid\":3,\"seq\":[1]}\n{\"msgid\":\"1\",\"seq\":\"s\"}\n{\"msgid\":1.0,\"seq\":7}\n")
+            .raw(b"{\"msgid\":9223372036854775808,\"seq\":-0.5}\n{\"msgid\":18446744073709551616}\n{\"msgid\":3}oops\0")
+            .raw(b"{\"a\":\"\xff\"}\n[1,2]\n{\"msgid\":4,\"name\":\"n\",\"password\":\"p\",\"seq\":1e2}\n").0),
+        ("deep_nesting", D::new()
+            .raw(format!("{{\"msgid\":3,\"x\":{}{}}}\n", "[".repeat(200), "]".repeat(200)).as_bytes())
+            .raw(format!("{{\"msgid\":3,\"x\":{}1{}}}\n", "[".repeat(100), "]".repeat(100)).as_bytes()).0),
+        ("register_while_logged_in", D::new().reg("a").login(1, 1).reg("b").reg("a")
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "to b"}))
+            .to(C1).login(2, 1).0),
+        ("group_chat_three_connections", D::new().reg("a").reg("b").reg("c").reg("d").login(1, 2)
+            .nl(json!({"msgid": 8, "groupname": "g", "groupdesc": ""}))
+            .to(C1).login(2, 2).nl(json!({"msgid": 9, "groupid": 1}))
+            .to(C2).login(3, 1).nl(json!({"msgid": 9, "groupid": 1}))
+            .nl(json!({"msgid": 10, "groupid": 1, "msg": "hi all\tand\nmore", "time": null}))
+            .to(C0).login(4, 1)
+            .to(C1).nl(json!({"msgid": 10, "groupid": 1, "msg": "from b"})).ctl(CLOSE)
+            .to(C0).nl(json!({"msgid": 10, "groupid": 1, "msg": "b is closing"})).0),
+        ("split_frames_across_switches", D::new()
+            .raw(b"{\"msgid\":4,\"na").to(C1).raw(b"{\"msgid\":4,\"name\":\"x\",").to(C0)
+            .raw(b"me\":\"y\",\"password\":\"pw\"}\0").to(C1).raw(b"\"password\":\"pw\"}\n")
+            .raw(b"{\"msgid\":1,\"id\":2,\"pass").to(C0).raw(b"{\"msgid\":1,\"id\":1,\"password\":\"pw\"}\0")
+            .to(C1).raw(b"word\":\"pw\",\"v\":2}\n").0),
+        ("field_types", D::new().reg("a").login(1, 2)
+            .nl(json!({"msgid": 6, "toid": 2147483648i64, "msg": "x"}))
+            .nl(json!({"msgid": 6, "toid": 0, "msg": "x"}))
+            .nl(json!({"msgid": 6, "toid": 1, "msg": ""}))
+            .nl(json!({"msgid": 6, "toid": 1, "msg": "bell\u{7}"}))
+            .nl(json!({"msgid": 6, "toid": 1, "msg": "x", "time": 5}))
+            .nl(json!({"msgid": 6, "toid": 1, "msg": "x".repeat(257)}))
+            .nl(json!({"msgid": 8, "groupname": "g", "groupdesc": "d".repeat(33)}))
+            .nl(json!({"msgid": 8, "groupname": "g", "groupdesc": null}))
+            .nl(json!({"msgid": 9, "groupid": "1"}))
+            .nl(json!({"msgid": 7})).0),
+    ]
+}
+
+fn dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target)
+}
+
+fn committed(target: &str) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir(target))
+        .expect("seed directory")
+        .map(|e| e.expect("entry").path())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).expect("seed file"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+#[ignore = "writes the seed files; run after changing a seed"]
+fn write_seeds() {
+    for (target, seeds) in [
+        ("frame_decoder", frame_decoder_seeds()),
+        ("dispatch", dispatch_seeds()),
+    ] {
+        let d = dir(target);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for (name, bytes) in seeds {
+            std::fs::write(d.join(name), bytes).unwrap();
+        }
+    }
+}
+
+#[test]
+fn committed_seeds_are_the_generated_ones() {
+    for (target, seeds) in [
+        ("frame_decoder", frame_decoder_seeds()),
+        ("dispatch", dispatch_seeds()),
+    ] {
+        let mut generated: Vec<(String, Vec<u8>)> =
+            seeds.into_iter().map(|(n, b)| (n.to_owned(), b)).collect();
+        generated.sort();
+        assert!(
+            committed(target) == generated,
+            "seeds/{target} is stale: run write_seeds"
+        );
+    }
+}
+
+#[test]
+fn frame_decoder_seeds_pass() {
+    for (name, bytes) in committed("frame_decoder") {
+        eprintln!("{name}");
+        crate::frame::run(&bytes);
+    }
+}
+
+#[test]
+fn dispatch_seeds_pass() {
+    for (name, bytes) in committed("dispatch") {
+        eprintln!("{name}");
+        let outcome = crate::dispatch::run(&bytes);
+        eprintln!("  {outcome:?}");
+    }
+}
+
+/// Replays the files named in `FUZZ_REPLAY` (colon-separated) through their target, chosen by the path:
+/// a path with `frame_decoder` in it goes to that target, any other to dispatch.
+#[test]
+fn replay() {
+    let Ok(paths) = std::env::var("FUZZ_REPLAY") else {
+        return;
+    };
+    for path in paths.split(':').filter(|p| !p.is_empty()) {
+        let bytes = std::fs::read(path).expect("replay file");
+        if path.contains("frame_decoder") {
+            crate::frame::run(&bytes);
+        } else {
+            eprintln!("{:?}", crate::dispatch::run(&bytes));
+        }
+    }
+}
