@@ -5,7 +5,7 @@ use std::time::Duration;
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Db, Server, user};
+use crate::support::{Backend, ConfigFile, Db, Server, offline_texts, user};
 
 fn chat_to(to: i64, text: &str) -> Value {
     json!({"msgid": 6, "toid": to, "msg": text})
@@ -117,10 +117,8 @@ fn offline_messages_in_order_exactly_once(backend: Backend) {
 
 fn offline_backlog_beyond_one_ack(backend: Backend) {
     let db = Db::fresh(backend);
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("c.toml");
-    std::fs::write(&conf, "offline_batch = 3\n").unwrap();
-    let server = Server::start(&db, &["--config", conf.to_str().unwrap()]);
+    let conf = ConfigFile::new("offline_batch = 3\n");
+    let server = Server::start(&db, &["--config", &conf.path]);
     let (mut a, _) = user(&server, "ned");
     let mut b = server.connect(Separator::Nul);
     let b_id = b.register("olga", "pw");
@@ -280,13 +278,10 @@ fn group_chat_to_offline_members_is_stored(backend: Backend) {
         a.req(json!({"msgid": 10, "groupid": gid, "msg": format!("g{i}")}));
     }
     let ack = b.login(b_id, "pw", 2);
-    let texts: Vec<Value> = ack["offlinemsg"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["msg"].clone())
-        .collect();
-    assert_eq!(texts, vec![json!("g0"), json!("g1"), json!("g2")]);
+    assert_eq!(
+        offline_texts(&ack),
+        vec![json!("g0"), json!("g1"), json!("g2")]
+    );
     assert_eq!(ack["offlinemsg"][0]["groupid"], gid);
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Conn, Db, Nginx, Redis, Server, user};
+use crate::support::{Backend, Conn, Db, Nginx, Redis, Server, login_eventually, user};
 
 struct Cluster {
     db: Db,
@@ -30,24 +30,6 @@ impl Cluster {
 fn index(frame: &Value) -> usize {
     let msg = frame["msg"].as_str().unwrap();
     msg[..msg.find(':').unwrap()].parse().unwrap()
-}
-
-/// Logs in `id` on `server`, retrying while the account still shows as in use.
-fn login_within(server: &Server, id: i64, within: Duration) -> (Conn, Value) {
-    let deadline = Instant::now() + within;
-    loop {
-        let mut c = server.connect(Separator::Newline);
-        let ack = c.req(json!({"msgid": 1, "id": id, "password": "pw", "v": 2}));
-        if ack["errno"] == 0 {
-            return (c, ack);
-        }
-        assert_eq!(ack["errno"], 2, "{ack}");
-        assert!(
-            Instant::now() < deadline,
-            "user {id} still in use after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -156,7 +138,7 @@ fn killed_node_loses_nothing_and_frees_its_users() {
         let ack = sender.req(json!({"msgid": 6, "toid": victim, "msg": format!("{i}:")}));
         assert_eq!(ack["msgid"], 16, "{ack}");
     }
-    let (_conn, ack) = login_within(&c.nodes[0], victim, Duration::from_secs(10));
+    let (_conn, ack) = login_eventually(c.nodes[0].addr, victim, Duration::from_secs(10));
     assert!(
         killed.elapsed() < Duration::from_secs(11),
         "took {:?}",
@@ -185,7 +167,7 @@ fn stopping_one_node_keeps_the_others_users() {
         .expect("stopped in time");
     assert!(status.success());
     // b is free at once (released by its node on the way out); a is still online and served.
-    login_within(&c.nodes[0], b_id, Duration::from_millis(500));
+    login_eventually(c.nodes[0].addr, b_id, Duration::from_millis(500));
     let mut intruder = c.nodes[0].connect(Separator::Nul);
     assert_eq!(
         intruder.req(json!({"msgid": 1, "id": a_id, "password": "pw"}))["errno"],

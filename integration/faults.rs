@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Conn, Mariadb, Server};
+use crate::support::{Conn, Mariadb, Server, offline_texts};
 
 /// Repeats `request` until its reply's errno is not 109, for at most `within`.
 fn until_available(c: &mut Conn, request: Value, within: Duration) -> Value {
@@ -69,14 +69,8 @@ fn mysql_stopped_and_restarted() {
     );
     assert_eq!(ack["msgid"], 16);
     let ack = c.login(c_id, "pw", 2);
-    let texts: Vec<Value> = ack["offlinemsg"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["msg"].clone())
-        .collect();
     assert_eq!(
-        texts,
+        offline_texts(&ack),
         vec![json!("for later")],
         "stored exactly once, after the database returned"
     );

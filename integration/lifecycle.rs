@@ -7,26 +7,7 @@ use std::time::{Duration, Instant};
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Conn, Db, Server, user};
-
-/// Logs in `id` on a fresh connection, retrying while the account still shows as in use; returns the
-/// connection and its login ack.
-pub fn login_eventually(server: &Server, id: i64, within: Duration) -> (Conn, Value) {
-    let deadline = Instant::now() + within;
-    loop {
-        let mut c = server.connect(Separator::Newline);
-        let ack = c.req(json!({"msgid": 1, "id": id, "password": "pw", "v": 2}));
-        if ack["errno"] == 0 {
-            return (c, ack);
-        }
-        assert_eq!(ack["errno"], 2, "{ack}");
-        assert!(
-            Instant::now() < deadline,
-            "user {id} still in use after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use crate::support::{Backend, ConfigFile, Conn, Db, Server, login_eventually, user};
 
 fn disconnect_without_logout_is_offline_at_once(backend: Backend) {
     let db = Db::fresh(backend);
@@ -34,7 +15,7 @@ fn disconnect_without_logout_is_offline_at_once(backend: Backend) {
     let (a, a_id) = user(&server, "ada");
     drop(a);
     // No waiting for a timeout: the next login succeeds within moments.
-    login_eventually(&server, a_id, Duration::from_secs(2));
+    login_eventually(server.addr, a_id, Duration::from_secs(2));
 }
 
 fn kill9_and_restart_frees_everyone(backend: Backend) {
@@ -43,8 +24,8 @@ fn kill9_and_restart_frees_everyone(backend: Backend) {
     let (_a, a_id) = user(&server, "bea");
     let (_b, b_id) = user(&server, "cal");
     server.restart(); // SIGKILL, then the same node id starts again
-    login_eventually(&server, a_id, Duration::from_secs(1));
-    login_eventually(&server, b_id, Duration::from_secs(1));
+    login_eventually(server.addr, a_id, Duration::from_secs(1));
+    login_eventually(server.addr, b_id, Duration::from_secs(1));
 }
 
 fn sigterm_flushes_and_logs_everyone_out(backend: Backend) {
@@ -132,10 +113,8 @@ fn connections_that_never_log_in_time_out(backend: Backend) {
 /// every message is delivered once, either in what reached its socket or stored for its next login.
 fn slow_reader_loses_nothing(backend: Backend) {
     let db = Db::fresh(backend);
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("c.toml");
-    std::fs::write(&conf, "mailbox_capacity = 8\n").unwrap();
-    let server = Server::start(&db, &["--config", conf.to_str().unwrap()]);
+    let conf = ConfigFile::new("mailbox_capacity = 8\n");
+    let server = Server::start(&db, &["--config", &conf.path]);
     let (mut sender, _) = user(&server, "gus");
     let (mut slow, slow_id) = user(&server, "hal");
     let (mut bystander, by_id) = user(&server, "ida");
@@ -161,7 +140,7 @@ fn slow_reader_loses_nothing(backend: Backend) {
     }
     if seen.len() < total {
         closed = true;
-        let (mut again, ack) = login_eventually(&server, slow_id, Duration::from_secs(5));
+        let (mut again, ack) = login_eventually(server.addr, slow_id, Duration::from_secs(5));
         seen.extend(ack["offlinemsg"].as_array().unwrap().iter().map(index));
         // Beyond one ack's worth, the rest follows as chat frames.
         while let Ok(Some(frame)) = again.client.recv(Some(Duration::from_millis(500))) {

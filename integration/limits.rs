@@ -6,22 +6,14 @@ use std::time::{Duration, Instant};
 use clusterchat::protocol::frame::Separator;
 use serde_json::json;
 
-use crate::support::{Backend, Db, Server, user};
-
-fn config(text: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, text).unwrap();
-    let path = path.to_str().unwrap().to_owned();
-    (dir, path)
-}
+use crate::support::{Backend, ConfigFile, Db, Server, user};
 
 #[test]
 fn a_flood_is_refused_then_cut_off_while_others_are_served() {
     let db = Db::fresh(Backend::Sqlite);
-    let (_dir, conf) =
-        config("[rate_limit]\nper_sec = 100.0\nburst = 50.0\nabuse_frames = 500.0\n");
-    let server = Server::start(&db, &["--config", &conf]);
+    let conf =
+        ConfigFile::new("[rate_limit]\nper_sec = 100.0\nburst = 50.0\nabuse_frames = 500.0\n");
+    let server = Server::start(&db, &["--config", &conf.path]);
     let (mut a, _) = user(&server, "calm");
     let (mut b, b_id) = user(&server, "friend");
     let mut flood = server.connect(Separator::Nul);
@@ -57,9 +49,9 @@ fn a_flood_is_refused_then_cut_off_while_others_are_served() {
 #[test]
 fn a_client_at_the_limit_is_never_cut_off() {
     let db = Db::fresh(Backend::Sqlite);
-    let (_dir, conf) =
-        config("[rate_limit]\nper_sec = 200.0\nburst = 20.0\nabuse_frames = 100.0\n");
-    let server = Server::start(&db, &["--config", &conf]);
+    let conf =
+        ConfigFile::new("[rate_limit]\nper_sec = 200.0\nburst = 20.0\nabuse_frames = 100.0\n");
+    let server = Server::start(&db, &["--config", &conf.path]);
     let mut c = server.connect(Separator::Nul);
     let started = Instant::now();
     for i in 0..200 {
@@ -77,10 +69,10 @@ fn a_client_at_the_limit_is_never_cut_off() {
 #[test]
 fn failed_logins_are_throttled_but_known_users_get_in() {
     let db = Db::fresh(Backend::Sqlite);
-    let (_dir, conf) = config(
+    let conf = ConfigFile::new(
         "[login_throttle]\nwindow_secs = 2\nper_user_and_address = 3\nper_user = 10\nper_address = 5\n",
     );
-    let server = Server::start(&db, &["--config", &conf]);
+    let server = Server::start(&db, &["--config", &conf.path]);
     let mut c = server.connect(Separator::Nul);
     let honest = c.register("honest", "pw");
     let victim = c.register("victim", "pw");

@@ -4,11 +4,11 @@
 mod support;
 
 mod accounts;
+mod bench_smoke;
 mod chat;
 mod client;
-mod faults;
 mod cluster;
+mod faults;
 mod framing;
 mod lifecycle;
 mod limits;
-mod bench_smoke;

@@ -307,6 +307,53 @@ impl Conn {
     }
 }
 
+/// A TOML config file for a test's server, removed with the value.
+pub struct ConfigFile {
+    pub path: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ConfigFile {
+    pub fn new(text: &str) -> ConfigFile {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write config");
+        ConfigFile {
+            path: path.to_str().expect("utf-8 temp path").to_owned(),
+            _dir: dir,
+        }
+    }
+}
+
+/// The `msg` of each stored message in a v2 login ack, oldest first.
+pub fn offline_texts(ack: &Value) -> Vec<Value> {
+    ack["offlinemsg"]
+        .as_array()
+        .expect("a v2 login ack lists offlinemsg")
+        .iter()
+        .map(|m| m["msg"].clone())
+        .collect()
+}
+
+/// Logs `id` (password "pw") in on a fresh v2 connection to `addr`, retrying while the account still
+/// shows as in use; returns the connection and its login ack.
+pub fn login_eventually(addr: SocketAddr, id: i64, within: Duration) -> (Conn, Value) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut c = Conn::connect(addr, Separator::Newline);
+        let ack = c.req(json!({"msgid": 1, "id": id, "password": "pw", "v": 2}));
+        if ack["errno"] == 0 {
+            return (c, ack);
+        }
+        assert_eq!(ack["errno"], 2, "{ack}");
+        assert!(
+            Instant::now() < deadline,
+            "user {id} still in use after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A v2 client registered and logged in as `name` (password "pw").
 pub fn user(server: &Server, name: &str) -> (Conn, i64) {
     let mut c = server.connect(Separator::Newline);
