@@ -20,8 +20,8 @@ USERS=${USERS:-1000}
 IDLE_USERS=${IDLE_USERS:-8000}
 STORM_USERS=${STORM_USERS:-8000}
 STRONG_STORM_USERS=${STRONG_STORM_USERS:-500}
-ONE_SWEEP=${ONE_SWEEP:-5000,10000,15000,20000,25000,30000,35000}
-GROUP_SWEEP=${GROUP_SWEEP:-1000,2000,2632,3000,3500}
+ONE_SWEEP=${ONE_SWEEP:-5000,10000,15000,20000,25000,30000,35000,40000,45000,50000}
+GROUP_SWEEP=${GROUP_SWEEP:-1000,2000,2632,3000,3500,4000,5000}
 MYSQL_SWEEP=${MYSQL_SWEEP:-10000,20000,25000}
 CROSS_SWEEP=${CROSS_SWEEP:-2500,5000,7500,10000,12500,15000}
 MAP_COUNT=262144
@@ -69,20 +69,28 @@ if [ "$original_maps" -lt "$MAP_COUNT" ]; then
     fi
 fi
 
-# Starts a node: node_start NAME DATABASE_URL [FLAGS...]; sets NODE_ADDR and NODE_PID.
+# Starts a node: node_start NAME DATABASE_URL [FLAGS...]; sets NODE_ADDR and NODE_PID. A port that
+# looked free may still be taken (thousands of bench connections leave ports in TIME_WAIT): try others.
 node_start() {
     local name=$1 db=$2
     shift 2
-    local port
-    port=$(free_port)
-    NODE_ADDR=127.0.0.1:$port
-    local cmd=("$SERVER" --listen "$NODE_ADDR" --database "$db" --node-id "$name" "$@")
-    printf '%s\n' "${cmd[*]}" >"$RESULTS/$name.server.txt"
-    RUST_LOG=warn "${cmd[@]}" 2>"$work/$name.log" &
-    NODE_PID=$!
-    NODE_PIDS+=("$NODE_PID")
-    wait_port "$port" "$name" || { cat "$work/$name.log" >&2; return 1; }
-    log "$name on $NODE_ADDR (pid $NODE_PID): ${cmd[*]}"
+    local port attempt
+    for attempt in 1 2 3 4 5; do
+        port=$(free_port)
+        NODE_ADDR=127.0.0.1:$port
+        local cmd=("$SERVER" --listen "$NODE_ADDR" --database "$db" --node-id "$name" "$@")
+        RUST_LOG=warn "${cmd[@]}" 2>"$work/$name.log" &
+        NODE_PID=$!
+        NODE_PIDS+=("$NODE_PID")
+        if wait_port "$port" "$name" && kill -0 "$NODE_PID" 2>/dev/null; then
+            printf '%s\n' "${cmd[*]}" >"$RESULTS/$name.server.txt"
+            log "$name on $NODE_ADDR (pid $NODE_PID): ${cmd[*]}"
+            return 0
+        fi
+        node_stop "$NODE_PID"
+        log "$name did not start on port $port (attempt $attempt): $(tail -c 300 "$work/$name.log")"
+    done
+    return 1
 }
 
 # Stops one node (SIGTERM, then SIGKILL after 10 s).
@@ -121,6 +129,14 @@ bench() {
 
 started=$(date +%s)
 
+# MariaDB and Redis start first, before thousands of bench connections make free ports hard to find;
+# they idle until the runs that use them.
+say "private MariaDB and Redis (used by the later runs)"
+mariadb_start "$work"
+mariadb --no-defaults -S "$MARIADB_SOCKET" -u root -e \
+    "CREATE DATABASE bench CHARACTER SET utf8mb4; CREATE DATABASE bench2 CHARACTER SET utf8mb4"
+redis_start "$work"
+
 say "single node, embedded SQLite"
 node_start sqlite "sqlite://$work/bench.db" "${CHEAP[@]}"
 bench one-sqlite one --addr "$NODE_ADDR" --users "$USERS" --sweep "$ONE_SWEEP" --duration "$STEP_S" \
@@ -147,9 +163,6 @@ bench storm-strong-sqlite login-storm --addr "$NODE_ADDR" --users "$STRONG_STORM
 node_stop "$NODE_PID"
 
 say "single node, MariaDB"
-mariadb_start "$work"
-mariadb --no-defaults -S "$MARIADB_SOCKET" -u root -e \
-    "CREATE DATABASE bench CHARACTER SET utf8mb4; CREATE DATABASE bench2 CHARACTER SET utf8mb4"
 node_start mariadb "$MARIADB_URL/bench" "${CHEAP[@]}"
 bench one-mariadb one --addr "$NODE_ADDR" --users "$USERS" --sweep "$MYSQL_SWEEP" --duration "$STEP_S" \
     --server-pid "$NODE_PID" --label mariadb
@@ -158,7 +171,6 @@ bench storm-mariadb login-storm --addr "$NODE_ADDR" --users 2000 --login-concurr
 node_stop "$NODE_PID"
 
 say "two nodes, MariaDB + Redis, every message crossing nodes"
-redis_start "$work"
 node_start node-a "$MARIADB_URL/bench2" --redis "$REDIS_URL" "${CHEAP[@]}"
 addr_a=$NODE_ADDR pid_a=$NODE_PID
 node_start node-b "$MARIADB_URL/bench2" --redis "$REDIS_URL" "${CHEAP[@]}"
