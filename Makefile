@@ -31,3 +31,25 @@ clean:
 .PHONY: bench
 bench:
 	bash bench/run.sh
+
+# Fuzzing (cargo-fuzz; docs/RELIABILITY.md). Runs each target for FUZZ_SECONDS, one after the other, from a
+# scratch copy of its committed seeds (fuzz/seeds/TARGET) under fuzz/target, which git ignores; crashes go
+# to fuzz/target/artifacts/TARGET/. The default needs no nightly: no sanitizer (the code is safe Rust).
+# FUZZ_SANITIZER=address adds ASan through RUSTC_BOOTSTRAP=1 (its stale probe cache is removed first).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= frame_decoder dispatch
+FUZZ_SANITIZER ?= none
+FUZZ_ARGS ?=
+
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@if [ "$(FUZZ_SANITIZER)" != none ]; then rm -f fuzz/target/.rustc_info.json; fi
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		rm -rf fuzz/target/corpus/$$t; mkdir -p fuzz/target/corpus/$$t fuzz/target/artifacts/$$t; \
+		cp fuzz/seeds/$$t/* fuzz/target/corpus/$$t/; \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s (sanitizer: $(FUZZ_SANITIZER))"; \
+		$(if $(filter none,$(FUZZ_SANITIZER)),,RUSTC_BOOTSTRAP=1) $(CARGO) fuzz run -s $(FUZZ_SANITIZER) $$t \
+			fuzz/target/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=$(CURDIR)/fuzz/target/artifacts/$$t/ -dict=$(CURDIR)/fuzz/dict/$$t.dict $(FUZZ_ARGS); \
+	done
