@@ -204,6 +204,16 @@ fn dispatch_seeds() -> Vec<(&'static str, Vec<u8>)> {
             .to(C2).login(1, 2)
             .to(C1).nl(json!({"msgid": 6, "toid": 1, "msg": "m2"}))
             .to(C0).ctl(CLOSE).ctl(CLOSE).ctl(CLOSE).0),
+        // The login ack carries 2 of 5 stored messages and is never written: the 2 are stored again,
+        // after the 3 still stored (PROTOCOL.md, "Order after re-storing").
+        ("unwritten_login_ack_restored", D::new().reg("a").reg("b").login(1, 2)
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "1"}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "2"}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "3"}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "4"}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "5"}))
+            .to(C1).ctl(STALL).login(2, 1).ctl(CLOSE).ctl(CLOSE).ctl(CLOSE)
+            .to(C2).login(2, 2).0),
         ("oversize_frame", D::new().reg("a").login(1, 2)
             .raw(format!("{{\"msgid\":6,\"toid\":1,\"msg\":\"{}\"}}\n", "x".repeat(1100)).as_bytes())
             .nl(json!({"msgid": 3})).to(C1).login(1, 2).0),
