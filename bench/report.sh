@@ -91,6 +91,14 @@ NPROC=$(nproc)
 STRONG_8K=n/a
 [ "$STRONG_CPU" != n/a ] && STRONG_8K=$(LC_ALL=C awk -v c="$STRONG_CPU" -v p="$NPROC" 'BEGIN { printf "%.1f", c * 8000 / 1000 / p }')
 
+# dirty: notes source files that differed from the commit when the binaries were built.
+dirty() {
+    local files
+    files=$(sed -n 2p "$R/build.txt" 2>/dev/null)
+    files=${files% }
+    [ -n "$files" ] && printf ' (plus uncommitted changes to: %s)' "$files" || true
+}
+
 target_row() { # what, target, measured (shown), ratio, source
     echo "| $1 | $2 | $3 | $4 | $(verdict "$4") | $5 |"
 }
@@ -103,7 +111,7 @@ figure below was measured by \`make bench\` (\`bench/run.sh\`, which drives the 
 generator against release \`chatserver\` nodes) on the machine described here, and each one comes with the
 command that reproduces it. Raw results (the JSON line of every run) are in \`bench/results/\`.
 
-Generated $(date -u '+%Y-%m-%d %H:%M UTC') at commit \`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`; the whole \`make bench\` took ${TOOK} s.
+Generated $(date -u '+%Y-%m-%d %H:%M UTC') at commit \`$(head -1 "$R/build.txt" 2>/dev/null || echo unknown)\`$(dirty); the whole \`make bench\` took ${TOOK} s.
 
 ## The machine
 

@@ -20,10 +20,10 @@ USERS=${USERS:-1000}
 IDLE_USERS=${IDLE_USERS:-8000}
 STORM_USERS=${STORM_USERS:-8000}
 STRONG_STORM_USERS=${STRONG_STORM_USERS:-500}
-ONE_SWEEP=${ONE_SWEEP:-5000,10000,15000,20000,25000,30000,35000,40000,45000,50000}
+ONE_SWEEP=${ONE_SWEEP:-5000,10000,15000,20000,25000,30000,35000,40000,45000,50000,55000,60000}
 GROUP_SWEEP=${GROUP_SWEEP:-1000,2000,2632,3000,3500,4000,5000}
-MYSQL_SWEEP=${MYSQL_SWEEP:-10000,20000,25000}
-CROSS_SWEEP=${CROSS_SWEEP:-2500,5000,7500,10000,12500,15000}
+MYSQL_SWEEP=${MYSQL_SWEEP:-10000,25000,40000,50000}
+CROSS_SWEEP=${CROSS_SWEEP:-2500,5000,7500,10000,12500,15000,20000,25000,30000}
 MAP_COUNT=262144
 
 RESULTS=bench/results
@@ -55,6 +55,11 @@ trap cleanup EXIT INT TERM
 
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
+# What was built: the commit, and source files that differed from it (other work in progress).
+{
+    git rev-parse --short HEAD
+    git status --porcelain -- src Cargo.toml Cargo.lock sql | awk '{ print $2 }' | tr '\n' ' '
+} >"$RESULTS/build.txt" 2>/dev/null || true
 
 # Each connection is two sockets in the bench (reader and writer halves) and two threads in the server.
 ulimit -n "$(ulimit -Hn)"
