@@ -280,6 +280,9 @@ fn is_server_time(s: &str) -> bool {
         })
 }
 
+/// A group member as a login ack lists them: id, role, online.
+type Listed = (UserId, &'static str, bool);
+
 /// A reply the model predicts.
 #[derive(Debug, Clone)]
 enum Expected {
@@ -299,7 +302,7 @@ enum Expected {
         seq: Option<Value>,
         token: TokenExpectation,
         friends: Vec<(UserId, bool)>,
-        groups: Vec<(GroupId, Vec<(UserId, &'static str, bool)>)>,
+        groups: Vec<(GroupId, Vec<Listed>)>,
     },
 }
 
@@ -988,8 +991,8 @@ impl Harness<'_> {
             .map(|f| (f["id"].as_i64().unwrap() as UserId, f["state"] == "online"))
             .collect();
         assert_eq!(got_friends, friends, "friends in {frame}");
-        type Listed = Vec<(GroupId, Vec<(UserId, String, bool)>)>;
-        let got_groups: Listed = list("groups")
+        type Shown = Vec<(GroupId, Vec<(UserId, String, bool)>)>;
+        let got_groups: Shown = list("groups")
             .iter()
             .map(|g| {
                 let users = g["users"].as_array().expect("users always present");
@@ -1008,7 +1011,7 @@ impl Harness<'_> {
                 (g["id"].as_i64().unwrap() as GroupId, users)
             })
             .collect();
-        let want_groups: Listed = groups
+        let want_groups: Shown = groups
             .into_iter()
             .map(|(g, users)| {
                 let users = users.into_iter().map(|(u, r, on)| (u, r.to_owned(), on));
