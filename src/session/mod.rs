@@ -201,7 +201,8 @@ fn read_loop(
     stopping: &AtomicBool,
 ) -> End {
     let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
-    let mut buf = vec![0u8; 16 * 1024];
+    // Small: frames accumulate in the decoder; this only bounds one read (and costs every connection).
+    let mut buf = vec![0u8; 4 * 1024];
     let mut idle = IdleClock::new(cfg.login_timeout);
     let mut rate = RateLimiter::new(&cfg.rate);
     loop {
