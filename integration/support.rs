@@ -216,7 +216,14 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            eprintln!("chatserver on {} had exited: {status}", self.addr);
+        }
         self.kill9();
+        // A failing test shows what its server said.
+        if std::thread::panicking() {
+            eprintln!("--- chatserver log ({}) ---\n{}", self.addr, self.log_text());
+        }
     }
 }
 
