@@ -57,10 +57,10 @@ server() { [ -s "$R/$1.server.txt" ] && sed 's/^/    /' "$R/$1.server.txt" || ec
 steps_table() {
     local f=$R/$1.json
     [ -s "$f" ] || { echo "(no result: the run failed, see the make bench output)"; return; }
-    echo "| offered msg/s | achieved | deliveries expected | received | loss % | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU µs/delivery | ctx switches/delivery | bench CPU s | passed |"
-    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"
+    echo "| offered msg/s | achieved | deliveries expected | received | loss % | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU µs/delivery | ctx switches/delivery | bench CPU s | other CPU s | passed |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"
     jq -r 'def r(n): if . == null then "n/a" else (. * pow(10; n) | round) / pow(10; n) | tostring end;
-        .steps[] | "| \(.rate | r(0)) | \(.achieved | r(0)) | \(.expected) | \(.received) | \(.loss_pct | r(3)) | \(.deliveries_per_s | r(0)) | \(.p50_ms | r(2)) | \(.p90_ms | r(2)) | \(.p99_ms | r(2)) | \(.p999_ms | r(2)) | \(.max_ms | r(1)) | \(.errors_total) | \(.server_cpu_us_per_msg | r(1)) | \(.ctx_switches_per_msg | r(2)) | \(.bench_cpu_s | r(1)) | \(if .passed then "yes" else "no" end) |"' "$f"
+        .steps[] | "| \(.rate | r(0)) | \(.achieved | r(0)) | \(.expected) | \(.received) | \(.loss_pct | r(3)) | \(.deliveries_per_s | r(0)) | \(.p50_ms | r(2)) | \(.p90_ms | r(2)) | \(.p99_ms | r(2)) | \(.p999_ms | r(2)) | \(.max_ms | r(1)) | \(.errors_total) | \(.server_cpu_us_per_msg | r(1)) | \(.ctx_switches_per_msg | r(2)) | \(.bench_cpu_s | r(1)) | \(.other_cpu_s | r(1)) | \(if .passed then "yes" else "no" end) |"' "$f"
 }
 
 # A sustained rate, or "none" / "n/a"; a sweep whose every step passed is marked "≥".
@@ -124,7 +124,10 @@ Generated $(date -u '+%Y-%m-%d %H:%M UTC') at commit \`$(head -1 "$R/build.txt" 
 | vm.max_map_count | raised to 262144 by \`make bench\` (as root) for the idle run, restored afterwards |
 
 The load generator, the server nodes, MariaDB and Redis all share these cores, so every figure is a
-lower bound for a server with the machine to itself: the \`bench CPU s\` column shows what the tool took.
+lower bound for a server with the machine to itself. In the step tables, \`bench CPU s\` is what the tool
+took during the step and \`other CPU s\` what the machine spent on neither the server nor the tool (Redis
+and MariaDB where used, and any other process: this machine is shared with other work, so a step with a
+large \`other\` figure was disturbed). Load average when the run started and ended: $(sed -n 1p "$R/loadavg.txt" 2>/dev/null || echo n/a) / $(sed -n 2p "$R/loadavg.txt" 2>/dev/null || echo n/a).
 
 ## How it measures
 

@@ -133,6 +133,7 @@ bench() {
 }
 
 started=$(date +%s)
+cut -d' ' -f1-3 /proc/loadavg >"$RESULTS/loadavg.txt"
 
 # MariaDB and Redis start first, before thousands of bench connections make free ports hard to find;
 # they idle until the runs that use them.
@@ -193,5 +194,6 @@ if [ ${#plot_inputs[@]} -gt 0 ]; then
     "$BENCH" plot "${plot_inputs[@]}" --output docs/latency-vs-rate.svg
 fi
 
+cut -d' ' -f1-3 /proc/loadavg >>"$RESULTS/loadavg.txt"
 bash bench/report.sh "$RESULTS" "$(($(date +%s) - started))" >docs/BENCHMARKS.md
 say "wrote docs/BENCHMARKS.md and docs/latency-vs-rate.svg in $(($(date +%s) - started)) s"

@@ -103,6 +103,30 @@ pub fn usage(before: &Sample, after: &Sample, ticks_per_s: u64) -> Usage {
     }
 }
 
+/// CPU ticks of the whole machine, busy and in all, from the first line of /proc/stat (`cpu user nice
+/// system idle iowait irq softirq steal ...`): the bench shares the machine with the server and with
+/// whatever else runs, and the report says how much of the machine that was.
+pub fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    if fields.len() < 5 {
+        return None;
+    }
+    let total: u64 = fields.iter().sum();
+    let idle = fields[3] + fields[4];
+    Some((total - idle, total))
+}
+
+/// Busy and total CPU ticks of the machine now.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    parse_machine_ticks(&fs::read_to_string("/proc/stat").ok()?)
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when it cannot be asked).
 pub fn ticks_per_second() -> u64 {
     Command::new("getconf")
@@ -154,6 +178,14 @@ mod tests {
         assert_eq!(parse_status_field(STATUS, "VmSwap"), None);
         // "voluntary_ctxt_switches" must not match the "nonvoluntary_" line or vice versa.
         assert_eq!(parse_ctx_switches(STATUS), 157);
+    }
+
+    #[test]
+    fn machine_ticks_from_proc_stat() {
+        let stat = "cpu  100 5 50 1000 20 3 2 0 0 0\ncpu0 50 2 25 500 10 1 1 0 0 0\nintr 1 2\n";
+        assert_eq!(parse_machine_ticks(stat), Some((160, 1180)));
+        assert_eq!(parse_machine_ticks("intr 1 2\n"), None);
+        assert!(machine_ticks().is_some());
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct StepResult {
     pub ctx_switches_per_msg: Option<f64>,
     /// CPU seconds the bench itself used during the step: it shares the machine with the server.
     pub bench_cpu_s: Option<f64>,
+    /// CPU seconds the whole machine was busy during the step, and what of it neither the server nor the
+    /// bench used (other processes, the kernel's own work, Redis and MariaDB when they are involved).
+    pub machine_busy_s: Option<f64>,
+    pub other_cpu_s: Option<f64>,
     /// Loss, p99 and achieved rate within the limits (`--max-loss-pct`, `--max-p99-ms`, ≥ 95 % of rate).
     pub passed: bool,
 }

@@ -206,6 +206,7 @@ impl StepRunner<'_> {
         let counters_before = self.shared.snapshot();
         let server_before = procfs::sample_all(&load.common.server_pids);
         let bench_before = procfs::sample(std::process::id());
+        let machine_before = procfs::machine_ticks();
         let clock = &self.shared.clock;
         let start_ns = clock.now_ns() + LEAD.as_nanos() as u64;
         let chunk = writers.len().div_ceil(load.senders).max(1);
@@ -250,6 +251,7 @@ impl StepRunner<'_> {
         std::thread::sleep(Duration::from_millis(100));
         let server_after = procfs::sample_all(&load.common.server_pids);
         let bench_after = procfs::sample(std::process::id());
+        let machine_after = procfs::machine_ticks();
         self.shared.set_step(None);
         let counters = self.shared.snapshot().since(&counters_before);
         let mut result = self.result(rate, &step, send_s, &counters);
@@ -257,6 +259,17 @@ impl StepRunner<'_> {
         result.bench_cpu_s = bench_before
             .zip(bench_after)
             .map(|(b, a)| procfs::usage(&b, &a, self.ticks).cpu_s);
+        result.machine_busy_s = machine_before
+            .zip(machine_after)
+            .map(|((b, _), (a, _))| a.saturating_sub(b) as f64 / self.ticks as f64);
+        result.other_cpu_s = match (
+            result.machine_busy_s,
+            result.server_cpu_s,
+            result.bench_cpu_s,
+        ) {
+            (Some(m), Some(s), Some(b)) => Some((m - s - b).max(0.0)),
+            _ => None,
+        };
         result.passed = result.passes(load.max_loss_pct, load.max_p99_ms);
         result
     }
