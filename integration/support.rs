@@ -106,7 +106,8 @@ impl Server {
         let logdir = tempfile::tempdir().expect("temp dir");
         let mut server = Server {
             child: None,
-            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            // Port 0: the node binds a free port itself and logs it, so parallel tests never collide.
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             db_url: url.to_owned(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             log: logdir.path().join("server.log"),
@@ -142,10 +143,24 @@ impl Server {
         self.wait_ready();
     }
 
+    /// Waits for the node's "listening" log line (learning the port it bound the first time), or fails
+    /// with its log if it exits first.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let starts_before = self.log_text().matches(" listening ").count();
         while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            let log = self.log_text();
+            if let Some(line) = log
+                .lines()
+                .filter(|l| l.contains(" listening "))
+                .nth(starts_before)
+            {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("addr="))
+                    .and_then(|a| a.parse().ok())
+                    .expect("the listening line names the address");
+                self.addr = addr;
                 return;
             }
             if let Some(status) = self
@@ -153,12 +168,9 @@ impl Server {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
-                    "chatserver exited early ({status}); log:\n{}",
-                    self.log_text()
-                );
+                panic!("chatserver exited early ({status}); log:\n{log}");
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         panic!(
             "chatserver did not listen in time; log:\n{}",
@@ -216,13 +228,21 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+        if let Some(status) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
             eprintln!("chatserver on {} had exited: {status}", self.addr);
         }
         self.kill9();
         // A failing test shows what its server said.
         if std::thread::panicking() {
-            eprintln!("--- chatserver log ({}) ---\n{}", self.addr, self.log_text());
+            eprintln!(
+                "--- chatserver log ({}) ---\n{}",
+                self.addr,
+                self.log_text()
+            );
         }
     }
 }

@@ -142,13 +142,13 @@ impl Settings {
         Ok(s)
     }
 
-    /// The node id, defaulting to `HOSTNAME:PORT`.
-    pub fn node_id(&self) -> String {
+    /// The node id, defaulting to `HOSTNAME:PORT` with the port actually bound (`--listen …:0` picks one).
+    pub fn node_id(&self, bound_port: u16) -> String {
         self.node_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_owned())
                 .unwrap_or_else(|_| "localhost".into());
-            format!("{host}:{}", self.listen.port())
+            format!("{host}:{bound_port}")
         })
     }
 
@@ -254,7 +254,7 @@ mod tests {
         assert_eq!(s.argon2.memory_kib, 64);
         assert_eq!(s.argon2.iterations, 2);
         assert!(
-            s.node_id().ends_with(":7000"),
+            s.node_id(7000).ends_with(":7000"),
             "default node id is HOST:PORT"
         );
         std::fs::write(&path, "no_such_key = 1\n").unwrap();

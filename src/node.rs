@@ -1,6 +1,5 @@
 //! A whole node: storage, the service context, the heartbeat, the listener, and an orderly stop.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,13 +29,14 @@ const FLUSH_GRACE: Duration = Duration::from_secs(3);
 pub struct Node {
     ctx: Arc<Context>,
     server: Server,
-    local_addr: SocketAddr,
 }
 
 impl Node {
     /// Opens storage, releases users this node held in a previous life, and binds the listener.
     pub fn start(settings: &Settings) -> anyhow::Result<Node> {
-        let node_id = settings.node_id();
+        let listener = server::bind(settings.listen)?;
+        let local_addr = listener.local_addr()?;
+        let node_id = settings.node_id(local_addr.port());
         let store = store::open(&settings.database, settings.db_pool_size)?;
         store.release_node(&node_id)?;
         store.heartbeat(&node_id)?;
@@ -80,8 +80,6 @@ impl Node {
             max_writers: threads.saturating_sub(max_connections).max(1),
             rate: settings.rate_limit.clone(),
         };
-        let listener = server::bind(settings.listen)?;
-        let local_addr = listener.local_addr()?;
         let server = Server::new(
             listener,
             ctx.clone(),
@@ -95,16 +93,7 @@ impl Node {
             "single node"
         };
         tracing::info!(addr = %local_addr, node = %node_id, max_connections, mode, database = %redact(&settings.database), "listening");
-        Ok(Node {
-            ctx,
-            server,
-            local_addr,
-        })
-    }
-
-    /// The address actually bound (useful with port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        Ok(Node { ctx, server })
     }
 
     /// The handle that stops the node (from a signal thread).
