@@ -237,7 +237,41 @@ fn resume_tokens(backend: Backend) {
     assert_eq!(r.login(id, "pw", 2)["errno"], 0);
 }
 
+/// Every text field carries SQL metacharacters; all of it is stored and read back as plain text, and the
+/// tables are still there (every statement binds its parameters).
+fn sql_metacharacters_are_just_text(backend: Backend) {
+    let db = Db::fresh(backend);
+    let server = Server::start(&db, &[]);
+    let evil = "x'); DROP TABLE user; -- \" OR 1=1 #";
+    let mut a = server.connect(Separator::Newline);
+    let a_id = a.register(evil, evil);
+    let b_id = a.register("bobby", "pw");
+    a.login(a_id, evil, 2);
+    let created = a.req(json!({"msgid": 8, "groupname": evil, "groupdesc": evil}));
+    assert_eq!(created["groupname"], evil);
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": b_id, "msg": evil, "time": evil}))["msgid"],
+        16
+    );
+    let mut b = server.connect(Separator::Newline);
+    let ack = b.login(b_id, "pw", 2);
+    assert_eq!(ack["offlinemsg"][0]["msg"], evil);
+    assert_eq!(ack["offlinemsg"][0]["name"], evil);
+    assert_eq!(
+        b.req(json!({"msgid": 9, "groupid": created["groupid"]}))["msgid"],
+        14
+    );
+    b.req(json!({"msgid": 3}));
+    let ack = b.login(b_id, "pw", 2);
+    assert_eq!(ack["groups"][0]["groupdesc"], evil);
+    assert_eq!(
+        db.store().find_user(a_id as i32).unwrap().unwrap().name,
+        evil
+    );
+}
+
 crate::on_both_backends!(
+    sql_metacharacters_are_just_text,
     resume_tokens,
     register_then_login_v1,
     login_ack_lists_v1_and_v2,
