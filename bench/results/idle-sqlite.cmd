@@ -1,1 +1,1 @@
-chat-bench idle --addr 127.0.0.1:22877 --users 8000 --duration 10 --login-concurrency 64 --server-pid 18431 --label sqlite
+chat-bench idle --addr 127.0.0.1:37363 --users 8000 --duration 10 --login-concurrency 64 --server-pid 30924 --label sqlite
