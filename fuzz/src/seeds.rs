@@ -221,6 +221,9 @@ fn dispatch_seeds() -> Vec<(&'static str, Vec<u8>)> {
             .raw(b"hello\n{bad}{\"msgid\":3,\"seq\":[1]}\n{\"msgid\":\"1\",\"seq\":\"s\"}\n{\"msgid\":1.0,\"seq\":7}\n")
             .raw(b"{\"msgid\":9223372036854775808,\"seq\":-0.5}\n{\"msgid\":18446744073709551616}\n{\"msgid\":3}oops\0")
             .raw(b"{\"a\":\"\xff\"}\n[1,2]\n{\"msgid\":4,\"name\":\"n\",\"password\":\"p\",\"seq\":1e2}\n").0),
+        // serde_json's default float parser reads this as 0.9856906946328696, which is what comes back.
+        ("float_seq", D::new()
+            .raw(b"{\"msgid\":17,\"seq\":0.9856906946328695}\n{\"msgid\":4,\"seq\":48888888888888888888888888888888888888888888}\n").0),
         ("deep_nesting", D::new()
             .raw(format!("{{\"msgid\":3,\"x\":{}{}}}\n", "[".repeat(200), "]".repeat(200)).as_bytes())
             .raw(format!("{{\"msgid\":3,\"x\":{}1{}}}\n", "[".repeat(100), "]".repeat(100)).as_bytes()).0),
