@@ -236,6 +236,20 @@ mod tests {
         run(b"");
     }
 
+    /// The one place where pieces and whole differ: after `TooLarge`, which closes the connection. Fed
+    /// whole, the decoder drops everything it was given; fed in pieces, it decodes what comes after.
+    #[test]
+    fn after_too_large_pieces_and_whole_differ() {
+        let input = Input::parse(b"\x03\x00{\"a\":\"xxxxxxxx\"}\n{\"b\":1}\n");
+        assert_eq!(input.max_frame, 8);
+        let whole = whole(&input);
+        let pieces = pieces(&input, true);
+        assert_eq!(whole.units, [Decoded::TooLarge]);
+        assert_eq!(pieces.units[0], Decoded::TooLarge);
+        assert_ne!(whole.units, pieces.units);
+        assert_eq!(until_too_large(&whole), until_too_large(&pieces));
+    }
+
     #[test]
     fn oracle_reads_well_formed_streams() {
         let (frames, sep) = oracle(b" {\"a\":1}\0{\"b\":\"}\"}\n").unwrap();
