@@ -119,7 +119,7 @@ impl From<StoreError> for Failure {
         match e {
             StoreError::Conflict => Failure::new(Errno::NotAllowed, "name already taken"),
             StoreError::NotFound => Failure::new(Errno::NotFound, "no such user or group"),
-            StoreError::Unavailable(detail) => {
+            StoreError::Unavailable(detail) | StoreError::Busy(detail) => {
                 tracing::warn!(%detail, "storage unavailable");
                 Failure::new(
                     Errno::Unavailable,

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// The database could not be reached or failed; nothing was changed.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The transaction lost a conflict with another one (a deadlock) and was rolled back; trying again
+    /// is expected to work. Stores retry these themselves before giving up with this error.
+    #[error("storage busy: {0}")]
+    Busy(String),
 }
 
 /// Result of store calls.

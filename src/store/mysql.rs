@@ -17,6 +17,11 @@ const SCHEMA: &str = include_str!("../../sql/mysql.sql");
 
 /// MySQL's "duplicate entry" error code.
 const ER_DUP_ENTRY: u16 = 1062;
+/// "Lock wait timeout exceeded" and "Deadlock found": the transaction was rolled back and may be retried.
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+const ER_LOCK_DEADLOCK: u16 = 1213;
+/// How often a transaction that lost a deadlock is tried again.
+const RETRIES: u32 = 5;
 
 /// SQL true when user `u` is online: claimed, and their node's heartbeat is fresh (liveness bound last).
 macro_rules! online {
@@ -38,6 +43,11 @@ impl From<mysql::Error> for StoreError {
     fn from(e: mysql::Error) -> Self {
         match &e {
             mysql::Error::MySqlError(server) if server.code == ER_DUP_ENTRY => StoreError::Conflict,
+            mysql::Error::MySqlError(server)
+                if server.code == ER_LOCK_DEADLOCK || server.code == ER_LOCK_WAIT_TIMEOUT =>
+            {
+                StoreError::Busy(e.to_string())
+            }
             _ => StoreError::Unavailable(e.to_string()),
         }
     }
@@ -72,13 +82,27 @@ impl MysqlStore {
         Ok(self.pool.get()?)
     }
 
-    /// Runs `f` in a transaction and commits it (a dropped, uncommitted transaction rolls back).
-    fn write<T>(&self, f: impl FnOnce(&mut mysql::Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        let mut tx = conn.start_transaction(TxOpts::default())?;
-        let out = f(&mut tx)?;
-        tx.commit()?;
-        Ok(out)
+    /// Runs `f` in a transaction and commits it (a dropped, uncommitted transaction rolls back). InnoDB
+    /// resolves deadlocks by rolling one transaction back (for example taking a user's stored messages
+    /// while new ones are inserted for them): such a transaction is run again, a few times.
+    fn write<T>(&self, mut f: impl FnMut(&mut mysql::Transaction) -> Result<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            let result = self.conn().and_then(|mut conn| {
+                let mut tx = conn.start_transaction(TxOpts::default())?;
+                let out = f(&mut tx)?;
+                tx.commit()?;
+                Ok(out)
+            });
+            match result {
+                Err(StoreError::Busy(detail)) if attempt < RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, %detail, "transaction rolled back by a deadlock; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(2 << attempt));
+                }
+                other => return other,
+            }
+        }
     }
 }
 
