@@ -55,7 +55,8 @@ pub fn plot(args: &PlotArgs) -> anyhow::Result<()> {
     let max_rate = points.clone().map(|p| p.0).fold(0.0, f64::max);
     let min_ms = points.clone().map(|p| p.1).fold(f64::MAX, f64::min);
     let max_ms = points.map(|p| p.2).fold(0.0, f64::max);
-    let y_range = (min_ms * 0.5).max(0.01)..(max_ms * 2.0).max(1.0);
+    // Headroom above the data for the legend (cheap on a log axis).
+    let y_range = (min_ms * 0.5).max(0.01)..(max_ms * 30.0).max(10.0);
 
     let root = SVGBackend::new(&args.output, (900, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_error)?;
