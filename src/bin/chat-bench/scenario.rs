@@ -452,7 +452,7 @@ pub fn idle(common: &CommonArgs) -> anyhow::Result<()> {
 pub fn login_storm(args: &StormArgs) -> anyhow::Result<()> {
     let common = &args.common;
     common.validate()?;
-    check_open_files(common.users.min(common.login_concurrency) + common.users)?;
+    check_open_files(common.users)?;
     let prefix = common.prefix.clone().unwrap_or_else(setup::run_prefix);
     eprintln!(
         "chat-bench login-storm: {} users over {} node(s), {} at once, names {prefix}*",
