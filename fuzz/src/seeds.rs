@@ -325,19 +325,43 @@ fn dispatch_seeds_pass() {
     }
 }
 
-/// Replays the files named in `FUZZ_REPLAY` (colon-separated) through their target, chosen by the path:
-/// a path with `frame_decoder` in it goes to that target, any other to dispatch.
+/// Replays the files or directories (every file in them) named in `FUZZ_REPLAY` (colon-separated)
+/// through their target, chosen by the path: a path with `frame_decoder` in it goes to that target, any
+/// other to dispatch. Prints each dispatch outcome, and how many inputs reordered after a re-store or
+/// drifted a float `seq`.
 #[test]
 fn replay() {
     let Ok(paths) = std::env::var("FUZZ_REPLAY") else {
         return;
     };
+    let mut files = Vec::new();
     for path in paths.split(':').filter(|p| !p.is_empty()) {
-        let bytes = std::fs::read(path).expect("replay file");
-        if path.contains("frame_decoder") {
-            crate::frame::run(&bytes);
+        let path = PathBuf::from(path);
+        if path.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(&path)
+                .expect("replay directory")
+                .map(|e| e.expect("entry").path())
+                .collect();
+            inside.sort();
+            files.extend(inside);
         } else {
-            eprintln!("{:?}", crate::dispatch::run(&bytes));
+            files.push(path);
         }
     }
+    let (mut reordered, mut drifted, mut runs) = (0, 0, 0);
+    for file in files {
+        let bytes = std::fs::read(&file).expect("replay file");
+        if file.to_string_lossy().contains("frame_decoder") {
+            crate::frame::run(&bytes);
+        } else {
+            let outcome = crate::dispatch::run(&bytes);
+            eprintln!("{}: {outcome:?}", file.display());
+            reordered += usize::from(outcome.reordered_after_restore > 0);
+            drifted += usize::from(outcome.seq_float_drift > 0);
+        }
+        runs += 1;
+    }
+    eprintln!(
+        "{runs} inputs; dispatch: {reordered} reordered after a re-store, {drifted} with float seq drift"
+    );
 }
