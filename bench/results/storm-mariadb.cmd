@@ -1,1 +1,1 @@
-chat-bench login-storm --addr 127.0.0.1:25467 --users 2000 --login-concurrency 128 --server-pid 27692 --label mariadb
+chat-bench login-storm --addr 127.0.0.1:42831 --users 2000 --login-concurrency 128 --server-pid 1879 --label mariadb
