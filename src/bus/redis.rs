@@ -263,19 +263,19 @@ impl Subscriber {
     fn session(&mut self, reconnected: bool) -> Result<(), SessionEnd> {
         let mut conn = connect(&self.client).map_err(|e| SessionEnd::NoConnection(bus_err(e)))?;
         let mut pubsub = conn.as_pubsub();
-        if !self.users.is_empty() {
-            let channels: Vec<String> = self
-                .users
-                .iter()
-                .map(|&u| channel(&self.prefix, u))
-                .collect();
-            pubsub
-                .subscribe(channels)
-                .map_err(|e| SessionEnd::Connected(bus_err(e)))?;
-        }
+        let mut channels: Vec<String> = self
+            .users
+            .iter()
+            .map(|&u| channel(&self.prefix, u))
+            .collect();
+        channels.push(format!("{}{GROUPS}", self.prefix));
+        pubsub
+            .subscribe(channels)
+            .map_err(|e| SessionEnd::Connected(bus_err(e)))?;
         if reconnected {
             tracing::info!(users = self.users.len(), "Redis is back; re-subscribed");
-            // Anything stored for our users while Redis was away is fetched now.
+            // Anything stored for our users, or changed in groups, while Redis was away is caught up now.
+            self.inbox.group_changed(None);
             for &user in &self.users {
                 self.inbox.nudge(user);
             }

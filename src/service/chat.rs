@@ -45,17 +45,21 @@ pub fn group(
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
     let me = caller.me();
-    let members = ctx
-        .store
-        .group_members(group)?
-        .ok_or_else(|| Failure::new(Errno::NotFound, "no such group"))?;
+    let no_group = || Failure::new(Errno::NotFound, "no such group");
+    let cached = |ctx: &Context| ctx.members.members(ctx.store.as_ref(), group);
+    let mut members = cached(ctx)?.ok_or_else(no_group)?;
     if !members.contains(&me.id) {
-        return Err(Failure::new(
-            Errno::NotAllowed,
-            "you are not a member of this group",
-        ));
+        // Perhaps joined through another node a moment ago: ask the database before refusing.
+        ctx.members.invalidate(Some(group));
+        members = cached(ctx)?.ok_or_else(no_group)?;
+        if !members.contains(&me.id) {
+            return Err(Failure::new(
+                Errno::NotAllowed,
+                "you are not a member of this group",
+            ));
+        }
     }
-    let recipients: Vec<UserId> = members.into_iter().filter(|&m| m != me.id).collect();
+    let recipients: Vec<UserId> = members.iter().copied().filter(|&m| m != me.id).collect();
     let time = time.unwrap_or_else(now);
     let frame: Arc<str> = reply::chat(me.id, &me.name, Target::Group(group), text, &time).into();
     route(ctx, &recipients, &frame)?;

@@ -26,6 +26,7 @@ use crate::hasher::Hasher;
 use crate::limit::LoginThrottle;
 use crate::mailbox::{Mailbox, Outgoing};
 use crate::online::Online;
+use crate::protocol::frame::Decoded;
 use crate::protocol::request::{Envelope, EnvelopeError, Limits, Request, is_client_msgid};
 use crate::protocol::{Errno, UserId, Version, msgid, reply};
 use crate::store::batch::OfflineWriter;
@@ -153,6 +154,32 @@ pub fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
             _ => reply::error(failure.code, &failure.msg, env.body.get("msgid"), seq),
         };
         caller.reply(frame);
+    }
+}
+
+/// The answer to a frame refused by the rate limit (check 0): login and register still get their own ack
+/// (the C++ client waits for it), with errno 107; anything else ERROR_MSG 107, with `ref` and `seq` when
+/// the frame has them.
+pub fn rate_limited(unit: &Decoded) -> String {
+    const MSG: &str = "rate limited: too many requests";
+    let env = match unit {
+        Decoded::Frame(bytes) => Envelope::parse(bytes).ok(),
+        _ => None,
+    };
+    let (msgid, seq) = match &env {
+        Some(env) => (Some(env.msgid), env.seq.as_ref()),
+        None => (None, None),
+    };
+    let code = Errno::RateLimited.code();
+    match msgid {
+        Some(msgid::LOGIN) => reply::failed_ack(msgid::LOGIN_ACK, code, MSG, seq),
+        Some(msgid::REG) => reply::failed_ack(msgid::REG_ACK, code, MSG, seq),
+        _ => reply::error(
+            code,
+            MSG,
+            env.as_ref().and_then(|e| e.body.get("msgid")),
+            seq,
+        ),
     }
 }
 

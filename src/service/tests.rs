@@ -239,3 +239,53 @@ fn v1_gets_no_acks_but_errors() {
         105
     );
 }
+
+#[test]
+fn rate_limited_login_and_register_get_their_own_ack() {
+    use crate::protocol::frame::Decoded;
+    let frame = |text: &str| Decoded::Frame(text.as_bytes().to_vec());
+    let parse = |s: String| serde_json::from_str::<Value>(&s).unwrap();
+    let login = parse(super::rate_limited(&frame(
+        r#"{"msgid":1,"id":1,"password":"p","seq":4}"#,
+    )));
+    assert_eq!(
+        (
+            login["msgid"].clone(),
+            login["errno"].clone(),
+            login["seq"].clone()
+        ),
+        (json!(2), json!(107), json!(4))
+    );
+    let reg = parse(super::rate_limited(&frame(
+        r#"{"msgid":4,"name":"n","password":"p"}"#,
+    )));
+    assert_eq!(
+        (reg["msgid"].clone(), reg["errno"].clone()),
+        (json!(5), json!(107))
+    );
+    let chat = parse(super::rate_limited(&frame(r#"{"msgid":6,"seq":"s"}"#)));
+    assert_eq!(
+        (
+            chat["msgid"].clone(),
+            chat["ref"].clone(),
+            chat["seq"].clone()
+        ),
+        (json!(15), json!(6), json!("s"))
+    );
+    let garbage = parse(super::rate_limited(&Decoded::Malformed));
+    assert_eq!(
+        (garbage["errno"].clone(), garbage["ref"].clone()),
+        (json!(107), Value::Null)
+    );
+}
+
+/// Found by the dispatch fuzz target: without serde_json's `float_roundtrip`, a float `seq` came back as a
+/// neighbouring number (0.9856906946328695 → …696).
+#[test]
+fn a_float_seq_is_echoed_as_the_same_number() {
+    let env =
+        crate::protocol::request::Envelope::parse(br#"{"msgid":17,"seq":0.9856906946328695}"#)
+            .unwrap();
+    let reply = crate::protocol::reply::error(101, "unknown msgid", None, env.seq.as_ref());
+    assert!(reply.contains(r#""seq":0.9856906946328695"#), "{reply}");
+}

@@ -225,8 +225,7 @@ fn read_loop(
                 match rate.check() {
                     Verdict::Allow => {}
                     verdict => {
-                        let msg = "rate limited: too many requests";
-                        caller.reply(reply::error(Errno::RateLimited.code(), msg, None, None));
+                        caller.reply(service::rate_limited(&unit));
                         if verdict == Verdict::Close {
                             return End::Abuse;
                         }
