@@ -176,11 +176,12 @@ impl Writer {
                     return;
                 }
                 self.acked = Some(user);
-                for (to, frame) in std::mem::take(&mut self.held) {
-                    self.write_chat(conn, to, frame);
-                }
+                // Stored frames first: they were sent before the live ones held meanwhile.
                 if more || std::mem::take(&mut self.nudge_pending) {
                     self.fetch(conn, user);
+                }
+                for (to, frame) in std::mem::take(&mut self.held) {
+                    self.write_chat(conn, to, frame);
                 }
             }
             Outgoing::Nudge(user) => {
