@@ -21,17 +21,21 @@ fn until_available(c: &mut Conn, request: Value, within: Duration) -> Value {
     }
 }
 
+/// Three registered users on `server`: the first two logged in (v2), the third offline.
+fn three_users(server: &Server, names: [&str; 3]) -> (Conn, Conn, [i64; 3]) {
+    let mut a = server.connect(Separator::Newline);
+    let ids = names.map(|name| a.register(name, "pw"));
+    a.login(ids[0], "pw", 2);
+    let mut b = server.connect(Separator::Newline);
+    b.login(ids[1], "pw", 2);
+    (a, b, ids)
+}
+
 #[test]
 fn mysql_stopped_and_restarted() {
     let mut db = Mariadb::start();
     let server = Server::start_on(&db.url(), &[]);
-    let mut a = server.connect(Separator::Newline);
-    let a_id = a.register("ann", "pw");
-    let b_id = a.register("bob", "pw");
-    let c_id = a.register("cat", "pw");
-    a.login(a_id, "pw", 2);
-    let mut b = server.connect(Separator::Newline);
-    b.login(b_id, "pw", 2);
+    let (mut a, mut b, [_, b_id, c_id]) = three_users(&server, ["ann", "bob", "cat"]);
 
     db.stop();
     // What needs the database is refused with 109, never reported as done...
@@ -111,13 +115,7 @@ fn embedded_store_on_a_full_disk() {
     let fs = Tmpfs::mount("2m");
     let url = format!("sqlite://{}", fs.dir.path().join("chat.db").display());
     let server = Server::start_on(&url, &[]);
-    let mut a = server.connect(Separator::Newline);
-    let a_id = a.register("amy", "pw");
-    let b_id = a.register("ben", "pw");
-    let c_id = a.register("cid", "pw");
-    a.login(a_id, "pw", 2);
-    let mut b = server.connect(Separator::Newline);
-    b.login(b_id, "pw", 2);
+    let (mut a, mut b, [_, b_id, c_id]) = three_users(&server, ["amy", "ben", "cid"]);
 
     // Fill the disk.
     let filler = fs.dir.path().join("filler");

@@ -50,16 +50,6 @@ impl Online {
     pub fn contains(&self, user: UserId) -> bool {
         self.users.read().contains_key(&user)
     }
-
-    /// How many users are online here.
-    pub fn len(&self) -> usize {
-        self.users.read().len()
-    }
-
-    /// Whether nobody is online here.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -79,6 +69,6 @@ mod tests {
         online.remove(1, &b);
         assert!(online.contains(1), "removal by another mailbox is ignored");
         online.remove(1, &a);
-        assert!(online.is_empty());
+        assert!(!online.contains(1));
     }
 }
