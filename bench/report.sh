@@ -102,6 +102,26 @@ dirty() {
 # other FILE RATE: CPU seconds other processes took during that step ("n/a" without a step).
 other() { num "$(step "$1" "$2" other_cpu_s)" 1; }
 
+# median_p99 KIND: the median p99 over the flood rounds of one kind.
+median_p99() {
+    local values
+    values=$(for f in "$R"/flood-"$1"-*.json; do [ -s "$f" ] && jq -r .p99_ms "$f"; done | sort -g)
+    [ -n "$values" ] || { echo n/a; return; }
+    echo "$values" | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+FLOOD_Q=$(median_p99 quiet)
+
+# times A B: A / B as "N.N×", or "n/a".
+times() {
+    case "$1$2" in *n/a*) echo n/a; return ;; esac
+    LC_ALL=C awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.1f×", a / b }'
+}
+
+# flood_stats KIND ROUND: what the flooder of that run did.
+flood_stats() {
+    j "flood-$1-$2" '"\(.flood.sent), \(.flood.refused_107), \(.flood.closed_by_server), \(.flood.logins)"'
+}
+
 target_row() { # what, target, measured (shown), ratio, source, other CPU s during the step
     echo "| $1 | $2 | $3 | $4 | $(verdict "$4") | $5 | ${6:-} |"
 }
@@ -174,6 +194,12 @@ target_row "logged-in connections on 1 node: RSS with $IDLE_N connections" "8,00
 target_row "login storm: $STORM_N users all logged in (cheap argon2)" "8,000 in ≤ 30 s" "$(val "$STORM_S" 2 s)" "$(ratio "$STORM_S" 30 lower)" "storm-sqlite"
 target_row "login storm with resume tokens: $(j storm-tokens-sqlite .logged_in) users" "8,000 in ≤ 30 s" "$(val "$TOKENS_S" 2 s)" "$(ratio "$TOKENS_S" 30 lower)" "storm-tokens-sqlite"
 target_row "login storm, default argon2 (19 MiB, 2 passes): 8,000 users, extrapolated from $STRONG_N" "8,000 in ≤ 30 s" "≈ $STRONG_8K s" "$(ratio "$STRONG_8K" 30 lower)" "storm-strong-sqlite"
+for kind in unknown chat; do
+    m=$(median_p99 "$kind")
+    limit=n/a
+    [ "$FLOOD_Q" != n/a ] && limit=$(LC_ALL=C awk -v q="$FLOOD_Q" 'BEGIN { print 2 * q }')
+    target_row "flood of $kind requests from one connection at $(num "$(j "flood-$kind-1" .flood.rate)" 0)/s: others' p99 (median of rounds) against quiet $(val "$FLOOD_Q" 2 ms)" "≤ 2× quiet" "$(val "$m" 2 ms)" "$(ratio "$m" "$limit" lower)" "flood-$kind-*"
+done
 echo "| context switches per delivered message, 1 node, at 10,000 / 20,000 msg/s | written down | $(num "$(step one-sqlite 10000 ctx_switches_per_msg)" 2) / $(num "$(step one-sqlite 20000 ctx_switches_per_msg)" 2) | | | one-sqlite | |"
 echo
 echo "The last column is the CPU that neither the server nor the tool used during the step the figure comes"
@@ -248,6 +274,33 @@ $(steps_table group-sqlite)
 Bench (same node as the one-to-one SQLite run):
 
 $(cmd group-sqlite)
+
+## A flood from one connection
+
+Issue 5's test of the rate limit: one-to-one load at $(num "$(j flood-quiet-1 .rate)" 0) msg/s among $(j flood-quiet-1 .n) users, alone (quiet) and with
+one more connection of its own user sending $(num "$(j flood-chat-1 .flood.rate)" 0) requests/s for the whole step, in
+alternating rounds on one fresh node. The flooder writes the frames due each millisecond in one write, reads
+and counts what it is answered, and logs in again whenever the server closes it for abuse. \`unknown\` floods
+\`{"msgid":99}\`; \`chat\` floods one-to-one chat to a user who is never online, so every admitted frame is
+stored offline. The goal: other clients' p99 within 2× of the quiet figure.
+
+| round | quiet p99 ms | flood unknown p99 ms | flood chat p99 ms | server CPU s: quiet / unknown / chat | flooder sent, refused (107), closed, logins: unknown / chat |
+|---:|---:|---:|---:|---|---|
+EOF
+for f in "$R"/flood-quiet-*.json; do
+    [ -s "$f" ] || continue
+    round=${f##*-}
+    round=${round%.json}
+    echo "| $round | $(num "$(j "flood-quiet-$round" .p99_ms)" 2) | $(num "$(j "flood-unknown-$round" .p99_ms)" 2) | $(num "$(j "flood-chat-$round" .p99_ms)" 2) | $(num "$(j "flood-quiet-$round" .server_cpu_s)" 1) / $(num "$(j "flood-unknown-$round" .server_cpu_s)" 1) / $(num "$(j "flood-chat-$round" .server_cpu_s)" 1) | $(flood_stats unknown "$round") / $(flood_stats chat "$round") |"
+done
+cat <<EOF
+
+Medians: quiet **$(val "$FLOOD_Q" 2 ms)**, flood of unknown requests **$(val "$(median_p99 unknown)" 2 ms)** ($(times "$(median_p99 unknown)" "$FLOOD_Q") the quiet figure),
+flood of chat to an offline user **$(val "$(median_p99 chat)" 2 ms)** ($(times "$(median_p99 chat)" "$FLOOD_Q")).
+
+$(cmd flood-quiet-1)
+$(cmd flood-unknown-1)
+$(cmd flood-chat-1)
 
 ## Idle connections: memory per logged-in user
 

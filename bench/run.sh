@@ -3,6 +3,7 @@
 # docs/BENCHMARKS.md (every figure with the command that reproduces it) and docs/latency-vs-rate.svg.
 #
 #   1. one node on the embedded SQLite store (a temp file): one-to-one sweep, group chat sweep;
+#      a fresh node for one-to-one with and without a flood from one connection (five rounds);
 #      then fresh nodes for idle connections and login storms (cheap argon2, resume tokens, default argon2);
 #   2. one node on a private MariaDB: one-to-one sweep, login storm;
 #   3. two nodes on MariaDB + a private Redis: one-to-one where every message crosses nodes.
@@ -24,6 +25,9 @@ ONE_SWEEP=${ONE_SWEEP:-5000,10000,15000,20000,25000,30000,35000,40000,45000,5000
 GROUP_SWEEP=${GROUP_SWEEP:-1000,2000,2632,3000,3500,4000,5000}
 MYSQL_SWEEP=${MYSQL_SWEEP:-10000,25000,40000,50000}
 CROSS_SWEEP=${CROSS_SWEEP:-2500,5000,7500,10000,12500,15000,20000,25000,30000}
+FLOOD_ROUNDS=${FLOOD_ROUNDS:-5}
+FLOOD_LOAD=${FLOOD_LOAD:-10000}
+FLOOD_RATE=${FLOOD_RATE:-10000}
 MAP_COUNT=262144
 
 RESULTS=bench/results
@@ -149,6 +153,20 @@ bench one-sqlite one --addr "$NODE_ADDR" --users "$USERS" --sweep "$ONE_SWEEP" -
     --server-pid "$NODE_PID" --label sqlite
 bench group-sqlite group --addr "$NODE_ADDR" --users "$USERS" --group-size 20 --sweep "$GROUP_SWEEP" \
     --duration "$STEP_S" --server-pid "$NODE_PID" --label sqlite
+node_stop "$NODE_PID"
+
+# A flood from one connection beside the one-to-one load, in alternating rounds so that drift of the
+# shared machine hits all three alike: quiet, a flood of unknown requests, a flood of chat to an offline user.
+node_start flood "sqlite://$work/flood.db" "${CHEAP[@]}"
+for round in $(seq 1 "$FLOOD_ROUNDS"); do
+    bench "flood-quiet-$round" one --addr "$NODE_ADDR" --users "$USERS" --rate "$FLOOD_LOAD" \
+        --duration "$STEP_S" --server-pid "$NODE_PID" --label quiet
+    for kind in unknown chat; do
+        bench "flood-$kind-$round" one --addr "$NODE_ADDR" --users "$USERS" --rate "$FLOOD_LOAD" \
+            --duration "$STEP_S" --server-pid "$NODE_PID" --flood-rate "$FLOOD_RATE" --flood-kind "$kind" \
+            --label "flood-$kind"
+    done
+done
 node_stop "$NODE_PID"
 
 node_start idle "sqlite://$work/idle.db" "${CHEAP[@]}"

@@ -8,12 +8,33 @@ use crate::support::{Backend, Db, Server};
 
 #[test]
 fn chat_bench_one_to_one_delivers_everything() {
+    let report = run_one(&[]);
+    assert_eq!(report["flood"], Value::Null, "{report}");
+}
+
+/// The flooder runs beside the load, is refused (107) by the server's rate limit, and the load still
+/// gets every message through.
+#[test]
+fn chat_bench_flood_is_refused_while_the_load_gets_through() {
+    let report = run_one(&["--flood-rate", "8000", "--flood-kind", "chat"]);
+    let flood = &report["flood"];
+    assert_eq!(flood["kind"], "chat", "{report}");
+    let sent = flood["sent"].as_u64().expect("flood.sent");
+    assert!(sent > 4_000, "{report}");
+    assert!(flood["refused_107"].as_u64() > Some(0), "{report}");
+    assert!(flood["logins"].as_u64() >= Some(1), "{report}");
+}
+
+/// Runs a tiny one-to-one scenario (plus `extra` flags) and checks that every message arrived; returns
+/// the JSON report.
+fn run_one(extra: &[&str]) -> Value {
     let db = Db::fresh(Backend::Sqlite);
     let server = Server::start(&db, &[]);
     let out = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
         .args(["one", "--addr", &server.addr.to_string()])
         .args(["--users", "20", "--rate", "200", "--duration", "2"])
         .args(["--login-concurrency", "8", "--grace", "5"])
+        .args(extra)
         .output()
         .expect("run chat-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -36,4 +57,5 @@ fn chat_bench_one_to_one_delivers_everything() {
     assert_eq!(report["loss_pct"].as_f64(), Some(0.0), "{report}");
     assert_eq!(report["errors_total"], 0, "{report}");
     assert_eq!(report["conn_failures"], 0, "{report}");
+    report
 }

@@ -139,6 +139,7 @@ impl Settings {
             s.mailbox_capacity > 0,
             "mailbox_capacity must be at least 1"
         );
+        s.rate_limit.validate()?;
         Ok(s)
     }
 

@@ -34,6 +34,23 @@ impl Default for RateConfig {
     }
 }
 
+impl RateConfig {
+    /// Refuses settings the bucket cannot work with.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        anyhow::ensure!(positive(self.per_sec), "rate_limit.per_sec must be above 0");
+        anyhow::ensure!(
+            self.burst.is_finite() && self.burst >= 1.0,
+            "rate_limit.burst must be at least 1"
+        );
+        anyhow::ensure!(
+            self.abuse_frames.is_finite() && self.abuse_frames >= 0.0,
+            "rate_limit.abuse_frames must be 0 or more"
+        );
+        Ok(())
+    }
+}
+
 /// What the rate limiter says about one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -61,6 +78,11 @@ impl RateLimiter {
             last: Instant::now(),
             cfg: cfg.clone(),
         }
+    }
+
+    /// How long the bucket takes to earn one frame back.
+    pub fn refill_time(&self) -> Duration {
+        Duration::from_secs_f64((1.0 / self.cfg.per_sec).min(1.0))
     }
 
     /// Counts one frame arriving now.
@@ -244,6 +266,33 @@ mod tests {
         assert_eq!(&verdicts[5..], &[Verdict::Refuse; 2]);
         // 100 ms later one more token is there.
         assert_eq!(rl.check_at(t0 + Duration::from_millis(100)), Verdict::Allow);
+    }
+
+    #[test]
+    fn settings_the_bucket_cannot_work_with_are_refused() {
+        assert!(RateConfig::default().validate().is_ok());
+        let with = |per_sec, burst, abuse_frames| RateConfig {
+            per_sec,
+            burst,
+            abuse_frames,
+        };
+        assert!(with(0.0, 10.0, 10.0).validate().is_err());
+        assert!(with(-1.0, 10.0, 10.0).validate().is_err());
+        assert!(with(f64::NAN, 10.0, 10.0).validate().is_err());
+        assert!(with(10.0, 0.5, 10.0).validate().is_err());
+        assert!(with(10.0, 10.0, -1.0).validate().is_err());
+        assert!(with(10.0, 1.0, 0.0).validate().is_ok());
+    }
+
+    #[test]
+    fn refill_time_is_one_frame_at_the_average_rate() {
+        let limiter = RateLimiter::new(&RateConfig::default());
+        assert_eq!(limiter.refill_time(), Duration::from_millis(1));
+        let slow = RateLimiter::new(&RateConfig {
+            per_sec: 0.1,
+            ..RateConfig::default()
+        });
+        assert_eq!(slow.refill_time(), Duration::from_secs(1));
     }
 
     #[test]

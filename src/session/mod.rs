@@ -217,16 +217,20 @@ fn read_loop(
             Err(_) => return stop_reason(stopping, End::ClientGone),
         };
         decoder.feed(&buf[..n]);
+        let mut refusals = Refusals::default();
         while let Some(unit) = decoder.next_frame() {
             if let Some(sep) = decoder.separator() {
                 conn.separator.store(sep.byte(), Ordering::Relaxed);
             }
             if unit != Decoded::TooLarge {
                 match rate.check() {
-                    Verdict::Allow => {}
+                    Verdict::Allow => {
+                        refusals.flush(caller, conn);
+                    }
                     verdict => {
-                        caller.reply(service::rate_limited(&unit));
+                        refusals.add(service::rate_limited(&unit));
                         if verdict == Verdict::Close {
+                            refusals.flush(caller, conn);
                             return End::Abuse;
                         }
                         continue;
@@ -254,6 +258,34 @@ fn read_loop(
                 }
             }
         }
+        if refusals.flush(caller, conn) {
+            // Over the limit: let the client's next frames gather in the socket while the bucket refills,
+            // so a flood costs one wake-up and one read per pause rather than one per frame.
+            std::thread::sleep(rate.refill_time());
+        }
+    }
+}
+
+/// The 107 answers to the refused frames of one read, written together: a flood's refusals cost one
+/// write per read rather than one per frame. Flushed before any admitted frame is handled, so replies
+/// keep the order of the frames they answer.
+#[derive(Default)]
+struct Refusals(Vec<String>);
+
+impl Refusals {
+    fn add(&mut self, frame: String) {
+        self.0.push(frame);
+    }
+
+    /// Queues the gathered answers as one write; returns whether there were any.
+    fn flush(&mut self, caller: &Caller, conn: &Conn) -> bool {
+        if self.0.is_empty() {
+            return false;
+        }
+        let separator = char::from(conn.separator.load(Ordering::Relaxed)).to_string();
+        caller.reply(self.0.join(&separator));
+        self.0.clear();
+        true
     }
 }
 

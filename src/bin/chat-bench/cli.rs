@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 
+use crate::flood::FloodKind;
+
 /// Most users (connections) one run may hold.
 pub const MAX_USERS: usize = 100_000;
 /// Longest load step or hold, in seconds.
@@ -115,6 +117,17 @@ pub struct LoadArgs {
     /// ...and its p99 latency at most this many milliseconds.
     #[arg(long, default_value_t = 200.0)]
     pub max_p99_ms: f64,
+    /// One more connection, of its own user, sends this many requests per second for the whole run (it
+    /// logs in again whenever the server closes it): what one abusive client does to everyone's latency.
+    #[arg(long)]
+    pub flood_rate: Option<f64>,
+    /// What the flood sends.
+    #[arg(long, value_enum, default_value_t = FloodKind::Chat)]
+    pub flood_kind: FloodKind,
+    /// The flooder writes the frames due every this many milliseconds in one write, as a pipelining
+    /// attacker would; 0 writes each frame alone at its due time (which costs the tool more than the server).
+    #[arg(long, default_value_t = 1.0)]
+    pub flood_tick_ms: f64,
 }
 
 /// Flags of the group scenario.
@@ -202,6 +215,13 @@ impl LoadArgs {
             !self.cross_node || self.common.addrs.len() >= 2,
             "--cross-node needs two or more --addr"
         );
+        if let Some(rate) = self.flood_rate {
+            check_rate(rate).context("--flood-rate")?;
+            ensure!(
+                (0.0..=1_000.0).contains(&self.flood_tick_ms),
+                "--flood-tick-ms must be 0 to 1000"
+            );
+        }
         let rates = match &self.sweep {
             Some(list) => parse_sweep(list)?,
             None => vec![self.rate],

@@ -8,12 +8,14 @@
 //! - `conn`: one connection (blocking for setup, nonblocking writes during load); `pool`: bounded
 //!   concurrency for setup; `setup`: register, log in, create and join groups.
 //! - `load`: the open-loop schedule and the sender threads; `receive`: the receiver threads.
+//! - `flood`: the one abusive connection of `--flood-rate`.
 //! - `stats`: counters, delivery tally, percentiles; `procfs`: the server's CPU, memory and context
 //!   switches; `report`: the table and the JSON line; `plot`: the latency-vs-rate SVG.
 //! - `scenario`: each scenario from setup to report.
 
 mod cli;
 mod conn;
+mod flood;
 mod load;
 mod msgtext;
 mod plot;

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::flood::FloodReport;
+
 /// The figures of one load step.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StepResult {
@@ -17,6 +19,8 @@ pub struct StepResult {
     pub group_size: Option<usize>,
     pub cross_node: bool,
     pub msg_bytes: usize,
+    /// Requests per second of the flooding connection running beside the load (`--flood-rate`).
+    pub flood_rate: Option<f64>,
     /// Offered rate (messages per second) and the step's length.
     pub rate: f64,
     pub duration_s: f64,
@@ -99,6 +103,8 @@ pub struct RunReport {
     pub login_p50_ms: f64,
     pub login_p99_ms: f64,
     pub steps: Vec<StepResult>,
+    /// What the flooding connection did, with `--flood-rate`.
+    pub flood: Option<FloodReport>,
 }
 
 /// The JSON line of `idle`.
@@ -189,6 +195,23 @@ pub fn print_steps(steps: &[StepResult]) {
     }
 }
 
+/// Prints what the flooding connection did.
+pub fn print_flood(f: &FloodReport) {
+    println!(
+        "flood: {:.0}/s offered, {} sent ({:.0}/s) in {:.1} s; refused (107) {}, other replies {}, closed by \
+         the server {} times, logins {} (failed {})",
+        f.rate,
+        f.sent,
+        f.achieved,
+        f.seconds,
+        f.refused_107,
+        f.other_replies,
+        f.closed_by_server,
+        f.logins,
+        f.login_failures
+    );
+}
+
 /// Prints `key value` lines for a flat JSON object.
 pub fn print_pairs(value: &serde_json::Value) {
     if let Some(map) = value.as_object() {
@@ -257,6 +280,7 @@ mod tests {
             login_p50_ms: 1.0,
             login_p99_ms: 2.0,
             steps: vec![headline],
+            flood: None,
         };
         let line = serde_json::to_string(&report).unwrap();
         assert!(!line.contains('\n'));

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::cli::{CommonArgs, LoadArgs, StormArgs};
 use crate::conn::Conn;
+use crate::flood::Flood;
 use crate::load::{self, Kind, Plan, Target, Writer};
 use crate::pool;
 use crate::procfs::{self, Sample};
@@ -70,6 +71,18 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new());
     let receivers = Receivers::spawn(readers, load.receivers, shared.clone())
         .context("starting receiver threads")?;
+    let tick = Duration::from_secs_f64(load.flood_tick_ms / 1e3);
+    let flood = match load.flood_rate {
+        Some(rate) => Some(Flood::start(
+            common,
+            &prefix,
+            n,
+            load.flood_kind,
+            rate,
+            tick,
+        )?),
+        None => None,
+    };
     let template = StepResult {
         scenario: scenario.into(),
         label: common.label.clone(),
@@ -79,6 +92,7 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
         group_size,
         cross_node: load.cross_node,
         msg_bytes: load.msg_bytes,
+        flood_rate: load.flood_rate,
         duration_s: common.duration,
         ..StepResult::default()
     };
@@ -103,6 +117,7 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
             break;
         }
     }
+    let flood = flood.map(Flood::stop);
     receivers.stop();
     drop(writers);
 
@@ -113,6 +128,9 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
         .clone();
     let login = stats::percentiles(&setup_report.login_us);
     report::print_steps(&steps);
+    if let Some(flood) = &flood {
+        report::print_flood(flood);
+    }
     if load.sweep.is_some() {
         println!(
             "max sustained rate (loss <= {} %, p99 <= {} ms): {}",
@@ -129,6 +147,7 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
         login_p50_ms: login.p50,
         login_p99_ms: login.p99,
         steps,
+        flood,
     });
     Ok(())
 }
