@@ -2,7 +2,7 @@
 //! disconnection on sustained abuse) and the throttle on failed logins (login errno 107).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -153,6 +153,50 @@ struct Counts {
     last_sweep: Option<Instant>,
 }
 
+/// Most entries one map of the throttle holds. Failed logins for ids that do not exist cost no password
+/// hash, so a client rotating ids (or addresses) could otherwise grow the maps at its request rate for a
+/// whole window. Past this, new keys go uncounted until the next sweep (failing open: honest users are
+/// never locked out by someone else filling the maps; the hash pool still bounds the CPU guesses take).
+const MAX_TRACKED: usize = 100_000;
+
+/// Least time between two sweeps forced by a full map.
+const FORCED_SWEEP_GAP: Duration = Duration::from_secs(1);
+
+/// The source a login is counted against: the address, or for IPv6 its /64, which one subscriber
+/// typically holds whole (rotating within it must not escape the per-address count).
+fn source(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
+    }
+}
+
+/// Counts a failure under `key`, adding the key only while the map has room.
+fn bump<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Window>,
+    key: K,
+    now: Instant,
+    window: Duration,
+) {
+    if !map.contains_key(&key) && map.len() >= MAX_TRACKED {
+        return;
+    }
+    let w = map.entry(key).or_insert(Window {
+        start: now,
+        failures: 0,
+    });
+    if now - w.start >= window {
+        *w = Window {
+            start: now,
+            failures: 0,
+        };
+    }
+    w.failures += 1;
+}
+
 /// Counts failed logins (only failures) and says when to stop checking passwords for a while: argon2 is
 /// expensive, so a guessing loop must not burn the CPU that everyone's logins need.
 pub struct LoginThrottle {
@@ -181,6 +225,7 @@ impl LoginThrottle {
     }
 
     fn allows_at(&self, addr: IpAddr, user: UserId, now: Instant) -> bool {
+        let addr = source(addr);
         let window = self.window();
         let c = self.counts.lock();
         let count = |w: Option<&Window>| {
@@ -205,40 +250,41 @@ impl LoginThrottle {
     }
 
     fn failed_at(&self, addr: IpAddr, user: UserId, now: Instant) {
+        let addr = source(addr);
         let window = self.window();
         let mut c = self.counts.lock();
-        let bump = |w: &mut Window| {
-            if now - w.start >= window {
-                *w = Window {
-                    start: now,
-                    failures: 0,
-                };
-            }
-            w.failures += 1;
-        };
-        let fresh = Window {
-            start: now,
-            failures: 0,
-        };
-        bump(c.pairs.entry((addr, user)).or_insert(fresh));
-        bump(c.users.entry(user).or_insert(fresh));
-        bump(c.addresses.entry(addr).or_insert(fresh));
         sweep(&mut c, now, window);
+        bump(&mut c.pairs, (addr, user), now, window);
+        bump(&mut c.users, user, now, window);
+        bump(&mut c.addresses, addr, now, window);
     }
 
     /// Records a successful login: the pair's failures are forgiven and the address is trusted for the user.
     pub fn succeeded(&self, addr: IpAddr, user: UserId) {
+        let addr = source(addr);
         let now = Instant::now();
         let mut c = self.counts.lock();
-        c.pairs.remove(&(addr, user));
-        c.trusted.insert((addr, user), now);
         sweep(&mut c, now, self.window());
+        c.pairs.remove(&(addr, user));
+        if c.trusted.len() < MAX_TRACKED || c.trusted.contains_key(&(addr, user)) {
+            c.trusted.insert((addr, user), now);
+        }
     }
 }
 
-/// Drops expired entries now and then, so the maps stay as small as the recent failures.
+/// Drops expired entries once a window, or sooner (at most once a second) when a map is full, so the
+/// maps stay as small as the recent failures.
 fn sweep(c: &mut Counts, now: Instant, window: Duration) {
-    if c.last_sweep.is_some_and(|at| now - at < window) {
+    let full = [
+        c.pairs.len(),
+        c.users.len(),
+        c.addresses.len(),
+        c.trusted.len(),
+    ]
+    .iter()
+    .any(|&n| n >= MAX_TRACKED);
+    let gap = if full { FORCED_SWEEP_GAP } else { window };
+    if c.last_sweep.is_some_and(|at| now - at < gap) {
         return;
     }
     c.last_sweep = Some(now);
@@ -339,6 +385,58 @@ mod tests {
         assert!(!t.allows_at(b, 1, now), "user limit across addresses");
         // The window passes.
         assert!(t.allows_at(a, 1, now + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn ipv6_sources_count_per_64_and_mapped_ipv4_as_ipv4() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source(a), source(b));
+        assert_ne!(source(a), source(other));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(source(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+        let cfg = LoginThrottleConfig {
+            per_address: 2,
+            ..LoginThrottleConfig::default()
+        };
+        let t = LoginThrottle::new(&cfg);
+        let now = Instant::now();
+        t.failed_at(a, 1, now);
+        t.failed_at(b, 2, now);
+        assert!(!t.allows_at(b, 3, now), "one /64, one address count");
+        assert!(t.allows_at(other, 3, now));
+    }
+
+    #[test]
+    fn maps_stop_growing_at_their_bound_and_known_keys_still_count() {
+        let cfg = LoginThrottleConfig {
+            per_user_and_address: 2,
+            per_user: 1_000_000,
+            per_address: 1_000_000,
+            ..LoginThrottleConfig::default()
+        };
+        let t = LoginThrottle::new(&cfg);
+        let now = Instant::now();
+        let addr: IpAddr = "198.51.100.1".parse().unwrap();
+        t.failed_at(addr, 0, now);
+        for id in 1..(MAX_TRACKED as UserId + 500) {
+            t.failed_at(addr, id, now);
+        }
+        {
+            let c = t.counts.lock();
+            assert_eq!(c.pairs.len(), MAX_TRACKED);
+            assert_eq!(c.users.len(), MAX_TRACKED);
+        }
+        t.failed_at(addr, 0, now);
+        assert!(
+            !t.allows_at(addr, 0, now),
+            "a key counted before still counts"
+        );
+        // Once the window has passed, a sweep makes room again.
+        let later = now + Duration::from_secs(61);
+        t.failed_at(addr, 7, later);
+        assert_eq!(t.counts.lock().pairs.len(), 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::{Caller, Context, Failure, Identity, token};
 use crate::mailbox::Outgoing;
-use crate::model::UserRecord;
+use crate::model::{Contact, Group, UserRecord};
 use crate::protocol::reply::{self, LoginView};
 use crate::protocol::request::Credential;
 use crate::protocol::{Errno, UserId, Version, msgid};
@@ -79,12 +79,25 @@ pub fn login(
         name: user.name.as_str().into(),
         version,
     };
-    let token = match (version, credential) {
-        (Version::V1, _) => None,
-        (Version::V2, Credential::Token(presented)) => Some(presented.clone()),
-        (Version::V2, Credential::Password(_)) => token::issue(ctx, id),
-    };
-    match send_login_ack(ctx, caller, &user, version, token.as_deref(), seq) {
+    // Contacts are read once the user counts as online (their own state in their groups says so), and
+    // before a new token is issued, so that a failure to read them leaves the old token working.
+    let acked = Contacts::read(ctx, id).and_then(|contacts| {
+        let token = match (version, credential) {
+            (Version::V1, _) => None,
+            (Version::V2, Credential::Token(presented)) => Some(presented.clone()),
+            (Version::V2, Credential::Password(_)) => token::issue(ctx, id),
+        };
+        send_login_ack(
+            ctx,
+            caller,
+            &user,
+            &contacts,
+            version,
+            token.as_deref(),
+            seq,
+        )
+    });
+    match acked {
         Ok(()) => {
             tracing::info!(user = id, "logged in");
             caller.user = Some(identity);
@@ -98,24 +111,39 @@ pub fn login(
     }
 }
 
+/// What a login ack lists besides stored messages.
+struct Contacts {
+    friends: Vec<Contact>,
+    groups: Vec<Group>,
+}
+
+impl Contacts {
+    fn read(ctx: &Context, user: UserId) -> Result<Contacts, Failure> {
+        Ok(Contacts {
+            friends: ctx.store.friends(user)?,
+            groups: ctx.store.groups_of(user)?,
+        })
+    }
+}
+
 /// Builds and queues the login ack. Stored messages are taken last, so a failure before that loses none;
-/// once taken, they travel inside the queued ack, which stores them again if it cannot be written.
+/// once taken, they travel inside the queued ack, which stores them again if it cannot be written. Taking
+/// them is the only step that can fail after a v2 password login issued its new token (PROTOCOL.md).
 fn send_login_ack(
     ctx: &Context,
     caller: &Caller,
     user: &UserRecord,
+    contacts: &Contacts,
     version: Version,
     token: Option<&str>,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
-    let friends = ctx.store.friends(user.id)?;
-    let groups = ctx.store.groups_of(user.id)?;
     let offline = ctx.store.take_offline(user.id, ctx.offline_batch)?;
     let view = LoginView {
         id: user.id,
         name: &user.name,
-        friends: &friends,
-        groups: &groups,
+        friends: &contacts.friends,
+        groups: &contacts.groups,
         offline: &offline,
         token,
     };
