@@ -10,8 +10,9 @@
 //! 450 MiB afterwards. Reused, the memory is the pool's threads × `memory_kib`, for good.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
-use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::Deserialize;
@@ -44,6 +45,8 @@ thread_local! {
 pub struct Hasher {
     pool: rayon::ThreadPool,
     params: Params,
+    /// A hash of nothing anyone knows, at this node's cost, made on first use: see [`Hasher::waste`].
+    decoy: OnceLock<String>,
 }
 
 impl Hasher {
@@ -56,7 +59,11 @@ impl Hasher {
             .thread_name(|i| format!("argon2-{i}"))
             .panic_handler(|_| tracing::error!("a password hash panicked"))
             .build()?;
-        Ok(Hasher { pool, params })
+        Ok(Hasher {
+            pool,
+            params,
+            decoy: OnceLock::new(),
+        })
     }
 
     /// A PHC string (`$argon2id$v=19$m=…`) for `password`, with a fresh random salt.
@@ -80,6 +87,19 @@ impl Hasher {
             };
             Ok(phc.to_string())
         })
+    }
+
+    /// Spends what verifying `password` against a real account would, and fails: a login for an id that
+    /// does not exist must take as long as a wrong password, or timing tells which ids exist.
+    pub fn waste(&self, password: &str) -> bool {
+        let decoy = self.decoy.get_or_init(|| {
+            let mut secret = [0u8; 32];
+            OsRng.fill_bytes(&mut secret);
+            let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+            self.hash(&secret).unwrap_or_default()
+        });
+        let _ = self.verify(password, decoy);
+        false
     }
 
     /// Whether `password` matches the stored PHC string (its own parameters are used).
@@ -152,6 +172,26 @@ mod tests {
         assert!(!hasher.verify("password", &phc));
         assert!(!hasher.verify("x", "not a hash"));
         assert_ne!(phc, hasher.hash("pässword").unwrap(), "salts differ");
+    }
+
+    #[test]
+    fn wasting_never_succeeds() {
+        let hasher = Hasher::new(
+            &HashCost {
+                memory_kib: 64,
+                iterations: 1,
+            },
+            1,
+        )
+        .unwrap();
+        assert!(!hasher.waste(""));
+        assert!(!hasher.waste("pässword"));
+        assert!(
+            hasher
+                .decoy
+                .get()
+                .is_some_and(|d| d.starts_with("$argon2id$"))
+        );
     }
 
     /// Hashes stored before the memory was reused (the argon2 crate's own path) still verify, and ours

@@ -53,7 +53,8 @@ pub fn login(
     }
     let user = ctx.store.find_user(id)?;
     let authentic = match (&user, credential) {
-        (None, _) => false,
+        (None, Credential::Password(password)) => ctx.hasher.waste(password),
+        (None, Credential::Token(_)) => false,
         (Some(u), Credential::Password(password)) => ctx.hasher.verify(password, &u.password_hash),
         (Some(_), Credential::Token(presented)) => token::matches(ctx, id, presented)?,
     };
