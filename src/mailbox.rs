@@ -200,8 +200,8 @@ impl Mailbox {
         Ok(())
     }
 
-    /// Called by a writer thread that found the queue empty for a while: `true` if it may stop (later
-    /// items are then written directly or start a new writer).
+    /// Called by a writer thread that found the queue empty: `true` if it may stop (later items are then
+    /// written directly or start a new writer).
     pub fn writer_may_stop(&self) -> bool {
         let mut inner = self.inner.lock();
         if inner.state == State::Open && self.rx.is_empty() {

@@ -173,8 +173,6 @@ pub struct Outcome {
     /// allowed for users some of whose frames were stored again after a connection could not write them
     /// (PROTOCOL.md, "Order after re-storing"); any other reordering fails the run.
     pub reordered_after_restore: usize,
-    /// Replies whose float `seq` came back one unit in the last place off (see `Harness::check_seq`).
-    pub seq_float_drift: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -941,26 +939,10 @@ impl Harness<'_> {
         }
     }
 
-    /// `seq` is echoed by value. A float comes back as the server's value in shortest form, but this
-    /// harness reads it back with serde_json's default float parser, which (like the server's, without
-    /// the `float_roundtrip` feature) can be one unit in the last place off: about 1 in 10 random floats
-    /// in [0, 1) do not survive `to_string` then `from_str`. So a client that sends a float `seq` may get a
-    /// different number back. Counted in [`Outcome::seq_float_drift`] rather than failed; everything
-    /// else about `seq` must be exact.
-    fn check_seq(&mut self, got: Option<&Value>, want: Option<&Value>, frame: &str) {
-        if got == want {
-            return;
-        }
-        let close = match (got.and_then(Value::as_f64), want.and_then(Value::as_f64)) {
-            (Some(a), Some(b)) => {
-                got.is_some_and(|g| g.is_f64())
-                    && want.is_some_and(|w| w.is_f64())
-                    && (a - b).abs() <= a.abs().max(b.abs()) * 4.0 * f64::EPSILON
-            }
-            _ => false,
-        };
-        assert!(close, "seq of {frame}: expected {want:?}, got {got:?}");
-        self.outcome.seq_float_drift += 1;
+    /// `seq` is echoed by value, exactly: floats included (serde_json's `float_roundtrip`, which the fuzz
+    /// build shares with the server), so a client matching replies by a float `seq` finds them.
+    fn check_seq(&self, got: Option<&Value>, want: Option<&Value>, frame: &str) {
+        assert_eq!(got, want, "seq of {frame}");
     }
 
     fn write_login_ack(&mut self, i: usize, user: UserId, frame: &str, offline: &[String]) {

@@ -21,7 +21,7 @@ use crate::mailbox::{Mailbox, Outgoing};
 use crate::protocol::UserId;
 use crate::service::chat;
 
-/// How long a writer thread waits on an empty queue before it stops.
+/// How long a writer thread started on an empty queue waits for an item before it stops.
 const WRITER_IDLE: Duration = Duration::from_secs(2);
 
 /// What the write side remembers between items and between writer threads.
@@ -39,12 +39,19 @@ pub(crate) struct Writer {
     undelivered: Vec<(UserId, Arc<str>)>,
 }
 
-/// A writer thread: drains the queue until it stays empty for [`WRITER_IDLE`] or the session ends.
+/// A writer thread: drains the queue and stops as soon as it is empty (or the session ends), so that
+/// the next item is written directly again. Staying on would route every later item through the queue
+/// and a wake-up of this thread: two context switches per delivery for as long as traffic kept coming.
 pub(super) fn run(conn: &Conn, mailbox: &Mailbox, mail: &Receiver<Outgoing>) {
     loop {
         select_biased! {
             recv(mail) -> item => match item {
-                Ok(item) => conn.writer.lock().handle(conn, item),
+                Ok(item) => {
+                    conn.writer.lock().handle(conn, item);
+                    if mail.is_empty() && mailbox.writer_may_stop() {
+                        return;
+                    }
+                }
                 Err(_) => return,
             },
             recv(conn.close) -> _ => return,
