@@ -30,3 +30,6 @@ export CLUSTERCHAT_TEST_MYSQL=$MARIADB_URL
 echo "== tests"
 # Integration tests mostly wait on sockets; more threads than cores keeps the run short.
 cargo test --locked --all-targets --no-fail-fast -- --test-threads "${TEST_THREADS:-4}"
+
+echo "== fuzz harnesses over their committed seeds (no fuzzing engine: make fuzz does that)"
+cargo test --locked --manifest-path fuzz/Cargo.toml

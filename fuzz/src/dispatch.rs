@@ -1046,10 +1046,12 @@ impl Harness<'_> {
     }
 
     fn final_checks(&mut self) {
-        assert!(
-            self.ctx.online.is_empty(),
-            "online map not empty after everyone left"
-        );
+        for &user in self.model.users.keys() {
+            assert!(
+                !self.ctx.online.contains(user),
+                "user {user} still in the online map after everyone left"
+            );
+        }
         assert_eq!(
             self.store.claimed(),
             Vec::<UserId>::new(),
