@@ -3,7 +3,8 @@
 # docs/BENCHMARKS.md (every figure with the command that reproduces it) and docs/latency-vs-rate.svg.
 #
 #   1. one node on the embedded SQLite store (a temp file): one-to-one sweep, group chat sweep;
-#      a fresh node for one-to-one with and without a flood from one connection (five rounds);
+#      a fresh node for one-to-one with and without a flood from one connection (five rounds), and the
+#      same with the database on tmpfs;
 #      then fresh nodes for idle connections and login storms (cheap argon2, resume tokens, default argon2);
 #   2. one node on a private MariaDB: one-to-one sweep, login storm;
 #   3. two nodes on MariaDB + a private Redis: one-to-one where every message crosses nodes.
@@ -44,6 +45,7 @@ say "building release binaries"
 cargo build --release --bins --locked
 
 work=$(mktemp -d /tmp/clusterchat-bench.XXXXXX)
+shm=$(mktemp -d /dev/shm/clusterchat-bench.XXXXXX)
 original_maps=$(sysctl -n vm.max_map_count)
 NODE_PIDS=()
 cleanup() {
@@ -53,7 +55,7 @@ cleanup() {
     if [ "$(sysctl -n vm.max_map_count)" != "$original_maps" ]; then
         sysctl -qw vm.max_map_count="$original_maps" && log "vm.max_map_count restored to $original_maps"
     fi
-    rm -rf "$work"
+    rm -rf "$work" "$shm"
 }
 trap cleanup EXIT INT TERM
 
@@ -166,6 +168,16 @@ for round in $(seq 1 "$FLOOD_ROUNDS"); do
             --duration "$STEP_S" --server-pid "$NODE_PID" --flood-rate "$FLOOD_RATE" --flood-kind "$kind" \
             --label "flood-$kind"
     done
+done
+node_stop "$NODE_PID"
+# The same with the database in memory (tmpfs): what the chat flood costs others apart from the disk.
+node_start flood-tmpfs "sqlite://$shm/flood.db" "${CHEAP[@]}"
+for round in $(seq 1 "$FLOOD_ROUNDS"); do
+    bench "flood-tmpfs-quiet-$round" one --addr "$NODE_ADDR" --users "$USERS" --rate "$FLOOD_LOAD" \
+        --duration "$STEP_S" --server-pid "$NODE_PID" --label tmpfs-quiet
+    bench "flood-tmpfs-chat-$round" one --addr "$NODE_ADDR" --users "$USERS" --rate "$FLOOD_LOAD" \
+        --duration "$STEP_S" --server-pid "$NODE_PID" --flood-rate "$FLOOD_RATE" --flood-kind chat \
+        --label tmpfs-flood-chat
 done
 node_stop "$NODE_PID"
 
