@@ -153,3 +153,76 @@ fn embedded_store_on_a_full_disk() {
         (json!(5), json!(0))
     );
 }
+
+/// The embedded store's files made unwritable while the node runs. A read-only remount cannot be had
+/// while the database is open for writing (the kernel answers EBUSY), so the files are made immutable
+/// (`chattr +i`): writes through the descriptors already open then fail with EPERM, where a read-only
+/// file system fails them with EROFS, and SQLite reports both as an I/O error.
+#[test]
+fn embedded_store_made_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chat.db");
+    let server = Server::start_on(&format!("sqlite://{}", db.display()), &[]);
+    let (mut a, mut b, [_, b_id, c_id]) = three_users(&server, ["amy", "ben", "cid"]);
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": c_id, "msg": "before"}))["msgid"],
+        16
+    );
+
+    let frozen = Immutable::set(&[db.clone(), dir.path().join("chat.db-wal")]);
+    let reply = a.req(json!({"msgid": 6, "toid": c_id, "msg": "while frozen"}));
+    assert_eq!(reply["errno"], 109, "{reply}");
+    assert_eq!(
+        a.req(json!({"msgid": 4, "name": "dee", "password": "pw"}))["errno"],
+        109
+    );
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": b_id, "msg": "live"}))["msgid"],
+        16
+    );
+    assert_eq!(b.recv()["msg"], "live");
+
+    // Writable again: storing works again by itself, and only what was acknowledged was stored.
+    drop(frozen);
+    let after = until_available(
+        &mut a,
+        json!({"msgid": 6, "toid": c_id, "msg": "after"}),
+        Duration::from_secs(10),
+    );
+    assert_eq!(after["msgid"], 16, "{after}");
+    let mut c = server.connect(Separator::Newline);
+    let ack = c.login(c_id, "pw", 2);
+    assert_eq!(offline_texts(&ack), vec![json!("before"), json!("after")]);
+}
+
+/// Files marked immutable (`chattr +i`) until dropped.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(files: &[std::path::PathBuf]) -> Immutable {
+        for file in files {
+            let status = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(file)
+                .status()
+                .expect("chattr (e2fsprogs)");
+            assert!(
+                status.success(),
+                "chattr +i {} failed: it needs root and a file system with the immutable flag",
+                file.display()
+            );
+        }
+        Immutable(files.to_vec())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(file)
+                .status();
+        }
+    }
+}

@@ -1,1 +1,1 @@
-chat-bench login-storm --addr 127.0.0.1:30791 --users 8000 --login-concurrency 128 --use-tokens --server-pid 23890 --label sqlite-tokens
+chat-bench login-storm --addr 127.0.0.1:21274 --users 8000 --login-concurrency 128 --use-tokens --server-pid 29181 --label sqlite-tokens
