@@ -393,6 +393,7 @@ scenario against a server of your own:
 
     ./target/release/chat-bench one --addr 127.0.0.1:6000 --users 1000 --sweep 5000,10000,20000 --server-pid \$(pgrep -n chatserver)
     ./target/release/chat-bench group --addr 127.0.0.1:6000 --users 1000 --group-size 20 --rate 2000
+    ./target/release/chat-bench one --addr 127.0.0.1:6000 --users 1000 --rate 10000 --flood-rate 10000 --flood-kind chat
     ./target/release/chat-bench idle --addr 127.0.0.1:6000 --users 2000 --duration 30
     ./target/release/chat-bench login-storm --addr 127.0.0.1:6000 --users 2000 --login-concurrency 128
     ./target/release/chat-bench plot --input results.jsonl --output latency.svg
