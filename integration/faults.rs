@@ -160,7 +160,8 @@ fn embedded_store_on_a_full_disk() {
 /// file system fails them with EROFS, and SQLite reports both as an I/O error.
 #[test]
 fn embedded_store_made_read_only() {
-    let dir = tempfile::tempdir().unwrap();
+    // In the build's own directory, not /tmp: tmpfs sets the flag but lets open descriptors write on.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let db = dir.path().join("chat.db");
     let server = Server::start_on(&format!("sqlite://{}", db.display()), &[]);
     let (mut a, mut b, [_, b_id, c_id]) = three_users(&server, ["amy", "ben", "cid"]);
@@ -199,7 +200,24 @@ fn embedded_store_made_read_only() {
 struct Immutable(Vec<std::path::PathBuf>);
 
 impl Immutable {
+    /// Marks `files` immutable, after checking on a probe beside them that the file system refuses
+    /// writes through a descriptor opened before the flag was set.
     fn set(files: &[std::path::PathBuf]) -> Immutable {
+        use std::io::Write;
+        let probe_path = files[0].with_extension("probe");
+        let mut probe = std::fs::File::create(&probe_path).unwrap();
+        let probe_guard = Immutable::mark(std::slice::from_ref(&probe_path));
+        assert!(
+            probe.write_all(b"x").is_err(),
+            "the file system of {} lets open files be written despite chattr +i (tmpfs does): \
+             this test cannot make the store read-only here",
+            probe_path.display()
+        );
+        drop(probe_guard);
+        Immutable::mark(files)
+    }
+
+    fn mark(files: &[std::path::PathBuf]) -> Immutable {
         for file in files {
             let status = std::process::Command::new("chattr")
                 .arg("+i")
