@@ -194,17 +194,18 @@ target_row "logged-in connections on 1 node: RSS with $IDLE_N connections" "8,00
 target_row "login storm: $STORM_N users all logged in (cheap argon2)" "8,000 in ≤ 30 s" "$(val "$STORM_S" 2 s)" "$(ratio "$STORM_S" 30 lower)" "storm-sqlite"
 target_row "login storm with resume tokens: $(j storm-tokens-sqlite .logged_in) users" "8,000 in ≤ 30 s" "$(val "$TOKENS_S" 2 s)" "$(ratio "$TOKENS_S" 30 lower)" "storm-tokens-sqlite"
 target_row "login storm, default argon2 (19 MiB, 2 passes): 8,000 users, extrapolated from $STRONG_N" "8,000 in ≤ 30 s" "≈ $STRONG_8K s" "$(ratio "$STRONG_8K" 30 lower)" "storm-strong-sqlite"
+# flood_row WHAT QUIET FLOOD FROM: the target row of a flood kind against its quiet rounds (2× the median).
+flood_row() {
+    local quiet flood limit=n/a
+    quiet=$(median_p99 "$2")
+    flood=$(median_p99 "$3")
+    [ "$quiet" != n/a ] && limit=$(LC_ALL=C awk -v q="$quiet" 'BEGIN { print 2 * q }')
+    target_row "$1 against quiet $(val "$quiet" 2 ms)" "≤ 2× quiet" "$(val "$flood" 2 ms)" "$(ratio "$flood" "$limit" lower)" "$4"
+}
 for kind in unknown chat; do
-    m=$(median_p99 "$kind")
-    limit=n/a
-    [ "$FLOOD_Q" != n/a ] && limit=$(LC_ALL=C awk -v q="$FLOOD_Q" 'BEGIN { print 2 * q }')
-    target_row "flood of $kind requests from one connection (database on disk) at $(num "$(j "flood-$kind-1" .flood.rate)" 0)/s: others' p99 (median of rounds) against quiet $(val "$FLOOD_Q" 2 ms)" "≤ 2× quiet" "$(val "$m" 2 ms)" "$(ratio "$m" "$limit" lower)" "flood-$kind-*"
+    flood_row "flood of $kind requests from one connection (database on disk) at $(num "$(j "flood-$kind-1" .flood.rate)" 0)/s: others' p99 (median of rounds)" quiet "$kind" "flood-$kind-*"
 done
-TQ=$(median_p99 tmpfs-quiet)
-TC=$(median_p99 tmpfs-chat)
-TL=n/a
-[ "$TQ" != n/a ] && TL=$(LC_ALL=C awk -v q="$TQ" 'BEGIN { print 2 * q }')
-target_row "flood of chat requests from one connection, database on tmpfs: others' p99 against quiet $(val "$TQ" 2 ms)" "≤ 2× quiet" "$(val "$TC" 2 ms)" "$(ratio "$TC" "$TL" lower)" "flood-tmpfs-*"
+flood_row "flood of chat requests from one connection, database on tmpfs: others' p99" tmpfs-quiet tmpfs-chat "flood-tmpfs-*"
 echo "| context switches per delivered message, 1 node, at 10,000 / 20,000 msg/s | written down | $(num "$(step one-sqlite 10000 ctx_switches_per_msg)" 2) / $(num "$(step one-sqlite 20000 ctx_switches_per_msg)" 2) | | | one-sqlite | |"
 echo
 echo "The last column is the CPU that neither the server nor the tool used during the step the figure comes"
