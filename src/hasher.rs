@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::Deserialize;
@@ -71,17 +71,18 @@ impl Hasher {
         let salt = SaltString::generate(&mut OsRng);
         let params = self.params.clone();
         self.pool.install(move || {
+            let phc_params = ParamsString::try_from(&params)?;
             let output = compute(
                 password.as_bytes(),
                 Algorithm::Argon2id,
                 Version::V0x13,
-                params.clone(),
+                params,
                 salt.as_salt(),
             )?;
             let phc = PasswordHash {
                 algorithm: Algorithm::Argon2id.ident(),
                 version: Some(Version::V0x13.into()),
-                params: ParamsString::try_from(&params)?,
+                params: phc_params,
                 salt: Some(salt.as_salt()),
                 hash: Some(output),
             };
@@ -93,10 +94,9 @@ impl Hasher {
     /// does not exist must take as long as a wrong password, or timing tells which ids exist.
     pub fn waste(&self, password: &str) -> bool {
         let decoy = self.decoy.get_or_init(|| {
-            let mut secret = [0u8; 32];
-            OsRng.fill_bytes(&mut secret);
-            let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-            self.hash(&secret).unwrap_or_default()
+            // A fresh random salt string doubles as a secret nobody knows.
+            let secret = SaltString::generate(&mut OsRng);
+            self.hash(secret.as_str()).unwrap_or_default()
         });
         let _ = self.verify(password, decoy);
         false
