@@ -51,6 +51,12 @@ impl RateConfig {
     }
 }
 
+/// Frames a refused connection's bucket earns back before its next read ([`RateLimiter::pause`]).
+const PAUSE_FRAMES: f64 = 16.0;
+
+/// Longest pause before a refused connection's next read, unless one frame takes longer to earn back.
+const MAX_PAUSE: Duration = Duration::from_millis(20);
+
 /// What the rate limiter says about one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -80,9 +86,14 @@ impl RateLimiter {
         }
     }
 
-    /// How long the bucket takes to earn one frame back.
-    pub fn refill_time(&self) -> Duration {
-        Duration::from_secs_f64((1.0 / self.cfg.per_sec).min(1.0))
+    /// How long a refused connection waits before its next read: until the bucket has earned back
+    /// [`PAUSE_FRAMES`] frames, so that the frames gathering in the socket meanwhile are handled together
+    /// (one wake-up, one read, one commit of their offline messages); at most [`MAX_PAUSE`], unless
+    /// earning back a single frame takes longer (at most a second).
+    pub fn pause(&self) -> Duration {
+        let one = (1.0 / self.cfg.per_sec).min(1.0);
+        let several = (PAUSE_FRAMES / self.cfg.per_sec).min(MAX_PAUSE.as_secs_f64());
+        Duration::from_secs_f64(several.max(one))
     }
 
     /// Counts one frame arriving now.
@@ -331,14 +342,26 @@ mod tests {
     }
 
     #[test]
-    fn refill_time_is_one_frame_at_the_average_rate() {
-        let limiter = RateLimiter::new(&RateConfig::default());
-        assert_eq!(limiter.refill_time(), Duration::from_millis(1));
-        let slow = RateLimiter::new(&RateConfig {
-            per_sec: 0.1,
-            ..RateConfig::default()
-        });
-        assert_eq!(slow.refill_time(), Duration::from_secs(1));
+    fn the_pause_earns_back_several_frames_within_bounds() {
+        let at = |per_sec| {
+            RateLimiter::new(&RateConfig {
+                per_sec,
+                ..RateConfig::default()
+            })
+            .pause()
+        };
+        assert_eq!(at(1_000.0), Duration::from_millis(16));
+        assert_eq!(at(100.0), MAX_PAUSE, "16 frames would take 160 ms");
+        assert_eq!(
+            at(20.0),
+            Duration::from_millis(50),
+            "one frame takes longer"
+        );
+        assert_eq!(
+            at(0.1),
+            Duration::from_secs(1),
+            "one frame, at most a second"
+        );
     }
 
     #[test]

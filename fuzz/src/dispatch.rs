@@ -207,11 +207,7 @@ impl Conn {
         let flag = overflowed.clone();
         let (mailbox, rx) = Mailbox::new(CAPACITY, move || flag.store(true, Ordering::SeqCst));
         Conn {
-            caller: Caller {
-                user: None,
-                mailbox,
-                peer,
-            },
+            caller: Caller::new(mailbox, peer),
             rx,
             decoder: FrameDecoder::new(MAX_FRAME),
             phase: Phase::Open,
@@ -449,6 +445,9 @@ impl Harness<'_> {
         let (expected, predicted) = self.predict(i, &frame);
         let conn = &mut self.conns[i];
         service::dispatch(self.ctx, &mut conn.caller, &frame);
+        // Stored at once, as if each frame came in a read of its own: the model predicts each frame's
+        // effects before the next (storing a read's chats together has unit tests in the service).
+        service::flush(self.ctx, &conn.caller);
         if let Some(e) = expected {
             conn.expected.push_back(e);
         }

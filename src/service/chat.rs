@@ -4,11 +4,15 @@
 //! them; else storage, followed by a nudge. The nudge closes the race at login (PROTOCOL.md): a user who
 //! logs in registers their mailbox before reading storage, and whoever stores a frame checks for them
 //! afterwards, so either the login's read sees the frame or the nudge makes their connection fetch it.
+//!
+//! A chat's offline messages are stored when the sender's connection has handled everything it read at
+//! once ([`super::pending`]); the sender's acknowledgement follows the commit.
 
 use std::sync::{Arc, Weak};
 
 use serde_json::{Value, json};
 
+use super::pending::{self, Answer};
 use super::{Caller, Context, Failure};
 use crate::bus::Inbox;
 use crate::mailbox::Outgoing;
@@ -28,10 +32,13 @@ pub fn one(
     let me = caller.me();
     let time = time.unwrap_or_else(now);
     let frame: Arc<str> = reply::chat(me.id, &me.name, Target::User(to), text, &time).into();
-    if route(ctx, &[to], &frame)? > 0 {
-        return Err(Failure::new(Errno::NotFound, "no such user"));
-    }
-    caller.ack_v2(json!({"msgid": msgid::CHAT_ACK, "errno": 0}), seq);
+    let offline = route(ctx, caller, &[to], &frame);
+    answer_after(
+        ctx,
+        caller,
+        offline,
+        answer(caller, msgid::ONE_CHAT, seq, true),
+    );
     Ok(())
 }
 
@@ -62,28 +69,62 @@ pub fn group(
     let recipients: Vec<UserId> = members.iter().copied().filter(|&m| m != me.id).collect();
     let time = time.unwrap_or_else(now);
     let frame: Arc<str> = reply::chat(me.id, &me.name, Target::Group(group), text, &time).into();
-    route(ctx, &recipients, &frame)?;
-    caller.ack_v2(json!({"msgid": msgid::CHAT_ACK, "errno": 0}), seq);
+    let offline = route(ctx, caller, &recipients, &frame);
+    answer_after(
+        ctx,
+        caller,
+        offline,
+        answer(caller, msgid::GROUP_CHAT, seq, false),
+    );
     Ok(())
 }
 
-/// Delivers `frame` to each recipient, live or stored. Returns how many recipients do not exist.
-fn route(ctx: &Context, recipients: &[UserId], frame: &Arc<str>) -> Result<usize, StoreError> {
+/// How a chat request is answered: CHAT_ACK for a v2 client, nothing for v1, an error if storing fails.
+fn answer(caller: &Caller, msgid: i64, seq: Option<&Value>, single: bool) -> Answer {
+    let ack = caller.v2_frame(json!({"msgid": msgid::CHAT_ACK, "errno": 0}), seq);
+    Answer {
+        msgid,
+        seq: seq.cloned(),
+        ack,
+        single,
+    }
+}
+
+/// Answers now when nothing has to be stored, else once `offline` is: it waits with the caller's other
+/// offline messages until the frames at hand are handled.
+fn answer_after(ctx: &Context, caller: &Caller, offline: Vec<Offline>, answer: Answer) {
+    if offline.is_empty() {
+        if let Some(ack) = answer.ack {
+            caller.reply(ack);
+        }
+        return;
+    }
+    if caller.pending.borrow_mut().store(offline, answer) {
+        pending::flush(ctx, caller);
+    }
+}
+
+/// Delivers `frame` to each recipient who is online, here or on another node, and returns the messages
+/// left to store. A recipient with a message of this caller's still waiting to be stored gets this one
+/// stored after it rather than live before it.
+fn route(ctx: &Context, caller: &Caller, recipients: &[UserId], frame: &Arc<str>) -> Vec<Offline> {
+    let pending = caller.pending.borrow();
     let mut offline = Vec::new();
     for &to in recipients {
         let item = Outgoing::Chat {
             to,
             frame: frame.clone(),
         };
-        if ctx.online.deliver(to, item).is_err() && !forward(ctx, to, frame) {
+        let live =
+            !pending.holds(to) && (ctx.online.deliver(to, item).is_ok() || forward(ctx, to, frame));
+        if !live {
             offline.push(Offline {
                 to,
                 frame: frame.clone(),
             });
         }
     }
-    let stored = store(ctx, &offline)?;
-    Ok(offline.len() - stored)
+    offline
 }
 
 /// Hands a frame to another node; `false` when no node took it.
@@ -92,16 +133,6 @@ fn forward(ctx: &Context, to: UserId, frame: &Arc<str>) -> bool {
         tracing::debug!(user = to, error = %e, "forward failed; storing offline");
         false
     })
-}
-
-/// Stores frames offline, then nudges their recipients in case they logged in meanwhile.
-fn store(ctx: &Context, offline: &[Offline]) -> Result<usize, StoreError> {
-    if offline.is_empty() {
-        return Ok(0);
-    }
-    let stored = ctx.offline.store(offline.to_vec())?;
-    nudge(ctx, offline.iter().map(|m| m.to));
-    Ok(stored)
 }
 
 /// Tells each user's connection, here or on another node, that frames were stored for them.

@@ -11,9 +11,11 @@ pub mod chat;
 pub mod friend;
 pub mod group;
 pub mod members;
+pub mod pending;
 pub mod token;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,6 +34,8 @@ use crate::protocol::{Errno, UserId, Version, msgid, reply};
 use crate::store::batch::OfflineWriter;
 use crate::store::{Store, StoreError};
 use members::MemberCache;
+use pending::Pending;
+pub use pending::flush;
 
 /// Everything a handler may use, shared by all connections of a node.
 pub struct Context {
@@ -68,13 +72,30 @@ pub struct Caller {
     pub mailbox: Arc<Mailbox>,
     /// The client's address, for the failed-login throttle.
     pub peer: IpAddr,
+    /// Offline messages of chats handled but not yet stored, and the replies behind them.
+    pending: RefCell<Pending>,
 }
 
 impl Caller {
-    /// Queues a reply frame for this connection.
+    /// A connection from `peer` that has not logged in.
+    pub fn new(mailbox: Arc<Mailbox>, peer: IpAddr) -> Caller {
+        Caller {
+            user: None,
+            mailbox,
+            peer,
+            pending: RefCell::default(),
+        }
+    }
+
+    /// Queues a reply frame for this connection, behind any reply still waiting for a store.
     pub fn reply(&self, frame: String) {
-        // Refused only once the connection is closing, when a reply no longer matters.
-        let _ = self.mailbox.push(Outgoing::Reply(frame));
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            // Refused only once the connection is closing, when a reply no longer matters.
+            let _ = self.mailbox.push(Outgoing::Reply(frame));
+        } else {
+            pending.reply(frame);
+        }
     }
 
     /// The logged-in identity; dispatch guarantees one for every request but login and register.
@@ -84,9 +105,14 @@ impl Caller {
 
     /// Queues a v2 acknowledgement; v1 clients get none (the C++ client knows no such frames).
     fn ack_v2(&self, body: Value, seq: Option<&Value>) {
-        if self.me().version == Version::V2 {
-            self.reply(reply::encode(body, seq));
+        if let Some(ack) = self.v2_frame(body, seq) {
+            self.reply(ack);
         }
+    }
+
+    /// A v2 acknowledgement, or none for a v1 client.
+    fn v2_frame(&self, body: Value, seq: Option<&Value>) -> Option<String> {
+        (self.me().version == Version::V2).then(|| reply::encode(body, seq))
     }
 }
 
@@ -113,6 +139,11 @@ impl Failure {
             msg: Cow::Borrowed(msg),
         }
     }
+
+    /// This failure as ERROR_MSG, answering a request with msgid `reference`.
+    fn frame(&self, reference: Option<&Value>, seq: Option<&Value>) -> String {
+        reply::error(self.code, &self.msg, reference, seq)
+    }
 }
 
 impl From<StoreError> for Failure {
@@ -131,7 +162,9 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// Handles one frame from a connection: parse, check, run the handler, reply.
+/// Handles one frame from a connection: parse, check, run the handler, reply. A chat's offline messages
+/// and its answer may be left waiting for [`flush`], which the connection calls once it has handled the
+/// frames at hand.
 pub fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
     let env = match Envelope::parse(frame) {
         Ok(env) => env,
@@ -151,7 +184,7 @@ pub fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
         let frame = match env.msgid {
             msgid::LOGIN => reply::failed_ack(msgid::LOGIN_ACK, failure.code, &failure.msg, seq),
             msgid::REG => reply::failed_ack(msgid::REG_ACK, failure.code, &failure.msg, seq),
-            _ => reply::error(failure.code, &failure.msg, env.body.get("msgid"), seq),
+            _ => failure.frame(env.body.get("msgid"), seq),
         };
         caller.reply(frame);
     }
@@ -202,6 +235,10 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
         },
         _ => Failure::new(Errno::InvalidField, e.0),
     })?;
+    if !matches!(request, Request::Chat { .. } | Request::GroupChat { .. }) {
+        // Whatever this request does happens after the chats before it are stored.
+        pending::flush(ctx, caller);
+    }
     let seq = env.seq.as_ref();
     match request {
         Request::Login {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 use serde_json::{Value, json};
 
-use super::{Caller, Context, dispatch};
+use super::{Caller, Context, dispatch, flush};
 use crate::bus::local::LocalBus;
 use crate::hasher::{HashCost, Hasher};
 use crate::limit::LoginThrottle;
@@ -53,17 +53,22 @@ impl Conn {
     fn new() -> Conn {
         let (mailbox, rx) = Mailbox::new(64, || {});
         Conn {
-            caller: Caller {
-                user: None,
-                mailbox,
-                peer: std::net::Ipv4Addr::LOCALHOST.into(),
-            },
+            caller: Caller::new(mailbox, std::net::Ipv4Addr::LOCALHOST.into()),
             rx,
         }
     }
 
+    /// Handles one frame, as a connection does when it is the only one of a read.
     fn send(&mut self, ctx: &Context, frame: Value) {
-        dispatch(ctx, &mut self.caller, frame.to_string().as_bytes());
+        self.pipeline(ctx, &[frame]);
+    }
+
+    /// Handles frames that arrived in one read: each dispatched, then what they left waiting flushed.
+    fn pipeline(&mut self, ctx: &Context, frames: &[Value]) {
+        for frame in frames {
+            dispatch(ctx, &mut self.caller, frame.to_string().as_bytes());
+        }
+        flush(ctx, &self.caller);
     }
 
     /// The next queued item as JSON (replies, chat frames and login acks alike).
@@ -288,4 +293,125 @@ fn a_float_seq_is_echoed_as_the_same_number() {
             .unwrap();
     let reply = crate::protocol::reply::error(101, "unknown msgid", None, env.seq.as_ref());
     assert!(reply.contains(r#""seq":0.9856906946328695"#), "{reply}");
+}
+
+/// Frames of one read: chats to offline users wait to be stored together, and every reply keeps the
+/// order of the frame it answers.
+#[test]
+fn pipelined_chats_are_stored_together_and_answered_in_order() {
+    let f = fixture();
+    let (mut a, _) = Conn::signed_up(&f.ctx, "a");
+    let (b, b_id) = Conn::signed_up(&f.ctx, "b");
+    let mut c = Conn::new();
+    let c_id = c.req(&f.ctx, json!({"msgid": 4, "name": "c", "password": "pw"}))["id"]
+        .as_i64()
+        .unwrap() as i32;
+    let frames = [
+        json!({"msgid": 6, "toid": c_id, "msg": "1", "seq": 1}),
+        json!({"msgid": 99, "seq": 2}),
+        json!({"msgid": 6, "toid": b_id, "msg": "live", "seq": 3}),
+        json!({"msgid": 6, "toid": 4242, "msg": "nobody", "seq": 4}),
+        json!({"msgid": 6, "toid": c_id, "msg": "2", "seq": 5}),
+    ];
+    for frame in &frames {
+        dispatch(&f.ctx, &mut a.caller, frame.to_string().as_bytes());
+    }
+    assert_eq!(b.next()["msg"], "live", "a live chat is not held back");
+    assert!(a.rx.try_recv().is_err(), "every reply waits for the store");
+    assert!(f.ctx.store.take_offline(c_id, 10).unwrap().is_empty());
+    flush(&f.ctx, &a.caller);
+    let answers: Vec<(Value, Value)> = (0..frames.len())
+        .map(|_| a.next())
+        .map(|r| (r["seq"].clone(), r["errno"].clone()))
+        .collect();
+    let expected = [(1, 0), (2, 101), (3, 0), (4, 104), (5, 0)];
+    assert_eq!(
+        answers,
+        expected.map(|(seq, errno)| (json!(seq), json!(errno)))
+    );
+    let stored = f.ctx.store.take_offline(c_id, 10).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored[0].contains(r#""msg":"1""#) && stored[1].contains(r#""msg":"2""#));
+}
+
+/// A recipient who comes online while a message for them waits to be stored gets the sender's next
+/// message after it (stored too), never live before it.
+#[test]
+fn a_waiting_message_is_not_overtaken_by_a_live_one() {
+    let f = fixture();
+    let (mut a, _) = Conn::signed_up(&f.ctx, "a");
+    let mut c = Conn::new();
+    let c_id = c.req(&f.ctx, json!({"msgid": 4, "name": "c", "password": "pw"}))["id"]
+        .as_i64()
+        .unwrap() as i32;
+    let chat = |msg: &str| json!({"msgid": 6, "toid": c_id, "msg": msg}).to_string();
+    dispatch(&f.ctx, &mut a.caller, chat("first").as_bytes());
+    c.send(
+        &f.ctx,
+        json!({"msgid": 1, "id": c_id, "password": "pw", "v": 2}),
+    );
+    assert!(
+        matches!(c.rx.try_recv(), Ok(Outgoing::LoginAck { offline, .. }) if offline.is_empty())
+    );
+    dispatch(&f.ctx, &mut a.caller, chat("second").as_bytes());
+    flush(&f.ctx, &a.caller);
+    assert!(matches!(c.rx.try_recv(), Ok(Outgoing::Nudge(id)) if id == c_id));
+    assert!(c.rx.try_recv().is_err(), "nothing live");
+    let stored = f.ctx.store.take_offline(c_id, 10).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored[0].contains("first") && stored[1].contains("second"));
+}
+
+/// When the store fails, each waiting chat is answered 109 and nobody is nudged.
+#[test]
+fn waiting_chats_are_answered_109_when_the_store_fails() {
+    let f = fixture();
+    let (mut a, _) = Conn::signed_up(&f.ctx, "a");
+    let mut c = Conn::new();
+    let c_id = c.req(&f.ctx, json!({"msgid": 4, "name": "c", "password": "pw"}))["id"].clone();
+    rusqlite::Connection::open(f._dir.path().join("t.db"))
+        .unwrap()
+        .execute_batch("DROP TABLE offlinemessage")
+        .unwrap();
+    let frames: Vec<Value> = (1..=2)
+        .map(|seq| json!({"msgid": 6, "toid": c_id, "msg": "x", "seq": seq}))
+        .collect();
+    a.pipeline(&f.ctx, &frames);
+    for seq in 1..=2 {
+        let reply = a.next();
+        assert_eq!(
+            (
+                reply["errno"].clone(),
+                reply["ref"].clone(),
+                reply["seq"].clone()
+            ),
+            (json!(109), json!(6), json!(seq))
+        );
+    }
+    assert!(a.rx.try_recv().is_err());
+}
+
+/// A read's chats to a large offline group do not pile up without bound: past 1,024 waiting messages
+/// they are stored at once.
+#[test]
+fn many_waiting_messages_are_stored_without_waiting_for_the_read_to_end() {
+    let f = fixture();
+    let (mut a, _) = Conn::signed_up(&f.ctx, "a");
+    let gid = a.req(&f.ctx, json!({"msgid": 8, "groupname": "g"}))["groupid"].clone();
+    let mut offline = Vec::new();
+    for name in ["m1", "m2"] {
+        let (mut m, id) = Conn::signed_up(&f.ctx, name);
+        m.req(&f.ctx, json!({"msgid": 9, "groupid": gid}));
+        m.send(&f.ctx, json!({"msgid": 3}));
+        offline.push(id as i32);
+    }
+    let chat = json!({"msgid": 10, "groupid": gid, "msg": "x"}).to_string();
+    for _ in 0..512 {
+        dispatch(&f.ctx, &mut a.caller, chat.as_bytes());
+    }
+    let stored: usize = offline
+        .iter()
+        .map(|&id| f.ctx.store.take_offline(id, 2_000).unwrap().len())
+        .sum();
+    assert_eq!(stored, 1_024, "stored when the 1,024th message was queued");
 }

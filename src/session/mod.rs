@@ -157,11 +157,7 @@ pub fn serve(
     });
     let (mailbox, mail) = Mailbox::with_sink(cfg.mailbox_capacity, ConnSink(conn.clone()));
     let _ = conn.mailbox.set((Arc::downgrade(&mailbox), mail.clone()));
-    let mut caller = Caller {
-        user: None,
-        mailbox: mailbox.clone(),
-        peer: peer_addr.ip(),
-    };
+    let mut caller = Caller::new(mailbox.clone(), peer_addr.ip());
     let end = catch_unwind(AssertUnwindSafe(|| {
         read_loop(ctx, stream, &mut caller, cfg, &conn, stopping)
     }))
@@ -169,6 +165,10 @@ pub fn serve(
         tracing::error!(%peer, user = ?caller.user.as_ref().map(|u| u.id), "handler panicked; closing");
         End::Panicked
     });
+    // Chats handled before the end still have their messages stored and their answers queued.
+    if catch_unwind(AssertUnwindSafe(|| service::flush(ctx, &caller))).is_err() {
+        tracing::error!(%peer, "storing the last chats panicked");
+    }
     if matches!(end, End::ClientGone | End::Panicked) {
         conn.client_gone.store(true, Ordering::SeqCst);
     }
@@ -201,8 +201,7 @@ fn read_loop(
     stopping: &AtomicBool,
 ) -> End {
     let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
-    // Small: frames accumulate in the decoder; this only bounds one read (and costs every connection).
-    let mut buf = vec![0u8; 4 * 1024];
+    let mut buf = vec![0u8; READ_BYTES];
     let mut idle = IdleClock::new(cfg.login_timeout);
     let mut rate = RateLimiter::new(&cfg.rate);
     loop {
@@ -258,11 +257,35 @@ fn read_loop(
                 }
             }
         }
-        if refusals.flush(caller, conn) {
+        let refused = refusals.flush(caller, conn);
+        service::flush(ctx, caller);
+        if refused {
             // Over the limit: let the client's next frames gather in the socket while the bucket refills,
-            // so a flood costs one wake-up and one read per pause rather than one per frame.
-            std::thread::sleep(rate.refill_time());
+            // so a flood costs one wake-up, one read and one commit per pause rather than per frame.
+            std::thread::sleep(rate.pause());
         }
+        size_read(&mut buf, refused);
+    }
+}
+
+/// Bytes read at once: frames accumulate in the decoder, so this only bounds one read (and costs every
+/// connection).
+const READ_BYTES: usize = 4 * 1024;
+
+/// Bytes read at once after a pause for the rate limit: what gathered meanwhile, so that the limiter
+/// sees a flood at the rate it is sent (and cuts it off in time) rather than at the rate it is read.
+const PAUSED_READ_BYTES: usize = 64 * 1024;
+
+/// Sizes the read buffer for the next read: larger after a pause for the rate limit, small again after.
+fn size_read(buf: &mut Vec<u8>, paused: bool) {
+    let want = if paused {
+        PAUSED_READ_BYTES
+    } else {
+        READ_BYTES
+    };
+    if buf.len() != want {
+        buf.resize(want, 0);
+        buf.shrink_to_fit();
     }
 }
 

@@ -12,9 +12,10 @@ use super::{Offline, Result, Store, StoreError};
 /// Most requests written in one transaction.
 const MAX_BATCH: usize = 256;
 
+/// One caller's batches, stored in the same transaction as everything else waiting.
 struct Job {
-    messages: Vec<Offline>,
-    reply: Sender<Result<usize>>,
+    batches: Vec<Vec<Offline>>,
+    reply: Sender<Result<Vec<usize>>>,
 }
 
 /// The handle through which the service stores offline messages.
@@ -32,15 +33,22 @@ impl OfflineWriter {
         Ok(OfflineWriter { jobs })
     }
 
-    /// Stores `messages` (in one batch with whatever else is waiting) and returns how many were stored
-    /// (frames for users that do not exist are skipped).
+    /// Stores `messages` (in one transaction with whatever else is waiting) and returns how many were
+    /// stored (frames for users that do not exist are skipped).
     pub fn store(&self, messages: Vec<Offline>) -> Result<usize> {
-        if messages.is_empty() {
-            return Ok(0);
+        Ok(self.store_many(vec![messages])?.iter().sum())
+    }
+
+    /// Stores several batches in order, all in one transaction, and returns how many of each were stored.
+    /// A connection hands over the offline messages of everything it read at once this way, so a client
+    /// sending many messages costs one commit per read rather than one per message.
+    pub fn store_many(&self, batches: Vec<Vec<Offline>>) -> Result<Vec<usize>> {
+        if batches.iter().all(Vec::is_empty) {
+            return Ok(vec![0; batches.len()]);
         }
         let (reply, rx) = bounded(1);
         self.jobs
-            .send(Job { messages, reply })
+            .send(Job { batches, reply })
             .map_err(|_| StoreError::Unavailable("offline writer stopped".into()))?;
         rx.recv()
             .map_err(|_| StoreError::Unavailable("offline writer stopped".into()))?
@@ -51,11 +59,16 @@ fn write_loop(store: &dyn Store, jobs: &Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
-        let slices: Vec<&[Offline]> = batch.iter().map(|j| j.messages.as_slice()).collect();
+        let slices: Vec<&[Offline]> = batch
+            .iter()
+            .flat_map(|j| j.batches.iter().map(Vec::as_slice))
+            .collect();
         match store.store_offline_many(&slices) {
             Ok(counts) => {
-                for (job, count) in batch.iter().zip(counts) {
-                    let _ = job.reply.send(Ok(count));
+                let mut counts = counts.into_iter();
+                for job in &batch {
+                    let mine = counts.by_ref().take(job.batches.len()).collect();
+                    let _ = job.reply.send(Ok(mine));
                 }
             }
             Err(e) => {
