@@ -318,14 +318,15 @@ Medians: quiet **$(val "$FLOOD_Q" 2 ms)**, flood of unknown requests **$(val "$(
 flood of chat to an offline user **$(val "$(median_p99 chat)" 2 ms)** ($(times "$(median_p99 chat)" "$FLOOD_Q")).
 With the database on tmpfs: quiet **$(val "$(median_p99 tmpfs-quiet)" 2 ms)**, chat flood **$(val "$(median_p99 tmpfs-chat)" 2 ms)** ($(times "$(median_p99 tmpfs-chat)" "$(median_p99 tmpfs-quiet)")).
 
-What the chat flood costs everyone else is the disk, not the server's CPU: each admitted frame is a
-committed offline write (1,000/s, plus the 2,000-frame burst after each of the flooder's logins), and on
-this virtual machine's disk the writes and checkpoint syncs delay every thread. The tmpfs rounds show
-what is left without the disk (by hand on 2026-11-27: 0.61–0.71 ms with the chat flood against 0.56–1.08
-ms quiet, alternating). Lowering the offline writer thread's
-CPU priority (\`renice\` 10 and 19, by hand) changed nothing, which fits. A deployment that must keep
-latency flat under such floods lowers \`rate_limit.per_sec\` and \`rate_limit.burst\` (with \`burst = 200\`
-the chat flood's p99 was 0.8–1.7 ms by hand) or puts the database on faster storage.
+Every chat frame the flood gets admitted (1,000/s, plus the 2,000-frame burst after each of the
+flooder's logins) is a durable offline write. The server stores the chats of one read in one transaction,
+and reads a refused connection again only once its bucket has earned back 16 frames, so those writes
+arrive as one commit per read of 16 or more frames instead of one per frame. Before that (commit
+\`fec6094\`, \`make bench\` on the same AMD EPYC host) the disk-backed chat flood put the others' p99 at
+6.15 ms, 14.2× the quiet 0.43 ms: one-row transactions each wrote whole pages to the WAL, and the syncs of
+its checkpoints delayed every thread (bench/notes.md). The tmpfs rounds show what is left without the
+disk. A deployment that must keep latency flatter still lowers \`rate_limit.per_sec\` and
+\`rate_limit.burst\`.
 
 $(cmd flood-quiet-1)
 $(cmd flood-unknown-1)
