@@ -115,6 +115,50 @@ fn offline_messages_in_order_exactly_once(backend: Backend) {
     );
 }
 
+/// A client that pipelines: chats to an offline user sent in one write are stored together, every frame
+/// is answered in order (errors among them included), and the recipient gets them all, in order, once.
+fn pipelined_chats_to_an_offline_user(backend: Backend) {
+    let db = Db::fresh(backend);
+    let server = Server::start(&db, &[]);
+    let (mut a, _) = user(&server, "pia");
+    let mut b = server.connect(Separator::Newline);
+    let b_id = b.register("quinn", "pw");
+    let frames: Vec<Value> = (0..40)
+        .map(|seq| match seq {
+            13 => json!({"msgid": 99, "seq": seq}),
+            27 => json!({"msgid": 6, "toid": 999_999, "msg": "nobody", "seq": seq}),
+            _ => json!({"msgid": 6, "toid": b_id, "msg": format!("m{seq}"), "seq": seq}),
+        })
+        .collect();
+    let burst: String = frames.iter().map(|f| format!("{f}\n")).collect();
+    a.send_raw(burst.trim_end().as_bytes());
+    for seq in 0..40 {
+        let reply = a.recv();
+        let errno = match seq {
+            13 => 101,
+            27 => 104,
+            _ => 0,
+        };
+        assert_eq!(
+            (reply["seq"].clone(), reply["errno"].clone()),
+            (json!(seq), json!(errno)),
+            "{reply}"
+        );
+    }
+    let ack = b.login(b_id, "pw", 2);
+    let texts: Vec<&str> = ack["offlinemsg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["msg"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..40)
+        .filter(|seq| ![13, 27].contains(seq))
+        .map(|seq| format!("m{seq}"))
+        .collect();
+    assert_eq!(texts, expected);
+}
+
 fn offline_backlog_beyond_one_ack(backend: Backend) {
     let db = Db::fresh(backend);
     let conf = ConfigFile::new("offline_batch = 3\n");
@@ -289,6 +333,7 @@ crate::on_both_backends!(
     live_chat_both_ways_v1_and_v2,
     chat_errors,
     offline_messages_in_order_exactly_once,
+    pipelined_chats_to_an_offline_user,
     offline_backlog_beyond_one_ack,
     friends_are_mutual_and_idempotent,
     groups_create_join_and_chat,

@@ -1,1 +1,1 @@
-chat-bench one --addr 127.0.0.1:22472 --users 1000 --rate 10000 --duration 10 --server-pid 17720 --label quiet
+chat-bench one --addr 127.0.0.1:49411 --users 1000 --rate 10000 --duration 10 --server-pid 29426 --label quiet

@@ -1,1 +1,1 @@
-chat-bench one --addr 127.0.0.1:46269 --users 1000 --rate 10000 --duration 10 --server-pid 19504 --label tmpfs-quiet
+chat-bench one --addr 127.0.0.1:32801 --users 1000 --rate 10000 --duration 10 --server-pid 31213 --label tmpfs-quiet
