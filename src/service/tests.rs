@@ -87,11 +87,17 @@ impl Conn {
         self.next()
     }
 
-    fn signed_up(ctx: &Context, name: &str) -> (Conn, i64) {
+    /// A connection that registered `name` (password "pw") and did not log in.
+    fn registered(ctx: &Context, name: &str) -> (Conn, i64) {
         let mut c = Conn::new();
         let id = c.req(ctx, json!({"msgid": 4, "name": name, "password": "pw"}))["id"]
             .as_i64()
             .unwrap();
+        (c, id)
+    }
+
+    fn signed_up(ctx: &Context, name: &str) -> (Conn, i64) {
+        let (mut c, id) = Conn::registered(ctx, name);
         let ack = c.req(ctx, json!({"msgid": 1, "id": id, "password": "pw", "v": 2}));
         assert_eq!(ack["errno"], 0, "{ack}");
         (c, id)
@@ -139,8 +145,7 @@ fn chat_goes_to_the_mailbox_or_storage() {
     let f = fixture();
     let (mut a, _) = Conn::signed_up(&f.ctx, "a");
     let (b, b_id) = Conn::signed_up(&f.ctx, "b");
-    let mut c = Conn::new();
-    let c_id = c.req(&f.ctx, json!({"msgid": 4, "name": "c", "password": "pw"}))["id"].clone();
+    let (_, c_id) = Conn::registered(&f.ctx, "c");
     assert_eq!(
         a.req(&f.ctx, json!({"msgid": 6, "toid": b_id, "msg": "live"}))["msgid"],
         16
@@ -150,11 +155,7 @@ fn chat_goes_to_the_mailbox_or_storage() {
         a.req(&f.ctx, json!({"msgid": 6, "toid": c_id, "msg": "later"}))["msgid"],
         16
     );
-    let stored = f
-        .ctx
-        .store
-        .take_offline(c_id.as_i64().unwrap() as i32, 10)
-        .unwrap();
+    let stored = f.ctx.store.take_offline(c_id as i32, 10).unwrap();
     assert_eq!(stored.len(), 1);
     assert!(stored[0].contains("\"later\""));
     assert_eq!(
@@ -167,8 +168,7 @@ fn chat_goes_to_the_mailbox_or_storage() {
 fn login_ack_takes_one_batch_and_asks_for_more() {
     let f = fixture();
     let (mut a, _) = Conn::signed_up(&f.ctx, "a");
-    let mut b = Conn::new();
-    let b_id = b.req(&f.ctx, json!({"msgid": 4, "name": "b", "password": "pw"}))["id"].clone();
+    let (mut b, b_id) = Conn::registered(&f.ctx, "b");
     for i in 0..3 {
         a.req(
             &f.ctx,
@@ -302,10 +302,8 @@ fn pipelined_chats_are_stored_together_and_answered_in_order() {
     let f = fixture();
     let (mut a, _) = Conn::signed_up(&f.ctx, "a");
     let (b, b_id) = Conn::signed_up(&f.ctx, "b");
-    let mut c = Conn::new();
-    let c_id = c.req(&f.ctx, json!({"msgid": 4, "name": "c", "password": "pw"}))["id"]
-        .as_i64()
-        .unwrap() as i32;
+    let (_, c_id) = Conn::registered(&f.ctx, "c");
+    let c_id = c_id as i32;
     let frames = [
         json!({"msgid": 6, "toid": c_id, "msg": "1", "seq": 1}),
         json!({"msgid": 99, "seq": 2}),
@@ -340,10 +338,8 @@ fn pipelined_chats_are_stored_together_and_answered_in_order() {
 fn a_waiting_message_is_not_overtaken_by_a_live_one() {
     let f = fixture();
     let (mut a, _) = Conn::signed_up(&f.ctx, "a");
-    let mut c = Conn::new();
-    let c_id = c.req(&f.ctx, json!({"msgid": 4, "name": "c", "password": "pw"}))["id"]
-        .as_i64()
-        .unwrap() as i32;
+    let (mut c, c_id) = Conn::registered(&f.ctx, "c");
+    let c_id = c_id as i32;
     let chat = |msg: &str| json!({"msgid": 6, "toid": c_id, "msg": msg}).to_string();
     dispatch(&f.ctx, &mut a.caller, chat("first").as_bytes());
     c.send(
@@ -367,8 +363,7 @@ fn a_waiting_message_is_not_overtaken_by_a_live_one() {
 fn waiting_chats_are_answered_109_when_the_store_fails() {
     let f = fixture();
     let (mut a, _) = Conn::signed_up(&f.ctx, "a");
-    let mut c = Conn::new();
-    let c_id = c.req(&f.ctx, json!({"msgid": 4, "name": "c", "password": "pw"}))["id"].clone();
+    let (_, c_id) = Conn::registered(&f.ctx, "c");
     rusqlite::Connection::open(f._dir.path().join("t.db"))
         .unwrap()
         .execute_batch("DROP TABLE offlinemessage")
