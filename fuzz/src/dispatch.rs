@@ -2,8 +2,9 @@
 //! [`clusterchat::service::dispatch`], against the in-memory store, with a model of the protocol beside it.
 //!
 //! # Input
-//! Bytes go to the current connection's decoder, as if read from its socket. Five control bytes, never
-//! fed, drive the connections instead:
+//! Bytes go to the current connection's decoder, as if read from its socket: each run of them between
+//! control bytes is one read, whose chats store their offline messages together at its end, as the
+//! session does ([`service::flush`]). Five control bytes, never fed, drive the connections instead:
 //! - `0x01`, `0x02`, `0x03`: the current connection is now connection 0, 1 or 2 (0 at the start). The
 //!   peers are 127.0.0.1 for connections 0 and 1 and 127.0.0.2 for connection 2.
 //! - `0x04`: the current connection takes its next step towards closing: the client goes away (the
@@ -420,13 +421,24 @@ impl Harness<'_> {
                         None,
                         None,
                     ));
+                    self.flush(i);
                     self.begin_close(i, false);
                     break;
                 }
             }
         }
+        self.flush(i);
         // The reader notices a socket shut by an overflow at its next read.
         self.notice_overflows(None);
+    }
+
+    /// What the frames of one feed left waiting (their chats' offline messages, and the replies behind
+    /// them) is stored and queued, as the session does once a read's frames are handled. The model needs
+    /// no notion of waiting: no other connection acts within a feed, and the stored messages come out in
+    /// the order they were accepted.
+    fn flush(&mut self, i: usize) {
+        service::flush(self.ctx, &self.conns[i].caller);
+        self.drain_all();
     }
 
     fn dispatch(&mut self, i: usize, frame: &[u8]) {
@@ -445,9 +457,6 @@ impl Harness<'_> {
         let (expected, predicted) = self.predict(i, &frame);
         let conn = &mut self.conns[i];
         service::dispatch(self.ctx, &mut conn.caller, &frame);
-        // Stored at once, as if each frame came in a read of its own: the model predicts each frame's
-        // effects before the next (storing a read's chats together has unit tests in the service).
-        service::flush(self.ctx, &conn.caller);
         if let Some(e) = expected {
             conn.expected.push_back(e);
         }

@@ -158,6 +158,16 @@ fn dispatch_seeds() -> Vec<(&'static str, Vec<u8>)> {
             .nl(json!({"msgid": 6, "toid": 2, "msg": "5"}))
             .to(C1).login(2, 1)
             .to(C0).nl(json!({"msgid": 6, "toid": 2, "msg": "6 live"})).0),
+        ("pipelined_chats_then_too_large", D::new().reg("a").reg("b").login(1, 2)
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "stored", "seq": 1}))
+            .nl(json!({"msgid": 99, "seq": 2}))
+            .nl(json!({"msgid": 6, "toid": 99, "msg": "nobody", "seq": 3}))
+            .nl(json!({"msgid": 6, "toid": 1, "msg": "self, live", "seq": 4}))
+            .nl(json!({"msgid": 8, "groupname": "g", "seq": 5}))
+            .nl(json!({"msgid": 10, "groupid": 1, "msg": "alone", "seq": 6}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "stored too", "seq": 7}))
+            .nl(json!({"msgid": 6, "toid": 2, "msg": "x".repeat(1100), "seq": 8}))
+            .to(C1).login(2, 2).0),
         ("every_msgid_logged_out", every_msgid.0),
         ("every_msgid_logged_in", every_msgid_logged_in.0),
         ("login_errors", D::new().reg("a").reg("b")

@@ -90,8 +90,8 @@ fn answer(caller: &Caller, msgid: i64, seq: Option<&Value>, single: bool) -> Ans
     }
 }
 
-/// Answers now when nothing has to be stored, else once `offline` is: it waits with the caller's other
-/// offline messages until the frames at hand are handled.
+/// Queues the answer (behind any reply still waiting) when nothing has to be stored; else holds it with
+/// `offline` among the caller's waiting chats, to be sent once they are stored.
 fn answer_after(ctx: &Context, caller: &Caller, offline: Vec<Offline>, answer: Answer) {
     if offline.is_empty() {
         if let Some(ack) = answer.ack {
@@ -99,7 +99,7 @@ fn answer_after(ctx: &Context, caller: &Caller, offline: Vec<Offline>, answer: A
         }
         return;
     }
-    if caller.pending.borrow_mut().store(offline, answer) {
+    if caller.pending.borrow_mut().hold(offline, answer) {
         pending::flush(ctx, caller);
     }
 }
@@ -108,15 +108,14 @@ fn answer_after(ctx: &Context, caller: &Caller, offline: Vec<Offline>, answer: A
 /// left to store. A recipient with a message of this caller's still waiting to be stored gets this one
 /// stored after it rather than live before it.
 fn route(ctx: &Context, caller: &Caller, recipients: &[UserId], frame: &Arc<str>) -> Vec<Offline> {
-    let pending = caller.pending.borrow();
     let mut offline = Vec::new();
     for &to in recipients {
         let item = Outgoing::Chat {
             to,
             frame: frame.clone(),
         };
-        let live =
-            !pending.holds(to) && (ctx.online.deliver(to, item).is_ok() || forward(ctx, to, frame));
+        let waiting = caller.pending.borrow().holds(to);
+        let live = !waiting && (ctx.online.deliver(to, item).is_ok() || forward(ctx, to, frame));
         if !live {
             offline.push(Offline {
                 to,

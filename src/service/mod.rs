@@ -11,7 +11,7 @@ pub mod chat;
 pub mod friend;
 pub mod group;
 pub mod members;
-pub mod pending;
+mod pending;
 pub mod token;
 
 use std::borrow::Cow;
@@ -90,12 +90,13 @@ impl Caller {
     /// Queues a reply frame for this connection, behind any reply still waiting for a store.
     pub fn reply(&self, frame: String) {
         let mut pending = self.pending.borrow_mut();
-        if pending.is_empty() {
-            // Refused only once the connection is closing, when a reply no longer matters.
-            let _ = self.mailbox.push(Outgoing::Reply(frame));
-        } else {
+        if !pending.is_empty() {
             pending.reply(frame);
+            return;
         }
+        drop(pending);
+        // Refused only once the connection is closing, when a reply no longer matters.
+        let _ = self.mailbox.push(Outgoing::Reply(frame));
     }
 
     /// The logged-in identity; dispatch guarantees one for every request but login and register.
@@ -163,8 +164,8 @@ impl From<StoreError> for Failure {
 }
 
 /// Handles one frame from a connection: parse, check, run the handler, reply. A chat's offline messages
-/// and its answer may be left waiting for [`flush`], which the connection calls once it has handled the
-/// frames at hand.
+/// and its answer may be left waiting: the caller must call [`flush`] once it has handled the frames at
+/// hand (and before dropping the [`Caller`]), or they are never stored nor answered.
 pub fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
     let env = match Envelope::parse(frame) {
         Ok(env) => env,

@@ -17,33 +17,34 @@ use crate::mailbox::Outgoing;
 use crate::protocol::{Errno, UserId};
 use crate::store::Offline;
 
-/// Most messages held before they are stored anyway, so a large group's chats do not pile up.
-const MAX_MESSAGES: usize = 1024;
+/// Messages held at which they are stored at once, before the read's other frames, so that a large
+/// group's chats do not pile up in memory.
+const STORE_AT: usize = 1024;
 
 /// Offline messages and replies of one connection waiting to be stored and sent, in frame order.
 #[derive(Default)]
 pub struct Pending {
     entries: Vec<Entry>,
-    /// The messages of each [`Entry::Store`], in order.
+    /// The messages of each [`Entry::Chat`], in order.
     batches: Vec<Vec<Offline>>,
     /// Everyone with a message in `batches`.
     recipients: HashSet<UserId>,
+    /// How many messages `batches` holds in all.
     messages: usize,
 }
 
 enum Entry {
+    /// A reply to send as it is.
     Reply(String),
-    /// A chat whose `expected` messages are the next batch.
-    Store {
-        answer: Answer,
-        expected: usize,
-    },
+    /// A chat, answered once its `expected` messages (the next of `batches`) are stored.
+    Chat { answer: Answer, expected: usize },
 }
 
 /// How a chat is answered once its offline messages are stored, or could not be.
 pub struct Answer {
     /// The request's msgid, echoed as `ref` in an error.
     pub msgid: i64,
+    /// The request's `seq`, echoed in the answer.
     pub seq: Option<Value>,
     /// The acknowledgement for a v2 client; a v1 client gets none.
     pub ack: Option<String>,
@@ -65,6 +66,7 @@ impl Answer {
 }
 
 impl Pending {
+    /// Whether nothing waits, so a reply can go out at once.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -79,22 +81,23 @@ impl Pending {
         self.entries.push(Entry::Reply(frame));
     }
 
-    /// Queues offline messages and the answer they are owed; returns whether it is time to store.
-    pub fn store(&mut self, messages: Vec<Offline>, answer: Answer) -> bool {
+    /// Holds a chat's offline messages and the answer it is owed; returns whether it is time to store.
+    pub fn hold(&mut self, messages: Vec<Offline>, answer: Answer) -> bool {
         self.recipients.extend(messages.iter().map(|m| m.to));
         self.messages += messages.len();
-        self.entries.push(Entry::Store {
+        self.entries.push(Entry::Chat {
             answer,
             expected: messages.len(),
         });
         self.batches.push(messages);
-        self.messages >= MAX_MESSAGES
+        self.messages >= STORE_AT
     }
 }
 
 /// Stores everything the caller's chats left waiting, in one transaction, then sends the waiting replies
-/// in order and nudges the recipients. Called when a read's frames are handled, before any request that
-/// is not a chat, and when the connection ends.
+/// in order and nudges the recipients. Called when a read's frames are handled, before handling any
+/// request but a chat (once it passed the checks of dispatch), when [`STORE_AT`] messages wait, and when
+/// the connection ends.
 pub fn flush(ctx: &Context, caller: &Caller) {
     let Pending {
         entries,
@@ -110,9 +113,11 @@ pub fn flush(ctx: &Context, caller: &Caller) {
     for entry in entries {
         let frame = match entry {
             Entry::Reply(frame) => Some(frame),
-            Entry::Store { answer, expected } => {
+            Entry::Chat { answer, expected } => {
                 let result = match &stored {
-                    Ok(_) => Ok(counts.next().unwrap_or(0)),
+                    Ok(_) => Ok(counts
+                        .next()
+                        .expect("the writer checks one count per batch")),
                     Err(failure) => Err(failure),
                 };
                 answer.frame(result, expected)

@@ -9,8 +9,9 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::{Offline, Result, Store, StoreError};
 
-/// Most requests written in one transaction.
-const MAX_BATCH: usize = 256;
+/// Messages at which the writer stops adding waiting jobs to a transaction (one job may take it past
+/// this), so that one commit does not hold the database for long.
+const MAX_MESSAGES: usize = 4096;
 
 /// One caller's batches, stored in the same transaction as everything else waiting.
 struct Job {
@@ -57,13 +58,30 @@ impl OfflineWriter {
 
 fn write_loop(store: &dyn Store, jobs: &Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
+        let size = |job: &Job| job.batches.iter().map(Vec::len).sum::<usize>();
+        let mut messages = size(&first);
         let mut batch = vec![first];
-        batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
+        while messages < MAX_MESSAGES {
+            let Ok(job) = jobs.try_recv() else { break };
+            messages += size(&job);
+            batch.push(job);
+        }
         let slices: Vec<&[Offline]> = batch
             .iter()
             .flat_map(|j| j.batches.iter().map(Vec::as_slice))
             .collect();
-        match store.store_offline_many(&slices) {
+        let stored = store.store_offline_many(&slices).and_then(|counts| {
+            if counts.len() == slices.len() {
+                Ok(counts)
+            } else {
+                Err(StoreError::Unavailable(format!(
+                    "the store counted {} of {} batches",
+                    counts.len(),
+                    slices.len()
+                )))
+            }
+        });
+        match stored {
             Ok(counts) => {
                 let mut counts = counts.into_iter();
                 for job in &batch {
