@@ -1,5 +1,6 @@
 //! A panic inside a handler closes only its own connection: the session catches it at the connection
-//! boundary, and the node goes on serving everyone else.
+//! boundary, and the node goes on serving everyone else; the chats its connection had set aside to be
+//! stored are stored and answered all the same.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::protocol::frame::Separator;
 use crate::protocol::{GroupId, UserId};
 use crate::service::Context;
 use crate::store::batch::OfflineWriter;
+use crate::store::sqlite::SqliteStore;
 use crate::store::{Offline, Result, Store, StoreError};
 
 /// A store whose user lookup panics (a stand-in for any bug in a handler) and which is otherwise down.
@@ -81,8 +83,95 @@ impl Store for PanickingStore {
     }
 }
 
-fn context() -> Context {
-    let store: Arc<dyn Store> = Arc::new(PanickingStore);
+/// The embedded store, except that reading a group's members panics: a bug met after a chat of the same
+/// read was set aside to be stored.
+struct PanicOnGroups(SqliteStore);
+
+impl Store for PanicOnGroups {
+    fn create_user(&self, name: &str, hash: &str) -> Result<UserId> {
+        self.0.create_user(name, hash)
+    }
+    fn find_user(&self, id: UserId) -> Result<Option<UserRecord>> {
+        self.0.find_user(id)
+    }
+    fn claim_presence(&self, user: UserId, node: &str) -> Result<bool> {
+        self.0.claim_presence(user, node)
+    }
+    fn release_presence(&self, user: UserId, node: &str) -> Result<()> {
+        self.0.release_presence(user, node)
+    }
+    fn heartbeat(&self, node: &str) -> Result<()> {
+        self.0.heartbeat(node)
+    }
+    fn release_node(&self, node: &str) -> Result<()> {
+        self.0.release_node(node)
+    }
+    fn add_friend(&self, a: UserId, b: UserId) -> Result<()> {
+        self.0.add_friend(a, b)
+    }
+    fn friends(&self, user: UserId) -> Result<Vec<Contact>> {
+        self.0.friends(user)
+    }
+    fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId> {
+        self.0.create_group(creator, name, desc)
+    }
+    fn join_group(&self, group: GroupId, user: UserId) -> Result<()> {
+        self.0.join_group(group, user)
+    }
+    fn groups_of(&self, user: UserId) -> Result<Vec<Group>> {
+        self.0.groups_of(user)
+    }
+    fn group_members(&self, _: GroupId) -> Result<Option<Vec<UserId>>> {
+        panic!("a bug in a handler")
+    }
+    fn store_offline(&self, messages: &[Offline]) -> Result<usize> {
+        self.0.store_offline(messages)
+    }
+    fn store_offline_many(&self, batches: &[&[Offline]]) -> Result<Vec<usize>> {
+        self.0.store_offline_many(batches)
+    }
+    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<String>> {
+        self.0.take_offline(user, limit)
+    }
+    fn save_token(&self, user: UserId, hash: &[u8]) -> Result<()> {
+        self.0.save_token(user, hash)
+    }
+    fn token_hash(&self, user: UserId) -> Result<Option<Vec<u8>>> {
+        self.0.token_hash(user)
+    }
+    fn revoke_token(&self, user: UserId) -> Result<()> {
+        self.0.revoke_token(user)
+    }
+}
+
+fn config() -> SessionConfig {
+    SessionConfig {
+        max_frame_bytes: 1024,
+        mailbox_capacity: 16,
+        login_timeout: Duration::from_secs(60),
+        writer_stack_bytes: 128 * 1024,
+        max_writers: 4,
+        rate: Default::default(),
+    }
+}
+
+/// Serves the next `connections` connections of `listener`, one after the other, on a thread.
+fn serve_on(
+    ctx: Context,
+    listener: TcpListener,
+    connections: usize,
+) -> std::thread::JoinHandle<()> {
+    let ctx = Arc::new(ctx);
+    std::thread::spawn(move || {
+        let stopping = AtomicBool::new(false);
+        for _ in 0..connections {
+            let (stream, _) = listener.accept().unwrap();
+            serve(&ctx, &Arc::new(stream), &config(), &stopping);
+        }
+    })
+}
+
+fn context(store: Arc<dyn Store>) -> Context {
     let cost = HashCost {
         memory_kib: 64,
         iterations: 1,
@@ -104,24 +193,9 @@ fn context() -> Context {
 
 #[test]
 fn a_panicking_handler_closes_only_its_connection() {
-    let ctx = Arc::new(context());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let cfg = SessionConfig {
-        max_frame_bytes: 1024,
-        mailbox_capacity: 16,
-        login_timeout: Duration::from_secs(60),
-        writer_stack_bytes: 128 * 1024,
-        max_writers: 4,
-        rate: Default::default(),
-    };
-    let server = std::thread::spawn(move || {
-        let stopping = AtomicBool::new(false);
-        for _ in 0..2 {
-            let (stream, _) = listener.accept().unwrap();
-            serve(&ctx, &Arc::new(stream), &cfg, &stopping);
-        }
-    });
+    let server = serve_on(context(Arc::new(PanickingStore)), listener, 2);
     let timeout = Some(Duration::from_secs(5));
     let mut victim = Client::connect(addr, Separator::Nul).unwrap();
     victim
@@ -136,6 +210,52 @@ fn a_panicking_handler_closes_only_its_connection() {
     next.send(&json!({"msgid": 99})).unwrap();
     assert_eq!(next.recv(timeout).unwrap().unwrap()["errno"], 101);
     drop(next);
+    server
+        .join()
+        .expect("the serving thread survived the panic");
+}
+
+/// A read brings a chat to an offline user, then a request whose handler panics: the connection closes,
+/// and the chat set aside before the panic is stored and acknowledged all the same.
+#[test]
+fn a_chat_set_aside_before_a_panic_is_stored_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path().join("t.db").to_str().unwrap(), 2).unwrap();
+    let store: Arc<dyn Store> = Arc::new(PanicOnGroups(sqlite));
+    store.heartbeat("test").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = serve_on(context(store.clone()), listener, 1);
+    let timeout = Some(Duration::from_secs(5));
+    let mut c = Client::connect(addr, Separator::Nul).unwrap();
+    let mut req = |frame: serde_json::Value| {
+        c.send(&frame).unwrap();
+        c.recv(timeout).unwrap().expect("a reply")
+    };
+    for name in ["a", "b"] {
+        req(json!({"msgid": 4, "name": name, "password": "pw"}));
+    }
+    let ack = req(json!({"msgid": 1, "id": 1, "password": "pw", "v": 2}));
+    assert_eq!(ack["errno"], 0, "{ack}");
+    c.send_raw(
+        br#"{"msgid":6,"toid":2,"msg":"before the bug","seq":1}"#
+            .iter()
+            .chain(b"\0")
+            .chain(br#"{"msgid":10,"groupid":1,"msg":"x","seq":2}"#)
+            .copied()
+            .collect::<Vec<u8>>()
+            .as_slice(),
+    )
+    .unwrap();
+    let reply = c.recv(timeout).unwrap().expect("the chat's ack");
+    assert_eq!((&reply["seq"], &reply["errno"]), (&json!(1), &json!(0)));
+    assert!(
+        c.recv(timeout).unwrap().is_none(),
+        "then the connection closes"
+    );
+    let stored = store.take_offline(2, 10).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].contains("before the bug"));
     server
         .join()
         .expect("the serving thread survived the panic");
