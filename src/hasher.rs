@@ -159,13 +159,21 @@ fn compute(
 mod tests {
     use super::*;
 
+    /// A one-thread hasher at this cost.
+    fn hasher(memory_kib: u32, iterations: u32) -> Hasher {
+        Hasher::new(
+            &HashCost {
+                memory_kib,
+                iterations,
+            },
+            1,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn hash_then_verify() {
-        let cost = HashCost {
-            memory_kib: 64,
-            iterations: 1,
-        };
-        let hasher = Hasher::new(&cost, 1).unwrap();
+        let hasher = hasher(64, 1);
         let phc = hasher.hash("pässword").unwrap();
         assert!(phc.starts_with("$argon2id$"));
         assert!(hasher.verify("pässword", &phc));
@@ -176,14 +184,7 @@ mod tests {
 
     #[test]
     fn wasting_never_succeeds() {
-        let hasher = Hasher::new(
-            &HashCost {
-                memory_kib: 64,
-                iterations: 1,
-            },
-            1,
-        )
-        .unwrap();
+        let hasher = hasher(64, 1);
         assert!(!hasher.waste(""));
         assert!(!hasher.waste("pässword"));
         assert!(
@@ -199,11 +200,7 @@ mod tests {
     #[test]
     fn interoperates_with_the_argon2_crate() {
         use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-        let cost = HashCost {
-            memory_kib: 256,
-            iterations: 2,
-        };
-        let hasher = Hasher::new(&cost, 1).unwrap();
+        let hasher = hasher(256, 2);
         let params = Params::new(256, 2, 1, None).unwrap();
         let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let salt = SaltString::generate(&mut OsRng);
@@ -220,22 +217,8 @@ mod tests {
     /// it still comes out right (the reused memory's old contents do not matter).
     #[test]
     fn reused_memory_gives_the_same_results_at_any_cost() {
-        let small = Hasher::new(
-            &HashCost {
-                memory_kib: 64,
-                iterations: 1,
-            },
-            1,
-        )
-        .unwrap();
-        let large = Hasher::new(
-            &HashCost {
-                memory_kib: 512,
-                iterations: 3,
-            },
-            1,
-        )
-        .unwrap();
+        let small = hasher(64, 1);
+        let large = hasher(512, 3);
         let a = small.hash("one").unwrap();
         let b = large.hash("two").unwrap();
         assert!(large.verify("one", &a) && small.verify("two", &b));

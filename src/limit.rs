@@ -185,6 +185,11 @@ fn source(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// Whether `map` may hold `key`: it does already, or it is below [`MAX_TRACKED`].
+fn has_room<K: std::hash::Hash + Eq, V>(map: &HashMap<K, V>, key: &K) -> bool {
+    map.len() < MAX_TRACKED || map.contains_key(key)
+}
+
 /// Counts a failure under `key`, adding the key only while the map has room.
 fn bump<K: std::hash::Hash + Eq>(
     map: &mut HashMap<K, Window>,
@@ -192,7 +197,7 @@ fn bump<K: std::hash::Hash + Eq>(
     now: Instant,
     window: Duration,
 ) {
-    if !map.contains_key(&key) && map.len() >= MAX_TRACKED {
+    if !has_room(map, &key) {
         return;
     }
     let w = map.entry(key).or_insert(Window {
@@ -277,7 +282,7 @@ impl LoginThrottle {
         let mut c = self.counts.lock();
         sweep(&mut c, now, self.window());
         c.pairs.remove(&(addr, user));
-        if c.trusted.len() < MAX_TRACKED || c.trusted.contains_key(&(addr, user)) {
+        if has_room(&c.trusted, &(addr, user)) {
             c.trusted.insert((addr, user), now);
         }
     }
