@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
-use crate::protocol::UserId;
+use crate::model::UserId;
 
 /// Per-connection request rate.
 #[derive(Debug, Clone, Deserialize)]

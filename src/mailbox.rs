@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::protocol::UserId;
+use crate::model::UserId;
 
 /// One thing for a connection's writer to do.
 #[derive(Debug)]

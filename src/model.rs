@@ -1,6 +1,10 @@
-//! The domain records that storage returns and the login reply shows.
+//! The domain: ids, and the records that storage returns and replies show. Storage, the bus and the
+//! protocol all speak in these terms; none of them needs another for them.
 
-use crate::protocol::{GroupId, UserId};
+/// A user id: positive and within a signed 32-bit integer, like the original's `INT` columns.
+pub type UserId = i32;
+/// A group id, same range as [`UserId`].
+pub type GroupId = i32;
 
 /// A user as stored, with the argon2 PHC string of their password.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::mailbox::{Mailbox, Outgoing};
-use crate::protocol::UserId;
+use crate::model::UserId;
 
 /// The online-user map of one node.
 #[derive(Default)]

@@ -44,7 +44,8 @@ use clusterchat::protocol::frame::{Decoded, FrameDecoder};
 use clusterchat::protocol::request::{
     Credential, Envelope, EnvelopeError, Limits, Request, is_client_msgid,
 };
-use clusterchat::protocol::{GroupId, UserId, Version, msgid};
+use clusterchat::protocol::{Version, msgid};
+use clusterchat::model::{GroupId, UserId};
 use clusterchat::service::{self, Caller, Context, Identity, account, chat};
 use clusterchat::store::Store;
 use clusterchat::store::batch::OfflineWriter;

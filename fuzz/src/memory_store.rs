@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use clusterchat::model::{Contact, Group, Member, Role, UserRecord};
-use clusterchat::protocol::{GroupId, UserId};
+use clusterchat::model::{GroupId, UserId};
 use clusterchat::store::{LIVENESS, Offline, Result, Store, StoreError, TOKEN_TTL};
 use parking_lot::Mutex;
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{Bus, BusError, Inbox};
-use crate::protocol::{GroupId, UserId};
+use crate::model::{GroupId, UserId};
 
 /// A single node's bus: every user is either online here or offline.
 pub struct LocalBus;

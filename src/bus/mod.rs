@@ -9,7 +9,7 @@ pub mod redis;
 
 use std::sync::Arc;
 
-use crate::protocol::{GroupId, UserId};
+use crate::model::{GroupId, UserId};
 
 /// Why the bus could not do what was asked.
 #[derive(Debug, thiserror::Error)]

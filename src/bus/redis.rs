@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use redis::{Client, Connection};
 
 use super::{Bus, BusError, Inbox};
-use crate::protocol::{GroupId, UserId};
+use crate::model::{GroupId, UserId};
 
 /// The payload of a nudge; a chat frame always starts with `{`.
 const NUDGE: &str = "N";

@@ -25,11 +25,6 @@ pub mod msgid {
     pub const CHAT_ACK: i64 = 16;
 }
 
-/// A user id: positive and within a signed 32-bit integer, like the original's `INT` columns.
-pub type UserId = i32;
-/// A group id, same range as [`UserId`].
-pub type GroupId = i32;
-
 /// The error numbers of ERROR_MSG (and 107/109 inside login and register acks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i64)]

@@ -4,8 +4,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::{GroupId, UserId, Version, msgid};
+use super::{Version, msgid};
 use crate::model::{Contact, Group};
+use crate::model::{GroupId, UserId};
 
 /// Encodes a JSON object, adding the request's `seq` when it had one.
 pub fn encode(mut object: Value, seq: Option<&Value>) -> String {

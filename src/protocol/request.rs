@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Errno, GroupId, UserId, Version, msgid};
+use super::{Errno, Version, msgid};
+use crate::model::{GroupId, UserId};
 
 /// Length limits of client-supplied text; all configurable, defaults as PROTOCOL.md.
 #[derive(Debug, Clone, Deserialize)]

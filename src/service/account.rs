@@ -4,10 +4,11 @@ use serde_json::{Value, json};
 
 use super::{Caller, Context, Failure, Identity, token};
 use crate::mailbox::Outgoing;
+use crate::model::UserId;
 use crate::model::{Contact, Group, UserRecord};
 use crate::protocol::reply::{self, LoginView};
 use crate::protocol::request::Credential;
-use crate::protocol::{Errno, UserId, Version, msgid};
+use crate::protocol::{Errno, Version, msgid};
 use crate::store::StoreError;
 
 /// The original's words for a failed login, which its client shows as they are.

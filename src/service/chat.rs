@@ -16,8 +16,9 @@ use super::pending::{self, Answer};
 use super::{Caller, Context, Failure};
 use crate::bus::Inbox;
 use crate::mailbox::Outgoing;
+use crate::model::{GroupId, UserId};
 use crate::protocol::reply::{self, Target};
-use crate::protocol::{Errno, GroupId, UserId, msgid};
+use crate::protocol::{Errno, msgid};
 use crate::store::{Offline, StoreError};
 
 /// ONE_CHAT_MSG: sends `text` to user `to`.

@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{Caller, Context, Failure};
-use crate::protocol::{Errno, UserId, msgid};
+use crate::model::UserId;
+use crate::protocol::{Errno, msgid};
 
 /// ADD_FRIEND_MSG: makes the caller and `friend` friends of each other.
 pub fn add(

@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{Caller, Context, Failure};
-use crate::protocol::{Errno, GroupId, msgid};
+use crate::model::GroupId;
+use crate::protocol::{Errno, msgid};
 use crate::store::StoreError;
 
 /// CREATE_GROUP_MSG: creates a group with a unique name.

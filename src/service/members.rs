@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::protocol::{GroupId, UserId};
+use crate::model::{GroupId, UserId};
 use crate::store::{Result, Store};
 
 /// How long a cached member list is trusted without an invalidation.

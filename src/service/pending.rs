@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::{Caller, Context, Failure, chat};
 use crate::mailbox::Outgoing;
-use crate::protocol::{Errno, UserId};
+use crate::model::UserId;
+use crate::protocol::Errno;
 use crate::store::Offline;
 
 /// Messages held at which they are stored at once, before the read's other frames, so that a large

@@ -7,7 +7,7 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
 use super::{Context, Failure};
-use crate::protocol::UserId;
+use crate::model::UserId;
 
 /// A new token for `user`, saved as a hash; `None` (and a warning) if storage refuses, in which case the
 /// login goes on without one.

@@ -18,7 +18,7 @@ use socket2::SockRef;
 
 use super::Conn;
 use crate::mailbox::{Mailbox, Outgoing};
-use crate::protocol::UserId;
+use crate::model::UserId;
 use crate::service::chat;
 
 /// How long a writer thread started on an empty queue waits for an item before it stops.

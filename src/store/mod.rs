@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{Contact, Group, Member, Role, UserRecord};
-use crate::protocol::{GroupId, UserId};
+use crate::model::{GroupId, UserId};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]

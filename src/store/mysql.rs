@@ -11,7 +11,7 @@ use r2d2_mysql::mysql::{self, Opts, OptsBuilder, TxOpts};
 
 use super::{GroupRow, MemberRow, Offline, Result, Store, StoreError, assemble_groups};
 use crate::model::{Contact, Group, UserRecord};
-use crate::protocol::{GroupId, UserId};
+use crate::model::{GroupId, UserId};
 
 const SCHEMA: &str = include_str!("../../sql/mysql.sql");
 

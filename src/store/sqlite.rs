@@ -8,7 +8,7 @@ use rusqlite::{ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{GroupRow, MemberRow, Offline, Result, Store, StoreError, assemble_groups};
 use crate::model::{Contact, Group, UserRecord};
-use crate::protocol::{GroupId, UserId};
+use crate::model::{GroupId, UserId};
 
 const SCHEMA: &str = include_str!("../../sql/sqlite.sql");
 

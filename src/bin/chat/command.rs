@@ -1,7 +1,8 @@
 //! The commands a logged-in user types, parsed into requests. Parsing is separate from sending so the
 //! command syntax is tested without a server.
 
-use clusterchat::protocol::{GroupId, UserId, msgid};
+use clusterchat::model::{GroupId, UserId};
+use clusterchat::protocol::msgid;
 use serde_json::{Value, json};
 
 /// Every command with its format and what it does, in the order `help` lists them.
