@@ -3,7 +3,7 @@
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Db, Server, user};
+use crate::support::{Backend, Db, Server, split_log_fields, user};
 
 fn decode(s: &Value) -> Value {
     serde_json::from_str(s.as_str().expect("a v1 list element is a string")).expect("JSON inside")
@@ -138,7 +138,11 @@ fn identity_comes_from_the_connection(backend: Backend) {
     // The C++ client sends its own id and name; a forged pair must be ignored.
     a.send(json!({"msgid": 6, "id": b_id, "name": "gina", "toid": b_id, "msg": "who am I", "time": "t"}));
     assert_eq!(a.recv()["msgid"], 16);
-    let got = b.recv();
+    let mut got = b.recv();
+    assert_eq!(
+        split_log_fields(&mut got),
+        (json!(format!("u{a_id}")), json!(1))
+    );
     assert_eq!(
         got,
         json!({"msgid": 6, "id": a_id, "name": "frank", "toid": b_id, "msg": "who am I", "time": "t"})

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, ConfigFile, Db, Server, offline_texts, user};
+use crate::support::{Backend, ConfigFile, Db, Server, offline_texts, split_log_fields, user};
 
 fn chat_to(to: i64, text: &str) -> Value {
     json!({"msgid": 6, "toid": to, "msg": text})
@@ -31,10 +31,15 @@ fn live_chat_both_ways_v1_and_v2(backend: Backend) {
     let time = got["time"].as_str().unwrap();
     assert_eq!(time.len(), "2026-01-01 00:00:00".len(), "{time}");
     // v2 sender: ack 16 with seq; the v1 recipient gets it NUL-terminated.
+    // The ack names the conversation as b does, with the message's place in the log (a's v1 message
+    // was position 1).
+    let mut ack =
+        b.req(json!({"msgid": 6, "toid": a_id, "msg": "hi", "time": "custom", "seq": "s1"}));
     assert_eq!(
-        b.req(json!({"msgid": 6, "toid": a_id, "msg": "hi", "time": "custom", "seq": "s1"})),
-        json!({"msgid": 16, "errno": 0, "seq": "s1"})
+        split_log_fields(&mut ack),
+        (json!(format!("u{a_id}")), json!(2))
     );
+    assert_eq!(ack, json!({"msgid": 16, "errno": 0, "seq": "s1"}));
     assert_eq!(
         a.recv(),
         json!({"msgid": 6, "id": b_id, "name": "jack", "toid": a_id, "msg": "hi", "time": "custom"})
@@ -259,8 +264,13 @@ fn groups_create_join_and_chat(backend: Backend) {
         16
     );
     let expected = json!({"msgid": 10, "id": a_id, "name": "rex", "groupid": gid, "msg": "tune up", "time": "t"});
-    assert_eq!(b.recv(), expected);
-    assert_eq!(d.recv(), expected);
+    let mut to_b = b.recv();
+    assert_eq!(
+        split_log_fields(&mut to_b),
+        (json!(format!("g{gid}")), json!(1))
+    );
+    assert_eq!(to_b, expected);
+    assert_eq!(d.recv(), expected, "v1 frames are the original's");
     a.expect_silence(Duration::from_millis(200));
     c.expect_silence(Duration::from_millis(10));
     let refused = c.req(json!({"msgid": 10, "groupid": gid, "msg": "let me in"}));

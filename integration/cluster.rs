@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Conn, Db, Nginx, Redis, Server, login_eventually, user};
+use crate::support::{
+    Backend, Conn, Db, Nginx, Redis, Server, login_eventually, split_log_fields, user,
+};
 
 struct Cluster {
     db: Db,
@@ -41,8 +43,13 @@ fn cross_node_chat_both_ways_v1_and_v2() {
     let (mut b, b_id) = user(&c.nodes[1], "bo");
     // v1 (NUL) on node 0 → v2 (newline) on node 1, live.
     a.send(json!({"msgid": 6, "toid": b_id, "msg": "over the bus", "time": "t"}));
+    let mut got = b.recv();
     assert_eq!(
-        b.recv(),
+        split_log_fields(&mut got),
+        (json!(format!("u{a_id}")), json!(1))
+    );
+    assert_eq!(
+        got,
         json!({"msgid": 6, "id": a_id, "name": "ana", "toid": b_id, "msg": "over the bus", "time": "t"})
     );
     // And back, with the v2 ack.
@@ -113,13 +120,26 @@ fn joining_through_another_node_reaches_cached_member_lists() {
     assert_eq!(b.recv()["msg"], "welcome");
 }
 
+/// One device logs in once in the whole cluster: a second v2 login of the same device, or a second v1
+/// login, is refused on any node; another device is welcome.
 #[test]
 fn second_login_anywhere_is_refused() {
     let c = Cluster::start(2);
     let (_a, a_id) = user(&c.nodes[0], "dee");
     let mut other = c.nodes[1].connect(Separator::Nul);
-    let ack = other.req(json!({"msgid": 1, "id": a_id, "password": "pw"}));
+    let ack = other.req(json!({"msgid": 1, "id": a_id, "password": "pw", "v": 2}));
     assert_eq!(ack["errno"], 2, "{ack}");
+    assert_eq!(ack["errmsg"], "device \"default\" is already logged in");
+    let mut old = c.nodes[0].connect(Separator::Nul);
+    assert_eq!(
+        old.req(json!({"msgid": 1, "id": a_id, "password": "pw"}))["errno"],
+        0
+    );
+    let ack = other.req(json!({"msgid": 1, "id": a_id, "password": "pw"}));
+    assert_eq!(
+        ack,
+        json!({"msgid": 2, "errno": 2, "errmsg": "this account is using, input another!"})
+    );
 }
 
 #[test]
@@ -170,7 +190,7 @@ fn stopping_one_node_keeps_the_others_users() {
     login_eventually(c.nodes[0].addr, b_id, Duration::from_millis(500));
     let mut intruder = c.nodes[0].connect(Separator::Nul);
     assert_eq!(
-        intruder.req(json!({"msgid": 1, "id": a_id, "password": "pw"}))["errno"],
+        intruder.req(json!({"msgid": 1, "id": a_id, "password": "pw", "v": 2}))["errno"],
         2
     );
     assert_eq!(a.req(json!({"msgid": 99}))["errno"], 101);

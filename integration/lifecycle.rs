@@ -56,8 +56,12 @@ fn sigterm_flushes_and_logs_everyone_out(backend: Backend) {
     assert_eq!(texts, expected);
     // Presence was released in storage: a restarted node (any id) lets them in at once.
     let store = db.store();
-    assert!(
-        store.claim_presence(b_id as i32, "another-node").unwrap(),
+    store.heartbeat("another-node").unwrap();
+    assert_eq!(
+        store
+            .claim_device(b_id as i32, "default", "another-node", 1)
+            .unwrap(),
+        clusterchat::store::Claim::Claimed { first: true },
         "b still marked online"
     );
 }

@@ -636,3 +636,15 @@ impl Drop for Mariadb {
         self.stop();
     }
 }
+
+/// Takes the log's fields (`conv`, `pos`, `ts`, `cid`) out of a v2 frame, so the rest compares with the
+/// original's frame; returns them as `[conv, pos, ts]` (`ts` only checked for being a number).
+pub fn split_log_fields(frame: &mut Value) -> (Value, Value) {
+    let map = frame.as_object_mut().expect("a frame is an object");
+    let ts = map.remove("ts").unwrap_or(Value::Null);
+    assert!(ts.is_i64(), "ts is a number: {ts}");
+    map.remove("cid");
+    let conv = map.remove("conv").unwrap_or(Value::Null);
+    let pos = map.remove("pos").unwrap_or(Value::Null);
+    (conv, pos)
+}

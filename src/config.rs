@@ -47,6 +47,9 @@ pub struct Args {
     /// argon2id passes [default: 2].
     #[arg(long, env = "CHAT_ARGON2_ITERATIONS")]
     pub argon2_iterations: Option<u32>,
+    /// Most devices a user may have logged in at once, across the cluster [default: 8].
+    #[arg(long, env = "CHAT_MAX_DEVICES")]
+    pub max_devices: Option<usize>,
 }
 
 /// Every setting, as the config file spells it.
@@ -69,6 +72,8 @@ pub struct Settings {
     pub mailbox_capacity: usize,
     /// Stored messages in one login ack (and in each later batch).
     pub offline_batch: usize,
+    /// Most devices a user may have logged in at once, across the cluster.
+    pub max_devices: usize,
     /// Database connections in the pool.
     pub db_pool_size: u32,
     /// Threads hashing passwords (0: one per core).
@@ -92,6 +97,7 @@ impl Default for Settings {
             login_timeout_secs: 120,
             mailbox_capacity: 1024,
             offline_batch: 500,
+            max_devices: 8,
             db_pool_size: 16,
             hash_threads: 0,
             argon2: HashCost::default(),
@@ -124,7 +130,9 @@ impl Settings {
             login_timeout_secs,
             argon2_memory_kib,
             argon2_iterations,
+            max_devices,
         } = args;
+        override_with(&mut s.max_devices, max_devices);
         override_with(&mut s.listen, listen);
         override_with(&mut s.database, database);
         override_with(&mut s.max_frame_bytes, max_frame_bytes);
@@ -135,6 +143,7 @@ impl Settings {
         s.node_id = node_id.or(s.node_id);
         s.redis = redis.or(s.redis);
         anyhow::ensure!(s.offline_batch > 0, "offline_batch must be at least 1");
+        anyhow::ensure!(s.max_devices > 0, "max_devices must be at least 1");
         anyhow::ensure!(
             s.mailbox_capacity > 0,
             "mailbox_capacity must be at least 1"

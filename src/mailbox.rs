@@ -21,30 +21,50 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::model::UserId;
+use crate::model::{Conv, Pos, UserId};
+use crate::protocol::Version;
+use crate::store::Pointer;
+
+/// A chat frame on its way to one of `to`'s connections, and where it is in the log (`None` for a carbon,
+/// which is not the recipient's copy: nothing to record offline if it is never written).
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub to: UserId,
+    pub frame: Arc<str>,
+    pub at: Option<(Conv, Pos)>,
+}
+
+impl Live {
+    /// What to record offline should this frame never be written.
+    pub fn pointer(&self) -> Option<Pointer> {
+        self.at.map(|(conv, pos)| Pointer {
+            user: self.to,
+            conv,
+            pos,
+        })
+    }
+}
 
 /// One thing for a connection's writer to do.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// An ack or error for this connection; worthless once the connection is gone.
+    /// An ack, error or push for this connection; worthless once the connection is gone.
     Reply(String),
-    /// A chat frame for user `to`; stored offline if it cannot be written.
-    Chat { to: UserId, frame: Arc<str> },
+    /// A chat frame; recorded offline if it cannot be written.
+    Chat(Live),
     /// The unwritten end of a frame that went out only in part (separator included); `chats` are the
-    /// chat frames it carries whole, stored again if the rest cannot be written.
-    Rest {
-        bytes: Vec<u8>,
-        chats: Vec<(UserId, Arc<str>)>,
-    },
-    /// A successful login reply carrying `offline` frames taken from storage; `more` when storage may hold
-    /// further frames for `user` (the ack was full).
+    /// chat frames it carries whole, recorded offline again if the rest cannot be written.
+    Rest { bytes: Vec<u8>, chats: Vec<Live> },
+    /// A successful login reply carrying `offline` messages taken from storage; `more` when storage may
+    /// hold further messages for `user` (the ack was full).
     LoginAck {
         user: UserId,
+        version: Version,
         frame: String,
-        offline: Vec<String>,
+        offline: Vec<Live>,
         more: bool,
     },
-    /// Frames were stored for `user` while they were online here: fetch and send them.
+    /// Messages were recorded offline for `user` while they were online here: fetch and send them.
     Nudge(UserId),
     /// The connection logged out: no more nudges for the user who was on it.
     LoggedOut,
@@ -52,14 +72,11 @@ pub enum Outgoing {
 
 impl Outgoing {
     /// The chat frames this item would lose if it were never written.
-    pub fn undelivered(self) -> Vec<(UserId, Arc<str>)> {
+    pub fn undelivered(self) -> Vec<Live> {
         match self {
-            Outgoing::Chat { to, frame } => vec![(to, frame)],
+            Outgoing::Chat(live) => vec![live],
             Outgoing::Rest { chats, .. } => chats,
-            Outgoing::LoginAck { user, offline, .. } => offline
-                .into_iter()
-                .map(|frame| (user, Arc::from(frame)))
-                .collect(),
+            Outgoing::LoginAck { offline, .. } => offline,
             Outgoing::Reply(_) | Outgoing::Nudge(_) | Outgoing::LoggedOut => Vec::new(),
         }
     }
@@ -234,17 +251,18 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn chat(i: usize) -> Outgoing {
-        Outgoing::Chat {
+        Outgoing::Chat(Live {
             to: 1,
             frame: Arc::from(i.to_string()),
-        }
+            at: None,
+        })
     }
 
     fn texts(items: impl IntoIterator<Item = Outgoing>) -> Vec<String> {
         items
             .into_iter()
             .flat_map(Outgoing::undelivered)
-            .map(|(_, f)| f.to_string())
+            .map(|live| live.frame.to_string())
             .collect()
     }
 
@@ -280,10 +298,16 @@ mod tests {
     #[test]
     fn only_chat_is_worth_storing() {
         assert!(Outgoing::Reply("x".into()).undelivered().is_empty());
+        let live = |f: &str| Live {
+            to: 3,
+            frame: f.into(),
+            at: Some((Conv::direct(1, 3), 1)),
+        };
         let ack = Outgoing::LoginAck {
             user: 3,
+            version: Version::V1,
             frame: "{}".into(),
-            offline: vec!["a".into(), "b".into()],
+            offline: vec![live("a"), live("b")],
             more: false,
         };
         assert_eq!(ack.undelivered().len(), 2);

@@ -63,3 +63,106 @@ pub struct Group {
     pub desc: String,
     pub members: Vec<Member>,
 }
+
+/// A position in a conversation's log: 1, 2, 3, … without gaps, assigned at commit.
+pub type Pos = i64;
+
+/// A conversation: two users (in either order; a user with themselves too), or a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Conv {
+    /// One-to-one, `lo <= hi`, so both participants name the same conversation.
+    Direct {
+        lo: UserId,
+        hi: UserId,
+    },
+    Group(GroupId),
+}
+
+/// 2^31: every id is below it, so a pair of ids packs into one key.
+const ID_SPAN: i64 = 1 << 31;
+
+impl Conv {
+    /// The one-to-one conversation of `a` and `b`.
+    pub fn direct(a: UserId, b: UserId) -> Conv {
+        Conv::Direct {
+            lo: a.min(b),
+            hi: a.max(b),
+        }
+    }
+
+    /// The conversation's key in storage: positive for a pair of users, negative for a group, so that
+    /// one integer column and one index serve both.
+    pub fn key(self) -> i64 {
+        match self {
+            Conv::Direct { lo, hi } => i64::from(lo) * ID_SPAN + i64::from(hi),
+            Conv::Group(g) => -i64::from(g),
+        }
+    }
+
+    /// The conversation a storage key names.
+    pub fn from_key(key: i64) -> Option<Conv> {
+        let id = |v: i64| UserId::try_from(v).ok().filter(|&v| v > 0);
+        if key < 0 {
+            return Some(Conv::Group(id(-key)?));
+        }
+        let (lo, hi) = (id(key / ID_SPAN)?, id(key % ID_SPAN)?);
+        (lo <= hi).then_some(Conv::Direct { lo, hi })
+    }
+
+    /// The other participant of a one-to-one conversation, as `viewer` sees it (themselves for a chat
+    /// with themselves); `None` for a group or a conversation `viewer` is not in.
+    pub fn peer_of(self, viewer: UserId) -> Option<UserId> {
+        match self {
+            Conv::Direct { lo, hi } if lo == viewer => Some(hi),
+            Conv::Direct { lo, hi } if hi == viewer => Some(lo),
+            _ => None,
+        }
+    }
+
+    /// The conversation's name as `viewer` names it on the wire: `"u<peer>"` or `"g<group>"`.
+    pub fn name_for(self, viewer: UserId) -> String {
+        match self {
+            Conv::Group(g) => format!("g{g}"),
+            direct => format!("u{}", direct.peer_of(viewer).unwrap_or(viewer)),
+        }
+    }
+}
+
+/// One message of the log, as history, offline lists and live delivery show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogMessage {
+    pub conv: Conv,
+    pub pos: Pos,
+    /// Commit time, milliseconds since the Unix epoch.
+    pub ts: i64,
+    pub sender: UserId,
+    pub sender_name: String,
+    /// The sender's own id for the message, when they gave one.
+    pub cid: Option<String>,
+    /// The sender's `time` field (or the server's local time when they sent none).
+    pub time: String,
+    pub text: String,
+}
+
+/// A conversation as CONVERSATIONS lists it for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub conv: Conv,
+    /// The peer's name or the group's name.
+    pub name: String,
+    pub last: Pos,
+    pub read: Pos,
+    /// The commit time of the last message; 0 without messages.
+    pub last_ts: i64,
+}
+
+/// Which end of a conversation's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The newest messages.
+    Latest,
+    /// Messages before this position (exclusive).
+    Before(Pos),
+    /// Messages after this position (exclusive).
+    After(Pos),
+}

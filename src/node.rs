@@ -16,7 +16,7 @@ use crate::service::chat::NodeInbox;
 use crate::service::{Context, account};
 use crate::session::SessionConfig;
 use crate::store;
-use crate::store::batch::OfflineWriter;
+use crate::store::batch::LogWriter;
 
 /// Stack of a connection's reader: handlers, JSON and the database driver run on it.
 const WORKER_STACK: usize = 256 * 1024;
@@ -45,7 +45,7 @@ impl Node {
             None => Box::new(LocalBus),
         };
         let ctx = Arc::new(Context {
-            offline: OfflineWriter::start(store.clone())?,
+            log: LogWriter::start(store.clone())?,
             store,
             online: Default::default(),
             bus,
@@ -53,9 +53,11 @@ impl Node {
             limits: settings.limits.clone(),
             node: node_id.clone(),
             offline_batch: settings.offline_batch,
+            max_devices: settings.max_devices,
             unreleased: Default::default(),
             login_throttle: LoginThrottle::new(&settings.login_throttle),
             members: Default::default(),
+            users: Default::default(),
         });
         ctx.bus.start(Arc::new(NodeInbox(Arc::downgrade(&ctx))));
         let (threads, nofile) = machine_limits();

@@ -1,52 +1,121 @@
-//! The users logged in on this node: user id → the mailbox of their connection.
+//! The devices logged in on this node: user id → each device's name, version and mailbox.
 //!
-//! Delivery looks a user up and queues into their mailbox while holding the read lock, and removal takes the
-//! write lock. So once [`Online::remove`] has returned, nothing more can reach that mailbox through the map,
-//! and whatever it holds can be stored offline without a race.
+//! Delivery looks a user up and queues into their mailboxes while holding the read lock, and removal takes
+//! the write lock. So once [`Online::remove`] has returned, nothing more can reach that mailbox through the
+//! map, and whatever it holds can be recorded offline without a race.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::mailbox::{Mailbox, Outgoing};
+use crate::mailbox::{Live, Mailbox, Outgoing};
 use crate::model::UserId;
+use crate::protocol::Version;
+
+/// One logged-in connection of a user.
+#[derive(Clone)]
+pub struct Device {
+    pub name: Arc<str>,
+    pub version: Version,
+    pub mailbox: Arc<Mailbox>,
+}
+
+/// A chat frame in the shapes its readers need: the original's for v1 devices, the log's for v2. A carbon
+/// has no v1 shape (v1 devices get none).
+pub struct Frames {
+    pub v1: Option<Arc<str>>,
+    pub v2: Arc<str>,
+}
 
 /// The online-user map of one node.
 #[derive(Default)]
 pub struct Online {
-    users: RwLock<HashMap<UserId, Arc<Mailbox>>>,
+    users: RwLock<HashMap<UserId, Vec<Device>>>,
 }
 
 impl Online {
-    /// Registers `user` on `mailbox`; `false` if the user is already online here.
-    pub fn insert(&self, user: UserId, mailbox: &Arc<Mailbox>) -> bool {
+    /// Registers a device of `user`; `None` if a device of that name is online here already, else
+    /// whether it is the user's first device here.
+    pub fn insert(&self, user: UserId, device: Device) -> Option<bool> {
         let mut users = self.users.write();
-        if users.contains_key(&user) {
-            return false;
+        let devices = users.entry(user).or_default();
+        if devices.iter().any(|d| d.name == device.name) {
+            return None;
         }
-        users.insert(user, mailbox.clone());
-        true
+        devices.push(device);
+        Some(devices.len() == 1)
     }
 
-    /// Unregisters `user` if they are registered on `mailbox`.
-    pub fn remove(&self, user: UserId, mailbox: &Arc<Mailbox>) {
+    /// Unregisters the device of `user` whose mailbox is `mailbox`; returns whether the user has no device
+    /// left here (and so this node no longer needs their messages).
+    pub fn remove(&self, user: UserId, mailbox: &Arc<Mailbox>) -> bool {
         let mut users = self.users.write();
-        if users.get(&user).is_some_and(|m| Arc::ptr_eq(m, mailbox)) {
+        let Some(devices) = users.get_mut(&user) else {
+            return true;
+        };
+        devices.retain(|d| !Arc::ptr_eq(&d.mailbox, mailbox));
+        if devices.is_empty() {
             users.remove(&user);
+            return true;
+        }
+        false
+    }
+
+    /// Queues a chat frame for every device of `user` here but the one named `except`, each in its
+    /// version's shape; returns whether at least one device took it.
+    pub fn deliver(
+        &self,
+        user: UserId,
+        frames: &Frames,
+        at: Option<(crate::model::Conv, crate::model::Pos)>,
+        except: Option<&str>,
+    ) -> bool {
+        let users = self.users.read();
+        let Some(devices) = users.get(&user) else {
+            return false;
+        };
+        let mut taken = false;
+        for d in devices.iter().filter(|d| Some(&*d.name) != except) {
+            let frame = match d.version {
+                Version::V1 => frames.v1.clone(),
+                Version::V2 => Some(frames.v2.clone()),
+            };
+            if let Some(frame) = frame {
+                let live = Live {
+                    to: user,
+                    frame,
+                    at,
+                };
+                taken |= d.mailbox.push(Outgoing::Chat(live)).is_ok();
+            }
+        }
+        taken
+    }
+
+    /// Queues a frame for every v2 device of `user` here but the one named `except` (pushes such as
+    /// receipts, which v1 clients do not know).
+    pub fn push_v2(&self, user: UserId, frame: &str, except: Option<&str>) {
+        let users = self.users.read();
+        for d in users.get(&user).into_iter().flatten() {
+            if d.version == Version::V2 && Some(&*d.name) != except {
+                let _ = d.mailbox.push(Outgoing::Reply(frame.to_owned()));
+            }
         }
     }
 
-    /// Queues `item` for `user` if they are online here; gives it back otherwise (also when their
-    /// connection has just closed its mailbox).
-    pub fn deliver(&self, user: UserId, item: Outgoing) -> Result<(), Outgoing> {
-        match self.users.read().get(&user) {
-            Some(mailbox) => mailbox.push(item),
-            None => Err(item),
-        }
+    /// Asks every device of `user` here to fetch what was recorded offline; `false` if none is here.
+    pub fn nudge(&self, user: UserId) -> bool {
+        let users = self.users.read();
+        let Some(devices) = users.get(&user) else {
+            return false;
+        };
+        devices.iter().fold(false, |any, d| {
+            d.mailbox.push(Outgoing::Nudge(user)).is_ok() | any
+        })
     }
 
-    /// Whether `user` is online here.
+    /// Whether `user` has a device here.
     pub fn contains(&self, user: UserId) -> bool {
         self.users.read().contains_key(&user)
     }
@@ -56,19 +125,46 @@ impl Online {
 mod tests {
     use super::*;
 
+    fn device(name: &str, version: Version) -> (Device, crossbeam_channel::Receiver<Outgoing>) {
+        let (mailbox, rx) = Mailbox::new(4, || {});
+        let device = Device {
+            name: name.into(),
+            version,
+            mailbox,
+        };
+        (device, rx)
+    }
+
     #[test]
-    fn deliver_only_to_registered_mailbox() {
+    fn every_device_gets_its_shape_but_the_excepted_one() {
         let online = Online::default();
-        let (a, rx) = Mailbox::new(4, || {});
-        let (b, _) = Mailbox::new(4, || {});
-        assert!(online.deliver(1, Outgoing::Nudge(1)).is_err());
-        assert!(online.insert(1, &a));
-        assert!(!online.insert(1, &b), "second registration refused");
-        assert!(online.deliver(1, Outgoing::Nudge(1)).is_ok());
-        assert_eq!(rx.len(), 1);
-        online.remove(1, &b);
-        assert!(online.contains(1), "removal by another mailbox is ignored");
-        online.remove(1, &a);
-        assert!(!online.contains(1));
+        let (phone, phone_rx) = device("phone", Version::V2);
+        let (old, old_rx) = device("v1", Version::V1);
+        let (laptop, laptop_rx) = device("laptop", Version::V2);
+        assert_eq!(online.insert(1, phone.clone()), Some(true));
+        assert_eq!(online.insert(1, old), Some(false));
+        assert_eq!(online.insert(1, laptop), Some(false));
+        let (again, _) = device("phone", Version::V2);
+        assert_eq!(online.insert(1, again), None, "one device name once");
+        let frames = Frames {
+            v1: Some("one".into()),
+            v2: "two".into(),
+        };
+        assert!(online.deliver(1, &frames, None, Some("laptop")));
+        let text = |rx: &crossbeam_channel::Receiver<Outgoing>| match rx.try_recv() {
+            Ok(Outgoing::Chat(live)) => live.frame.to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(text(&phone_rx), "two");
+        assert_eq!(text(&old_rx), "one");
+        assert!(laptop_rx.is_empty());
+        let carbon = Frames {
+            v1: None,
+            v2: "c".into(),
+        };
+        assert!(online.deliver(1, &carbon, None, None));
+        assert!(old_rx.is_empty(), "no carbon for v1");
+        assert!(!online.remove(1, &phone.mailbox));
+        assert!(!online.deliver(2, &frames, None, None));
     }
 }

@@ -11,8 +11,12 @@ pub struct LocalBus;
 impl Bus for LocalBus {
     fn start(&self, _inbox: Arc<dyn Inbox>) {}
 
-    fn forward(&self, _user: UserId, _frame: &Arc<str>) -> Result<bool, BusError> {
-        Ok(false)
+    fn is_cluster(&self) -> bool {
+        false
+    }
+
+    fn forward(&self, _user: UserId, _payload: Arc<str>) -> Result<usize, BusError> {
+        Ok(0)
     }
 
     fn nudge(&self, _user: UserId) {}

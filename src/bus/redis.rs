@@ -21,7 +21,7 @@ use redis::{Client, Connection};
 use super::{Bus, BusError, Inbox};
 use crate::model::{GroupId, UserId};
 
-/// The payload of a nudge; a chat frame always starts with `{`.
+/// The payload of a nudge; every other payload is a JSON object, starting with `{`.
 const NUDGE: &str = "N";
 /// The channel (after the prefix) on which nodes announce group membership changes.
 const GROUPS: &str = "groups";
@@ -111,18 +111,22 @@ impl Bus for RedisBus {
             .expect("starting the Redis subscriber thread");
     }
 
-    fn forward(&self, user: UserId, frame: &Arc<str>) -> Result<bool, BusError> {
+    fn is_cluster(&self) -> bool {
+        true
+    }
+
+    fn forward(&self, user: UserId, payload: Arc<str>) -> Result<usize, BusError> {
         let (reply, rx) = bounded(1);
         let request = Publish {
             channel: self.channel(user),
-            payload: frame.clone(),
+            payload,
             reply: Some(reply),
         };
         self.publishes.try_send(request).map_err(bus_err)?;
         let receivers = rx
             .recv_timeout(IO_TIMEOUT * 2)
             .map_err(|_| BusError("no answer from the publisher".into()))??;
-        Ok(receivers > 0)
+        Ok(usize::try_from(receivers).unwrap_or(0))
     }
 
     fn nudge(&self, user: UserId) {
@@ -339,7 +343,7 @@ impl Subscriber {
         if payload == NUDGE {
             self.inbox.nudge(user);
         } else {
-            self.inbox.deliver(user, Arc::from(payload.as_ref()));
+            self.inbox.deliver(user, &payload);
         }
     }
 

@@ -23,6 +23,13 @@ pub mod msgid {
     pub const ADD_GROUP_ACK: i64 = 14;
     pub const ERROR: i64 = 15;
     pub const CHAT_ACK: i64 = 16;
+    pub const CONVERSATIONS: i64 = 17;
+    pub const CONVERSATIONS_ACK: i64 = 18;
+    pub const HISTORY: i64 = 19;
+    pub const HISTORY_ACK: i64 = 20;
+    pub const READ: i64 = 21;
+    pub const READ_ACK: i64 = 22;
+    pub const RECEIPT: i64 = 23;
 }
 
 /// The error numbers of ERROR_MSG (and 107/109 inside login and register acks).

@@ -5,8 +5,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Version, msgid};
-use crate::model::{Contact, Group};
+use crate::model::{Contact, Conv, Group, LogMessage, Pos, Summary};
 use crate::model::{GroupId, UserId};
+use std::sync::Arc;
 
 /// Encodes a JSON object, adding the request's `seq` when it had one.
 pub fn encode(mut object: Value, seq: Option<&Value>) -> String {
@@ -29,7 +30,7 @@ pub fn failed_ack(ack: i64, errno: i64, errmsg: &str, seq: Option<&Value>) -> St
     encode(json!({"msgid": ack, "errno": errno, "errmsg": errmsg}), seq)
 }
 
-/// A one-to-one chat frame as the recipient receives it (and as it is stored offline).
+/// A chat frame: the fields of the original (v1), and in v2 the message's place in the log.
 #[derive(Serialize)]
 struct ChatFrame<'a> {
     msgid: i64,
@@ -41,31 +42,79 @@ struct ChatFrame<'a> {
     groupid: Option<GroupId>,
     msg: &'a str,
     time: &'a str,
+    #[serde(flatten)]
+    log: Option<LogFields<'a>>,
 }
 
-/// Where a chat message goes: one user, or a group.
-#[derive(Debug, Clone, Copy)]
-pub enum Target {
-    User(UserId),
-    Group(GroupId),
+/// What a v2 chat frame adds: the conversation as its reader names it, position, commit time, cid.
+#[derive(Serialize)]
+struct LogFields<'a> {
+    conv: String,
+    pos: Pos,
+    ts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cid: Option<&'a str>,
 }
 
-/// The forwarded frame of a chat message, encoded once however many recipients it has.
-pub fn chat(sender: UserId, sender_name: &str, target: Target, text: &str, time: &str) -> String {
-    let (msgid, toid, groupid) = match target {
-        Target::User(to) => (msgid::ONE_CHAT, Some(to), None),
-        Target::Group(group) => (msgid::GROUP_CHAT, None, Some(group)),
+/// A logged message as a chat frame: in v1 exactly the original's (as forwarded and as stored offline),
+/// in v2 with `conv` named as `viewer` names it, `pos`, `ts` and `cid`.
+pub fn chat(m: &LogMessage, version: Version, viewer: UserId) -> String {
+    let (msgid, toid, groupid) = match m.conv {
+        Conv::Group(group) => (msgid::GROUP_CHAT, None, Some(group)),
+        direct => (msgid::ONE_CHAT, direct.peer_of(m.sender), None),
     };
+    let log = (version == Version::V2).then(|| LogFields {
+        conv: m.conv.name_for(viewer),
+        pos: m.pos,
+        ts: m.ts,
+        cid: m.cid.as_deref(),
+    });
     let frame = ChatFrame {
         msgid,
-        id: sender,
-        name: sender_name,
+        id: m.sender,
+        name: &m.sender_name,
         toid,
         groupid,
-        msg: text,
-        time,
+        msg: &m.text,
+        time: &m.time,
+        log,
     };
     serde_json::to_string(&frame).expect("a chat frame always serializes")
+}
+
+/// CHAT_MSG_ACK (v2): the message is in the log, at `pos` of `conv` (as the sender names it).
+pub fn chat_ack(
+    conv: Conv,
+    pos: Pos,
+    ts: i64,
+    sender: UserId,
+    cid: Option<&str>,
+    seq: Option<&Value>,
+) -> String {
+    let mut ack = json!({"msgid": msgid::CHAT_ACK, "errno": 0, "conv": conv.name_for(sender), "pos": pos, "ts": ts});
+    if let Some(cid) = cid {
+        ack["cid"] = json!(cid);
+    }
+    encode(ack, seq)
+}
+
+/// One conversation as CONVERSATIONS and the v2 login ack list it.
+pub fn conversation(s: &Summary, viewer: UserId) -> Value {
+    json!({
+        "conv": s.conv.name_for(viewer),
+        "name": s.name,
+        "last": s.last,
+        "read": s.read,
+        "unread": (s.last - s.read).max(0),
+    })
+}
+
+/// RECEIPT: `reader` has read `conv` (as `viewer` names it) up to `read`.
+pub fn receipt(conv: Conv, viewer: UserId, reader: UserId, read: Pos) -> String {
+    encode(
+        json!({"msgid": msgid::RECEIPT, "conv": conv.name_for(viewer), "id": reader, "read": read}),
+        None,
+    )
 }
 
 /// Everything a successful login reply shows.
@@ -74,10 +123,13 @@ pub struct LoginView<'a> {
     pub name: &'a str,
     pub friends: &'a [Contact],
     pub groups: &'a [Group],
-    /// Stored chat frames, oldest first.
-    pub offline: &'a [String],
+    /// Offline messages, already encoded as this connection's chat frames, oldest first.
+    pub offline: &'a [Arc<str>],
     /// The resume token (v2 only).
     pub token: Option<&'a str>,
+    /// The device logged in, and the user's conversations (v2 only).
+    pub device: &'a str,
+    pub conversations: &'a [Summary],
 }
 
 /// The successful LOGIN_MSG_ACK, in the connection's version's shape.
@@ -87,17 +139,26 @@ pub fn login_ack(view: &LoginView, version: Version, seq: Option<&Value>) -> Str
     ack.insert("errno".into(), json!(0));
     ack.insert("id".into(), json!(view.id));
     ack.insert("name".into(), json!(view.name));
-    if let (Version::V2, Some(token)) = (version, view.token) {
-        ack.insert("token".into(), json!(token));
+    if version == Version::V2 {
+        if let Some(token) = view.token {
+            ack.insert("token".into(), json!(token));
+        }
+        ack.insert("device".into(), json!(view.device));
+        let conversations = view
+            .conversations
+            .iter()
+            .map(|c| conversation(c, view.id))
+            .collect();
+        ack.insert("conversations".into(), Value::Array(conversations));
     }
     let friends: Vec<Value> = view.friends.iter().map(contact).collect();
     let groups: Vec<Value> = view.groups.iter().map(|g| group(g, version)).collect();
     let lists = match version {
-        // Stored frames are already encoded: in v1 they go as they are, one string each.
+        // Chat frames are already encoded: in v1 they go as they are, one string each.
         Version::V1 => [
             double_encode(friends),
             double_encode(groups),
-            view.offline.iter().map(|s| json!(s)).collect(),
+            view.offline.iter().map(|s| json!(&**s)).collect(),
         ],
         Version::V2 => [
             friends,
@@ -141,7 +202,7 @@ fn double_encode(list: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
-/// A stored frame as a plain object; a row that is somehow not JSON is passed on as a string.
+/// An encoded chat frame as a plain object (it always is JSON; a string otherwise, never lost).
 fn stored_frame(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| json!(s))
 }
@@ -155,7 +216,7 @@ mod tests {
     fn sample<'a>(
         friends: &'a [Contact],
         groups: &'a [Group],
-        offline: &'a [String],
+        offline: &'a [Arc<str>],
     ) -> LoginView<'a> {
         LoginView {
             id: 1,
@@ -164,7 +225,46 @@ mod tests {
             groups,
             offline,
             token: None,
+            device: "phone",
+            conversations: &[],
         }
+    }
+
+    fn message(conv: Conv) -> LogMessage {
+        LogMessage {
+            conv,
+            pos: 7,
+            ts: 1_000,
+            sender: 2,
+            sender_name: "bob".into(),
+            cid: Some("c-1".into()),
+            time: "t".into(),
+            text: "hi".into(),
+        }
+    }
+
+    #[test]
+    fn v2_chat_frames_name_the_conversation_as_the_reader_does() {
+        let m = message(Conv::direct(1, 2));
+        let v1: Value = serde_json::from_str(&chat(&m, Version::V1, 1)).unwrap();
+        assert_eq!(
+            v1,
+            json!({"msgid":6,"id":2,"name":"bob","toid":1,"msg":"hi","time":"t"})
+        );
+        let to_ann: Value = serde_json::from_str(&chat(&m, Version::V2, 1)).unwrap();
+        assert_eq!(
+            to_ann,
+            json!({"msgid":6,"id":2,"name":"bob","toid":1,"msg":"hi","time":"t",
+                   "conv":"u2","pos":7,"ts":1000,"cid":"c-1"})
+        );
+        let carbon: Value = serde_json::from_str(&chat(&m, Version::V2, 2)).unwrap();
+        assert_eq!(carbon["conv"], "u1");
+        let ack: Value =
+            serde_json::from_str(&chat_ack(m.conv, 7, 1000, 2, None, Some(&json!("s")))).unwrap();
+        assert_eq!(
+            ack,
+            json!({"msgid":16,"errno":0,"conv":"u1","pos":7,"ts":1000,"seq":"s"})
+        );
     }
 
     fn ann_group() -> Group {
@@ -198,7 +298,9 @@ mod tests {
             online: false,
         }];
         let groups = [ann_group()];
-        let offline = [chat(2, "bob", Target::User(1), "hi", "t")];
+        let mut m = message(Conv::direct(1, 2));
+        m.cid = None;
+        let offline: [Arc<str>; 1] = [chat(&m, Version::V1, 1).into()];
         let text = login_ack(
             &sample(&friends, &groups, &offline),
             Version::V1,
@@ -224,14 +326,19 @@ mod tests {
     #[test]
     fn v2_login_ack_is_plain_and_complete() {
         let groups = [ann_group()];
-        let offline = [chat(2, "bob", Target::Group(9), "hi", "t")];
+        let mut m = message(Conv::Group(9));
+        m.cid = None;
+        let offline: [Arc<str>; 1] = [chat(&m, Version::V2, 1).into()];
         let text = login_ack(&sample(&[], &groups, &offline), Version::V2, None);
         let ack: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(ack["friends"], json!([]));
+        assert_eq!(ack["device"], json!("phone"));
+        assert_eq!(ack["conversations"], json!([]));
         assert_eq!(ack["groups"][0]["users"][0]["role"], json!("creator"));
         assert_eq!(
             ack["offlinemsg"][0],
-            json!({"msgid":10,"id":2,"name":"bob","groupid":9,"msg":"hi","time":"t"})
+            json!({"msgid":10,"id":2,"name":"bob","groupid":9,"msg":"hi","time":"t",
+                   "conv":"g9","pos":7,"ts":1000})
         );
     }
 

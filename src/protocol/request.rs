@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{Errno, Version, msgid};
+use crate::model::{Conv, Page, Pos};
 use crate::model::{GroupId, UserId};
 
 /// Length limits of client-supplied text; all configurable, defaults as PROTOCOL.md.
@@ -86,8 +87,57 @@ pub fn is_client_msgid(id: i64) -> bool {
             | msgid::CREATE_GROUP
             | msgid::ADD_GROUP
             | msgid::GROUP_CHAT
+            | msgid::CONVERSATIONS
+            | msgid::HISTORY
+            | msgid::READ
     )
 }
+
+/// A conversation as a client names it: `"u<ID>"` (with user ID) or `"g<ID>"` (group ID).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvName {
+    User(UserId),
+    Group(GroupId),
+}
+
+impl ConvName {
+    /// The conversation `viewer` means by this name.
+    pub fn conv(self, viewer: UserId) -> Conv {
+        match self {
+            ConvName::User(peer) => Conv::direct(viewer, peer),
+            ConvName::Group(group) => Conv::Group(group),
+        }
+    }
+
+    fn parse(name: &str) -> Option<ConvName> {
+        let (kind, digits) = name.split_at_checked(1)?;
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.starts_with('0')
+        {
+            return None;
+        }
+        let id = digits.parse::<i32>().ok()?;
+        match kind {
+            "u" => Some(ConvName::User(id)),
+            "g" => Some(ConvName::Group(id)),
+            _ => None,
+        }
+    }
+}
+
+/// Messages a HISTORY page holds at most, and by default.
+pub const HISTORY_MAX: usize = 200;
+pub const HISTORY_DEFAULT: usize = 50;
+
+/// Longest `cid` and device name, in characters.
+const MAX_CID_CHARS: usize = 64;
+const MAX_DEVICE_CHARS: usize = 64;
+
+/// The device name of every v1 login; a v2 login may not take it.
+pub const V1_DEVICE: &str = "v1";
+/// The device name of a v2 login that names none.
+pub const DEFAULT_DEVICE: &str = "default";
 
 /// How a login proves who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +158,7 @@ pub enum Request {
         id: UserId,
         credential: Credential,
         version: Version,
+        device: String,
     },
     Register {
         name: String,
@@ -118,6 +169,7 @@ pub enum Request {
         to: UserId,
         text: String,
         time: Option<String>,
+        cid: Option<String>,
     },
     AddFriend {
         friend: UserId,
@@ -133,6 +185,17 @@ pub enum Request {
         group: GroupId,
         text: String,
         time: Option<String>,
+        cid: Option<String>,
+    },
+    Conversations,
+    History {
+        conv: ConvName,
+        page: Page,
+        limit: usize,
+    },
+    Read {
+        conv: ConvName,
+        pos: Pos,
     },
 }
 
@@ -172,6 +235,7 @@ impl Request {
                 to: id_field(b, "toid")?,
                 text: text_field(b, "msg", TextKind::Prose, 1, limits.max_text_chars)?,
                 time: time_field(b)?,
+                cid: cid_field(b)?,
             },
             msgid::ADD_FRIEND => Request::AddFriend {
                 friend: id_field(b, "friendid")?,
@@ -202,6 +266,13 @@ impl Request {
                 group: id_field(b, "groupid")?,
                 text: text_field(b, "msg", TextKind::Prose, 1, limits.max_text_chars)?,
                 time: time_field(b)?,
+                cid: cid_field(b)?,
+            },
+            msgid::CONVERSATIONS => Request::Conversations,
+            msgid::HISTORY => history(b)?,
+            msgid::READ => Request::Read {
+                conv: conv_field(b)?,
+                pos: pos_field(b, "pos")?,
             },
             other => unreachable!("msgid {other} is not a client request"),
         })
@@ -225,11 +296,82 @@ fn login(b: Fields, limits: &Limits) -> Result<Request, FieldError> {
         }
         _ => Credential::Password(password_field(b, limits)?),
     };
+    let device = match version {
+        Version::V1 => V1_DEVICE.to_owned(),
+        Version::V2 => match b.get("device") {
+            None | Some(Value::Null) => DEFAULT_DEVICE.to_owned(),
+            Some(_) => {
+                let device = text_field(b, "device", TextKind::Name, 1, MAX_DEVICE_CHARS)?;
+                if device == V1_DEVICE {
+                    return Err(FieldError::new(
+                        "device",
+                        "\"v1\" is reserved for v1 logins",
+                    ));
+                }
+                device
+            }
+        },
+    };
     Ok(Request::Login {
         id,
         credential,
         version,
+        device,
     })
+}
+
+/// HISTORY: a conversation, at most one of `before` and `after`, and a `limit`.
+fn history(b: Fields) -> Result<Request, FieldError> {
+    let conv = conv_field(b)?;
+    let page = match (b.contains_key("before"), b.contains_key("after")) {
+        (true, true) => {
+            return Err(FieldError::new(
+                "before",
+                "give either 'before' or 'after', not both",
+            ));
+        }
+        (true, false) => Page::Before(pos_field(b, "before")?),
+        (false, true) => Page::After(pos_field(b, "after")?),
+        (false, false) => Page::Latest,
+    };
+    let limit = match b.get("limit") {
+        None => HISTORY_DEFAULT,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=HISTORY_MAX as u64).contains(n))
+            .map(|n| n as usize)
+            .ok_or_else(|| {
+                FieldError::new(
+                    "limit",
+                    &format!("must be an integer from 1 to {HISTORY_MAX}"),
+                )
+            })?,
+    };
+    Ok(Request::History { conv, page, limit })
+}
+
+/// `conv`: `"u<ID>"` or `"g<ID>"`.
+fn conv_field(b: Fields) -> Result<ConvName, FieldError> {
+    let name = string_field(b, "conv")?;
+    ConvName::parse(name)
+        .ok_or_else(|| FieldError::new("conv", "must be \"u<user id>\" or \"g<group id>\""))
+}
+
+/// A position: a positive integer within `i64`.
+fn pos_field(b: Fields, name: &str) -> Result<Pos, FieldError> {
+    b.get(name)
+        .ok_or_else(|| FieldError::new(name, "missing"))?
+        .as_i64()
+        .filter(|&v| v > 0)
+        .ok_or_else(|| FieldError::new(name, "must be a positive integer"))
+}
+
+/// `cid` is optional: 1 to 64 characters without control characters.
+fn cid_field(b: Fields) -> Result<Option<String>, FieldError> {
+    match b.get("cid") {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => text_field(b, "cid", TextKind::Name, 1, MAX_CID_CHARS).map(Some),
+    }
 }
 
 /// A positive integer within `i32`.
@@ -363,10 +505,10 @@ mod tests {
 
     #[test]
     fn client_msgids() {
-        for id in [1, 3, 4, 6, 7, 8, 9, 10] {
+        for id in [1, 3, 4, 6, 7, 8, 9, 10, 17, 19, 21] {
             assert!(is_client_msgid(id));
         }
-        for id in [0, -1, 2, 5, 11, 12, 13, 14, 15, 16, 17, 1000] {
+        for id in [0, -1, 2, 5, 11, 12, 13, 14, 15, 16, 18, 20, 22, 23, 1000] {
             assert!(!is_client_msgid(id));
         }
     }
@@ -378,7 +520,8 @@ mod tests {
             Ok(Request::Login {
                 id: 5,
                 credential: Credential::Password("pw".into()),
-                version: Version::V2
+                version: Version::V2,
+                device: DEFAULT_DEVICE.into(),
             })
         );
         assert_eq!(
@@ -386,9 +529,29 @@ mod tests {
             Ok(Request::Login {
                 id: 5,
                 credential: Credential::Token("t0k".into()),
-                version: Version::V2
+                version: Version::V2,
+                device: DEFAULT_DEVICE.into(),
             })
         );
+        assert_eq!(
+            parse(json!({"msgid":1,"id":5,"password":"pw","device":"phone"})),
+            Ok(Request::Login {
+                id: 5,
+                credential: Credential::Password("pw".into()),
+                version: Version::V1,
+                device: V1_DEVICE.into(),
+            }),
+            "a v1 login is the device \"v1\", whatever it says"
+        );
+        for bad in [
+            json!({"msgid":1,"id":5,"password":"pw","v":2,"device":"v1"}),
+            json!({"msgid":1,"id":5,"password":"pw","v":2,"device":""}),
+            json!({"msgid":1,"id":5,"password":"pw","v":2,"device":"a\nb"}),
+            json!({"msgid":1,"id":5,"password":"pw","v":2,"device":"x".repeat(65)}),
+            json!({"msgid":1,"id":5,"password":"pw","v":2,"device":5}),
+        ] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
         for bad in [
             json!({"msgid":1,"id":-1,"password":"pw"}),
             json!({"msgid":1,"id":"5","password":"pw"}),
@@ -429,7 +592,8 @@ mod tests {
             Ok(Request::Chat {
                 to: 2,
                 text: "a\nb\tc".into(),
-                time: None
+                time: None,
+                cid: None,
             })
         );
         assert!(parse(json!({"msgid":6,"toid":2,"msg":"a\u{7}"})).is_err());
@@ -458,7 +622,56 @@ mod tests {
             Ok(Request::GroupChat {
                 group: 3,
                 text: "hi".into(),
-                time: Some("t".into())
+                time: Some("t".into()),
+                cid: None,
+            })
+        );
+    }
+
+    #[test]
+    fn cid_and_log_requests() {
+        assert!(matches!(
+            parse(json!({"msgid":6,"toid":2,"msg":"x","cid":"c-1"})),
+            Ok(Request::Chat { cid: Some(c), .. }) if c == "c-1"
+        ));
+        for bad in [json!(""), json!(5), json!("x".repeat(65)), json!("a\u{1}")] {
+            assert!(parse(json!({"msgid":6,"toid":2,"msg":"x","cid":bad})).is_err());
+        }
+        assert_eq!(
+            parse(json!({"msgid":19,"conv":"u5"})),
+            Ok(Request::History {
+                conv: ConvName::User(5),
+                page: Page::Latest,
+                limit: HISTORY_DEFAULT
+            })
+        );
+        assert_eq!(
+            parse(json!({"msgid":19,"conv":"g3","after":9,"limit":200})),
+            Ok(Request::History {
+                conv: ConvName::Group(3),
+                page: Page::After(9),
+                limit: 200
+            })
+        );
+        for bad in [
+            json!({"msgid":19,"conv":"u5","before":2,"after":1}),
+            json!({"msgid":19,"conv":"u5","limit":0}),
+            json!({"msgid":19,"conv":"u5","limit":201}),
+            json!({"msgid":19,"conv":"u5","before":0}),
+            json!({"msgid":19,"conv":"x5"}),
+            json!({"msgid":19,"conv":"u05"}),
+            json!({"msgid":19,"conv":"u"}),
+            json!({"msgid":19,"conv":"u2147483648"}),
+            json!({"msgid":21,"conv":"u5"}),
+            json!({"msgid":21,"conv":"u5","pos":1.5}),
+        ] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse(json!({"msgid":21,"conv":"g3","pos":4})),
+            Ok(Request::Read {
+                conv: ConvName::Group(3),
+                pos: 4
             })
         );
     }

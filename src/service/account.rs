@@ -5,11 +5,15 @@ use serde_json::{Value, json};
 use super::{Caller, Context, Failure, Identity, token};
 use crate::mailbox::Outgoing;
 use crate::model::UserId;
-use crate::model::{Contact, Group, UserRecord};
+use std::sync::Arc;
+
+use crate::mailbox::Live;
+use crate::model::{Contact, Group, Summary};
+use crate::online::Device;
 use crate::protocol::reply::{self, LoginView};
 use crate::protocol::request::Credential;
 use crate::protocol::{Errno, Version, msgid};
-use crate::store::StoreError;
+use crate::store::{Claim, StoreError};
 
 /// The original's words for a failed login, which its client shows as they are.
 pub const INVALID_LOGIN: &str = "id or password is invalid!";
@@ -19,7 +23,7 @@ const THROTTLED: &str = "too many failed logins; try again later";
 /// REG_MSG: creates the user and answers with their new id.
 pub fn register(
     ctx: &Context,
-    caller: &Caller,
+    caller: &mut Caller,
     name: &str,
     password: &str,
     seq: Option<&Value>,
@@ -29,9 +33,13 @@ pub fn register(
         Failure::new(Errno::Unavailable, "could not hash the password")
     })?;
     let id = ctx.store.create_user(name, &hash).map_err(|e| match e {
-        StoreError::Conflict => Failure::ack(1, "this name is already taken"),
+        StoreError::Conflict => {
+            tracing::info!(peer = %caller.peer, "registration refused: name taken");
+            Failure::ack(1, "this name is already taken")
+        }
         other => Failure::from(other),
     })?;
+    tracing::info!(user = id, "registered");
     caller.reply(reply::encode(
         json!({"msgid": msgid::REG_ACK, "errno": 0, "id": id}),
         seq,
@@ -39,14 +47,15 @@ pub fn register(
     Ok(())
 }
 
-/// LOGIN_MSG: checks the password, claims cluster-wide presence, and answers with friends, groups and
-/// stored messages.
+/// LOGIN_MSG: checks the password (or the device's token), claims cluster-wide presence for the device,
+/// and answers with friends, groups, offline messages and (v2) conversations.
 pub fn login(
     ctx: &Context,
     caller: &mut Caller,
     id: UserId,
     credential: &Credential,
     version: Version,
+    device: &str,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
     if !ctx.login_throttle.allows(caller.peer, id) {
@@ -57,51 +66,49 @@ pub fn login(
         (None, Credential::Password(password)) => ctx.hasher.waste(password),
         (None, Credential::Token(_)) => false,
         (Some(u), Credential::Password(password)) => ctx.hasher.verify(password, &u.password_hash),
-        (Some(_), Credential::Token(presented)) => token::matches(ctx, id, presented)?,
+        (Some(_), Credential::Token(presented)) => token::matches(ctx, id, device, presented)?,
     };
     let Some(user) = user.filter(|_| authentic) else {
         ctx.login_throttle.failed(caller.peer, id);
+        tracing::info!(user = id, peer = %caller.peer, "login refused: wrong id or password");
         return Err(Failure::ack(1, INVALID_LOGIN));
     };
     ctx.login_throttle.succeeded(caller.peer, id);
-    if !ctx.store.claim_presence(id, &ctx.node)? {
-        return Err(Failure::ack(2, IN_USE));
-    }
-    ctx.unreleased.lock().remove(&id);
-    // The claim already refuses a second login on this node; the map is the last word should storage's
-    // presence have been changed behind this node's back.
-    if !ctx.online.insert(id, &caller.mailbox) {
-        return Err(Failure::ack(2, IN_USE));
-    }
-    if let Err(e) = ctx.bus.subscribe(id) {
-        tracing::warn!(user = id, error = %e, "subscribe failed; remote messages go offline");
-    }
+    claim(ctx, id, device, version)?;
     let identity = Identity {
         id,
         name: user.name.as_str().into(),
         version,
+        device: device.into(),
     };
-    // Contacts are read once the user counts as online (their own state in their groups says so), and
+    ctx.unreleased.lock().remove(&(id, identity.device.clone()));
+    // The claim already refuses a second login of the device; the map is the last word should storage's
+    // presence have been changed behind this node's back.
+    let here = Device {
+        name: identity.device.clone(),
+        version,
+        mailbox: caller.mailbox.clone(),
+    };
+    let Some(first_here) = ctx.online.insert(id, here) else {
+        release(ctx, id, &identity.device);
+        return Err(Failure::ack(2, in_use(version, device)));
+    };
+    if first_here && let Err(e) = ctx.bus.subscribe(id) {
+        tracing::warn!(user = id, error = %e, "subscribe failed; remote messages go offline");
+    }
+    // Contacts are read once the device counts as online (their own state in their groups says so), and
     // before a new token is issued, so that a failure to read them leaves the old token working.
-    let acked = Contacts::read(ctx, id).and_then(|contacts| {
+    let acked = Contacts::read(ctx, id, version).and_then(|contacts| {
         let token = match (version, credential) {
             (Version::V1, _) => None,
             (Version::V2, Credential::Token(presented)) => Some(presented.clone()),
-            (Version::V2, Credential::Password(_)) => token::issue(ctx, id),
+            (Version::V2, Credential::Password(_)) => token::issue(ctx, id, device),
         };
-        send_login_ack(
-            ctx,
-            caller,
-            &user,
-            &contacts,
-            version,
-            token.as_deref(),
-            seq,
-        )
+        send_login_ack(ctx, caller, &identity, &contacts, token.as_deref(), seq)
     });
     match acked {
         Ok(()) => {
-            tracing::info!(user = id, "logged in");
+            tracing::info!(user = id, device, "logged in");
             caller.user = Some(identity);
             Ok(())
         }
@@ -113,64 +120,117 @@ pub fn login(
     }
 }
 
-/// What a login ack lists besides stored messages.
+/// Claims presence for the device: errno 2 when it is logged in already or the user has as many devices
+/// as allowed.
+fn claim(ctx: &Context, id: UserId, device: &str, version: Version) -> Result<(), Failure> {
+    match ctx
+        .store
+        .claim_device(id, device, &ctx.node, ctx.max_devices)?
+    {
+        Claim::Claimed { .. } => Ok(()),
+        Claim::DeviceInUse => {
+            tracing::info!(user = id, device, "login refused: device logged in already");
+            Err(Failure::ack(2, in_use(version, device)))
+        }
+        Claim::TooMany => {
+            tracing::info!(user = id, device, "login refused: too many devices");
+            Err(Failure::ack(
+                2,
+                format!("too many devices logged in (at most {})", ctx.max_devices),
+            ))
+        }
+    }
+}
+
+/// The words for a device that is logged in already: the original's for v1 (its client shows them).
+fn in_use(version: Version, device: &str) -> String {
+    match version {
+        Version::V1 => IN_USE.to_owned(),
+        Version::V2 => format!("device {device:?} is already logged in"),
+    }
+}
+
+/// What a login ack lists besides offline messages.
 struct Contacts {
     friends: Vec<Contact>,
     groups: Vec<Group>,
+    /// v2 only.
+    conversations: Vec<Summary>,
 }
 
 impl Contacts {
-    fn read(ctx: &Context, user: UserId) -> Result<Contacts, Failure> {
+    fn read(ctx: &Context, user: UserId, version: Version) -> Result<Contacts, Failure> {
         Ok(Contacts {
             friends: ctx.store.friends(user)?,
             groups: ctx.store.groups_of(user)?,
+            conversations: match version {
+                Version::V1 => Vec::new(),
+                Version::V2 => super::history::list(ctx, user)?,
+            },
         })
     }
 }
 
-/// Builds and queues the login ack. Stored messages are taken last, so a failure before that loses none;
-/// once taken, they travel inside the queued ack, which stores them again if it cannot be written. Taking
-/// them is the only step that can fail after a v2 password login issued its new token (PROTOCOL.md).
+/// Builds and queues the login ack. Offline messages are taken last, so a failure before that loses none;
+/// once taken, they travel inside the queued ack, which records them offline again if it cannot be
+/// written. Taking them is the only step that can fail after a v2 password login issued its new token
+/// (PROTOCOL.md).
 fn send_login_ack(
     ctx: &Context,
     caller: &Caller,
-    user: &UserRecord,
+    me: &Identity,
     contacts: &Contacts,
-    version: Version,
     token: Option<&str>,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
-    let offline = ctx.store.take_offline(user.id, ctx.offline_batch)?;
+    let offline = fetch_offline(ctx, me.id, me.version)?;
+    let frames: Vec<Arc<str>> = offline.iter().map(|l| l.frame.clone()).collect();
     let view = LoginView {
-        id: user.id,
-        name: &user.name,
+        id: me.id,
+        name: &me.name,
         friends: &contacts.friends,
         groups: &contacts.groups,
-        offline: &offline,
+        offline: &frames,
         token,
+        device: &me.device,
+        conversations: &contacts.conversations,
     };
-    let frame = reply::login_ack(&view, version, seq);
+    let frame = reply::login_ack(&view, me.version, seq);
     let more = offline.len() == ctx.offline_batch;
     caller
         .mailbox
         .push(Outgoing::LoginAck {
-            user: user.id,
+            user: me.id,
+            version: me.version,
             frame,
             offline,
             more,
         })
         .map_err(|item| {
-            // The connection closed meanwhile: put the taken messages back.
+            // The connection closed meanwhile: record the taken messages offline again.
             super::chat::store_undelivered(ctx, item.undelivered());
             Failure::new(Errno::Unavailable, "connection closing")
         })
 }
 
-/// LOGINOUT_MSG: the connection stays open, logged out, and the user's resume token is revoked (a
+/// Takes the next batch of `user`'s offline messages, oldest first, as frames of `version`.
+pub fn fetch_offline(ctx: &Context, user: UserId, version: Version) -> Result<Vec<Live>, Failure> {
+    let messages = ctx.store.take_offline(user, ctx.offline_batch)?;
+    Ok(messages
+        .iter()
+        .map(|m| Live {
+            to: user,
+            frame: reply::chat(m, version, user).into(),
+            at: Some((m.conv, m.pos)),
+        })
+        .collect())
+}
+
+/// LOGINOUT_MSG: the connection stays open, logged out, and the device's resume token is revoked (a
 /// connection that merely drops keeps it, so the client can resume).
 pub fn logout(ctx: &Context, caller: &mut Caller, seq: Option<&Value>) {
     let me = caller.user.take().expect("dispatch checks login first");
-    token::revoke(ctx, me.id);
+    token::revoke(ctx, me.id, &me.device);
     leave(ctx, &me, caller);
     let _ = caller.mailbox.push(Outgoing::LoggedOut);
     if me.version == Version::V2 {
@@ -181,26 +241,31 @@ pub fn logout(ctx: &Context, caller: &mut Caller, seq: Option<&Value>) {
     }
 }
 
-/// Takes `me` offline on this node: out of the map first, so nothing more is queued for them here, then
-/// off the bus and out of storage's presence. A release that fails is retried by the heartbeat, so a
-/// storage outage cannot leave a user stuck online.
+/// Takes `me`'s device offline on this node: out of the map first, so nothing more is queued for it here,
+/// then (with the user's last device here) off the bus, and out of storage's presence. A release that
+/// fails is retried by the heartbeat, so a storage outage cannot leave a device stuck online.
 pub fn leave(ctx: &Context, me: &Identity, caller: &Caller) {
-    ctx.online.remove(me.id, &caller.mailbox);
-    ctx.bus.unsubscribe(me.id);
-    if let Err(e) = ctx.store.release_presence(me.id, &ctx.node) {
-        tracing::warn!(user = me.id, error = %e, "release of presence failed; will retry");
-        ctx.unreleased.lock().insert(me.id);
+    if ctx.online.remove(me.id, &caller.mailbox) {
+        ctx.bus.unsubscribe(me.id);
     }
-    tracing::info!(user = me.id, "logged out");
+    release(ctx, me.id, &me.device);
+    tracing::info!(user = me.id, device = %me.device, "logged out");
 }
 
-/// Retries the releases that failed, for users who have not logged in here again since.
+/// Releases the device's presence, or remembers to retry.
+fn release(ctx: &Context, user: UserId, device: &Arc<str>) {
+    if let Err(e) = ctx.store.release_device(user, device, &ctx.node) {
+        tracing::warn!(user, error = %e, "release of presence failed; will retry");
+        ctx.unreleased.lock().insert((user, device.clone()));
+    }
+}
+
+/// Retries the releases that failed, for devices that have not logged in here again since.
 pub fn retry_releases(ctx: &Context) {
-    let pending: Vec<UserId> = ctx.unreleased.lock().iter().copied().collect();
-    for user in pending {
-        // A user back online here holds presence again; anyone else is released now.
-        if ctx.online.contains(user) || ctx.store.release_presence(user, &ctx.node).is_ok() {
-            ctx.unreleased.lock().remove(&user);
+    let pending: Vec<(UserId, Arc<str>)> = ctx.unreleased.lock().iter().cloned().collect();
+    for (user, device) in pending {
+        if ctx.store.release_device(user, &device, &ctx.node).is_ok() {
+            ctx.unreleased.lock().remove(&(user, device));
         }
     }
 }

@@ -1,44 +1,53 @@
-//! Chat: one-to-one and group messages, routed live or stored offline, and the offline backlog.
+//! Chat: one-to-one and group messages, committed to the log, then delivered live or recorded offline.
 //!
-//! Routing a frame to a user: online on this node → their mailbox; else the bus → the node that holds
-//! them; else storage, followed by a nudge. The nudge closes the race at login (PROTOCOL.md): a user who
-//! logs in registers their mailbox before reading storage, and whoever stores a frame checks for them
-//! afterwards, so either the login's read sees the frame or the nudge makes their connection fetch it.
-//!
-//! A chat's offline messages are stored when the sender's connection has handled everything it read at
-//! once ([`super::pending`]); the sender's acknowledgement follows the commit.
+//! A chat request is checked at once (recipient, membership) and its message waits in the caller's
+//! [`super::pending`] list, to be committed with the rest of the read. Once committed, each recipient's
+//! devices get it: on this node through [`crate::online`], on others through the [`crate::bus`]; a
+//! recipient whom no device took has it recorded offline, followed by a nudge. The nudge closes the race
+//! at login (PROTOCOL.md): a device that logs in registers its mailbox before reading the offline list, and
+//! whoever records a message offline checks for it afterwards, so either the login's read sees the record or
+//! the nudge makes the connection fetch it. The sender's other devices get a carbon; the sender's
+//! acknowledgement follows all of it.
 
 use std::sync::{Arc, Weak};
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::pending::{self, Answer};
-use super::{Caller, Context, Failure};
+use super::pending::Chat;
+use super::{Caller, Context, Failure, Identity};
 use crate::bus::Inbox;
-use crate::mailbox::Outgoing;
-use crate::model::{GroupId, UserId};
-use crate::protocol::reply::{self, Target};
-use crate::protocol::{Errno, msgid};
-use crate::store::{Offline, StoreError};
+use crate::mailbox::Live;
+use crate::model::{Conv, GroupId, LogMessage, Pos, UserId};
+use crate::online::Frames;
+use crate::protocol::reply;
+use crate::protocol::{Errno, Version, msgid};
+use crate::store::{Committed, NewMessage, Pointer};
 
 /// ONE_CHAT_MSG: sends `text` to user `to`.
 pub fn one(
     ctx: &Context,
-    caller: &Caller,
+    caller: &mut Caller,
     to: UserId,
-    text: &str,
+    text: String,
     time: Option<String>,
+    cid: Option<String>,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
-    let me = caller.me();
-    let time = time.unwrap_or_else(now);
-    let frame: Arc<str> = reply::chat(me.id, &me.name, Target::User(to), text, &time).into();
-    let offline = route(ctx, caller, &[to], &frame);
-    answer_after(
+    if ctx.users.name(ctx.store.as_ref(), to)?.is_none() {
+        return Err(Failure::new(Errno::NotFound, format!("no such user: {to}")));
+    }
+    let me = caller.me().id;
+    hold(
         ctx,
         caller,
-        offline,
-        answer(caller, msgid::ONE_CHAT, seq, true),
+        Conv::direct(me, to),
+        vec![to],
+        text,
+        time,
+        cid,
+        msgid::ONE_CHAT,
+        seq,
     );
     Ok(())
 }
@@ -46,150 +55,322 @@ pub fn one(
 /// GROUP_CHAT_MSG: sends `text` to every other member of `group`.
 pub fn group(
     ctx: &Context,
-    caller: &Caller,
+    caller: &mut Caller,
     group: GroupId,
-    text: &str,
+    text: String,
     time: Option<String>,
+    cid: Option<String>,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
-    let me = caller.me();
+    let me = caller.me().id;
+    let members = member_list(ctx, group, me)?;
+    let recipients: Vec<UserId> = members.iter().copied().filter(|&m| m != me).collect();
+    hold(
+        ctx,
+        caller,
+        Conv::Group(group),
+        recipients,
+        text,
+        time,
+        cid,
+        msgid::GROUP_CHAT,
+        seq,
+    );
+    Ok(())
+}
+
+/// The members of `group`, which `me` must be one of: 104 for no such group, 105 for not a member.
+pub fn member_list(ctx: &Context, group: GroupId, me: UserId) -> Result<Arc<Vec<UserId>>, Failure> {
     let no_group = || Failure::new(Errno::NotFound, "no such group");
     let cached = |ctx: &Context| ctx.members.members(ctx.store.as_ref(), group);
     let mut members = cached(ctx)?.ok_or_else(no_group)?;
-    if !members.contains(&me.id) {
+    if !members.contains(&me) {
         // Perhaps joined through another node a moment ago: ask the database before refusing.
         ctx.members.invalidate(Some(group));
         members = cached(ctx)?.ok_or_else(no_group)?;
-        if !members.contains(&me.id) {
+        if !members.contains(&me) {
             return Err(Failure::new(
                 Errno::NotAllowed,
                 "you are not a member of this group",
             ));
         }
     }
-    let recipients: Vec<UserId> = members.iter().copied().filter(|&m| m != me.id).collect();
-    let time = time.unwrap_or_else(now);
-    let frame: Arc<str> = reply::chat(me.id, &me.name, Target::Group(group), text, &time).into();
-    let offline = route(ctx, caller, &recipients, &frame);
-    answer_after(
-        ctx,
-        caller,
-        offline,
-        answer(caller, msgid::GROUP_CHAT, seq, false),
-    );
-    Ok(())
+    Ok(members)
 }
 
-/// How a chat request is answered: CHAT_ACK for a v2 client, nothing for v1, an error if storing fails.
-fn answer(caller: &Caller, msgid: i64, seq: Option<&Value>, single: bool) -> Answer {
-    let ack = caller.v2_frame(json!({"msgid": msgid::CHAT_ACK, "errno": 0}), seq);
-    Answer {
+/// Sets a checked chat aside until the read's commit.
+#[allow(clippy::too_many_arguments)]
+fn hold(
+    ctx: &Context,
+    caller: &mut Caller,
+    conv: Conv,
+    recipients: Vec<UserId>,
+    text: String,
+    time: Option<String>,
+    cid: Option<String>,
+    msgid: i64,
+    seq: Option<&Value>,
+) {
+    let message = NewMessage {
+        conv,
+        sender: caller.me().id,
+        cid: cid.clone(),
+        time: time.unwrap_or_else(now),
+        text,
+        offline: Vec::new(),
+    };
+    let chat = Chat {
+        recipients,
         msgid,
         seq: seq.cloned(),
-        ack,
-        single,
+        cid,
+    };
+    if caller.pending.hold(message, chat) {
+        super::pending::flush(ctx, caller);
     }
 }
 
-/// Queues the answer (behind any reply still waiting) when nothing has to be stored; else holds it with
-/// `offline` among the caller's waiting chats, to be sent once they are stored.
-fn answer_after(ctx: &Context, caller: &Caller, offline: Vec<Offline>, answer: Answer) {
-    if offline.is_empty() {
-        if let Some(ack) = answer.ack {
-            caller.reply(ack);
-        }
-        return;
-    }
-    if caller.pending.borrow_mut().hold(offline, answer) {
-        pending::flush(ctx, caller);
-    }
-}
-
-/// Delivers `frame` to each recipient who is online, here or on another node, and returns the messages
-/// left to store. A recipient with a message of this caller's still waiting to be stored gets this one
-/// stored after it rather than live before it.
-fn route(ctx: &Context, caller: &Caller, recipients: &[UserId], frame: &Arc<str>) -> Vec<Offline> {
-    let mut offline = Vec::new();
-    for &to in recipients {
-        let item = Outgoing::Chat {
-            to,
-            frame: frame.clone(),
-        };
-        let waiting = caller.pending.borrow().holds(to);
-        let live = !waiting && (ctx.online.deliver(to, item).is_ok() || forward(ctx, to, frame));
-        if !live {
-            offline.push(Offline {
-                to,
-                frame: frame.clone(),
-            });
-        }
-    }
-    offline
-}
-
-/// Hands a frame to another node; `false` when no node took it.
-fn forward(ctx: &Context, to: UserId, frame: &Arc<str>) -> bool {
-    ctx.bus.forward(to, frame).unwrap_or_else(|e| {
-        tracing::debug!(user = to, error = %e, "forward failed; storing offline");
-        false
+/// The acknowledgement of a committed chat: CHAT_ACK with its place in the log for v2, nothing for v1.
+pub fn ack(me: &Identity, committed: &Committed, chat: &Chat) -> Option<String> {
+    (me.version == Version::V2).then(|| {
+        reply::chat_ack(
+            committed.conv,
+            committed.pos,
+            committed.ts,
+            me.id,
+            chat.cid.as_deref(),
+            chat.seq.as_ref(),
+        )
     })
 }
 
-/// Tells each user's connection, here or on another node, that frames were stored for them.
+/// Those of `recipients` with no device on this node.
+pub fn offline_here(ctx: &Context, recipients: &[UserId]) -> Vec<UserId> {
+    recipients
+        .iter()
+        .copied()
+        .filter(|&r| !ctx.online.contains(r))
+        .collect()
+}
+
+/// Delivers each committed message (repeats of a cid are not delivered again), records offline what no
+/// device took, and nudges whoever has new offline messages.
+pub fn deliver_all(
+    ctx: &Context,
+    me: &Identity,
+    messages: Vec<NewMessage>,
+    committed: &[Committed],
+    chats: &[&Chat],
+) {
+    let mut late = Vec::new();
+    let mut nudged = Vec::new();
+    for ((message, c), chat) in messages.into_iter().zip(committed).zip(chats) {
+        if c.duplicate {
+            continue;
+        }
+        nudged.extend_from_slice(&message.offline);
+        let offline = message.offline;
+        let logged = LogMessage {
+            conv: c.conv,
+            pos: c.pos,
+            ts: c.ts,
+            sender: me.id,
+            sender_name: me.name.to_string(),
+            cid: message.cid,
+            time: message.time,
+            text: message.text,
+        };
+        // A group's frame reads the same for every member; a one-to-one frame has one recipient.
+        let shared = matches!(c.conv, Conv::Group(_)).then(|| frames(&logged, me.id));
+        for &to in chat.recipients.iter().filter(|r| !offline.contains(r)) {
+            let own;
+            let frames = match &shared {
+                Some(frames) => frames,
+                None => {
+                    own = self::frames(&logged, to);
+                    &own
+                }
+            };
+            if !deliver(ctx, to, frames, (c.conv, c.pos)) {
+                late.push(Pointer {
+                    user: to,
+                    conv: c.conv,
+                    pos: c.pos,
+                });
+            }
+        }
+        if chat.recipients != [me.id] {
+            carbon(ctx, me, &logged);
+        }
+    }
+    if let Err(e) = ctx.log.store_offline(late.clone()) {
+        tracing::error!(count = late.len(), error = %e, "could not record messages offline; they stay in the history");
+        late.clear();
+    }
+    nudge(ctx, nudged.into_iter().chain(late.iter().map(|p| p.user)));
+}
+
+/// A committed message as `viewer`'s devices read it.
+pub fn frames(m: &LogMessage, viewer: UserId) -> Frames {
+    Frames {
+        v1: Some(reply::chat(m, Version::V1, viewer).into()),
+        v2: reply::chat(m, Version::V2, viewer).into(),
+    }
+}
+
+/// Hands a committed message to `to`'s devices, here and on other nodes; `false` when none took it.
+fn deliver(ctx: &Context, to: UserId, frames: &Frames, at: (Conv, Pos)) -> bool {
+    let here = ctx.online.deliver(to, frames, Some(at), None);
+    let elsewhere = ctx.bus.is_cluster() && {
+        let parcel = Parcel {
+            origin: ctx.node.clone(),
+            v1: frames.v1.as_deref().map(str::to_owned),
+            v2: frames.v2.to_string(),
+            at: Some((at.0.key(), at.1)),
+            except: None,
+            push: false,
+        };
+        forward(ctx, to, &parcel) > usize::from(ctx.online.contains(to))
+    };
+    here || elsewhere
+}
+
+/// The sender's other v2 devices get the message they sent, as they name its conversation.
+fn carbon(ctx: &Context, me: &Identity, m: &LogMessage) {
+    let frames = Frames {
+        v1: None,
+        v2: reply::chat(m, Version::V2, me.id).into(),
+    };
+    ctx.online.deliver(me.id, &frames, None, Some(&me.device));
+    if ctx.bus.is_cluster() {
+        let parcel = Parcel {
+            origin: ctx.node.clone(),
+            v1: None,
+            v2: frames.v2.to_string(),
+            at: None,
+            except: Some(me.device.to_string()),
+            push: false,
+        };
+        forward(ctx, me.id, &parcel);
+    }
+}
+
+/// A v2-only frame (a receipt) for `user`'s v2 devices but `except`, here and on other nodes.
+pub fn push_v2(ctx: &Context, user: UserId, frame: String, except: Option<&str>) {
+    ctx.online.push_v2(user, &frame, except);
+    if ctx.bus.is_cluster() {
+        let parcel = Parcel {
+            origin: ctx.node.clone(),
+            v1: None,
+            v2: frame,
+            at: None,
+            except: except.map(str::to_owned),
+            push: true,
+        };
+        forward(ctx, user, &parcel);
+    }
+}
+
+/// What travels between nodes for a user: a frame in the shapes their devices need.
+#[derive(Serialize, Deserialize)]
+struct Parcel {
+    /// The node that sent it, which delivered to the user's devices it holds itself.
+    origin: String,
+    /// The original's frame, for v1 devices (none for carbons and pushes).
+    v1: Option<String>,
+    v2: String,
+    /// The message's place in the log (conversation key, position): recorded offline for the user when
+    /// no device of the receiving node takes it. `None` for a carbon or push.
+    at: Option<(i64, Pos)>,
+    /// The device that must not get it (the sender's own).
+    except: Option<String>,
+    /// A v2-only push (a receipt) rather than a chat frame.
+    push: bool,
+}
+
+/// Publishes a parcel for `user`; how many nodes took it (this one included when it holds the user).
+fn forward(ctx: &Context, user: UserId, parcel: &Parcel) -> usize {
+    let payload = serde_json::to_string(parcel).expect("a parcel always serializes");
+    ctx.bus.forward(user, payload.into()).unwrap_or_else(|e| {
+        tracing::debug!(user, error = %e, "forward failed; recording offline");
+        0
+    })
+}
+
+/// Tells each user's devices, here or on another node, that messages were recorded offline for them.
 pub fn nudge(ctx: &Context, users: impl IntoIterator<Item = UserId>) {
     let mut users: Vec<UserId> = users.into_iter().collect();
     users.sort_unstable();
     users.dedup();
     for user in users {
-        if ctx.online.deliver(user, Outgoing::Nudge(user)).is_err() {
+        if !ctx.online.nudge(user) {
             ctx.bus.nudge(user);
         }
     }
 }
 
-/// Stores chat frames a connection could not write (it closed, or stopped reading) and returns their
-/// recipients, to [`nudge`] once the caller holds no mailbox lock. A failure here is the one loss the
-/// server cannot avoid; it is logged with the count.
-pub fn persist_undelivered(ctx: &Context, frames: Vec<(UserId, Arc<str>)>) -> Vec<UserId> {
-    if frames.is_empty() {
+/// Records offline the chat frames a connection could not write (it closed, or stopped reading) and
+/// returns their recipients, to [`nudge`] once the caller holds no mailbox lock. Carbons are not
+/// recorded: they were the sender's copy, and the log has them. A failure here leaves the messages in the
+/// history only; it is logged with the count.
+pub fn persist_undelivered(ctx: &Context, frames: Vec<Live>) -> Vec<UserId> {
+    let pointers: Vec<Pointer> = frames.iter().filter_map(Live::pointer).collect();
+    if pointers.is_empty() {
         return Vec::new();
     }
-    let offline: Vec<Offline> = frames
-        .into_iter()
-        .map(|(to, frame)| Offline { to, frame })
-        .collect();
-    if let Err(e) = ctx.offline.store(offline.clone()) {
-        tracing::error!(count = offline.len(), error = %e, "could not store undelivered messages");
+    let users = pointers.iter().map(|p| p.user).collect();
+    if let Err(e) = ctx.log.store_offline(pointers) {
+        tracing::error!(error = %e, "could not record undelivered messages offline; they stay in the history");
     }
-    offline.into_iter().map(|m| m.to).collect()
+    users
 }
 
 /// [`persist_undelivered`], then [`nudge`].
-pub fn store_undelivered(ctx: &Context, frames: Vec<(UserId, Arc<str>)>) {
+pub fn store_undelivered(ctx: &Context, frames: Vec<Live>) {
     let users = persist_undelivered(ctx, frames);
     nudge(ctx, users);
 }
 
-/// What other nodes forward to this one, handed to the users' mailboxes.
+/// What other nodes forward to this one, handed to the users' devices here.
 pub struct NodeInbox(pub Weak<Context>);
 
 impl Inbox for NodeInbox {
-    fn deliver(&self, user: UserId, frame: Arc<str>) {
+    fn deliver(&self, user: UserId, payload: &str) {
         let Some(ctx) = self.0.upgrade() else { return };
-        let item = Outgoing::Chat {
-            to: user,
-            frame: frame.clone(),
+        let Ok(parcel) = serde_json::from_str::<Parcel>(payload) else {
+            tracing::warn!(user, "ignoring a payload from the bus that is not a parcel");
+            return;
+        };
+        if parcel.origin == ctx.node {
+            return;
+        }
+        let except = parcel.except.as_deref();
+        if parcel.push {
+            ctx.online.push_v2(user, &parcel.v2, except);
+            return;
+        }
+        let at = parcel
+            .at
+            .and_then(|(key, pos)| Some((Conv::from_key(key)?, pos)));
+        let frames = Frames {
+            v1: parcel.v1.map(Arc::from),
+            v2: parcel.v2.into(),
         };
         // The user left this node after the sender's node saw our subscription: the sender counted the
-        // message as delivered, so it is ours to store.
-        if ctx.online.deliver(user, item).is_err() {
-            store_undelivered(&ctx, vec![(user, frame)]);
+        // message as taken, so recording it offline is ours to do.
+        if !ctx.online.deliver(user, &frames, at, except) && at.is_some() {
+            let live = Live {
+                to: user,
+                frame: frames.v2,
+                at,
+            };
+            store_undelivered(&ctx, vec![live]);
         }
     }
 
     fn nudge(&self, user: UserId) {
         if let Some(ctx) = self.0.upgrade() {
-            let _ = ctx.online.deliver(user, Outgoing::Nudge(user));
+            ctx.online.nudge(user);
         }
     }
 
@@ -198,11 +379,6 @@ impl Inbox for NodeInbox {
             ctx.members.invalidate(group);
         }
     }
-}
-
-/// Takes the next batch of `user`'s stored frames, oldest first.
-pub fn fetch_offline(ctx: &Context, user: UserId) -> Result<Vec<String>, StoreError> {
-    ctx.store.take_offline(user, ctx.offline_batch)
 }
 
 /// The server's local time, as the C++ client writes it.

@@ -9,7 +9,7 @@ use crate::protocol::{Errno, msgid};
 /// ADD_FRIEND_MSG: makes the caller and `friend` friends of each other.
 pub fn add(
     ctx: &Context,
-    caller: &Caller,
+    caller: &mut Caller,
     friend: UserId,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {

@@ -10,7 +10,7 @@ use crate::store::StoreError;
 /// CREATE_GROUP_MSG: creates a group with a unique name.
 pub fn create(
     ctx: &Context,
-    caller: &Caller,
+    caller: &mut Caller,
     name: &str,
     desc: &str,
     seq: Option<&Value>,
@@ -34,7 +34,7 @@ pub fn create(
 /// ADD_GROUP_MSG: joins an existing group; joining twice changes nothing.
 pub fn join(
     ctx: &Context,
-    caller: &Caller,
+    caller: &mut Caller,
     group: GroupId,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {

@@ -70,6 +70,7 @@ impl MemberCache {
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
+    use crate::store::{Accounts, Groups};
 
     #[test]
     fn cached_until_invalidated() {

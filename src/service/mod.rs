@@ -1,23 +1,31 @@
 //! The chat service: what each request does, independent of sockets.
 //!
-//! [`dispatch`] takes one frame's bytes from a connection, applies the checks of PROTOCOL.md in their order
-//! (malformed, msgid, login state, fields) and calls the handler of the request's area: [`account`],
-//! [`friend`], [`group`] or [`chat`]. Handlers reply by queueing into the caller's mailbox; they never touch a
-//! socket. A failure is a [`Failure`], turned into the right frame here: the login or register ack for those
-//! two requests (the C++ client waits for that ack), ERROR_MSG for everything else.
+//! A connection hands the frames of one read to a [`Turn`] ([`Caller::turn`]); [`Turn::dispatch`] applies
+//! the checks of PROTOCOL.md in their order (malformed, msgid, login state, fields) and calls the handler
+//! of the request's area: [`account`], [`friend`], [`group`], [`chat`] or [`history`]. Handlers reply by
+//! queueing into the caller's mailbox; they never touch a socket. A failure is a [`Failure`], turned into
+//! the right frame here: the login or register ack for those two requests (the C++ client waits for that
+//! ack), ERROR_MSG for everything else.
+//!
+//! Chats wait in the caller's [`pending`] list until the turn ends (or another kind of request comes), so
+//! that a read's messages are committed to the log together; dropping the turn commits and delivers
+//! them, so no caller can forget to.
 
 pub mod account;
 pub mod chat;
 pub mod friend;
 pub mod group;
+pub mod history;
 pub mod members;
 mod pending;
 pub mod token;
+pub mod users;
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::ops::{Deref, DerefMut};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -32,39 +40,44 @@ use crate::online::Online;
 use crate::protocol::frame::Decoded;
 use crate::protocol::request::{Envelope, EnvelopeError, Limits, Request, is_client_msgid};
 use crate::protocol::{Errno, Version, msgid, reply};
-use crate::store::batch::OfflineWriter;
+use crate::store::batch::LogWriter;
 use crate::store::{Store, StoreError};
 use members::MemberCache;
 use pending::Pending;
-pub use pending::flush;
+use users::UserNames;
 
 /// Everything a handler may use, shared by all connections of a node.
 pub struct Context {
     pub store: Arc<dyn Store>,
-    /// Stores offline messages in batches (group commit) on top of `store`.
-    pub offline: OfflineWriter,
+    /// Appends to the log in batches (group commit) on top of `store`.
+    pub log: LogWriter,
     pub online: Online,
     pub bus: Box<dyn Bus>,
     pub hasher: Hasher,
     pub limits: Limits,
     /// This node's id: the owner recorded with the presence of its users.
     pub node: String,
-    /// How many stored frames a login ack carries at most; more follow as chat frames.
+    /// How many offline messages a login ack carries at most; more follow as chat frames.
     pub offline_batch: usize,
-    /// Users whose release of presence failed (storage down); retried by the heartbeat.
-    pub unreleased: Mutex<HashSet<UserId>>,
+    /// Most devices a user may have logged in at once, across the cluster.
+    pub max_devices: usize,
+    /// Devices (user, name) whose release of presence failed (storage down); retried by the heartbeat.
+    pub unreleased: Mutex<HashSet<(UserId, Arc<str>)>>,
     /// Failed-login counts, so password guessing cannot burn everyone's CPU.
     pub login_throttle: LoginThrottle,
     /// Group member lists, so group chat needs no database query per message.
     pub members: MemberCache,
+    /// User names, so a chat's recipient needs no database query per message.
+    pub users: UserNames,
 }
 
-/// The logged-in user of a connection.
+/// The logged-in user of a connection, and which of their devices it is.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub id: UserId,
     pub name: Arc<str>,
     pub version: Version,
+    pub device: Arc<str>,
 }
 
 /// One connection as the service sees it: who is logged in, where replies go, and where it comes from.
@@ -73,8 +86,8 @@ pub struct Caller {
     pub mailbox: Arc<Mailbox>,
     /// The client's address, for the failed-login throttle.
     pub peer: IpAddr,
-    /// Offline messages of chats handled but not yet stored, and the replies behind them.
-    pending: RefCell<Pending>,
+    /// Chats handled but not yet committed, and the replies behind them.
+    pending: Pending,
 }
 
 impl Caller {
@@ -84,18 +97,22 @@ impl Caller {
             user: None,
             mailbox,
             peer,
-            pending: RefCell::default(),
+            pending: Pending::default(),
         }
     }
 
-    /// Queues a reply frame for this connection, behind any reply still waiting for a store.
-    pub fn reply(&self, frame: String) {
-        let mut pending = self.pending.borrow_mut();
-        if !pending.is_empty() {
-            pending.reply(frame);
+    /// Starts handling the frames of one read; the chats among them are committed and delivered when the
+    /// returned turn is dropped.
+    pub fn turn<'a>(&'a mut self, ctx: &'a Context) -> Turn<'a> {
+        Turn { ctx, caller: self }
+    }
+
+    /// Queues a reply frame for this connection, behind any reply still waiting for a commit.
+    pub fn reply(&mut self, frame: String) {
+        if !self.pending.is_empty() {
+            self.pending.reply(frame);
             return;
         }
-        drop(pending);
         // Refused only once the connection is closing, when a reply no longer matters.
         let _ = self.mailbox.push(Outgoing::Reply(frame));
     }
@@ -106,7 +123,7 @@ impl Caller {
     }
 
     /// Queues a v2 acknowledgement; v1 clients get none (the C++ client knows no such frames).
-    fn ack_v2(&self, body: Value, seq: Option<&Value>) {
+    fn ack_v2(&mut self, body: Value, seq: Option<&Value>) {
         if let Some(ack) = self.v2_frame(body, seq) {
             self.reply(ack);
         }
@@ -115,6 +132,43 @@ impl Caller {
     /// A v2 acknowledgement, or none for a v1 client.
     fn v2_frame(&self, body: Value, seq: Option<&Value>) -> Option<String> {
         (self.me().version == Version::V2).then(|| reply::encode(body, seq))
+    }
+}
+
+/// The frames of one read being handled for a caller. Dropping it commits the chats it set aside,
+/// delivers them and sends the answers that waited for them, whatever happened meanwhile (a handler's
+/// panic included), so that nothing accepted is left unstored or unanswered.
+pub struct Turn<'a> {
+    ctx: &'a Context,
+    caller: &'a mut Caller,
+}
+
+impl Deref for Turn<'_> {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        self.caller
+    }
+}
+
+impl DerefMut for Turn<'_> {
+    fn deref_mut(&mut self) -> &mut Caller {
+        self.caller
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let (ctx, caller) = (self.ctx, &mut *self.caller);
+        if catch_unwind(AssertUnwindSafe(|| pending::flush(ctx, caller))).is_err() {
+            tracing::error!("committing a connection's chats panicked");
+        }
+    }
+}
+
+impl Turn<'_> {
+    /// Handles one frame from the connection: parse, check, run the handler, reply.
+    pub fn dispatch(&mut self, frame: &[u8]) {
+        dispatch(self.ctx, self.caller, frame);
     }
 }
 
@@ -135,10 +189,10 @@ impl Failure {
     }
 
     /// A failure with one of the login/register ack errnos (1, 2, 3).
-    pub fn ack(code: i64, msg: &'static str) -> Self {
+    pub fn ack(code: i64, msg: impl Into<Cow<'static, str>>) -> Self {
         Failure {
             code,
-            msg: Cow::Borrowed(msg),
+            msg: msg.into(),
         }
     }
 
@@ -164,10 +218,8 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// Handles one frame from a connection: parse, check, run the handler, reply. A chat's offline messages
-/// and its answer may be left waiting: the caller must call [`flush`] once it has handled the frames at
-/// hand (and before dropping the [`Caller`]), or they are never stored nor answered.
-pub fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
+/// Handles one frame: parse, check, run the handler, reply (chats wait in the caller's pending list).
+fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
     let env = match Envelope::parse(frame) {
         Ok(env) => env,
         Err(e) => {
@@ -238,7 +290,7 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
         _ => Failure::new(Errno::InvalidField, e.0),
     })?;
     if !matches!(request, Request::Chat { .. } | Request::GroupChat { .. }) {
-        // Whatever this request does happens after the chats before it are stored.
+        // Whatever this request does happens after the chats before it are committed.
         pending::flush(ctx, caller);
     }
     let seq = env.seq.as_ref();
@@ -247,7 +299,8 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
             id,
             credential,
             version,
-        } => account::login(ctx, caller, id, &credential, version, seq),
+            device,
+        } => account::login(ctx, caller, id, &credential, version, &device, seq),
         Request::Register { name, password } => {
             account::register(ctx, caller, &name, &password, seq)
         }
@@ -255,13 +308,26 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
             account::logout(ctx, caller, seq);
             Ok(())
         }
-        Request::Chat { to, text, time } => chat::one(ctx, caller, to, &text, time, seq),
+        Request::Chat {
+            to,
+            text,
+            time,
+            cid,
+        } => chat::one(ctx, caller, to, text, time, cid, seq),
         Request::AddFriend { friend } => friend::add(ctx, caller, friend, seq),
         Request::CreateGroup { name, desc } => group::create(ctx, caller, &name, &desc, seq),
         Request::JoinGroup { group } => group::join(ctx, caller, group, seq),
-        Request::GroupChat { group, text, time } => {
-            chat::group(ctx, caller, group, &text, time, seq)
+        Request::GroupChat {
+            group,
+            text,
+            time,
+            cid,
+        } => chat::group(ctx, caller, group, text, time, cid, seq),
+        Request::Conversations => history::conversations(ctx, caller, seq),
+        Request::History { conv, page, limit } => {
+            history::history(ctx, caller, conv, page, limit, seq)
         }
+        Request::Read { conv, pos } => history::read(ctx, caller, conv, pos, seq),
     }
 }
 

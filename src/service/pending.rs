@@ -1,13 +1,11 @@
-//! What a connection's chats leave to do until everything it read at once has been handled: their offline
-//! messages, stored together in one transaction, and the replies that wait for them.
+//! What a connection's chats leave to do until everything it read at once has been handled: their
+//! messages, committed to the log together in one transaction, then delivered, and the replies that wait
+//! for them.
 //!
-//! A client that pipelines chats to a user who is offline would otherwise wait for one commit per
-//! message, and a flood of such chats would make the disk sync for each one, slowing everyone. Replies
-//! keep the order of the frames they answer: once something waits here, every later reply waits behind
-//! it. Order per sender and recipient holds too: a frame for a recipient who already has one waiting
-//! here joins the wait instead of overtaking it live ([`Pending::holds`]).
+//! A client that pipelines chats would otherwise wait for one commit per message, and a flood of chats
+//! would make the disk sync for each one, slowing everyone. Replies keep the order of the frames they
+//! answer: once something waits here, every later reply waits behind it.
 
-use std::collections::HashSet;
 use std::mem;
 
 use serde_json::Value;
@@ -15,55 +13,37 @@ use serde_json::Value;
 use super::{Caller, Context, Failure, chat};
 use crate::mailbox::Outgoing;
 use crate::model::UserId;
-use crate::protocol::Errno;
-use crate::store::Offline;
+use crate::store::NewMessage;
 
-/// Messages held at which they are stored at once, before the read's other frames, so that a large
-/// group's chats do not pile up in memory.
-const STORE_AT: usize = 1024;
+/// Messages held at which they are committed at once, before the read's other frames, so that a flood
+/// does not pile up in memory.
+const COMMIT_AT: usize = 1024;
 
-/// Offline messages and replies of one connection waiting to be stored and sent, in frame order.
+/// Chats and replies of one connection waiting for a commit, in frame order.
 #[derive(Default)]
 pub struct Pending {
     entries: Vec<Entry>,
-    /// The messages of each [`Entry::Chat`], in order.
-    batches: Vec<Vec<Offline>>,
-    /// Everyone with a message in `batches`.
-    recipients: HashSet<UserId>,
-    /// How many messages `batches` holds in all.
-    messages: usize,
+    /// The messages of the [`Entry::Chat`]s, in order.
+    messages: Vec<NewMessage>,
 }
 
 enum Entry {
     /// A reply to send as it is.
     Reply(String),
-    /// A chat, answered once its `expected` messages (the next of `batches`) are stored.
-    Chat { answer: Answer, expected: usize },
+    /// A chat (the next of `messages`), delivered and answered once committed.
+    Chat(Chat),
 }
 
-/// How a chat is answered once its offline messages are stored, or could not be.
-pub struct Answer {
+/// What a chat needs once its message is committed.
+pub struct Chat {
+    /// Who gets the message (a one-to-one chat's peer, a group's other members).
+    pub recipients: Vec<UserId>,
     /// The request's msgid, echoed as `ref` in an error.
     pub msgid: i64,
     /// The request's `seq`, echoed in the answer.
     pub seq: Option<Value>,
-    /// The acknowledgement for a v2 client; a v1 client gets none.
-    pub ack: Option<String>,
-    /// A one-to-one chat: a recipient that does not exist is the sender's error, where a group chat
-    /// skips them.
-    pub single: bool,
-}
-
-impl Answer {
-    /// The frame for the sender once `stored` of `expected` messages were stored (or the store failed).
-    fn frame(self, stored: Result<usize, &Failure>, expected: usize) -> Option<String> {
-        let failure = match stored {
-            Ok(n) if self.single && n < expected => Failure::new(Errno::NotFound, "no such user"),
-            Ok(_) => return self.ack,
-            Err(failure) => failure.clone(),
-        };
-        Some(failure.frame(Some(&Value::from(self.msgid)), self.seq.as_ref()))
-    }
+    /// The sender's id for the message, echoed in the acknowledgement.
+    pub cid: Option<String>,
 }
 
 impl Pending {
@@ -72,64 +52,71 @@ impl Pending {
         self.entries.is_empty()
     }
 
-    /// Whether a message for `user` is waiting here.
-    pub fn holds(&self, user: UserId) -> bool {
-        self.recipients.contains(&user)
-    }
-
     /// Queues a reply behind what waits.
     pub fn reply(&mut self, frame: String) {
         self.entries.push(Entry::Reply(frame));
     }
 
-    /// Holds a chat's offline messages and the answer it is owed; returns whether it is time to store.
-    pub fn hold(&mut self, messages: Vec<Offline>, answer: Answer) -> bool {
-        self.recipients.extend(messages.iter().map(|m| m.to));
-        self.messages += messages.len();
-        self.entries.push(Entry::Chat {
-            answer,
-            expected: messages.len(),
-        });
-        self.batches.push(messages);
-        self.messages >= STORE_AT
+    /// Holds a chat's message until the commit; returns whether it is time to commit.
+    pub fn hold(&mut self, message: NewMessage, chat: Chat) -> bool {
+        self.messages.push(message);
+        self.entries.push(Entry::Chat(chat));
+        self.messages.len() >= COMMIT_AT
     }
 }
 
-/// Stores everything the caller's chats left waiting, in one transaction, then sends the waiting replies
-/// in order and nudges the recipients. Called when a read's frames are handled, before handling any
-/// request but a chat (once it passed the checks of dispatch), when [`STORE_AT`] messages wait, and when
-/// the connection ends.
-pub fn flush(ctx: &Context, caller: &Caller) {
+/// Commits everything the caller's chats left waiting, in one transaction, delivers each message, then
+/// sends the waiting replies in order. Run when a turn ends, before handling any request but a chat
+/// (once it passed the checks of dispatch), and when [`COMMIT_AT`] messages wait.
+pub fn flush(ctx: &Context, caller: &mut Caller) {
     let Pending {
         entries,
-        batches,
-        recipients,
-        ..
-    } = mem::take(&mut *caller.pending.borrow_mut());
+        mut messages,
+    } = mem::take(&mut caller.pending);
     if entries.is_empty() {
         return;
     }
-    let stored = ctx.offline.store_many(batches).map_err(Failure::from);
-    let mut counts = stored.iter().flatten().copied();
+    let me = caller.me().clone();
+    let chats: Vec<&Chat> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Chat(chat) => Some(chat),
+            Entry::Reply(_) => None,
+        })
+        .collect();
+    if !ctx.bus.is_cluster() {
+        // Alone, this node knows who is offline: record it in the same transaction.
+        for (message, chat) in messages.iter_mut().zip(&chats) {
+            message.offline = chat::offline_here(ctx, &chat.recipients);
+        }
+    }
+    let committed = ctx.log.append(messages).map_err(Failure::from);
+    let mut answers = match committed {
+        Ok((messages, committed)) => {
+            chat::deliver_all(ctx, &me, messages, &committed, &chats);
+            committed
+                .iter()
+                .zip(&chats)
+                .map(|(c, chat)| Ok(chat::ack(&me, c, chat)))
+                .collect::<Vec<_>>()
+        }
+        Err(failure) => chats.iter().map(|_| Err(failure.clone())).collect(),
+    }
+    .into_iter();
+    drop(chats);
     for entry in entries {
         let frame = match entry {
             Entry::Reply(frame) => Some(frame),
-            Entry::Chat { answer, expected } => {
-                let result = match &stored {
-                    Ok(_) => Ok(counts
-                        .next()
-                        .expect("the writer checks one count per batch")),
-                    Err(failure) => Err(failure),
-                };
-                answer.frame(result, expected)
-            }
+            Entry::Chat(chat) => match answers.next().expect("one answer per chat") {
+                Ok(ack) => ack,
+                Err(failure) => {
+                    Some(failure.frame(Some(&Value::from(chat.msgid)), chat.seq.as_ref()))
+                }
+            },
         };
         if let Some(frame) = frame {
             // Refused only once the connection is closing, when a reply no longer matters.
             let _ = caller.mailbox.push(Outgoing::Reply(frame));
         }
-    }
-    if stored.is_ok() {
-        chat::nudge(ctx, recipients);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 use serde_json::{Value, json};
 
-use super::{Caller, Context, dispatch, flush};
+use super::{Caller, Context};
 use crate::bus::local::LocalBus;
 use crate::hasher::{HashCost, Hasher};
 use crate::limit::LoginThrottle;
@@ -28,7 +28,7 @@ fn fixture() -> Fixture {
     };
     let store: Arc<dyn crate::store::Store> = Arc::new(store);
     let ctx = Context {
-        offline: crate::store::batch::OfflineWriter::start(store.clone()).unwrap(),
+        log: crate::store::batch::LogWriter::start(store.clone()).unwrap(),
         store,
         online: Default::default(),
         bus: Box::new(LocalBus),
@@ -36,9 +36,11 @@ fn fixture() -> Fixture {
         limits: Limits::default(),
         node: "test-node".into(),
         offline_batch: 2,
+        max_devices: 8,
         unreleased: Default::default(),
         login_throttle: LoginThrottle::new(&Default::default()),
         members: Default::default(),
+        users: Default::default(),
     };
     ctx.store.heartbeat("test-node").unwrap();
     Fixture { ctx, _dir: dir }
@@ -65,10 +67,10 @@ impl Conn {
 
     /// Handles frames that arrived in one read: each dispatched, then what they left waiting flushed.
     fn pipeline(&mut self, ctx: &Context, frames: &[Value]) {
+        let mut turn = self.caller.turn(ctx);
         for frame in frames {
-            dispatch(ctx, &mut self.caller, frame.to_string().as_bytes());
+            turn.dispatch(frame.to_string().as_bytes());
         }
-        flush(ctx, &self.caller);
     }
 
     /// The next queued item as JSON (replies, chat frames and login acks alike).
@@ -77,7 +79,7 @@ impl Conn {
             Outgoing::Reply(frame) | Outgoing::LoginAck { frame, .. } => {
                 serde_json::from_str(&frame).unwrap()
             }
-            Outgoing::Chat { frame, .. } => serde_json::from_str(&frame).unwrap(),
+            Outgoing::Chat(live) => serde_json::from_str(&live.frame).unwrap(),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -157,7 +159,7 @@ fn chat_goes_to_the_mailbox_or_storage() {
     );
     let stored = f.ctx.store.take_offline(c_id as i32, 10).unwrap();
     assert_eq!(stored.len(), 1);
-    assert!(stored[0].contains("\"later\""));
+    assert_eq!(stored[0].text, "later");
     assert_eq!(
         a.req(&f.ctx, json!({"msgid": 6, "toid": 99, "msg": "x"}))["errno"],
         104
@@ -295,10 +297,10 @@ fn a_float_seq_is_echoed_as_the_same_number() {
     assert!(reply.contains(r#""seq":0.9856906946328695"#), "{reply}");
 }
 
-/// Frames of one read: chats to offline users wait to be stored together, and every reply keeps the
-/// order of the frame it answers.
+/// Frames of one read: chats wait to be committed together, and every reply keeps the order of the frame
+/// it answers; nothing is delivered before its commit.
 #[test]
-fn pipelined_chats_are_stored_together_and_answered_in_order() {
+fn pipelined_chats_are_committed_together_and_answered_in_order() {
     let f = fixture();
     let (mut a, _) = Conn::signed_up(&f.ctx, "a");
     let (b, b_id) = Conn::signed_up(&f.ctx, "b");
@@ -311,13 +313,18 @@ fn pipelined_chats_are_stored_together_and_answered_in_order() {
         json!({"msgid": 6, "toid": 4242, "msg": "nobody", "seq": 4}),
         json!({"msgid": 6, "toid": c_id, "msg": "2", "seq": 5}),
     ];
-    for frame in &frames {
-        dispatch(&f.ctx, &mut a.caller, frame.to_string().as_bytes());
+    {
+        let mut turn = a.caller.turn(&f.ctx);
+        for frame in &frames {
+            turn.dispatch(frame.to_string().as_bytes());
+        }
+        assert!(
+            b.rx.try_recv().is_err(),
+            "nothing is delivered before its commit"
+        );
+        assert!(a.rx.try_recv().is_err(), "every reply waits for the commit");
     }
-    assert_eq!(b.next()["msg"], "live", "a live chat is not held back");
-    assert!(a.rx.try_recv().is_err(), "every reply waits for the store");
-    assert!(f.ctx.store.take_offline(c_id, 10).unwrap().is_empty());
-    flush(&f.ctx, &a.caller);
+    assert_eq!(b.next()["msg"], "live");
     let answers: Vec<(Value, Value)> = (0..frames.len())
         .map(|_| a.next())
         .map(|r| (r["seq"].clone(), r["errno"].clone()))
@@ -328,20 +335,45 @@ fn pipelined_chats_are_stored_together_and_answered_in_order() {
         expected.map(|(seq, errno)| (json!(seq), json!(errno)))
     );
     let stored = f.ctx.store.take_offline(c_id, 10).unwrap();
-    assert_eq!(stored.len(), 2);
-    assert!(stored[0].contains(r#""msg":"1""#) && stored[1].contains(r#""msg":"2""#));
+    let texts: Vec<&str> = stored.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["1", "2"]);
+    assert_eq!(
+        (stored[0].pos, stored[1].pos),
+        (1, 2),
+        "consecutive positions"
+    );
 }
 
-/// A recipient who comes online while a message for them waits to be stored gets the sender's next
-/// message after it (stored too), never live before it.
+/// A resend with the same cid is answered with the first ack and delivered to nobody again.
 #[test]
-fn a_waiting_message_is_not_overtaken_by_a_live_one() {
+fn a_resent_cid_gets_the_first_ack_and_is_not_delivered_twice() {
+    let f = fixture();
+    let (mut a, _) = Conn::signed_up(&f.ctx, "a");
+    let (b, b_id) = Conn::signed_up(&f.ctx, "b");
+    let chat = json!({"msgid": 6, "toid": b_id, "msg": "once", "cid": "k1"});
+    let first = a.req(&f.ctx, chat.clone());
+    assert_eq!(
+        (&first["pos"], &first["cid"]),
+        (&json!(1), &json!("k1")),
+        "{first}"
+    );
+    assert_eq!(b.next()["pos"], 1);
+    let again = a.req(&f.ctx, chat);
+    assert_eq!(again, first);
+    assert!(b.rx.try_recv().is_err(), "not delivered again");
+}
+
+/// A recipient who comes online while a message for them waits to be committed gets it once: from the
+/// offline list, fetched after the nudge.
+#[test]
+fn a_recipient_logging_in_during_the_commit_gets_it_once() {
     let f = fixture();
     let (mut a, _) = Conn::signed_up(&f.ctx, "a");
     let (mut c, c_id) = Conn::registered(&f.ctx, "c");
     let c_id = c_id as i32;
     let chat = |msg: &str| json!({"msgid": 6, "toid": c_id, "msg": msg}).to_string();
-    dispatch(&f.ctx, &mut a.caller, chat("first").as_bytes());
+    let mut turn = a.caller.turn(&f.ctx);
+    turn.dispatch(chat("first").as_bytes());
     c.send(
         &f.ctx,
         json!({"msgid": 1, "id": c_id, "password": "pw", "v": 2}),
@@ -349,24 +381,34 @@ fn a_waiting_message_is_not_overtaken_by_a_live_one() {
     assert!(
         matches!(c.rx.try_recv(), Ok(Outgoing::LoginAck { offline, .. }) if offline.is_empty())
     );
-    dispatch(&f.ctx, &mut a.caller, chat("second").as_bytes());
-    flush(&f.ctx, &a.caller);
-    assert!(matches!(c.rx.try_recv(), Ok(Outgoing::Nudge(id)) if id == c_id));
-    assert!(c.rx.try_recv().is_err(), "nothing live");
+    turn.dispatch(chat("second").as_bytes());
+    drop(turn);
+    let mut live = Vec::new();
+    while let Ok(item) = c.rx.try_recv() {
+        match item {
+            Outgoing::Chat(l) => {
+                live.push(serde_json::from_str::<Value>(&l.frame).unwrap()["msg"].clone())
+            }
+            Outgoing::Nudge(id) => assert_eq!(id, c_id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
     let stored = f.ctx.store.take_offline(c_id, 10).unwrap();
-    assert_eq!(stored.len(), 2);
-    assert!(stored[0].contains("first") && stored[1].contains("second"));
+    let mut got: Vec<Value> = stored.iter().map(|m| json!(m.text)).collect();
+    got.extend(live);
+    got.sort_by_key(|v| v.to_string());
+    assert_eq!(got, [json!("first"), json!("second")], "each exactly once");
 }
 
-/// When the store fails, each waiting chat is answered 109 and nobody is nudged.
+/// When the log cannot be written, each waiting chat is answered 109 and nobody gets anything.
 #[test]
-fn waiting_chats_are_answered_109_when_the_store_fails() {
+fn waiting_chats_are_answered_109_when_the_log_fails() {
     let f = fixture();
     let (mut a, _) = Conn::signed_up(&f.ctx, "a");
     let (_, c_id) = Conn::registered(&f.ctx, "c");
     rusqlite::Connection::open(f._dir.path().join("t.db"))
         .unwrap()
-        .execute_batch("DROP TABLE offlinemessage")
+        .execute_batch("DROP TABLE message")
         .unwrap();
     let frames: Vec<Value> = (1..=2)
         .map(|seq| json!({"msgid": 6, "toid": c_id, "msg": "x", "seq": seq}))
@@ -386,10 +428,9 @@ fn waiting_chats_are_answered_109_when_the_store_fails() {
     assert!(a.rx.try_recv().is_err());
 }
 
-/// A read's chats to a large offline group do not pile up without bound: past 1,024 waiting messages
-/// they are stored at once.
+/// A read's chats do not pile up without bound: at 1,024 waiting messages they are committed at once.
 #[test]
-fn many_waiting_messages_are_stored_without_waiting_for_the_read_to_end() {
+fn many_waiting_messages_are_committed_without_waiting_for_the_read_to_end() {
     let f = fixture();
     let (mut a, _) = Conn::signed_up(&f.ctx, "a");
     let gid = a.req(&f.ctx, json!({"msgid": 8, "groupname": "g"}))["groupid"].clone();
@@ -401,12 +442,18 @@ fn many_waiting_messages_are_stored_without_waiting_for_the_read_to_end() {
         offline.push(id as i32);
     }
     let chat = json!({"msgid": 10, "groupid": gid, "msg": "x"}).to_string();
-    for _ in 0..512 {
-        dispatch(&f.ctx, &mut a.caller, chat.as_bytes());
+    let mut turn = a.caller.turn(&f.ctx);
+    for _ in 0..1_024 {
+        turn.dispatch(chat.as_bytes());
     }
     let stored: usize = offline
         .iter()
         .map(|&id| f.ctx.store.take_offline(id, 2_000).unwrap().len())
         .sum();
-    assert_eq!(stored, 1_024, "stored when the 1,024th message was queued");
+    assert_eq!(
+        stored,
+        2 * 1_024,
+        "committed when the 1,024th message was held"
+    );
+    drop(turn);
 }

@@ -9,13 +9,13 @@ use sha2::{Digest, Sha256};
 use super::{Context, Failure};
 use crate::model::UserId;
 
-/// A new token for `user`, saved as a hash; `None` (and a warning) if storage refuses, in which case the
-/// login goes on without one.
-pub fn issue(ctx: &Context, user: UserId) -> Option<String> {
+/// A new token for `user`'s `device`, saved as a hash; `None` (and a warning) if storage refuses, in which
+/// case the login goes on without one.
+pub fn issue(ctx: &Context, user: UserId, device: &str) -> Option<String> {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    match ctx.store.save_token(user, &digest(&token)) {
+    match ctx.store.save_token(user, device, &digest(&token)) {
         Ok(()) => Some(token),
         Err(e) => {
             tracing::warn!(user, error = %e, "could not save a resume token");
@@ -24,15 +24,20 @@ pub fn issue(ctx: &Context, user: UserId) -> Option<String> {
     }
 }
 
-/// Whether `presented` is `user`'s current token.
-pub fn matches(ctx: &Context, user: UserId, presented: &str) -> Result<bool, Failure> {
-    let stored = ctx.store.token_hash(user)?;
+/// Whether `presented` is the current token of `user`'s `device`.
+pub fn matches(
+    ctx: &Context,
+    user: UserId,
+    device: &str,
+    presented: &str,
+) -> Result<bool, Failure> {
+    let stored = ctx.store.token_hash(user, device)?;
     Ok(stored.is_some_and(|hash| constant_time_eq(&hash, &digest(presented))))
 }
 
-/// Revokes `user`'s token (at logout).
-pub fn revoke(ctx: &Context, user: UserId) {
-    if let Err(e) = ctx.store.revoke_token(user) {
+/// Revokes the token of `user`'s `device` (at logout).
+pub fn revoke(ctx: &Context, user: UserId, device: &str) {
+    if let Err(e) = ctx.store.revoke_token(user, device) {
         tracing::warn!(user, error = %e, "could not revoke a resume token");
     }
 }

@@ -1,6 +1,6 @@
 //! One client connection, from accept to close.
 //!
-//! The worker thread that owns the connection reads: bytes → frames → [`service::dispatch`]. Frames for the
+//! The worker thread that owns the connection reads: bytes → frames → [`service::Turn::dispatch`]. Frames for the
 //! client go through its mailbox, which writes them at once when it can and otherwise queues them for a
 //! writer thread started on demand ([`writer`]); an idle connection costs one thread. Everyone shares the
 //! socket as `&TcpStream`, which is `Read + Write`, so a connection costs one file descriptor.
@@ -165,10 +165,6 @@ pub fn serve(
         tracing::error!(%peer, user = ?caller.user.as_ref().map(|u| u.id), "handler panicked; closing");
         End::Panicked
     });
-    // Chats handled before the end still have their messages stored and their answers queued.
-    if catch_unwind(AssertUnwindSafe(|| service::flush(ctx, &caller))).is_err() {
-        tracing::error!(%peer, "storing the last chats panicked");
-    }
     if matches!(end, End::ClientGone | End::Panicked) {
         conn.client_gone.store(true, Ordering::SeqCst);
     }
@@ -217,6 +213,8 @@ fn read_loop(
         };
         decoder.feed(&buf[..n]);
         let mut refusals = Refusals::default();
+        // The read's chats are committed and answered when the turn ends, however it ends.
+        let mut turn = caller.turn(ctx);
         while let Some(unit) = decoder.next_frame() {
             if let Some(sep) = decoder.separator() {
                 conn.separator.store(sep.byte(), Ordering::Relaxed);
@@ -224,12 +222,12 @@ fn read_loop(
             if unit != Decoded::TooLarge {
                 match rate.check() {
                     Verdict::Allow => {
-                        refusals.flush(caller, conn);
+                        refusals.flush(&mut turn, conn);
                     }
                     verdict => {
                         refusals.add(service::rate_limited(&unit));
                         if verdict == Verdict::Close {
-                            refusals.flush(caller, conn);
+                            refusals.flush(&mut turn, conn);
                             return End::Abuse;
                         }
                         continue;
@@ -238,13 +236,13 @@ fn read_loop(
             }
             match unit {
                 Decoded::Frame(bytes) => {
-                    let was_logged_in = caller.user.is_some();
-                    service::dispatch(ctx, caller, &bytes);
-                    if was_logged_in && caller.user.is_none() {
+                    let was_logged_in = turn.user.is_some();
+                    turn.dispatch(&bytes);
+                    if was_logged_in && turn.user.is_none() {
                         idle.restart();
                     }
                 }
-                Decoded::Malformed => caller.reply(reply::error(
+                Decoded::Malformed => turn.reply(reply::error(
                     Errno::Malformed.code(),
                     "malformed frame: expected one JSON object",
                     None,
@@ -252,13 +250,13 @@ fn read_loop(
                 )),
                 Decoded::TooLarge => {
                     let msg = format!("frame larger than {} bytes", cfg.max_frame_bytes);
-                    caller.reply(reply::error(Errno::TooLarge.code(), &msg, None, None));
+                    turn.reply(reply::error(Errno::TooLarge.code(), &msg, None, None));
                     return End::TooLarge;
                 }
             }
         }
-        let refused = refusals.flush(caller, conn);
-        service::flush(ctx, caller);
+        let refused = refusals.flush(&mut turn, conn);
+        drop(turn);
         if refused {
             // Over the limit: let the client's next frames gather in the socket while the bucket refills,
             // so a flood costs one wake-up, one read and one commit per pause rather than per frame.
@@ -301,7 +299,7 @@ impl Refusals {
     }
 
     /// Queues the gathered answers as one write; returns whether there were any.
-    fn flush(&mut self, caller: &Caller, conn: &Conn) -> bool {
+    fn flush(&mut self, caller: &mut Caller, conn: &Conn) -> bool {
         if self.0.is_empty() {
             return false;
         }

@@ -9,7 +9,6 @@
 //! ends, so an accepted message is never dropped.
 
 use std::io::{ErrorKind, Write};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -17,9 +16,10 @@ use crossbeam_channel::{Receiver, select_biased};
 use socket2::SockRef;
 
 use super::Conn;
-use crate::mailbox::{Mailbox, Outgoing};
+use crate::mailbox::{Live, Mailbox, Outgoing};
 use crate::model::UserId;
-use crate::service::chat;
+use crate::protocol::Version;
+use crate::service::{account, chat};
 
 /// How long a writer thread started on an empty queue waits for an item before it stops.
 const WRITER_IDLE: Duration = Duration::from_secs(2);
@@ -27,16 +27,17 @@ const WRITER_IDLE: Duration = Duration::from_secs(2);
 /// What the write side remembers between items and between writer threads.
 #[derive(Default)]
 pub(crate) struct Writer {
-    /// The user whose login ack has been written; nudges for them fetch stored frames at once.
-    acked: Option<UserId>,
+    /// The user whose login ack has been written, and the version of their frames; nudges for them fetch
+    /// offline messages at once.
+    acked: Option<(UserId, Version)>,
     /// A nudge came before the login ack was written: fetch right after writing it.
     nudge_pending: bool,
     /// A write failed; everything from now on is kept for storage.
     broken: bool,
     /// Chat frames that arrived between a user's registration in the online map and the writing of their
     /// login ack: the ack must come first (the C++ client reads the ack as the first frame after login).
-    held: Vec<(UserId, Arc<str>)>,
-    undelivered: Vec<(UserId, Arc<str>)>,
+    held: Vec<Live>,
+    undelivered: Vec<Live>,
 }
 
 /// A writer thread: drains the queue and stops as soon as it is empty (or the session ends), so that
@@ -95,29 +96,27 @@ impl Writer {
                 .send_now(conn, &frame, Vec::new())
                 .into_iter()
                 .collect(),
-            Outgoing::Chat { to, frame } if self.acked != Some(to) => {
-                self.held.push((to, frame));
+            Outgoing::Chat(live) if self.acked_user() != Some(live.to) => {
+                self.held.push(live);
                 Vec::new()
             }
-            Outgoing::Chat { to, frame } => {
-                let text = frame.clone();
-                self.send_now(conn, &text, vec![(to, frame)])
-                    .into_iter()
-                    .collect()
+            Outgoing::Chat(live) => {
+                let text = live.frame.clone();
+                self.send_now(conn, &text, vec![live]).into_iter().collect()
             }
             // Held frames must follow the ack in order: leave that to a writer thread.
             Outgoing::LoginAck {
                 user,
+                version,
                 frame,
                 offline,
                 more,
             } if self.held.is_empty() => {
-                let chats = offline.into_iter().map(|f| (user, Arc::from(f))).collect();
-                let rest = self.send_now(conn, &frame, chats);
+                let rest = self.send_now(conn, &frame, offline);
                 if self.broken {
                     return Vec::new();
                 }
-                self.acked = Some(user);
+                self.acked = Some((user, version));
                 let fetch = (more || std::mem::take(&mut self.nudge_pending))
                     .then_some(Outgoing::Nudge(user));
                 rest.into_iter().chain(fetch).collect()
@@ -128,12 +127,7 @@ impl Writer {
 
     /// One non-blocking send of `frame` and its separator: `None` when all of it went out (or the
     /// connection is broken and `chats` kept for storage), else the rest for a writer thread.
-    fn send_now(
-        &mut self,
-        conn: &Conn,
-        frame: &str,
-        chats: Vec<(UserId, Arc<str>)>,
-    ) -> Option<Outgoing> {
+    fn send_now(&mut self, conn: &Conn, frame: &str, chats: Vec<Live>) -> Option<Outgoing> {
         let mut bytes = Vec::with_capacity(frame.len() + 1);
         bytes.extend_from_slice(frame.as_bytes());
         bytes.push(conn.separator.load(Ordering::Relaxed));
@@ -164,8 +158,8 @@ impl Writer {
             Outgoing::Reply(frame) => {
                 self.write_frame(conn, &frame);
             }
-            Outgoing::Chat { to, frame } if self.acked != Some(to) => self.held.push((to, frame)),
-            Outgoing::Chat { to, frame } => self.write_chat(conn, to, frame),
+            Outgoing::Chat(live) if self.acked_user() != Some(live.to) => self.held.push(live),
+            Outgoing::Chat(live) => self.write_chat(conn, live),
             Outgoing::Rest { bytes, chats } => {
                 if !self.write_bytes(conn, &bytes) {
                     self.undelivered.extend(chats);
@@ -173,27 +167,27 @@ impl Writer {
             }
             Outgoing::LoginAck {
                 user,
+                version,
                 frame,
                 offline,
                 more,
             } => {
                 if !self.write_frame(conn, &frame) {
-                    self.undelivered
-                        .extend(offline.into_iter().map(|f| (user, Arc::from(f))));
+                    self.undelivered.extend(offline);
                     return;
                 }
-                self.acked = Some(user);
-                // Stored frames first: they were sent before the live ones held meanwhile.
+                self.acked = Some((user, version));
+                // Offline messages first: they were sent before the live ones held meanwhile.
                 if more || std::mem::take(&mut self.nudge_pending) {
-                    self.fetch(conn, user);
+                    self.fetch(conn);
                 }
-                for (to, frame) in std::mem::take(&mut self.held) {
-                    self.write_chat(conn, to, frame);
+                for live in std::mem::take(&mut self.held) {
+                    self.write_chat(conn, live);
                 }
             }
             Outgoing::Nudge(user) => {
-                if self.acked == Some(user) {
-                    self.fetch(conn, user);
+                if self.acked_user() == Some(user) {
+                    self.fetch(conn);
                 } else {
                     self.nudge_pending = true;
                 }
@@ -220,19 +214,26 @@ impl Writer {
         }
     }
 
-    /// Sends `user`'s stored frames, batch after batch, until storage has none left.
-    fn fetch(&mut self, conn: &Conn, user: UserId) {
+    fn acked_user(&self) -> Option<UserId> {
+        self.acked.map(|(user, _)| user)
+    }
+
+    /// Sends the logged-in user's offline messages, batch after batch, until storage has none left.
+    fn fetch(&mut self, conn: &Conn) {
+        let Some((user, version)) = self.acked else {
+            return;
+        };
         loop {
-            let frames = match chat::fetch_offline(&conn.ctx, user) {
+            let frames = match account::fetch_offline(&conn.ctx, user, version) {
                 Ok(frames) => frames,
                 Err(e) => {
-                    tracing::warn!(user, error = %e, "could not fetch stored messages; they stay stored");
+                    tracing::warn!(user, error = ?e, "could not fetch offline messages; they stay recorded");
                     return;
                 }
             };
             let full = frames.len() == conn.ctx.offline_batch;
-            for frame in frames {
-                self.write_chat(conn, user, Arc::from(frame));
+            for live in frames {
+                self.write_chat(conn, live);
             }
             if !full || self.broken {
                 return;
@@ -240,9 +241,9 @@ impl Writer {
         }
     }
 
-    fn write_chat(&mut self, conn: &Conn, to: UserId, frame: Arc<str>) {
-        if !self.write_frame(conn, &frame) {
-            self.undelivered.push((to, frame));
+    fn write_chat(&mut self, conn: &Conn, live: Live) {
+        if !self.write_frame(conn, &live.frame) {
+            self.undelivered.push(live);
         }
     }
 

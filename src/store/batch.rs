@@ -1,100 +1,145 @@
-//! Group commit for offline messages: one thread takes every store request that has queued up and writes
-//! them all in one transaction, so a burst of messages for offline users costs one commit (one fsync)
-//! per batch instead of one per message. Each caller still waits for its own result, so a success reply
-//! is only sent once the message is committed.
+//! Group commit for the log: one thread takes every append (and every late offline record) that has
+//! queued up and writes them in one transaction each, so a burst of messages costs one commit (one fsync)
+//! per batch instead of one per message. Each caller still waits for its own result, so an
+//! acknowledgement is only sent once its message is committed.
 
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::{Offline, Result, Store, StoreError};
+use super::{Committed, NewMessage, Pointer, Result, Store, StoreError};
 
 /// Messages at which the writer stops adding waiting jobs to a transaction (one job may take it past
 /// this), so that one commit does not hold the database for long.
 const MAX_MESSAGES: usize = 4096;
 
-/// One caller's batches, stored in the same transaction as everything else waiting.
-struct Job {
-    batches: Vec<Vec<Offline>>,
-    reply: Sender<Result<Vec<usize>>>,
+/// One caller's work, done in the same transaction as everything else of its kind that is waiting.
+enum Job {
+    Append {
+        messages: Vec<NewMessage>,
+        reply: Sender<Appended>,
+    },
+    Offline {
+        pointers: Vec<Pointer>,
+        reply: Sender<Result<()>>,
+    },
 }
 
-/// The handle through which the service stores offline messages.
-pub struct OfflineWriter {
+impl Job {
+    fn size(&self) -> usize {
+        match self {
+            Job::Append { messages, .. } => messages.len(),
+            Job::Offline { pointers, .. } => pointers.len(),
+        }
+    }
+}
+
+/// A caller's messages handed back with where the log put them, or why it could not.
+type Appended = Result<(Vec<NewMessage>, Vec<Committed>)>;
+
+/// The handle through which the service writes to the log.
+pub struct LogWriter {
     jobs: Sender<Job>,
 }
 
-impl OfflineWriter {
+fn stopped() -> StoreError {
+    StoreError::Unavailable("log writer stopped".into())
+}
+
+impl LogWriter {
     /// Starts the writer thread over `store`.
-    pub fn start(store: Arc<dyn Store>) -> std::io::Result<OfflineWriter> {
+    pub fn start(store: Arc<dyn Store>) -> std::io::Result<LogWriter> {
         let (jobs, rx) = bounded(16 * 1024);
         std::thread::Builder::new()
-            .name("offline-writer".into())
+            .name("log-writer".into())
             .spawn(move || write_loop(store.as_ref(), &rx))?;
-        Ok(OfflineWriter { jobs })
+        Ok(LogWriter { jobs })
     }
 
-    /// Stores `messages` (in one transaction with whatever else is waiting) and returns how many were
-    /// stored (frames for users that do not exist are skipped).
-    pub fn store(&self, messages: Vec<Offline>) -> Result<usize> {
-        Ok(self.store_many(vec![messages])?.iter().sum())
-    }
-
-    /// Stores several batches in order, all in one transaction, and returns how many of each were stored.
-    /// A connection hands over the offline messages of everything it read at once this way, so a client
-    /// sending many messages costs one commit per read rather than one per message.
-    pub fn store_many(&self, batches: Vec<Vec<Offline>>) -> Result<Vec<usize>> {
-        if batches.iter().all(Vec::is_empty) {
-            return Ok(vec![0; batches.len()]);
+    /// Appends `messages` (see [`super::Log::append`]) in one transaction with whatever else is waiting,
+    /// and hands them back with where each one is.
+    pub fn append(&self, messages: Vec<NewMessage>) -> Appended {
+        if messages.is_empty() {
+            return Ok((messages, Vec::new()));
         }
         let (reply, rx) = bounded(1);
         self.jobs
-            .send(Job { batches, reply })
-            .map_err(|_| StoreError::Unavailable("offline writer stopped".into()))?;
-        rx.recv()
-            .map_err(|_| StoreError::Unavailable("offline writer stopped".into()))?
+            .send(Job::Append { messages, reply })
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Records messages offline (see [`super::Log::store_offline`]), batched likewise.
+    pub fn store_offline(&self, pointers: Vec<Pointer>) -> Result<()> {
+        if pointers.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = bounded(1);
+        self.jobs
+            .send(Job::Offline { pointers, reply })
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
     }
 }
 
 fn write_loop(store: &dyn Store, jobs: &Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
-        let size = |job: &Job| job.batches.iter().map(Vec::len).sum::<usize>();
-        let mut messages = size(&first);
+        let mut size = first.size();
         let mut batch = vec![first];
-        while messages < MAX_MESSAGES {
+        while size < MAX_MESSAGES {
             let Ok(job) = jobs.try_recv() else { break };
-            messages += size(&job);
+            size += job.size();
             batch.push(job);
         }
-        let slices: Vec<&[Offline]> = batch
-            .iter()
-            .flat_map(|j| j.batches.iter().map(Vec::as_slice))
-            .collect();
-        let stored = store.store_offline_many(&slices).and_then(|counts| {
-            if counts.len() == slices.len() {
-                Ok(counts)
-            } else {
-                Err(StoreError::Unavailable(format!(
-                    "the store counted {} of {} batches",
-                    counts.len(),
-                    slices.len()
-                )))
-            }
-        });
-        match stored {
-            Ok(counts) => {
-                let mut counts = counts.into_iter();
-                for job in &batch {
-                    let mine = counts.by_ref().take(job.batches.len()).collect();
-                    let _ = job.reply.send(Ok(mine));
-                }
-            }
-            Err(e) => {
-                let text = e.to_string();
-                for job in &batch {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(text.clone())));
-                }
+        let (mut appends, mut offline) = (Vec::new(), Vec::new());
+        for job in batch {
+            match job {
+                Job::Append { messages, reply } => appends.push((messages, reply)),
+                Job::Offline { pointers, reply } => offline.push((pointers, reply)),
             }
         }
+        append_all(store, appends);
+        store_all(store, offline);
+    }
+}
+
+/// One transaction for every waiting append; each caller gets the results of its own messages.
+fn append_all(store: &dyn Store, jobs: Vec<(Vec<NewMessage>, Sender<Appended>)>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let all: Vec<&NewMessage> = jobs.iter().flat_map(|(m, _)| m.iter()).collect();
+    let result = store.append(&all);
+    let total = all.len();
+    drop(all);
+    match result {
+        Ok(committed) if committed.len() == total => {
+            let mut committed = committed.into_iter();
+            for (messages, reply) in jobs {
+                let mine = committed.by_ref().take(messages.len()).collect();
+                let _ = reply.send(Ok((messages, mine)));
+            }
+        }
+        result => {
+            let text = match result {
+                Err(e) => e.to_string(),
+                Ok(c) => format!("the store committed {} of {total} messages", c.len()),
+            };
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(StoreError::Unavailable(text.clone())));
+            }
+        }
+    }
+}
+
+/// One transaction for every waiting offline record.
+fn store_all(store: &dyn Store, jobs: Vec<(Vec<Pointer>, Sender<Result<()>>)>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let all: Vec<Pointer> = jobs.iter().flat_map(|(p, _)| p.iter().copied()).collect();
+    let result = store.store_offline(&all).map_err(|e| e.to_string());
+    for (_, reply) in jobs {
+        let _ = reply.send(result.clone().map_err(StoreError::Unavailable));
     }
 }

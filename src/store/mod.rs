@@ -1,23 +1,28 @@
-//! Persistent state: users, friendships, groups, offline messages and presence.
+//! Persistent state: users, presence, friendships, groups, the message log and resume tokens.
 //!
-//! One [`Store`] trait, two implementations: MySQL/MariaDB through an r2d2 pool ([`mysql`]), shared by
+//! One trait per area ([`Accounts`], [`Presence`], [`Social`], [`Groups`], [`Log`], [`Tokens`]), together
+//! [`Store`], with two implementations: MySQL/MariaDB through an r2d2 pool ([`mysql`]), shared by
 //! every node of a cluster, and the embedded SQLite default ([`sqlite`]) for a node that runs alone. Every
 //! statement is prepared with bound parameters. Every method that changes something has committed when it
 //! returns `Ok`, so a success reply is only sent for what every node can already see.
 //!
 //! Presence lives here too, so that "already logged in anywhere in the cluster" needs no other service: a
-//! user row holds `state` and the `node` that claimed it, and each node refreshes a heartbeat row. A user
-//! counts as online only while their node's heartbeat is fresh, so a node killed with -9 stops holding its
-//! users once its heartbeat goes stale.
+//! `device` row names the node that holds each logged-in device, and each node refreshes a heartbeat row.
+//! A device counts as online only while its node's heartbeat is fresh, so a node killed with -9 stops
+//! holding its users once its heartbeat goes stale. The schema comes as versioned migrations
+//! ([`migrate`]).
 
 pub mod batch;
+pub mod migrate;
 pub mod mysql;
 pub mod sqlite;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::model::{Contact, Group, Member, Role, UserRecord};
+use crate::model::{
+    Contact, Conv, Group, LogMessage, Member, Page, Pos, Role, Summary, UserRecord,
+};
 use crate::model::{GroupId, UserId};
 
 /// Why a store call failed.
@@ -41,40 +46,93 @@ pub enum StoreError {
 /// Result of store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A chat frame waiting for a user who was not online.
+/// A message to append to the log.
 #[derive(Debug, Clone)]
-pub struct Offline {
-    pub to: UserId,
-    pub frame: Arc<str>,
+pub struct NewMessage {
+    pub conv: Conv,
+    pub sender: UserId,
+    pub cid: Option<String>,
+    pub time: String,
+    pub text: String,
+    /// Recipients known to have no device online: the message is recorded offline for them in the same
+    /// transaction.
+    pub offline: Vec<UserId>,
 }
 
-/// Everything the services need from persistent storage. Implementations are blocking and thread-safe.
-pub trait Store: Send + Sync {
+/// Where the log put a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub conv: Conv,
+    pub pos: Pos,
+    pub ts: i64,
+    /// The sender had already committed a message with this `cid`: nothing was appended, and this is
+    /// where the first one is.
+    pub duplicate: bool,
+}
+
+/// A message recorded as offline for `user`: it reached none of their devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pointer {
+    pub user: UserId,
+    pub conv: Conv,
+    pub pos: Pos,
+}
+
+/// How a device's claim on presence went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The device is logged in now; `first` when the user had no other device online.
+    Claimed { first: bool },
+    /// This device of the user is logged in already, on a live node.
+    DeviceInUse,
+    /// The user has as many devices online as allowed.
+    TooMany,
+}
+
+/// Users: created once, never renamed or deleted.
+pub trait Accounts: Send + Sync {
     /// Creates a user; [`StoreError::Conflict`] when the name is taken.
     fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId>;
 
     /// Looks a user up by id.
     fn find_user(&self, id: UserId) -> Result<Option<UserRecord>>;
+}
 
-    /// Marks `user` online on `node`, unless they are online on a live node already (`Ok(false)`).
-    fn claim_presence(&self, user: UserId, node: &str) -> Result<bool>;
+/// Who is online where: one row per logged-in device, held by a node whose heartbeat keeps it alive.
+pub trait Presence: Send + Sync {
+    /// Logs `device` of `user` in on `node`, unless that device is online on a live node already or the
+    /// user has `max_devices` online.
+    fn claim_device(
+        &self,
+        user: UserId,
+        device: &str,
+        node: &str,
+        max_devices: usize,
+    ) -> Result<Claim>;
 
-    /// Marks `user` offline, if `node` still holds them.
-    fn release_presence(&self, user: UserId, node: &str) -> Result<()>;
+    /// Logs `device` of `user` out, if `node` still holds it; returns whether the user has no device
+    /// online any more.
+    fn release_device(&self, user: UserId, device: &str, node: &str) -> Result<bool>;
 
     /// Records that `node` is alive now; called at start and then periodically.
     fn heartbeat(&self, node: &str) -> Result<()>;
 
-    /// Marks every user held by `node` offline: at start (users left over from a previous life of the
+    /// Logs out every device held by `node`: at start (devices left over from a previous life of the
     /// same node) and at shutdown.
     fn release_node(&self, node: &str) -> Result<()>;
+}
 
+/// Friendships.
+pub trait Social: Send + Sync {
     /// Makes `a` and `b` friends of each other; idempotent. [`StoreError::NotFound`] if `b` does not exist.
     fn add_friend(&self, a: UserId, b: UserId) -> Result<()>;
 
     /// The user's friends with their presence.
     fn friends(&self, user: UserId) -> Result<Vec<Contact>>;
+}
 
+/// Groups and their members.
+pub trait Groups: Send + Sync {
     /// Creates a group with `creator` as its creator; [`StoreError::Conflict`] when the name is taken.
     fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId>;
 
@@ -87,29 +145,52 @@ pub trait Store: Send + Sync {
 
     /// The member ids of `group`, or `None` if it does not exist.
     fn group_members(&self, group: GroupId) -> Result<Option<Vec<UserId>>>;
-
-    /// Stores chat frames for later delivery, in order, in one transaction. Frames for users that do not
-    /// exist are skipped; returns how many were stored.
-    fn store_offline(&self, messages: &[Offline]) -> Result<usize>;
-
-    /// Stores several independent batches, in order, in as few transactions as the store can (the SQL
-    /// stores use one); returns how many of each batch were stored. See [`batch::OfflineWriter`].
-    fn store_offline_many(&self, batches: &[&[Offline]]) -> Result<Vec<usize>> {
-        batches.iter().map(|b| self.store_offline(b)).collect()
-    }
-
-    /// Removes and returns up to `limit` of the user's stored frames, oldest first, in one transaction.
-    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<String>>;
-
-    /// Saves the hash of the user's resume token, replacing any earlier one.
-    fn save_token(&self, user: UserId, hash: &[u8]) -> Result<()>;
-
-    /// The hash of the user's resume token, unless none was issued or it is older than [`TOKEN_TTL`].
-    fn token_hash(&self, user: UserId) -> Result<Option<Vec<u8>>>;
-
-    /// Revokes the user's resume token.
-    fn revoke_token(&self, user: UserId) -> Result<()>;
 }
+
+/// The message log: every chat message with its position, read positions, and the offline list that
+/// points into it.
+pub trait Log: Send + Sync {
+    /// Appends messages in one transaction, in order, each at the next position of its conversation
+    /// (consecutive and distinct even when several nodes append at once), records them offline for their
+    /// `offline` recipients and moves each sender's read position to their message. A message whose
+    /// sender already committed its `cid` is not appended again: its [`Committed`] is the first one's.
+    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Committed>>;
+
+    /// Records messages as offline for users (they reached none of their devices), in one transaction.
+    fn store_offline(&self, pointers: &[Pointer]) -> Result<()>;
+
+    /// Removes and returns up to `limit` of the user's offline messages, oldest first, in one transaction.
+    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>>;
+
+    /// Every one-to-one conversation of `user` with a message, and every group they are in, unsorted.
+    fn conversations(&self, user: UserId) -> Result<Vec<Summary>>;
+
+    /// Up to `limit` messages of `conv` in ascending position, and whether more exist in the direction
+    /// asked.
+    fn history(&self, conv: Conv, page: Page, limit: usize) -> Result<(Vec<LogMessage>, bool)>;
+
+    /// Moves `user`'s read position in `conv` forward to `pos`, never past the last message; returns the
+    /// position now in force and whether it moved.
+    fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)>;
+}
+
+/// Resume tokens (v2), one per device.
+pub trait Tokens: Send + Sync {
+    /// Saves the hash of the device's resume token, replacing any earlier one.
+    fn save_token(&self, user: UserId, device: &str, hash: &[u8]) -> Result<()>;
+
+    /// The hash of the device's resume token, unless none was issued or it is older than [`TOKEN_TTL`].
+    fn token_hash(&self, user: UserId, device: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Revokes the device's resume token.
+    fn revoke_token(&self, user: UserId, device: &str) -> Result<()>;
+}
+
+/// Everything the services need from persistent storage, by area. Implementations are blocking and
+/// thread-safe.
+pub trait Store: Accounts + Presence + Social + Groups + Log + Tokens {}
+
+impl<T: Accounts + Presence + Social + Groups + Log + Tokens> Store for T {}
 
 /// How long a resume token stays valid.
 pub const TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -168,4 +249,24 @@ fn assemble_groups(groups: Vec<GroupRow>, members: Vec<MemberRow>) -> Vec<Group>
             group
         })
         .collect()
+}
+
+/// Milliseconds since the Unix epoch, by this node's clock: the `ts` of messages it commits.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Shapes up to `limit + 1` rows read for `page` (newest first for [`Page::Latest`] and [`Page::Before`],
+/// oldest first for [`Page::After`]) into at most `limit` messages in ascending position, and whether
+/// more exist in the direction asked.
+fn page_out(rows: &mut Vec<LogMessage>, page: Page, limit: usize) -> (Vec<LogMessage>, bool) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let mut messages = std::mem::take(rows);
+    if !matches!(page, Page::After(_)) {
+        messages.reverse();
+    }
+    (messages, more)
 }

@@ -2,18 +2,28 @@
 //!
 //! Connections time out on connect, read and write, so a database that goes away turns into
 //! [`StoreError::Unavailable`] (errno 109) within seconds instead of hanging a connection's thread.
+//!
+//! Appending to the log costs a handful of round trips per batch, not per message: one multi-row upsert
+//! gives every conversation of the batch its positions (its rows stay locked until the commit, so nodes
+//! appending to one conversation at once queue up and get consecutive positions), then multi-row inserts
+//! write the messages, the read positions and the offline pointers. Rows are locked in key order, so two
+//! batches cannot deadlock on conversations.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use r2d2_mysql::MySqlConnectionManager;
 use r2d2_mysql::mysql::prelude::Queryable;
-use r2d2_mysql::mysql::{self, Opts, OptsBuilder, TxOpts};
+use r2d2_mysql::mysql::{self, Opts, OptsBuilder, TxOpts, Value};
 
-use super::{GroupRow, MemberRow, Offline, Result, Store, StoreError, assemble_groups};
-use crate::model::{Contact, Group, UserRecord};
+use super::migrate::{self, LEGACY_OFFLINE, MIGRATIONS};
+use super::{
+    Accounts, Claim, Committed, GroupRow, Groups, Log, MemberRow, NewMessage, Pointer, Presence,
+    Result, Social, StoreError, Tokens, assemble_groups, now_ms,
+};
+use crate::model::{Contact, Conv, Group, LogMessage, Page, Pos, Summary, UserRecord};
 use crate::model::{GroupId, UserId};
-
-const SCHEMA: &str = include_str!("../../sql/mysql.sql");
 
 /// MySQL's "duplicate entry" error code.
 const ER_DUP_ENTRY: u16 = 1062;
@@ -22,12 +32,24 @@ const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 const ER_LOCK_DEADLOCK: u16 = 1213;
 /// How often a transaction that lost a deadlock is tried again.
 const RETRIES: u32 = 5;
+/// Rows per multi-row insert, and the text bytes at which one is sent early (under max_allowed_packet).
+const ROWS_PER_INSERT: usize = 1000;
+const BYTES_PER_INSERT: usize = 1 << 20;
+/// Old offline frames converted per transaction by migration 2.
+const LEGACY_BATCH: usize = 10_000;
 
-/// SQL true when user `u` is online: claimed, and their node's heartbeat is fresh (liveness bound last).
+/// SQL true when user `u` has a device online: held by a node whose heartbeat is fresh (liveness bound).
 macro_rules! online {
     () => {
-        "(u.state = 'online' AND EXISTS (SELECT 1 FROM node n WHERE n.id = u.node \
-         AND n.heartbeat >= UNIX_TIMESTAMP() - ?))"
+        "EXISTS (SELECT 1 FROM device d JOIN node n ON n.id = d.node WHERE d.userid = u.id \
+         AND n.heartbeat >= UNIX_TIMESTAMP() - ?)"
+    };
+}
+
+/// The columns of a [`LogMessage`] row, from `message m` joined with its sender `u`.
+macro_rules! message_columns {
+    () => {
+        "m.conv, m.pos, m.ts, m.sender, u.name, m.cid, m.time, m.text"
     };
 }
 
@@ -54,7 +76,7 @@ impl From<mysql::Error> for StoreError {
 }
 
 impl MysqlStore {
-    /// Connects to the database a `mysql://` URL names and creates missing tables.
+    /// Connects to the database a `mysql://` URL names and brings its schema up to date.
     pub fn open(url: &str, pool_size: u32) -> anyhow::Result<Self> {
         let timeout = Some(Duration::from_secs(5));
         let opts = OptsBuilder::from_opts(Opts::from_url(url)?)
@@ -67,15 +89,12 @@ impl MysqlStore {
             .min_idle(Some(pool_size.clamp(1, 2)))
             .connection_timeout(Duration::from_secs(3))
             .build(MySqlConnectionManager::new(opts))?;
-        let mut conn = pool.get()?;
-        for statement in schema_statements(SCHEMA) {
-            conn.query_drop(&statement)
-                .map_err(|e| anyhow::anyhow!("creating tables: {e}"))?;
-        }
-        Ok(MysqlStore {
+        let store = MysqlStore {
             pool,
             liveness: super::LIVENESS.as_secs() as i64,
-        })
+        };
+        store.migrate().context("migrating the MySQL schema")?;
+        Ok(store)
     }
 
     fn conn(&self) -> Result<Conn> {
@@ -104,27 +123,344 @@ impl MysqlStore {
             }
         }
     }
-}
 
-/// The statements of a schema file: comment lines dropped, then split at `;`.
-fn schema_statements(schema: &str) -> Vec<String> {
-    let code: Vec<&str> = schema
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect();
-    code.join("\n")
-        .split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    /// Applies the migrations the database does not have yet, one node at a time (a named lock). MySQL
+    /// commits DDL statement by statement, so progress is recorded per statement and a migration cut
+    /// short goes on where it stopped.
+    fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.conn()?;
+        let locked: Option<i64> = conn.query_first("SELECT GET_LOCK('clusterchat.migrate', 60)")?;
+        anyhow::ensure!(
+            locked == Some(1),
+            "another node holds the migration lock for over 60 s"
+        );
+        let result = self.migrate_locked(&mut conn);
+        let _ = conn.query_drop("SELECT RELEASE_LOCK('clusterchat.migrate')");
+        result
+    }
+
+    fn migrate_locked(&self, conn: &mut Conn) -> anyhow::Result<()> {
+        conn.query_drop(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INT NOT NULL PRIMARY KEY, \
+             steps INT NOT NULL, done TINYINT NOT NULL, applied BIGINT NOT NULL) ENGINE = InnoDB",
+        )?;
+        let progress: Vec<(u32, usize, bool)> =
+            conn.query("SELECT version, steps, done FROM schema_version")?;
+        for m in MIGRATIONS {
+            let (steps, done) = progress
+                .iter()
+                .find(|(v, ..)| *v == m.version)
+                .map_or((0, false), |(_, s, d)| (*s, *d));
+            if done {
+                continue;
+            }
+            for (i, statement) in migrate::statements(m.mysql).iter().enumerate().skip(steps) {
+                conn.query_drop(statement)
+                    .with_context(|| format!("migration {}, statement {}", m.version, i + 1))?;
+                conn.exec_drop(
+                    "INSERT INTO schema_version (version, steps, done, applied) \
+                     VALUES (?, ?, 0, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE steps = VALUES(steps)",
+                    (m.version, i + 1),
+                )?;
+            }
+            if m.version == LEGACY_OFFLINE {
+                self.convert_legacy()?;
+            }
+            conn.exec_drop(
+                "INSERT INTO schema_version (version, steps, done, applied) \
+                 VALUES (?, 0, 1, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE done = 1",
+                (m.version,),
+            )?;
+            tracing::info!(version = m.version, "applied schema migration");
+        }
+        Ok(())
+    }
+
+    /// Turns the old offline frames into log messages and pointers, a batch per transaction that also
+    /// deletes what it converted, then drops their table.
+    fn convert_legacy(&self) -> Result<()> {
+        loop {
+            let converted = self.write(|tx| {
+                let rows: Vec<(i64, UserId, String)> = tx.exec(
+                    "SELECT id, userid, message FROM offline_legacy ORDER BY id LIMIT ?",
+                    (LEGACY_BATCH as u64,),
+                )?;
+                let Some(&(last, ..)) = rows.last() else {
+                    return Ok(0);
+                };
+                let messages = migrate::legacy_messages(&rows);
+                append_in(tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
+                tx.exec_drop("DELETE FROM offline_legacy WHERE id <= ?", (last,))?;
+                Ok(rows.len())
+            })?;
+            if converted == 0 {
+                break;
+            }
+            tracing::info!(
+                frames = converted,
+                "converted stored offline frames into the log"
+            );
+        }
+        self.conn()?.query_drop("DROP TABLE offline_legacy")?;
+        Ok(())
+    }
 }
 
 fn utf8(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-impl Store for MysqlStore {
+/// Runs `INSERT … VALUES (…), (…) [suffix]` for `rows` (each `width` values), in as few statements as the
+/// size limits allow.
+fn insert_rows(
+    tx: &mut mysql::Transaction,
+    head: &str,
+    width: usize,
+    suffix: &str,
+    rows: Vec<Vec<Value>>,
+) -> Result<()> {
+    let tuple = format!("({})", vec!["?"; width].join(", "));
+    let mut chunk: Vec<Value> = Vec::new();
+    let mut bytes = 0;
+    let send = |tx: &mut mysql::Transaction, chunk: &mut Vec<Value>| -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let tuples = vec![tuple.as_str(); chunk.len() / width].join(", ");
+        tx.exec_drop(
+            format!("{head} VALUES {tuples} {suffix}"),
+            std::mem::take(chunk),
+        )?;
+        Ok(())
+    };
+    for row in rows {
+        bytes += row
+            .iter()
+            .map(|v| match v {
+                Value::Bytes(b) => b.len(),
+                _ => 8,
+            })
+            .sum::<usize>();
+        chunk.extend(row);
+        if chunk.len() / width >= ROWS_PER_INSERT || bytes >= BYTES_PER_INSERT {
+            send(tx, &mut chunk)?;
+            bytes = 0;
+        }
+    }
+    send(tx, &mut chunk)
+}
+
+/// The messages a sender already committed with one of these cids: `(sender, cid)` → where they are.
+fn committed_cids(
+    tx: &mut mysql::Transaction,
+    wanted: &[(UserId, &str)],
+) -> Result<HashMap<(UserId, String), Committed>> {
+    let mut found = HashMap::new();
+    for chunk in wanted.chunks(ROWS_PER_INSERT) {
+        let condition = vec!["(sender = ? AND cid = ?)"; chunk.len()].join(" OR ");
+        let params: Vec<Value> = chunk
+            .iter()
+            .flat_map(|&(sender, cid)| [Value::from(sender), Value::from(cid)])
+            .collect();
+        let rows: Vec<(UserId, Vec<u8>, i64, Pos, i64)> = tx.exec(
+            format!("SELECT sender, cid, conv, pos, ts FROM message WHERE {condition}"),
+            params,
+        )?;
+        for (sender, cid, key, pos, ts) in rows {
+            if let Some(conv) = Conv::from_key(key) {
+                let committed = Committed {
+                    conv,
+                    pos,
+                    ts,
+                    duplicate: true,
+                };
+                found.insert((sender, utf8(cid)), committed);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// [`Log::append`] inside a transaction, every message committed at `ts`.
+fn append_in(
+    tx: &mut mysql::Transaction,
+    messages: &[&NewMessage],
+    ts: i64,
+) -> Result<Vec<Committed>> {
+    let wanted: Vec<(UserId, &str)> = messages
+        .iter()
+        .filter_map(|m| Some((m.sender, m.cid.as_deref()?)))
+        .collect();
+    let mut cids = if wanted.is_empty() {
+        HashMap::new()
+    } else {
+        committed_cids(tx, &wanted)?
+    };
+    // Which messages are new (the first of their cid), and how many each conversation gets.
+    let mut fresh = Vec::with_capacity(messages.len());
+    let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut batch_cids: HashMap<(UserId, &str), usize> = HashMap::new();
+    for (i, m) in messages.iter().enumerate() {
+        let first = match m.cid.as_deref() {
+            Some(cid) if cids.contains_key(&(m.sender, cid.to_owned())) => false,
+            Some(cid) => batch_cids.insert((m.sender, cid), i).is_none(),
+            None => true,
+        };
+        if first {
+            *counts.entry(m.conv.key()).or_default() += 1;
+        }
+        fresh.push(first);
+    }
+    let mut next = HashMap::new();
+    if !counts.is_empty() {
+        let rows = counts
+            .iter()
+            .map(|(&key, &n)| vec![Value::from(key), Value::from(n), Value::from(ts)])
+            .collect();
+        insert_rows(
+            tx,
+            "INSERT INTO conversation (id, last_pos, last_ts)",
+            3,
+            "ON DUPLICATE KEY UPDATE last_pos = last_pos + VALUES(last_pos), last_ts = VALUES(last_ts)",
+            rows,
+        )?;
+        let keys: Vec<Value> = counts.keys().map(|&k| Value::from(k)).collect();
+        let marks = vec!["?"; keys.len()].join(", ");
+        let lasts: Vec<(i64, Pos)> = tx.exec(
+            format!("SELECT id, last_pos FROM conversation WHERE id IN ({marks})"),
+            keys,
+        )?;
+        for (key, last) in lasts {
+            next.insert(key, last - counts[&key] + 1);
+        }
+    }
+    let mut out = Vec::with_capacity(messages.len());
+    let (mut rows, mut reads, mut pointers) = (Vec::new(), Vec::new(), Vec::new());
+    for (m, first) in messages.iter().zip(fresh) {
+        if !first {
+            let cid = m.cid.clone().expect("only messages with a cid repeat");
+            let earlier = match cids.get(&(m.sender, cid.clone())) {
+                Some(c) => *c,
+                None => out[batch_cids[&(m.sender, cid.as_str())]],
+            };
+            out.push(Committed {
+                duplicate: true,
+                ..earlier
+            });
+            continue;
+        }
+        let key = m.conv.key();
+        let slot = next
+            .get_mut(&key)
+            .ok_or_else(|| StoreError::Unavailable("conversation row missing".into()))?;
+        let pos = *slot;
+        *slot += 1;
+        rows.push(vec![
+            Value::from(key),
+            Value::from(pos),
+            Value::from(m.sender),
+            Value::from(ts),
+            m.cid.as_deref().map_or(Value::NULL, Value::from),
+            Value::from(m.time.as_str()),
+            Value::from(m.text.as_str()),
+        ]);
+        let peer = m.conv.peer_of(m.sender);
+        reads.push((m.sender, key, peer, pos));
+        if let Some(peer) = peer.filter(|&p| p != m.sender) {
+            reads.push((peer, key, Some(m.sender), 0));
+        }
+        pointers.extend(m.offline.iter().map(|&user| Pointer {
+            user,
+            conv: m.conv,
+            pos,
+        }));
+        let committed = Committed {
+            conv: m.conv,
+            pos,
+            ts,
+            duplicate: false,
+        };
+        if let Some(cid) = &m.cid {
+            cids.insert((m.sender, cid.clone()), committed);
+        }
+        out.push(committed);
+    }
+    insert_rows(
+        tx,
+        "INSERT INTO message (conv, pos, sender, ts, cid, time, text)",
+        7,
+        "",
+        rows,
+    )?;
+    reads.sort_unstable();
+    let reads = reads
+        .into_iter()
+        .map(|(user, key, peer, pos)| {
+            vec![
+                Value::from(user),
+                Value::from(key),
+                peer.map_or(Value::NULL, Value::from),
+                Value::from(pos),
+            ]
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO readpos (userid, conv, peer, pos)",
+        4,
+        "ON DUPLICATE KEY UPDATE pos = GREATEST(pos, VALUES(pos))",
+        reads,
+    )?;
+    insert_pointers(tx, &pointers)?;
+    Ok(out)
+}
+
+fn insert_pointers(tx: &mut mysql::Transaction, pointers: &[Pointer]) -> Result<()> {
+    let rows = pointers
+        .iter()
+        .map(|p| {
+            vec![
+                Value::from(p.user),
+                Value::from(p.conv.key()),
+                Value::from(p.pos),
+            ]
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO offlinemessage (userid, conv, pos)",
+        3,
+        "",
+        rows,
+    )
+}
+
+/// A row of [`message_columns`].
+type MessageRow = (
+    i64,
+    Pos,
+    i64,
+    UserId,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    String,
+    String,
+);
+
+fn log_message((key, pos, ts, sender, name, cid, time, text): MessageRow) -> Option<LogMessage> {
+    Some(LogMessage {
+        conv: Conv::from_key(key)?,
+        pos,
+        ts,
+        sender,
+        sender_name: utf8(name),
+        cid: cid.map(utf8),
+        time,
+        text,
+    })
+}
+
+impl Accounts for MysqlStore {
     fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId> {
         let mut conn = self.conn()?;
         conn.exec_drop(
@@ -144,24 +480,57 @@ impl Store for MysqlStore {
             password_hash,
         }))
     }
+}
 
-    fn claim_presence(&self, user: UserId, node: &str) -> Result<bool> {
-        let mut conn = self.conn()?;
-        conn.exec_drop(
-            "UPDATE user SET state = 'online', node = ? WHERE id = ? AND (state = 'offline' \
-             OR (node <> ? AND NOT EXISTS (SELECT 1 FROM node n WHERE n.id = user.node \
-             AND n.heartbeat >= UNIX_TIMESTAMP() - ?)))",
-            (node, user, node, self.liveness),
-        )?;
-        Ok(conn.affected_rows() == 1)
+impl Presence for MysqlStore {
+    fn claim_device(
+        &self,
+        user: UserId,
+        device: &str,
+        node: &str,
+        max_devices: usize,
+    ) -> Result<Claim> {
+        self.write(|tx| {
+            // The user's row serialises claims of one user across nodes.
+            let exists: Option<i32> =
+                tx.exec_first("SELECT 1 FROM user WHERE id = ? FOR UPDATE", (user,))?;
+            exists.ok_or(StoreError::NotFound)?;
+            tx.exec_drop(
+                "DELETE FROM device WHERE userid = ? AND node NOT IN \
+                 (SELECT id FROM node WHERE heartbeat >= UNIX_TIMESTAMP() - ?)",
+                (user, self.liveness),
+            )?;
+            let online: Vec<Vec<u8>> =
+                tx.exec("SELECT device FROM device WHERE userid = ?", (user,))?;
+            if online.iter().any(|d| d == device.as_bytes()) {
+                return Ok(Claim::DeviceInUse);
+            }
+            if online.len() >= max_devices {
+                return Ok(Claim::TooMany);
+            }
+            tx.exec_drop(
+                "INSERT INTO device (userid, device, node) VALUES (?, ?, ?)",
+                (user, device, node),
+            )?;
+            Ok(Claim::Claimed {
+                first: online.is_empty(),
+            })
+        })
     }
 
-    fn release_presence(&self, user: UserId, node: &str) -> Result<()> {
-        self.conn()?.exec_drop(
-            "UPDATE user SET state = 'offline', node = NULL WHERE id = ? AND node = ?",
-            (user, node),
-        )?;
-        Ok(())
+    fn release_device(&self, user: UserId, device: &str, node: &str) -> Result<bool> {
+        self.write(|tx| {
+            tx.exec_drop(
+                "DELETE FROM device WHERE userid = ? AND device = ? AND node = ?",
+                (user, device, node),
+            )?;
+            let left: Option<i64> = tx.exec_first(
+                "SELECT COUNT(*) FROM device d JOIN node n ON n.id = d.node \
+                 WHERE d.userid = ? AND n.heartbeat >= UNIX_TIMESTAMP() - ?",
+                (user, self.liveness),
+            )?;
+            Ok(left.unwrap_or(0) == 0)
+        })
     }
 
     fn heartbeat(&self, node: &str) -> Result<()> {
@@ -174,13 +543,13 @@ impl Store for MysqlStore {
     }
 
     fn release_node(&self, node: &str) -> Result<()> {
-        self.conn()?.exec_drop(
-            "UPDATE user SET state = 'offline', node = NULL WHERE node = ?",
-            (node,),
-        )?;
+        self.conn()?
+            .exec_drop("DELETE FROM device WHERE node = ?", (node,))?;
         Ok(())
     }
+}
 
+impl Social for MysqlStore {
     fn add_friend(&self, a: UserId, b: UserId) -> Result<()> {
         self.write(|tx| {
             let exists: Option<i32> = tx.exec_first("SELECT 1 FROM user WHERE id = ?", (b,))?;
@@ -211,7 +580,9 @@ impl Store for MysqlStore {
             })
             .collect())
     }
+}
 
+impl Groups for MysqlStore {
     fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId> {
         self.write(|tx| {
             tx.exec_drop(
@@ -278,79 +649,162 @@ impl Store for MysqlStore {
         let ids = conn.exec("SELECT userid FROM groupuser WHERE groupid = ?", (group,))?;
         Ok(Some(ids))
     }
+}
 
-    fn store_offline(&self, messages: &[Offline]) -> Result<usize> {
-        Ok(self.store_offline_many(&[messages])?[0])
-    }
-
-    fn store_offline_many(&self, batches: &[&[Offline]]) -> Result<Vec<usize>> {
+impl Log for MysqlStore {
+    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Committed>> {
+        let ts = now_ms();
         self.write(|tx| {
-            let insert = tx.prep(
-                "INSERT INTO offlinemessage (userid, message) SELECT id, ? FROM user WHERE id = ?",
-            )?;
-            let mut counts = Vec::with_capacity(batches.len());
-            for batch in batches {
-                let mut stored = 0;
-                for m in *batch {
-                    tx.exec_drop(&insert, (&*m.frame, m.to))?;
-                    stored += tx.affected_rows() as usize;
-                }
-                counts.push(stored);
-            }
-            Ok(counts)
+            // The same cid committed by another node a moment ago: run again, and find it.
+            append_in(tx, messages, ts).map_err(|e| match e {
+                StoreError::Conflict => StoreError::Busy("a cid committed concurrently".into()),
+                other => other,
+            })
         })
     }
 
-    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<String>> {
+    fn store_offline(&self, pointers: &[Pointer]) -> Result<()> {
+        if pointers.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| insert_pointers(tx, pointers))
+    }
+
+    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>> {
         self.write(|tx| {
-            let rows: Vec<(i64, String)> = tx.exec(
-                "SELECT id, message FROM offlinemessage WHERE userid = ? ORDER BY id LIMIT ? FOR UPDATE",
+            let ids: Vec<i64> = tx.exec(
+                "SELECT id FROM offlinemessage WHERE userid = ? ORDER BY id LIMIT ? FOR UPDATE",
                 (user, limit as u64),
             )?;
-            if let Some((last, _)) = rows.last() {
-                tx.exec_drop(
-                    "DELETE FROM offlinemessage WHERE userid = ? AND id <= ?",
-                    (user, last),
-                )?;
-            }
-            Ok(rows.into_iter().map(|(_, m)| m).collect())
+            let Some(&last) = ids.last() else {
+                return Ok(Vec::new());
+            };
+            let rows: Vec<MessageRow> = tx.exec(
+                concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM offlinemessage o JOIN message m ON m.conv = o.conv AND m.pos = o.pos \
+                     JOIN user u ON u.id = m.sender WHERE o.userid = ? AND o.id <= ? ORDER BY o.id"
+                ),
+                (user, last),
+            )?;
+            tx.exec_drop(
+                "DELETE FROM offlinemessage WHERE userid = ? AND id <= ?",
+                (user, last),
+            )?;
+            Ok(rows.into_iter().filter_map(log_message).collect())
         })
     }
 
-    fn save_token(&self, user: UserId, hash: &[u8]) -> Result<()> {
+    fn conversations(&self, user: UserId) -> Result<Vec<Summary>> {
+        let mut conn = self.conn()?;
+        let direct: Vec<(i64, Vec<u8>, Pos, i64, Pos)> = conn.exec(
+            "SELECT r.conv, u.name, c.last_pos, c.last_ts, r.pos FROM readpos r \
+             JOIN conversation c ON c.id = r.conv JOIN user u ON u.id = r.peer \
+             WHERE r.userid = ? AND r.conv > 0",
+            (user,),
+        )?;
+        let groups: Vec<(GroupId, Vec<u8>, Pos, i64, Pos)> = conn.exec(
+            "SELECT g.id, g.groupname, COALESCE(c.last_pos, 0), COALESCE(c.last_ts, 0), \
+             COALESCE(r.pos, 0) FROM groupuser gu JOIN allgroup g ON g.id = gu.groupid \
+             LEFT JOIN conversation c ON c.id = -g.id \
+             LEFT JOIN readpos r ON r.userid = gu.userid AND r.conv = -g.id WHERE gu.userid = ?",
+            (user,),
+        )?;
+        let direct = direct
+            .into_iter()
+            .filter_map(|(key, name, last, last_ts, read)| {
+                Some(Summary {
+                    conv: Conv::from_key(key)?,
+                    name: utf8(name),
+                    last,
+                    read,
+                    last_ts,
+                })
+            });
+        let groups = groups
+            .into_iter()
+            .map(|(g, name, last, last_ts, read)| Summary {
+                conv: Conv::Group(g),
+                name: utf8(name),
+                last,
+                read,
+                last_ts,
+            });
+        Ok(direct.chain(groups).collect())
+    }
+
+    fn history(&self, conv: Conv, page: Page, limit: usize) -> Result<(Vec<LogMessage>, bool)> {
+        let (condition, order, at) = match page {
+            Page::Latest => ("", "DESC", 0),
+            Page::Before(p) => ("AND m.pos < ?", "DESC", p),
+            Page::After(p) => ("AND m.pos > ?", "ASC", p),
+        };
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM message m JOIN user u ON u.id = m.sender WHERE m.conv = ? {} \
+                 ORDER BY m.pos {} LIMIT ?"
+            ),
+            condition, order
+        );
+        let mut params = vec![Value::from(conv.key())];
+        if page != Page::Latest {
+            params.push(Value::from(at));
+        }
+        params.push(Value::from(limit as u64 + 1));
+        let rows: Vec<MessageRow> = self.conn()?.exec(sql, params)?;
+        let mut messages: Vec<LogMessage> = rows.into_iter().filter_map(log_message).collect();
+        Ok(super::page_out(&mut messages, page, limit))
+    }
+
+    fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)> {
+        self.write(|tx| {
+            let key = conv.key();
+            let last: Option<Pos> =
+                tx.exec_first("SELECT last_pos FROM conversation WHERE id = ?", (key,))?;
+            let current: Option<Pos> = tx.exec_first(
+                "SELECT pos FROM readpos WHERE userid = ? AND conv = ? FOR UPDATE",
+                (user, key),
+            )?;
+            let (current, target) = (current.unwrap_or(0), pos.min(last.unwrap_or(0)));
+            if target <= current {
+                return Ok((current, false));
+            }
+            tx.exec_drop(
+                "INSERT INTO readpos (userid, conv, peer, pos) VALUES (?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE pos = VALUES(pos)",
+                (user, key, conv.peer_of(user), target),
+            )?;
+            Ok((target, true))
+        })
+    }
+}
+
+impl Tokens for MysqlStore {
+    fn save_token(&self, user: UserId, device: &str, hash: &[u8]) -> Result<()> {
         self.conn()?.exec_drop(
-            "INSERT INTO token (userid, hash, created) VALUES (?, ?, UNIX_TIMESTAMP()) \
+            "INSERT INTO token (userid, device, hash, created) VALUES (?, ?, ?, UNIX_TIMESTAMP()) \
              ON DUPLICATE KEY UPDATE hash = VALUES(hash), created = VALUES(created)",
-            (user, hash),
+            (user, device, hash),
         )?;
         Ok(())
     }
 
-    fn token_hash(&self, user: UserId) -> Result<Option<Vec<u8>>> {
+    fn token_hash(&self, user: UserId, device: &str) -> Result<Option<Vec<u8>>> {
         let hash = self.conn()?.exec_first(
-            "SELECT hash FROM token WHERE userid = ? AND created >= UNIX_TIMESTAMP() - ?",
-            (user, super::TOKEN_TTL.as_secs()),
+            "SELECT hash FROM token WHERE userid = ? AND device = ? AND created >= UNIX_TIMESTAMP() - ?",
+            (user, device, super::TOKEN_TTL.as_secs()),
         )?;
         Ok(hash)
     }
 
-    fn revoke_token(&self, user: UserId) -> Result<()> {
-        self.conn()?
-            .exec_drop("DELETE FROM token WHERE userid = ?", (user,))?;
+    fn revoke_token(&self, user: UserId, device: &str) -> Result<()> {
+        self.conn()?.exec_drop(
+            "DELETE FROM token WHERE userid = ? AND device = ?",
+            (user, device),
+        )?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn schema_splits_into_create_statements() {
-        let statements = super::schema_statements(super::SCHEMA);
-        assert_eq!(statements.len(), 7);
-        assert!(
-            statements
-                .iter()
-                .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS"))
-        );
     }
 }

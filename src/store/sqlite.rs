@@ -1,22 +1,36 @@
 //! The embedded default store: SQLite (bundled, no server needed) behind an r2d2 pool.
 //!
 //! Writes take the database lock up front (`BEGIN IMMEDIATE`) so two writers never deadlock upgrading a
-//! read lock; WAL lets readers go on meanwhile.
+//! read lock; WAL lets readers go on meanwhile. One writer at a time also makes positions in the log
+//! simple: a conversation's next position is its row's `last_pos` plus one, inside the transaction.
 
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context as _;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::{GroupRow, MemberRow, Offline, Result, Store, StoreError, assemble_groups};
-use crate::model::{Contact, Group, UserRecord};
+use super::migrate::{self, LEGACY_OFFLINE, MIGRATIONS};
+use super::{
+    Accounts, Claim, Committed, GroupRow, Groups, Log, MemberRow, NewMessage, Pointer, Presence,
+    Result, Social, StoreError, Tokens, assemble_groups, now_ms,
+};
+use crate::model::{Contact, Conv, Group, LogMessage, Page, Pos, Summary, UserRecord};
 use crate::model::{GroupId, UserId};
 
-const SCHEMA: &str = include_str!("../../sql/sqlite.sql");
-
-/// SQL true when user `u` is online: claimed, and their node's heartbeat is fresh (liveness in `?2`).
+/// SQL true when user `u` has a device online: held by a node whose heartbeat is fresh (liveness in `?2`).
 macro_rules! online {
     () => {
-        "(u.state = 'online' AND EXISTS (SELECT 1 FROM node n WHERE n.id = u.node \
-         AND n.heartbeat >= unixepoch() - ?2))"
+        "EXISTS (SELECT 1 FROM device d JOIN node n ON n.id = d.node WHERE d.userid = u.id \
+         AND n.heartbeat >= unixepoch() - ?2)"
+    };
+}
+
+/// The columns of a [`LogMessage`] row, from `message m` joined with its sender `u`.
+macro_rules! message_columns {
+    () => {
+        "m.conv, m.pos, m.ts, m.sender, u.name, m.cid, m.time, m.text"
     };
 }
 
@@ -44,16 +58,24 @@ impl From<r2d2::Error> for StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and its tables.
+    /// Opens (creating if needed) the database file and brings its schema up to date. The file's
+    /// directory must exist: a mistyped path is an error, not a new directory tree.
     pub fn open(path: &str, pool_size: u32) -> anyhow::Result<Self> {
-        if let Some(dir) = std::path::Path::new(path).parent()
+        if let Some(dir) = Path::new(path).parent()
             && !dir.as_os_str().is_empty()
+            && !dir.is_dir()
         {
-            std::fs::create_dir_all(dir)?;
+            anyhow::bail!(
+                "cannot open the SQLite database {path:?}: the directory {dir:?} does not exist"
+            );
         }
         // WAL is a property of the database file: set it once, before the pool opens connections in
         // parallel (each asking for it would contend for the lock at start-up).
-        rusqlite::Connection::open(path)?.execute_batch("PRAGMA journal_mode = WAL;")?;
+        let mut first = rusqlite::Connection::open(path)
+            .with_context(|| format!("cannot open the SQLite database {path:?}"))?;
+        first.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
+        migrate(&mut first).context("migrating the SQLite schema")?;
+        drop(first);
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
         });
@@ -61,7 +83,6 @@ impl SqliteStore {
             .max_size(pool_size.max(1))
             .connection_timeout(std::time::Duration::from_secs(5))
             .build(manager)?;
-        pool.get()?.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             pool,
             liveness: super::LIVENESS.as_secs() as i64,
@@ -73,7 +94,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` in a write transaction and commits it.
-    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+    fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
@@ -82,7 +103,142 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+/// Applies the migrations the database does not have yet, all in one transaction.
+fn migrate(conn: &mut rusqlite::Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)",
+    )?;
+    let current: u32 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        tx.execute_batch(m.sqlite)?;
+        if m.version == LEGACY_OFFLINE {
+            convert_legacy(&tx)?;
+        }
+        tx.execute(
+            "INSERT INTO schema_version (version, applied) VALUES (?1, unixepoch())",
+            params![m.version],
+        )?;
+        tracing::info!(version = m.version, "applied schema migration");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Turns the old offline frames into log messages and pointers, then drops their table.
+fn convert_legacy(tx: &Transaction) -> Result<()> {
+    let rows: Vec<(i64, UserId, String)> = tx
+        .prepare("SELECT id, userid, message FROM offline_legacy ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let messages = migrate::legacy_messages(&rows);
+    append_in(tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
+    tx.execute_batch("DROP TABLE offline_legacy")?;
+    if !rows.is_empty() {
+        tracing::info!(
+            frames = rows.len(),
+            messages = messages.len(),
+            "converted stored offline frames into the log"
+        );
+    }
+    Ok(())
+}
+
+/// [`Log::append`] inside a transaction, every message committed at `ts`.
+fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<Committed>> {
+    let mut find_cid =
+        tx.prepare_cached("SELECT conv, pos, ts FROM message WHERE sender = ?1 AND cid = ?2")?;
+    let mut bump = tx.prepare_cached(
+        "INSERT INTO conversation (id, last_pos, last_ts) VALUES (?1, 1, ?2) \
+         ON CONFLICT (id) DO UPDATE SET last_pos = last_pos + 1, last_ts = excluded.last_ts \
+         RETURNING last_pos",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO message (conv, pos, sender, ts, cid, time, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut read = tx.prepare_cached(
+        "INSERT INTO readpos (userid, conv, peer, pos) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (userid, conv) DO UPDATE SET pos = max(pos, excluded.pos)",
+    )?;
+    let mut offline =
+        tx.prepare_cached("INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)")?;
+    let mut seen: HashMap<(UserId, &str), Committed> = HashMap::new();
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        if let Some(cid) = m.cid.as_deref() {
+            let earlier = match seen.get(&(m.sender, cid)) {
+                Some(c) => Some(*c),
+                None => find_cid
+                    .query_row(params![m.sender, cid], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()?
+                    .and_then(|(key, pos, ts)| {
+                        Some(Committed {
+                            conv: Conv::from_key(key)?,
+                            pos,
+                            ts,
+                            duplicate: true,
+                        })
+                    }),
+            };
+            if let Some(first) = earlier {
+                out.push(Committed {
+                    duplicate: true,
+                    ..first
+                });
+                continue;
+            }
+        }
+        let key = m.conv.key();
+        let pos: Pos = bump.query_row(params![key, ts], |r| r.get(0))?;
+        insert.execute(params![key, pos, m.sender, ts, m.cid, m.time, m.text])?;
+        read.execute(params![m.sender, key, m.conv.peer_of(m.sender), pos])?;
+        if let Some(peer) = m.conv.peer_of(m.sender)
+            && peer != m.sender
+        {
+            read.execute(params![peer, key, m.sender, 0])?;
+        }
+        for &user in &m.offline {
+            offline.execute(params![user, key, pos])?;
+        }
+        let committed = Committed {
+            conv: m.conv,
+            pos,
+            ts,
+            duplicate: false,
+        };
+        if let Some(cid) = m.cid.as_deref() {
+            seen.insert((m.sender, cid), committed);
+        }
+        out.push(committed);
+    }
+    Ok(out)
+}
+
+/// A [`LogMessage`] from a row of [`message_columns`] (starting at column `at`).
+fn log_message(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Option<LogMessage>> {
+    let key: i64 = r.get(at)?;
+    let Some(conv) = Conv::from_key(key) else {
+        return Ok(None);
+    };
+    Ok(Some(LogMessage {
+        conv,
+        pos: r.get(at + 1)?,
+        ts: r.get(at + 2)?,
+        sender: r.get(at + 3)?,
+        sender_name: r.get(at + 4)?,
+        cid: r.get(at + 5)?,
+        time: r.get(at + 6)?,
+        text: r.get(at + 7)?,
+    }))
+}
+
+impl Accounts for SqliteStore {
     fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId> {
         let conn = self.conn()?;
         conn.execute(
@@ -95,38 +251,67 @@ impl Store for SqliteStore {
     fn find_user(&self, id: UserId) -> Result<Option<UserRecord>> {
         let conn = self.conn()?;
         let user = conn
-            .query_row(
-                "SELECT id, name, password FROM user WHERE id = ?1",
-                params![id],
-                |r| {
-                    Ok(UserRecord {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        password_hash: r.get(2)?,
-                    })
-                },
-            )
+            .prepare_cached("SELECT id, name, password FROM user WHERE id = ?1")?
+            .query_row(params![id], |r| {
+                Ok(UserRecord {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    password_hash: r.get(2)?,
+                })
+            })
             .optional()?;
         Ok(user)
     }
+}
 
-    fn claim_presence(&self, user: UserId, node: &str) -> Result<bool> {
-        let conn = self.conn()?;
-        let changed = conn.execute(
-            "UPDATE user SET state = 'online', node = ?1 WHERE id = ?2 AND (state = 'offline' \
-             OR (node <> ?1 AND NOT EXISTS (SELECT 1 FROM node n WHERE n.id = user.node \
-             AND n.heartbeat >= unixepoch() - ?3)))",
-            params![node, user, self.liveness],
-        )?;
-        Ok(changed == 1)
+impl Presence for SqliteStore {
+    fn claim_device(
+        &self,
+        user: UserId,
+        device: &str,
+        node: &str,
+        max_devices: usize,
+    ) -> Result<Claim> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM device WHERE userid = ?1 AND node NOT IN \
+                 (SELECT id FROM node WHERE heartbeat >= unixepoch() - ?2)",
+                params![user, self.liveness],
+            )?;
+            let online: Vec<String> = tx
+                .prepare_cached("SELECT device FROM device WHERE userid = ?1")?
+                .query_map(params![user], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if online.iter().any(|d| d == device) {
+                return Ok(Claim::DeviceInUse);
+            }
+            if online.len() >= max_devices {
+                return Ok(Claim::TooMany);
+            }
+            tx.execute(
+                "INSERT INTO device (userid, device, node) VALUES (?1, ?2, ?3)",
+                params![user, device, node],
+            )?;
+            Ok(Claim::Claimed {
+                first: online.is_empty(),
+            })
+        })
     }
 
-    fn release_presence(&self, user: UserId, node: &str) -> Result<()> {
-        self.conn()?.execute(
-            "UPDATE user SET state = 'offline', node = NULL WHERE id = ?1 AND node = ?2",
-            params![user, node],
-        )?;
-        Ok(())
+    fn release_device(&self, user: UserId, device: &str, node: &str) -> Result<bool> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM device WHERE userid = ?1 AND device = ?2 AND node = ?3",
+                params![user, device, node],
+            )?;
+            let left: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM device d JOIN node n ON n.id = d.node \
+                 WHERE d.userid = ?1 AND n.heartbeat >= unixepoch() - ?2",
+                params![user, self.liveness],
+                |r| r.get(0),
+            )?;
+            Ok(left == 0)
+        })
     }
 
     fn heartbeat(&self, node: &str) -> Result<()> {
@@ -139,13 +324,13 @@ impl Store for SqliteStore {
     }
 
     fn release_node(&self, node: &str) -> Result<()> {
-        self.conn()?.execute(
-            "UPDATE user SET state = 'offline', node = NULL WHERE node = ?1",
-            params![node],
-        )?;
+        self.conn()?
+            .execute("DELETE FROM device WHERE node = ?1", params![node])?;
         Ok(())
     }
+}
 
+impl Social for SqliteStore {
     fn add_friend(&self, a: UserId, b: UserId) -> Result<()> {
         self.write(|tx| {
             let exists: Option<i64> = tx
@@ -178,7 +363,9 @@ impl Store for SqliteStore {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
 
+impl Groups for SqliteStore {
     fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId> {
         self.write(|tx| {
             tx.execute(
@@ -258,35 +445,40 @@ impl Store for SqliteStore {
             .collect::<rusqlite::Result<_>>()?;
         Ok(Some(ids))
     }
+}
 
-    fn store_offline(&self, messages: &[Offline]) -> Result<usize> {
-        Ok(self.store_offline_many(&[messages])?[0])
+impl Log for SqliteStore {
+    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Committed>> {
+        self.write(|tx| append_in(tx, messages, now_ms()))
     }
 
-    fn store_offline_many(&self, batches: &[&[Offline]]) -> Result<Vec<usize>> {
+    fn store_offline(&self, pointers: &[Pointer]) -> Result<()> {
+        if pointers.is_empty() {
+            return Ok(());
+        }
         self.write(|tx| {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO offlinemessage (userid, message) SELECT id, ?2 FROM user WHERE id = ?1",
+                "INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)",
             )?;
-            let mut counts = Vec::with_capacity(batches.len());
-            for batch in batches {
-                let mut stored = 0;
-                for m in *batch {
-                    stored += insert.execute(params![m.to, &*m.frame])?;
-                }
-                counts.push(stored);
+            for p in pointers {
+                insert.execute(params![p.user, p.conv.key(), p.pos])?;
             }
-            Ok(counts)
+            Ok(())
         })
     }
 
-    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<String>> {
+    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>> {
         self.write(|tx| {
-            let mut select = tx.prepare_cached(
-                "SELECT id, message FROM offlinemessage WHERE userid = ?1 ORDER BY id LIMIT ?2",
-            )?;
-            let rows: Vec<(i64, String)> = select
-                .query_map(params![user, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            let mut select = tx.prepare_cached(concat!(
+                "SELECT o.id, ",
+                message_columns!(),
+                " FROM offlinemessage o JOIN message m ON m.conv = o.conv AND m.pos = o.pos \
+                 JOIN user u ON u.id = m.sender WHERE o.userid = ?1 ORDER BY o.id LIMIT ?2"
+            ))?;
+            let rows: Vec<(i64, Option<LogMessage>)> = select
+                .query_map(params![user, limit as i64], |r| {
+                    Ok((r.get(0)?, log_message(r, 1)?))
+                })?
                 .collect::<rusqlite::Result<_>>()?;
             if let Some((last, _)) = rows.last() {
                 tx.execute(
@@ -294,34 +486,146 @@ impl Store for SqliteStore {
                     params![user, last],
                 )?;
             }
-            Ok(rows.into_iter().map(|(_, m)| m).collect())
+            Ok(rows.into_iter().filter_map(|(_, m)| m).collect())
         })
     }
 
-    fn save_token(&self, user: UserId, hash: &[u8]) -> Result<()> {
+    fn conversations(&self, user: UserId) -> Result<Vec<Summary>> {
+        let conn = self.conn()?;
+        let summary =
+            |r: &rusqlite::Row, conv: Option<Conv>| -> rusqlite::Result<Option<Summary>> {
+                Ok(conv.map(|conv| Summary {
+                    conv,
+                    name: r.get(1).unwrap_or_default(),
+                    last: r.get(2).unwrap_or_default(),
+                    last_ts: r.get(3).unwrap_or_default(),
+                    read: r.get(4).unwrap_or_default(),
+                }))
+            };
+        let mut out: Vec<Summary> = conn
+            .prepare_cached(
+                "SELECT r.conv, u.name, c.last_pos, c.last_ts, r.pos FROM readpos r \
+                 JOIN conversation c ON c.id = r.conv JOIN user u ON u.id = r.peer \
+                 WHERE r.userid = ?1 AND r.conv > 0",
+            )?
+            .query_map(params![user], |r| summary(r, Conv::from_key(r.get(0)?)))?
+            .filter_map(|s| s.transpose())
+            .collect::<rusqlite::Result<_>>()?;
+        let groups = conn
+            .prepare_cached(
+                "SELECT g.id, g.groupname, COALESCE(c.last_pos, 0), COALESCE(c.last_ts, 0), \
+                 COALESCE(r.pos, 0) FROM groupuser gu JOIN allgroup g ON g.id = gu.groupid \
+                 LEFT JOIN conversation c ON c.id = -g.id \
+                 LEFT JOIN readpos r ON r.userid = gu.userid AND r.conv = -g.id WHERE gu.userid = ?1",
+            )?
+            .query_map(params![user], |r| summary(r, Some(Conv::Group(r.get(0)?))))?
+            .filter_map(|s| s.transpose())
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.extend(groups);
+        Ok(out)
+    }
+
+    fn history(&self, conv: Conv, page: Page, limit: usize) -> Result<(Vec<LogMessage>, bool)> {
+        let conn = self.conn()?;
+        let (sql, at) = match page {
+            Page::Latest => (
+                concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM message m JOIN user u ON u.id = m.sender \
+                         WHERE m.conv = ?1 AND ?3 = ?3 ORDER BY m.pos DESC LIMIT ?2"
+                ),
+                0,
+            ),
+            Page::Before(p) => (
+                concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM message m JOIN user u ON u.id = m.sender \
+                         WHERE m.conv = ?1 AND m.pos < ?3 ORDER BY m.pos DESC LIMIT ?2"
+                ),
+                p,
+            ),
+            Page::After(p) => (
+                concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM message m JOIN user u ON u.id = m.sender \
+                         WHERE m.conv = ?1 AND m.pos > ?3 ORDER BY m.pos ASC LIMIT ?2"
+                ),
+                p,
+            ),
+        };
+        let mut messages: Vec<LogMessage> = conn
+            .prepare_cached(sql)?
+            .query_map(params![conv.key(), limit as i64 + 1, at], |r| {
+                log_message(r, 0)
+            })?
+            .filter_map(|m| m.transpose())
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(super::page_out(&mut messages, page, limit))
+    }
+
+    fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)> {
+        self.write(|tx| {
+            let key = conv.key();
+            let last: Pos = tx
+                .query_row(
+                    "SELECT last_pos FROM conversation WHERE id = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let current: Pos = tx
+                .query_row(
+                    "SELECT pos FROM readpos WHERE userid = ?1 AND conv = ?2",
+                    params![user, key],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            let target = pos.min(last);
+            if target <= current {
+                return Ok((current, false));
+            }
+            tx.execute(
+                "INSERT INTO readpos (userid, conv, peer, pos) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (userid, conv) DO UPDATE SET pos = excluded.pos",
+                params![user, key, conv.peer_of(user), target],
+            )?;
+            Ok((target, true))
+        })
+    }
+}
+
+impl Tokens for SqliteStore {
+    fn save_token(&self, user: UserId, device: &str, hash: &[u8]) -> Result<()> {
         self.conn()?.execute(
-            "INSERT INTO token (userid, hash, created) VALUES (?1, ?2, unixepoch()) \
-             ON CONFLICT (userid) DO UPDATE SET hash = excluded.hash, created = excluded.created",
-            params![user, hash],
+            "INSERT INTO token (userid, device, hash, created) VALUES (?1, ?2, ?3, unixepoch()) \
+             ON CONFLICT (userid, device) DO UPDATE SET hash = excluded.hash, created = excluded.created",
+            params![user, device, hash],
         )?;
         Ok(())
     }
 
-    fn token_hash(&self, user: UserId) -> Result<Option<Vec<u8>>> {
+    fn token_hash(&self, user: UserId, device: &str) -> Result<Option<Vec<u8>>> {
         let hash = self
             .conn()?
             .query_row(
-                "SELECT hash FROM token WHERE userid = ?1 AND created >= unixepoch() - ?2",
-                params![user, super::TOKEN_TTL.as_secs() as i64],
+                "SELECT hash FROM token WHERE userid = ?1 AND device = ?2 AND created >= unixepoch() - ?3",
+                params![user, device, super::TOKEN_TTL.as_secs() as i64],
                 |r| r.get(0),
             )
             .optional()?;
         Ok(hash)
     }
 
-    fn revoke_token(&self, user: UserId) -> Result<()> {
-        self.conn()?
-            .execute("DELETE FROM token WHERE userid = ?1", params![user])?;
+    fn revoke_token(&self, user: UserId, device: &str) -> Result<()> {
+        self.conn()?.execute(
+            "DELETE FROM token WHERE userid = ?1 AND device = ?2",
+            params![user, device],
+        )?;
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
--- clusterchat schema for MySQL and MariaDB. The server runs this file at start-up; every statement is
--- idempotent. Table and column names follow the original C++ project; columns are widened where argon2
--- hashes, Unicode text or the 16,384-character chat limit need it.
+-- Migration 1: the schema of clusterchat before migrations existed, for MySQL and MariaDB. Every statement
+-- is idempotent, so a database created before migrations takes it as a no-op. Table and column names follow
+-- the original C++ project; columns are widened where argon2 hashes, Unicode text or long chats need it.
 --
 -- Names are VARBINARY rather than utf8mb4_bin: utf8mb4_bin is a PAD SPACE collation, under which "alice"
 -- and "alice " would collide, while PROTOCOL.md makes names byte-exact. 200 bytes = 50 four-byte characters.

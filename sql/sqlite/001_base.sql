@@ -1,6 +1,6 @@
--- clusterchat schema for the embedded SQLite store. The server runs this file at start-up; every statement
--- is idempotent. Same tables and columns as sql/mysql.sql; SQLite's default BINARY collation compares
--- names byte-exact.
+-- Migration 1: the schema of clusterchat before migrations existed (the original project's tables, widened).
+-- Every statement is idempotent, so a database created before migrations takes it as a no-op. Same tables
+-- and columns as sql/mysql/001_base.sql; SQLite's default BINARY collation compares names byte-exact.
 CREATE TABLE IF NOT EXISTS user (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     name TEXT NOT NULL UNIQUE,

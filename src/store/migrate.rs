@@ -1,0 +1,134 @@
+//! Versioned schema migrations, applied at start by both stores.
+//!
+//! Each migration has a number, an SQLite script and a MySQL script (`sql/sqlite/`, `sql/mysql/`). The
+//! table `schema_version` records what a database has; a store applies every later migration in order
+//! at start. Migration 1 is the original schema, written so that a database made before migrations
+//! existed takes it as a no-op. Migration 2 turns the old offline list of rendered frames into log
+//! messages: [`legacy_messages`] reads those frames back.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::NewMessage;
+use crate::model::{Conv, UserId};
+
+/// One migration: its number and its script for each store.
+pub struct Migration {
+    pub version: u32,
+    pub sqlite: &'static str,
+    pub mysql: &'static str,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sqlite: include_str!("../../sql/sqlite/001_base.sql"),
+        mysql: include_str!("../../sql/mysql/001_base.sql"),
+    },
+    Migration {
+        version: LEGACY_OFFLINE,
+        sqlite: include_str!("../../sql/sqlite/002_log.sql"),
+        mysql: include_str!("../../sql/mysql/002_log.sql"),
+    },
+];
+
+/// The migration after whose script the old offline frames (table `offline_legacy`) are converted.
+pub const LEGACY_OFFLINE: u32 = 2;
+
+/// The statements of a script: comment lines dropped, then split at `;`.
+pub fn statements(script: &str) -> Vec<String> {
+    let code: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    code.join("\n")
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The log messages that old offline rows `(id, recipient, frame)` stood for, in the order of the rows,
+/// each recorded offline for its recipients. One group message was stored once per offline member: the
+/// same frame for several recipients becomes one message. A frame that cannot be read is skipped (and
+/// logged): it could not have been shown either.
+pub fn legacy_messages(rows: &[(i64, UserId, String)]) -> Vec<NewMessage> {
+    let mut messages: Vec<NewMessage> = Vec::new();
+    let mut groups: HashMap<&str, usize> = HashMap::new();
+    for (id, to, frame) in rows {
+        let Some(message) = legacy_message(*to, frame) else {
+            tracing::warn!(
+                row = id,
+                "skipping an old offline frame that is not a chat frame"
+            );
+            continue;
+        };
+        if let Conv::Group(_) = message.conv {
+            if let Some(&at) = groups.get(frame.as_str()) {
+                messages[at].offline.push(*to);
+                continue;
+            }
+            groups.insert(frame, messages.len());
+        }
+        messages.push(message);
+    }
+    messages
+}
+
+fn legacy_message(to: UserId, frame: &str) -> Option<NewMessage> {
+    let v: Value = serde_json::from_str(frame).ok()?;
+    let id = |key: &str| {
+        v.get(key)
+            .and_then(Value::as_i64)
+            .and_then(|n| UserId::try_from(n).ok())
+    };
+    let sender = id("id")?;
+    let conv = match (id("toid"), id("groupid")) {
+        (Some(peer), None) => Conv::direct(sender, peer),
+        (None, Some(group)) => Conv::Group(group),
+        _ => return None,
+    };
+    Some(NewMessage {
+        conv,
+        sender,
+        cid: None,
+        time: v.get("time")?.as_str()?.to_owned(),
+        text: v.get("msg")?.as_str()?.to_owned(),
+        offline: vec![to],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_consecutive_and_scripts_split() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+            assert!(!statements(m.sqlite).is_empty());
+            assert!(!statements(m.mysql).is_empty());
+        }
+    }
+
+    #[test]
+    fn group_frames_stored_per_member_become_one_message() {
+        let g = r#"{"groupid":3,"id":1,"msg":"hi","msgid":10,"name":"a","time":"t"}"#;
+        let d = r#"{"id":1,"msg":"yo","msgid":6,"name":"a","time":"t","toid":2}"#;
+        let rows = vec![
+            (1, 2, g.to_owned()),
+            (2, 2, d.to_owned()),
+            (3, 4, g.to_owned()),
+            (4, 4, "not json".to_owned()),
+        ];
+        let messages = legacy_messages(&rows);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].conv, Conv::Group(3));
+        assert_eq!(messages[0].offline, vec![2, 4]);
+        assert_eq!(messages[1].conv, Conv::direct(1, 2));
+        assert_eq!(messages[1].text, "yo");
+    }
+}
