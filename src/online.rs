@@ -115,6 +115,11 @@ impl Online {
         })
     }
 
+    /// How many devices `user` has here.
+    pub fn devices(&self, user: UserId) -> usize {
+        self.users.read().get(&user).map_or(0, Vec::len)
+    }
+
     /// Whether `user` has a device here.
     pub fn contains(&self, user: UserId) -> bool {
         self.users.read().contains_key(&user)

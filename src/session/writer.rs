@@ -77,6 +77,8 @@ pub(super) fn finish(conn: &Conn, mailbox: &Mailbox, mail: &Receiver<Outgoing>) 
     let mut recipients = Vec::new();
     mailbox.finish_close(|spilled| {
         undelivered.extend(spilled.into_iter().flat_map(Outgoing::undelivered));
+        // What another device of the same user on this node took is not offline: that device has it.
+        undelivered.retain(|live| conn.ctx.online.devices(live.to) <= 1);
         recipients = chat::persist_undelivered(&conn.ctx, undelivered);
     });
     // Outside the mailbox lock: a nudge for a user still registered here pushes to this very mailbox.
