@@ -256,3 +256,119 @@ fn redis_outage_and_return() {
     );
     assert_eq!(a.recv()["msg"], "back");
 }
+
+/// Every message of `conv`, read through HISTORY pages of 200 going forward: (pos, sender, text).
+fn whole_history(conn: &mut Conn, conv: &str) -> Vec<(i64, i64, String)> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = json!({"msgid": 19, "conv": conv, "limit": 200, "after": after});
+        conn.send(page);
+        // Chat frames of the other sender may still be on their way: skip to the answer.
+        let reply = loop {
+            let frame = conn.recv();
+            if frame["msgid"] == 20 {
+                break frame;
+            }
+        };
+        for m in reply["messages"].as_array().unwrap() {
+            after = m["pos"].as_i64().unwrap();
+            all.push((
+                after,
+                m["id"].as_i64().unwrap(),
+                m["msg"].as_str().unwrap().to_owned(),
+            ));
+        }
+        if reply["more"] == false {
+            return all;
+        }
+    }
+}
+
+/// Two senders on two nodes writing to one conversation at the same moment get distinct, consecutive
+/// positions, and the history holds each message once, in position order, each sender's in their order.
+#[test]
+fn concurrent_senders_on_two_nodes_get_consecutive_positions() {
+    const EACH: usize = 150;
+    let c = Cluster::start(2);
+    let (mut a, a_id) = user(&c.nodes[0], "pia");
+    let (mut b, b_id) = user(&c.nodes[1], "quin");
+    let gid = a.req(json!({"msgid": 8, "groupname": "both"}))["groupid"].clone();
+    assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
+    for (conv_a, frame_a, frame_b) in [
+        (
+            format!("g{gid}"),
+            json!({"msgid": 10, "groupid": gid}),
+            json!({"msgid": 10, "groupid": gid}),
+        ),
+        (
+            format!("u{b_id}"),
+            json!({"msgid": 6, "toid": b_id}),
+            json!({"msgid": 6, "toid": a_id}),
+        ),
+    ] {
+        let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+        std::thread::scope(|s| {
+            let ta = s.spawn(|| stream_acked_draining(&mut a, &frame_a, EACH));
+            let tb = s.spawn(|| stream_acked_draining(&mut b, &frame_b, EACH));
+            from_a = ta.join().unwrap();
+            from_b = tb.join().unwrap();
+        });
+        let mut all: Vec<i64> = from_a.iter().chain(&from_b).copied().collect();
+        all.sort_unstable();
+        let first = all[0];
+        assert_eq!(
+            all,
+            (first..first + 2 * EACH as i64).collect::<Vec<_>>(),
+            "distinct and consecutive positions in {conv_a}"
+        );
+        assert!(
+            from_a.is_sorted() && from_b.is_sorted(),
+            "each sender's in order"
+        );
+        let history = whole_history(&mut a, &conv_a);
+        let positions: Vec<i64> = history.iter().map(|(p, ..)| *p).collect();
+        assert_eq!(positions, (1..=positions.len() as i64).collect::<Vec<_>>());
+        for (sender, acked) in [(a_id, &from_a), (b_id, &from_b)] {
+            let mine: Vec<(i64, String)> = history
+                .iter()
+                .filter(|(_, s, _)| *s == sender)
+                .map(|(p, _, text)| (*p, text.clone()))
+                .collect();
+            let expected: Vec<(i64, String)> = acked
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (*p, i.to_string()))
+                .collect();
+            assert_eq!(
+                mine, expected,
+                "sender {sender}: each message once, where its ack said"
+            );
+        }
+    }
+}
+
+/// Sends `count` chats (`frame` with msg "i") on `conn` in windows of 25, and returns the position of each
+/// acknowledgement, in the order sent; the chat frames the other sender's messages bring are skipped.
+fn stream_acked_draining(conn: &mut Conn, frame: &Value, count: usize) -> Vec<i64> {
+    let mut positions = Vec::with_capacity(count);
+    for window in (0..count).collect::<Vec<_>>().chunks(25) {
+        for &i in window {
+            let mut chat = frame.clone();
+            chat["msg"] = json!(i.to_string());
+            chat["seq"] = json!(i);
+            conn.send(chat);
+        }
+        let mut acked = 0;
+        while acked < window.len() {
+            let frame = conn.recv();
+            if frame["msgid"] != 16 {
+                continue;
+            }
+            assert_eq!(frame["seq"], json!(window[acked]), "{frame}");
+            positions.push(frame["pos"].as_i64().expect("pos in the ack"));
+            acked += 1;
+        }
+    }
+    positions
+}

@@ -331,7 +331,11 @@ fn history(b: Fields) -> Result<Request, FieldError> {
             ));
         }
         (true, false) => Page::Before(pos_field(b, "before")?),
-        (false, true) => Page::After(pos_field(b, "after")?),
+        // `after: 0` reads from the first message on (positions start at 1).
+        (false, true) => Page::After(match b.get("after") {
+            Some(v) if v.as_i64() == Some(0) => 0,
+            _ => pos_field(b, "after")?,
+        }),
         (false, false) => Page::Latest,
     };
     let limit = match b.get("limit") {
@@ -658,6 +662,7 @@ mod tests {
             json!({"msgid":19,"conv":"u5","limit":0}),
             json!({"msgid":19,"conv":"u5","limit":201}),
             json!({"msgid":19,"conv":"u5","before":0}),
+            json!({"msgid":19,"conv":"u5","after":-1}),
             json!({"msgid":19,"conv":"x5"}),
             json!({"msgid":19,"conv":"u05"}),
             json!({"msgid":19,"conv":"u"}),
@@ -667,6 +672,13 @@ mod tests {
         ] {
             assert!(parse(bad.clone()).is_err(), "{bad}");
         }
+        assert!(matches!(
+            parse(json!({"msgid":19,"conv":"u5","after":0})),
+            Ok(Request::History {
+                page: Page::After(0),
+                ..
+            })
+        ));
         assert_eq!(
             parse(json!({"msgid":21,"conv":"g3","pos":4})),
             Ok(Request::Read {
