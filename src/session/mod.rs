@@ -12,6 +12,7 @@
 //! after the mailbox closed are stored by their senders, after everything older, so the order per sender
 //! holds.
 
+pub mod outbox;
 mod writer;
 
 use std::io::{ErrorKind, Read};

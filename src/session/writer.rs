@@ -3,9 +3,9 @@
 //! Frames are written with their separator in one call (the C++ client parses one frame per read). The
 //! mailbox first offers each item to [`Writer::try_direct`], which writes it on the pushing thread without
 //! blocking; what cannot go out at once waits in the queue for a writer thread ([`run`]), started on
-//! demand and stopped when the queue stays empty. The writer state (who is logged in and acknowledged,
-//! frames held until the login ack, frames that could not be written) lives in [`Writer`], which outlives
-//! the writer threads. Chat frames that cannot be written are kept and stored offline when the connection
+//! demand and stopped when the queue stays empty. What is written when follows the rules of
+//! [`super::outbox`]; their state, and the frames the socket refused, live in [`Writer`], which outlives the
+//! writer threads. Chat frames that cannot be written are kept and recorded offline when the connection
 //! ends, so an accepted message is never dropped.
 
 use std::io::{ErrorKind, Write};
@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, select_biased};
 use socket2::SockRef;
 
 use super::Conn;
+use super::outbox::{Action, Outbox};
 use crate::mailbox::{Live, Mailbox, Outgoing};
 use crate::model::UserId;
 use crate::protocol::Version;
@@ -24,19 +25,13 @@ use crate::service::{account, chat};
 /// How long a writer thread started on an empty queue waits for an item before it stops.
 const WRITER_IDLE: Duration = Duration::from_secs(2);
 
-/// What the write side remembers between items and between writer threads.
+/// The write side of a connection between items and between writer threads: the rules' state, and what
+/// the socket refused.
 #[derive(Default)]
 pub(crate) struct Writer {
-    /// The user whose login ack has been written, and the version of their frames; nudges for them fetch
-    /// offline messages at once.
-    acked: Option<(UserId, Version)>,
-    /// A nudge came before the login ack was written: fetch right after writing it.
-    nudge_pending: bool,
+    outbox: Outbox,
     /// A write failed; everything from now on is kept for storage.
     broken: bool,
-    /// Chat frames that arrived between a user's registration in the online map and the writing of their
-    /// login ack: the ack must come first (the C++ client reads the ack as the first frame after login).
-    held: Vec<Live>,
     undelivered: Vec<Live>,
 }
 
@@ -72,7 +67,7 @@ pub(super) fn finish(conn: &Conn, mailbox: &Mailbox, mail: &Receiver<Outgoing>) 
         writer.finish_item(conn, item, client_gone);
     }
     let mut undelivered = std::mem::take(&mut writer.undelivered);
-    undelivered.append(&mut writer.held);
+    undelivered.append(&mut writer.outbox.take_held());
     drop(writer);
     let mut recipients = Vec::new();
     mailbox.finish_close(|spilled| {
@@ -93,46 +88,54 @@ impl Writer {
             self.undelivered.extend(item.undelivered());
             return Vec::new();
         }
-        match item {
-            Outgoing::Reply(frame) => self
-                .send_now(conn, &frame, Vec::new())
-                .into_iter()
-                .collect(),
-            Outgoing::Chat(live) if self.acked_user() != Some(live.to) => {
-                self.held.push(live);
-                Vec::new()
-            }
-            Outgoing::Chat(live) => {
-                let text = live.frame.clone();
-                self.send_now(conn, &text, vec![live]).into_iter().collect()
-            }
-            // Held frames must follow the ack in order: leave that to a writer thread.
-            Outgoing::LoginAck {
-                user,
-                version,
-                frame,
-                offline,
-                more,
-            } if self.held.is_empty() => {
-                let rest = self.send_now(conn, &frame, offline);
-                if self.broken {
-                    return Vec::new();
+        // Only items whose actions are writes and fetches are stepped here: the others may need the
+        // store, which must not be called under the mailbox's lock.
+        if !matches!(
+            item,
+            Outgoing::Reply(_) | Outgoing::Chat(_) | Outgoing::LoginAck { .. }
+        ) {
+            return vec![item];
+        }
+        let mut actions = self.outbox.step(item).into_iter();
+        while let Some(action) = actions.next() {
+            let rest = match action {
+                Action::Write { frame, chats } => self.send_now(conn, &frame, chats),
+                // A fetch reads the store: the nudge that leads to it goes to a writer thread.
+                other => self.queue_item(conn, other),
+            };
+            if let Some(rest) = rest {
+                let mut queued = vec![rest];
+                for action in actions {
+                    queued.extend(self.queue_item(conn, action));
                 }
-                self.acked = Some((user, version));
-                let fetch = (more || std::mem::take(&mut self.nudge_pending))
-                    .then_some(Outgoing::Nudge(user));
-                rest.into_iter().chain(fetch).collect()
+                return queued;
             }
-            other => vec![other],
+        }
+        Vec::new()
+    }
+
+    /// An action left for a writer thread, as the queue item that leads to it there; `None` for frames to
+    /// record offline, which are kept with the undelivered ones (only a logout stores, and a logout is
+    /// never stepped directly, so this does not happen).
+    fn queue_item(&mut self, conn: &Conn, action: Action) -> Option<Outgoing> {
+        match action {
+            Action::Write { frame, chats } => Some(Outgoing::Rest {
+                bytes: with_separator(conn, &frame),
+                chats,
+            }),
+            Action::WriteRest { bytes, chats } => Some(Outgoing::Rest { bytes, chats }),
+            Action::Fetch { user, .. } => Some(Outgoing::Nudge(user)),
+            Action::Store(chats) => {
+                self.undelivered.extend(chats);
+                None
+            }
         }
     }
 
     /// One non-blocking send of `frame` and its separator: `None` when all of it went out (or the
     /// connection is broken and `chats` kept for storage), else the rest for a writer thread.
     fn send_now(&mut self, conn: &Conn, frame: &str, chats: Vec<Live>) -> Option<Outgoing> {
-        let mut bytes = Vec::with_capacity(frame.len() + 1);
-        bytes.extend_from_slice(frame.as_bytes());
-        bytes.push(conn.separator.load(Ordering::Relaxed));
+        let mut bytes = with_separator(conn, frame);
         match SockRef::from(&*conn.stream).send_with_flags(&bytes, libc::MSG_DONTWAIT) {
             Ok(n) if n == bytes.len() => None,
             Ok(n) => Some(Outgoing::Rest {
@@ -156,51 +159,14 @@ impl Writer {
             self.undelivered.extend(item.undelivered());
             return;
         }
-        match item {
-            Outgoing::Reply(frame) => {
-                self.write_frame(conn, &frame);
-            }
-            Outgoing::Chat(live) if self.acked_user() != Some(live.to) => self.held.push(live),
-            Outgoing::Chat(live) => self.write_chat(conn, live),
-            Outgoing::Rest { bytes, chats } => {
-                if !self.write_bytes(conn, &bytes) {
-                    self.undelivered.extend(chats);
+        for action in self.outbox.step(item) {
+            match action {
+                Action::Write { frame, chats } => {
+                    self.write_bytes(conn, &with_separator(conn, &frame), chats)
                 }
-            }
-            Outgoing::LoginAck {
-                user,
-                version,
-                frame,
-                offline,
-                more,
-            } => {
-                if !self.write_frame(conn, &frame) {
-                    self.undelivered.extend(offline);
-                    return;
-                }
-                self.acked = Some((user, version));
-                // Offline messages first: they were sent before the live ones held meanwhile.
-                if more || std::mem::take(&mut self.nudge_pending) {
-                    self.fetch(conn);
-                }
-                for live in std::mem::take(&mut self.held) {
-                    self.write_chat(conn, live);
-                }
-            }
-            Outgoing::Nudge(user) => {
-                if self.acked_user() == Some(user) {
-                    self.fetch(conn);
-                } else {
-                    self.nudge_pending = true;
-                }
-            }
-            Outgoing::LoggedOut => {
-                self.acked = None;
-                self.nudge_pending = false;
-                // Held for a login that failed: store them now rather than when the connection ends.
-                if !self.held.is_empty() {
-                    chat::store_undelivered(&conn.ctx, std::mem::take(&mut self.held));
-                }
+                Action::WriteRest { bytes, chats } => self.write_bytes(conn, &bytes, chats),
+                Action::Fetch { user, version } => self.fetch(conn, user, version),
+                Action::Store(held) => chat::store_undelivered(&conn.ctx, held),
             }
         }
     }
@@ -216,15 +182,8 @@ impl Writer {
         }
     }
 
-    fn acked_user(&self) -> Option<UserId> {
-        self.acked.map(|(user, _)| user)
-    }
-
-    /// Sends the logged-in user's offline messages, batch after batch, until storage has none left.
-    fn fetch(&mut self, conn: &Conn) {
-        let Some((user, version)) = self.acked else {
-            return;
-        };
+    /// Sends `user`'s offline messages, batch after batch, until storage has none left.
+    fn fetch(&mut self, conn: &Conn, user: UserId, version: Version) {
         loop {
             let frames = match account::fetch_offline(&conn.ctx, user, version) {
                 Ok(frames) => frames,
@@ -235,7 +194,8 @@ impl Writer {
             };
             let full = frames.len() == conn.ctx.offline_batch;
             for live in frames {
-                self.write_chat(conn, live);
+                let bytes = with_separator(conn, &live.frame);
+                self.write_bytes(conn, &bytes, vec![live]);
             }
             if !full || self.broken {
                 return;
@@ -243,27 +203,22 @@ impl Writer {
         }
     }
 
-    fn write_chat(&mut self, conn: &Conn, live: Live) {
-        if !self.write_frame(conn, &live.frame) {
-            self.undelivered.push(live);
-        }
-    }
-
-    /// Writes one frame and its separator in one call; `false` (and broken from now on) if that fails.
-    fn write_frame(&mut self, conn: &Conn, frame: &str) -> bool {
-        let mut bytes = Vec::with_capacity(frame.len() + 1);
-        bytes.extend_from_slice(frame.as_bytes());
-        bytes.push(conn.separator.load(Ordering::Relaxed));
-        self.write_bytes(conn, &bytes)
-    }
-
-    fn write_bytes(&mut self, conn: &Conn, bytes: &[u8]) -> bool {
-        if self.broken {
-            return false;
-        }
-        if (&*conn.stream).write_all(bytes).is_err() {
+    /// Writes `bytes` whole (blocking); on failure the connection is broken from now on and `chats` are
+    /// kept for storage.
+    fn write_bytes(&mut self, conn: &Conn, bytes: &[u8], chats: Vec<Live>) {
+        if !self.broken && (&*conn.stream).write_all(bytes).is_err() {
             self.broken = true;
         }
-        !self.broken
+        if self.broken {
+            self.undelivered.extend(chats);
+        }
     }
+}
+
+/// A frame and the connection's separator, written in one call (the C++ client parses one per read).
+fn with_separator(conn: &Conn, frame: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(frame.len() + 1);
+    bytes.extend_from_slice(frame.as_bytes());
+    bytes.push(conn.separator.load(Ordering::Relaxed));
+    bytes
 }

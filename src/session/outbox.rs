@@ -1,0 +1,165 @@
+//! The rules of a connection's write side, without a socket: what is written, and in which order.
+//!
+//! Each item a mailbox hands over becomes a list of [`Action`]s through [`Outbox::step`]; the server's
+//! writer ([`super::writer`]) carries them out on the socket (at once without blocking where it can, else
+//! on a writer thread), and the fuzz harness carries them out against its model of a client. The rules:
+//! the login ack is the first frame after a login (the C++ client reads it as such), so chat frames for
+//! the user that come before it are held and written right after it; offline messages the ack could not
+//! carry, and any recorded while the ack was on its way, are fetched before those held frames (they were
+//! sent earlier); frames held for a login that never completed are recorded offline at logout.
+
+use std::sync::Arc;
+
+use crate::mailbox::{Live, Outgoing};
+use crate::model::UserId;
+use crate::protocol::Version;
+
+/// One thing to do on the socket or the store, in order.
+#[derive(Debug)]
+pub enum Action {
+    /// Write `frame` and the connection's separator in one call; `chats` are the chat frames it carries
+    /// (itself, or the offline messages inside a login ack), recorded offline if it cannot be written.
+    Write { frame: Arc<str>, chats: Vec<Live> },
+    /// Write the unwritten end of a frame that went out only in part.
+    WriteRest { bytes: Vec<u8>, chats: Vec<Live> },
+    /// Fetch `user`'s offline messages as `version` frames and write them, batch after batch.
+    Fetch { user: UserId, version: Version },
+    /// Record these chat frames offline: they were held for a login that did not complete.
+    Store(Vec<Live>),
+}
+
+/// What the write side remembers between items (and between writer threads).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// The user whose login ack has gone out, and the version of their frames.
+    acked: Option<(UserId, Version)>,
+    /// A nudge came before the login ack: fetch right after it.
+    nudge_pending: bool,
+    /// Chat frames that came between the user's registration in the online map and their login ack.
+    held: Vec<Live>,
+}
+
+impl Outbox {
+    /// The actions `item` leads to, in order.
+    pub fn step(&mut self, item: Outgoing) -> Vec<Action> {
+        match item {
+            Outgoing::Reply(frame) => vec![Action::Write {
+                frame: frame.into(),
+                chats: Vec::new(),
+            }],
+            Outgoing::Chat(live) if self.acked_user() != Some(live.to) => {
+                self.held.push(live);
+                Vec::new()
+            }
+            Outgoing::Chat(live) => vec![Action::Write {
+                frame: live.frame.clone(),
+                chats: vec![live],
+            }],
+            Outgoing::Rest { bytes, chats } => vec![Action::WriteRest { bytes, chats }],
+            Outgoing::LoginAck {
+                user,
+                version,
+                frame,
+                offline,
+                more,
+            } => {
+                self.acked = Some((user, version));
+                let mut actions = vec![Action::Write {
+                    frame: frame.into(),
+                    chats: offline,
+                }];
+                if more || std::mem::take(&mut self.nudge_pending) {
+                    actions.push(Action::Fetch { user, version });
+                }
+                actions.extend(self.held.drain(..).map(|live| Action::Write {
+                    frame: live.frame.clone(),
+                    chats: vec![live],
+                }));
+                actions
+            }
+            Outgoing::Nudge(user) => match self.acked {
+                Some((acked, version)) if acked == user => vec![Action::Fetch { user, version }],
+                _ => {
+                    self.nudge_pending = true;
+                    Vec::new()
+                }
+            },
+            Outgoing::LoggedOut => {
+                self.acked = None;
+                self.nudge_pending = false;
+                if self.held.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![Action::Store(std::mem::take(&mut self.held))]
+                }
+            }
+        }
+    }
+
+    /// The frames still held when the connection ends, to record offline.
+    pub fn take_held(&mut self) -> Vec<Live> {
+        std::mem::take(&mut self.held)
+    }
+
+    fn acked_user(&self) -> Option<UserId> {
+        self.acked.map(|(user, _)| user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(to: UserId, text: &str) -> Outgoing {
+        Outgoing::Chat(Live {
+            to,
+            frame: text.into(),
+            at: None,
+        })
+    }
+
+    fn writes(actions: &[Action]) -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Write { frame, .. } => frame.to_string(),
+                Action::Fetch { .. } => "fetch".into(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn ack(user: UserId, more: bool) -> Outgoing {
+        Outgoing::LoginAck {
+            user,
+            version: Version::V2,
+            frame: "ack".into(),
+            offline: Vec::new(),
+            more,
+        }
+    }
+
+    #[test]
+    fn frames_before_the_login_ack_follow_it_after_the_fetch() {
+        let mut out = Outbox::default();
+        assert!(out.step(chat(1, "early")).is_empty(), "held");
+        assert!(out.step(Outgoing::Nudge(1)).is_empty(), "remembered");
+        let actions = out.step(ack(1, false));
+        assert_eq!(writes(&actions), ["ack", "fetch", "early"]);
+        assert_eq!(writes(&out.step(chat(1, "live"))), ["live"]);
+        assert_eq!(writes(&out.step(Outgoing::Nudge(1))), ["fetch"]);
+    }
+
+    #[test]
+    fn a_full_ack_asks_for_more_and_logout_stores_what_is_held() {
+        let mut out = Outbox::default();
+        assert_eq!(writes(&out.step(ack(1, true))), ["ack", "fetch"]);
+        assert!(out.step(Outgoing::LoggedOut).is_empty());
+        out.step(chat(2, "for a login that failed"));
+        match out.step(Outgoing::LoggedOut).as_slice() {
+            [Action::Store(held)] => assert_eq!(held.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(out.take_held().is_empty());
+    }
+}
