@@ -14,7 +14,7 @@ use crate::limit::LoginThrottle;
 use crate::server::{self, Server, Shutdown};
 use crate::service::chat::NodeInbox;
 use crate::service::{Context, account};
-use crate::session::SessionConfig;
+use crate::session::{SessionConfig, WriterCount};
 use crate::store;
 use crate::store::batch::LogWriter;
 
@@ -79,7 +79,9 @@ impl Node {
             mailbox_capacity: settings.mailbox_capacity,
             login_timeout: settings.login_timeout(),
             writer_stack_bytes: WRITER_STACK,
-            max_writers: threads.saturating_sub(max_connections).max(1),
+            writers: Arc::new(WriterCount::new(
+                threads.saturating_sub(max_connections).max(1),
+            )),
             rate: settings.rate_limit.clone(),
         };
         let server = Server::new(

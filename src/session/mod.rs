@@ -5,32 +5,27 @@
 //! writer thread started on demand ([`writer`]); an idle connection costs one thread. Everyone shares the
 //! socket as `&TcpStream`, which is `Read + Write`, so a connection costs one file descriptor.
 //!
-//! When the reader stops, the connection winds down in one order: the mailbox starts closing, any writer
-//! thread stops, and what is still queued is flushed (server shutdown, idle timeout, oversize frame) or,
-//! when the client went away, replies are written and chat frames stored offline rather than written into
-//! a dying socket; then the user leaves (out of the online map, presence released). Messages arriving
-//! after the mailbox closed are stored by their senders, after everything older, so the order per sender
-//! holds.
+//! The connection's delivery state has one owner, [`connection::Connection`], which also winds it down
+//! when the reader stops, in the one order that loses nothing (its `close` says why each step comes where
+//! it does).
 
+mod connection;
 pub mod outbox;
 mod writer;
 
 use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
-
 use crate::limit::{RateConfig, RateLimiter, Verdict};
-use crate::mailbox::{Mailbox, Outgoing, Sink};
-use crate::protocol::frame::{Decoded, FrameDecoder, Separator};
+use crate::protocol::frame::{Decoded, FrameDecoder};
 use crate::protocol::{Errno, reply};
-use crate::service::{self, Caller, Context, account};
+use crate::service::{self, Caller, Context};
+pub use connection::WriterCount;
+use connection::{Conn, Connection};
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
@@ -40,17 +35,14 @@ pub struct SessionConfig {
     /// A connection that has not logged in for this long is closed.
     pub login_timeout: Duration,
     pub writer_stack_bytes: usize,
-    /// Most writer threads alive at once on the node (they count against its thread ceiling).
-    pub max_writers: usize,
+    /// The node's writer threads, bounded (they count against its thread ceiling).
+    pub writers: Arc<WriterCount>,
     pub rate: RateConfig,
 }
 
-/// Writer threads alive on this node.
-static WRITERS: AtomicUsize = AtomicUsize::new(0);
-
 /// Why the reader stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     /// EOF or a read error: the client went away.
     ClientGone,
     /// The server is shutting down.
@@ -63,71 +55,6 @@ enum End {
     Panicked,
     /// Kept sending far over the rate limit after being refused (107).
     Abuse,
-}
-
-/// The write side of one connection, shared by its mailbox (as its [`Sink`]) and its writer threads.
-pub(crate) struct Conn {
-    ctx: Arc<Context>,
-    stream: Arc<TcpStream>,
-    /// The separator byte appended to frames; the reader sets it from the client's first separator.
-    separator: AtomicU8,
-    /// Set before the end: write replies only, store chat frames.
-    client_gone: AtomicBool,
-    writer: Mutex<writer::Writer>,
-    /// Disconnected when the session ends, which stops a running writer thread.
-    close: Receiver<()>,
-    /// The mailbox and its queue, for writer threads (weak: the mailbox owns this connection's sink).
-    mailbox: OnceLock<(Weak<Mailbox>, Receiver<Outgoing>)>,
-    /// The writer thread last started, joined at the end.
-    thread: Mutex<Option<JoinHandle<()>>>,
-    writer_stack: usize,
-    max_writers: usize,
-}
-
-/// A connection as its mailbox's sink.
-struct ConnSink(Arc<Conn>);
-
-impl Sink for ConnSink {
-    fn try_direct(&self, item: Outgoing) -> Vec<Outgoing> {
-        self.0.writer.lock().try_direct(&self.0, item)
-    }
-
-    fn start_writer(&self) -> bool {
-        let conn = self.0.clone();
-        let Some((mailbox, mail)) = conn.mailbox.get().cloned() else {
-            return false;
-        };
-        if WRITERS.fetch_add(1, Ordering::SeqCst) >= conn.max_writers {
-            WRITERS.fetch_sub(1, Ordering::SeqCst);
-            return false;
-        }
-        let spawned = std::thread::Builder::new()
-            .name("conn-writer".into())
-            .stack_size(conn.writer_stack)
-            .spawn({
-                let conn = conn.clone();
-                move || {
-                    if let Some(mailbox) = mailbox.upgrade() {
-                        writer::run(&conn, &mailbox, &mail);
-                    }
-                    WRITERS.fetch_sub(1, Ordering::SeqCst);
-                }
-            });
-        match spawned {
-            Ok(handle) => {
-                *conn.thread.lock() = Some(handle);
-                true
-            }
-            Err(_) => {
-                WRITERS.fetch_sub(1, Ordering::SeqCst);
-                false
-            }
-        }
-    }
-
-    fn overflow(&self) {
-        let _ = self.0.stream.shutdown(Shutdown::Both);
-    }
 }
 
 /// Serves one connection until it closes. Runs on a worker thread of the connection pool.
@@ -143,48 +70,16 @@ pub fn serve(
     let peer = peer_addr.to_string();
     let _ = stream.set_nodelay(true);
     tracing::info!(%peer, "connected");
-    let (close_tx, close_rx): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(0);
-    let conn = Arc::new(Conn {
-        ctx: ctx.clone(),
-        stream: stream.clone(),
-        separator: AtomicU8::new(Separator::Newline.byte()),
-        client_gone: AtomicBool::new(false),
-        writer: Mutex::new(writer::Writer::default()),
-        close: close_rx,
-        mailbox: OnceLock::new(),
-        thread: Mutex::new(None),
-        writer_stack: cfg.writer_stack_bytes,
-        max_writers: cfg.max_writers,
-    });
-    let (mailbox, mail) = Mailbox::with_sink(cfg.mailbox_capacity, ConnSink(conn.clone()));
-    let _ = conn.mailbox.set((Arc::downgrade(&mailbox), mail.clone()));
-    let mut caller = Caller::new(mailbox.clone(), peer_addr.ip());
+    let connection = Connection::open(ctx, stream, cfg);
+    let mut caller = Caller::new(connection.mailbox().clone(), peer_addr.ip());
     let end = catch_unwind(AssertUnwindSafe(|| {
-        read_loop(ctx, stream, &mut caller, cfg, &conn, stopping)
+        read_loop(ctx, stream, &mut caller, cfg, connection.conn(), stopping)
     }))
     .unwrap_or_else(|_| {
         tracing::error!(%peer, user = ?caller.user.as_ref().map(|u| u.id), "handler panicked; closing");
         End::Panicked
     });
-    if matches!(end, End::ClientGone | End::Panicked) {
-        conn.client_gone.store(true, Ordering::SeqCst);
-    }
-    mailbox.begin_close();
-    drop(close_tx);
-    let running = conn.thread.lock().take();
-    if let Some(thread) = running {
-        let _ = thread.join();
-    }
-    writer::finish(&conn, &mailbox, &mail);
-    if let Some(me) = caller.user.take() {
-        account::leave(ctx, &me, &caller);
-    }
-    // Closing on a client that is still sending would reset the connection before it read our last
-    // frames (106, 107): drain its input for a moment first.
-    if matches!(end, End::TooLarge | End::Abuse) {
-        linger(stream);
-    }
-    let _ = stream.shutdown(Shutdown::Both);
+    connection.close(end, &mut caller);
     tracing::info!(%peer, reason = ?end, "closed");
 }
 

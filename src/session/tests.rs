@@ -179,7 +179,7 @@ fn config() -> SessionConfig {
         mailbox_capacity: 16,
         login_timeout: Duration::from_secs(60),
         writer_stack_bytes: 128 * 1024,
-        max_writers: 4,
+        writers: Arc::new(super::WriterCount::new(4)),
         rate: Default::default(),
     }
 }
