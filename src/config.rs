@@ -142,6 +142,11 @@ impl Settings {
         s.max_connections = max_connections.or(s.max_connections);
         s.node_id = node_id.or(s.node_id);
         s.redis = redis.or(s.redis);
+        // Nodes on separate SQLite files share no users, no log and no presence.
+        anyhow::ensure!(
+            s.redis.is_none() || !s.database.starts_with("sqlite://"),
+            "cluster mode (redis) needs a database all nodes share: use --database mysql://…, not SQLite"
+        );
         anyhow::ensure!(s.offline_batch > 0, "offline_batch must be at least 1");
         anyhow::ensure!(s.max_devices > 0, "max_devices must be at least 1");
         anyhow::ensure!(
@@ -239,6 +244,21 @@ mod tests {
         let file: Settings = toml::from_str(text).expect("conf/clusterchat.toml parses");
         let defaults = Settings::default();
         assert_eq!(format!("{file:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn cluster_mode_on_sqlite_is_refused() {
+        let args = Args::parse_from(["chatserver", "--redis", "redis://127.0.0.1:1"]);
+        let e = Settings::load(args).unwrap_err().to_string();
+        assert!(e.contains("mysql://"), "{e}");
+        let args = Args::parse_from([
+            "chatserver",
+            "--redis",
+            "redis://127.0.0.1:1",
+            "--database",
+            "mysql://u:p@127.0.0.1:3306/chat",
+        ]);
+        assert!(Settings::load(args).is_ok());
     }
 
     #[test]
