@@ -84,10 +84,16 @@ impl MysqlStore {
             .read_timeout(timeout)
             .write_timeout(timeout)
             .tcp_nodelay(true);
+        // One plain connection first, so that a wrong URL is said once and plainly (access denied,
+        // unknown database, nothing listening) rather than as the pool's retries timing out.
+        mysql::Conn::new(opts.clone())
+            .map_err(|e| anyhow::anyhow!("cannot use the MySQL database: {e}"))?;
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(pool_size.clamp(1, 2)))
             .connection_timeout(Duration::from_secs(3))
+            // Our own callers report what a failed checkout means (109); the pool need not log each try.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
             .build(MySqlConnectionManager::new(opts))?;
         let store = MysqlStore {
             pool,
