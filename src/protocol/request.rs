@@ -326,8 +326,8 @@ fn history(b: Fields) -> Result<Request, FieldError> {
     let page = match (b.contains_key("before"), b.contains_key("after")) {
         (true, true) => {
             return Err(FieldError::new(
-                "before",
-                "give either 'before' or 'after', not both",
+                "after",
+                "not allowed together with 'before'",
             ));
         }
         (true, false) => Page::Before(pos_field(b, "before")?),
@@ -357,8 +357,7 @@ fn history(b: Fields) -> Result<Request, FieldError> {
 /// `conv`: `"u<ID>"` or `"g<ID>"`.
 fn conv_field(b: Fields) -> Result<ConvName, FieldError> {
     let name = string_field(b, "conv")?;
-    ConvName::parse(name)
-        .ok_or_else(|| FieldError::new("conv", "must be \"u<user id>\" or \"g<group id>\""))
+    ConvName::parse(name).ok_or_else(|| FieldError::new("conv", "must be \"u<id>\" or \"g<id>\""))
 }
 
 /// A position: a positive integer within `i64`.
@@ -367,7 +366,7 @@ fn pos_field(b: Fields, name: &str) -> Result<Pos, FieldError> {
         .ok_or_else(|| FieldError::new(name, "missing"))?
         .as_i64()
         .filter(|&v| v > 0)
-        .ok_or_else(|| FieldError::new(name, "must be a positive integer"))
+        .ok_or_else(|| FieldError::new(name, "must be an integer from 1 to 9223372036854775807"))
 }
 
 /// `cid` is optional: 1 to 64 characters without control characters.
