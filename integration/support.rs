@@ -648,3 +648,59 @@ pub fn split_log_fields(frame: &mut Value) -> (Value, Value) {
     let pos = map.remove("pos").unwrap_or(Value::Null);
     (conv, pos)
 }
+
+/// Milliseconds since the Unix epoch by this machine's clock (the servers' `ts` clock).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// Logs `id` (password "pw") in as v2 `device` on a new connection to `server`, asserting success;
+/// returns the connection and its login ack.
+pub fn device(server: &Server, id: i64, device: &str) -> (Conn, Value) {
+    let mut c = server.connect(Separator::Newline);
+    let ack = c.req(json!({"msgid": 1, "id": id, "password": "pw", "v": 2, "device": device}));
+    assert_eq!(
+        (ack["msgid"].clone(), ack["errno"].clone()),
+        (json!(2), json!(0)),
+        "{ack}"
+    );
+    (c, ack)
+}
+
+/// The next frame with `msgid`, skipping (and returning) the frames that come before it.
+pub fn recv_until(c: &mut Conn, msgid: i64) -> (Value, Vec<Value>) {
+    let mut skipped = Vec::new();
+    loop {
+        let frame = c.recv();
+        if frame["msgid"] == msgid {
+            return (frame, skipped);
+        }
+        skipped.push(frame);
+    }
+}
+
+/// Nodes of a cluster for tests outside `cluster.rs`: a fresh MariaDB database and a private Redis.
+pub struct Nodes {
+    /// Kept alive while the nodes run (and open for checks of what they stored).
+    #[allow(dead_code)]
+    pub db: Db,
+    #[allow(dead_code)]
+    pub redis: Redis,
+    pub nodes: Vec<Server>,
+}
+
+impl Nodes {
+    /// Starts `n` nodes with `--redis` and `extra` flags.
+    pub fn start(n: usize, extra: &[&str]) -> Nodes {
+        let db = Db::fresh(Backend::Mysql);
+        let redis = Redis::start();
+        let url = redis.url();
+        let mut args = vec!["--redis", url.as_str()];
+        args.extend_from_slice(extra);
+        let nodes = (0..n).map(|_| Server::start(&db, &args)).collect();
+        Nodes { db, redis, nodes }
+    }
+}

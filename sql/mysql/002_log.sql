@@ -1,7 +1,7 @@
 -- Migration 2: the message log, devices, per-device tokens, and an offline list that points into the log.
 -- MySQL commits each statement of DDL by itself, so every statement here may run again after a crash
 -- half-way (src/store/migrate.rs runs them in order and skips what is done); the old offline frames are
--- converted by src/store/migrate.rs in transactions that delete what they converted.
+-- converted by src/store/mysql.rs in one transaction that deletes what it converted.
 
 -- One row per conversation: its key (src/model.rs, Conv::key: a pair of user ids, or minus a group id),
 -- the last position given out and the commit time of that message.

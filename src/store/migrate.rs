@@ -52,12 +52,13 @@ pub fn statements(script: &str) -> Vec<String> {
 }
 
 /// The log messages that old offline rows `(id, recipient, frame)` stood for, in the order of the rows,
-/// each recorded offline for its recipients. One group message was stored once per offline member: the
-/// same frame for several recipients becomes one message. A frame that cannot be read is skipped (and
-/// logged): it could not have been shown either.
+/// each recorded offline for its recipients. One group message was stored once per offline member: a
+/// group frame joins the earliest message with the same frame that does not have its recipient yet, so
+/// that two identical messages (same text, same second) stay two. A frame that cannot be read is skipped
+/// (and logged): it could not have been shown either.
 pub fn legacy_messages(rows: &[(i64, UserId, String)]) -> Vec<NewMessage> {
     let mut messages: Vec<NewMessage> = Vec::new();
-    let mut groups: HashMap<&str, usize> = HashMap::new();
+    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (id, to, frame) in rows {
         let Some(message) = legacy_message(*to, frame) else {
             tracing::warn!(
@@ -67,11 +68,12 @@ pub fn legacy_messages(rows: &[(i64, UserId, String)]) -> Vec<NewMessage> {
             continue;
         };
         if let Conv::Group(_) = message.conv {
-            if let Some(&at) = groups.get(frame.as_str()) {
+            let same = groups.entry(frame).or_default();
+            if let Some(&at) = same.iter().find(|&&at| !messages[at].offline.contains(to)) {
                 messages[at].offline.push(*to);
                 continue;
             }
-            groups.insert(frame, messages.len());
+            same.push(messages.len());
         }
         messages.push(message);
     }
@@ -123,12 +125,19 @@ mod tests {
             (2, 2, d.to_owned()),
             (3, 4, g.to_owned()),
             (4, 4, "not json".to_owned()),
+            (5, 2, g.to_owned()),
+            (6, 4, g.to_owned()),
         ];
         let messages = legacy_messages(&rows);
-        assert_eq!(messages.len(), 2);
+        assert_eq!(
+            messages.len(),
+            3,
+            "the same group frame twice is two messages"
+        );
         assert_eq!(messages[0].conv, Conv::Group(3));
         assert_eq!(messages[0].offline, vec![2, 4]);
         assert_eq!(messages[1].conv, Conv::direct(1, 2));
         assert_eq!(messages[1].text, "yo");
+        assert_eq!(messages[2].offline, vec![2, 4]);
     }
 }

@@ -35,8 +35,6 @@ const RETRIES: u32 = 5;
 /// Rows per multi-row insert, and the text bytes at which one is sent early (under max_allowed_packet).
 const ROWS_PER_INSERT: usize = 1000;
 const BYTES_PER_INSERT: usize = 1 << 20;
-/// Old offline frames converted per transaction by migration 2.
-const LEGACY_BATCH: usize = 10_000;
 
 /// SQL true when user `u` has a device online: held by a node whose heartbeat is fresh (liveness bound).
 macro_rules! online {
@@ -182,26 +180,19 @@ impl MysqlStore {
         Ok(())
     }
 
-    /// Turns the old offline frames into log messages and pointers, a batch per transaction that also
-    /// deletes what it converted, then drops their table.
+    /// Turns the old offline frames into log messages and pointers in one transaction that also deletes
+    /// them (a group message stored once per member must be seen whole to become one message), then
+    /// drops their table.
     fn convert_legacy(&self) -> Result<()> {
-        loop {
-            let converted = self.write(|tx| {
-                let rows: Vec<(i64, UserId, String)> = tx.exec(
-                    "SELECT id, userid, message FROM offline_legacy ORDER BY id LIMIT ?",
-                    (LEGACY_BATCH as u64,),
-                )?;
-                let Some(&(last, ..)) = rows.last() else {
-                    return Ok(0);
-                };
-                let messages = migrate::legacy_messages(&rows);
-                append_in(tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
-                tx.exec_drop("DELETE FROM offline_legacy WHERE id <= ?", (last,))?;
-                Ok(rows.len())
-            })?;
-            if converted == 0 {
-                break;
-            }
+        let converted = self.write(|tx| {
+            let rows: Vec<(i64, UserId, String)> =
+                tx.query("SELECT id, userid, message FROM offline_legacy ORDER BY id")?;
+            let messages = migrate::legacy_messages(&rows);
+            append_in(tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
+            tx.query_drop("DELETE FROM offline_legacy")?;
+            Ok(rows.len())
+        })?;
+        if converted > 0 {
             tracing::info!(
                 frames = converted,
                 "converted stored offline frames into the log"

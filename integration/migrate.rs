@@ -1,0 +1,469 @@
+//! Upgrading in place: a database made by the server before the log existed (migration 1's schema, with
+//! rendered v1 frames in its offline list and a resume token per user) is migrated at start, and nothing it
+//! stored is lost.
+
+use std::time::Duration;
+
+use clusterchat::hasher::{HashCost, Hasher};
+use clusterchat::protocol::frame::Separator;
+use clusterchat::store::migrate;
+use r2d2_mysql::mysql::prelude::Queryable;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::{Backend, Conn, Db, Server, now_ms};
+
+/// The resume token the old database holds for alice (only its SHA-256 is stored).
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The old server's frames, as it stored them for offline recipients (alice 1, bob 2, carol 3, group 1),
+/// in the order stored: (recipient, frame).
+fn old_frames() -> Vec<(i64, Value)> {
+    let one = json!({"id": 1, "msg": "one", "msgid": 6, "name": "alice", "time": "2024-01-01 10:00:00", "toid": 2});
+    let all = json!({"groupid": 1, "id": 1, "msg": "all", "msgid": 10, "name": "alice", "time": "2024-01-01 10:00:01"});
+    let two = json!({"id": 3, "msg": "two", "msgid": 6, "name": "carol", "time": "2024-01-01 10:00:02", "toid": 2});
+    let three = json!({"id": 1, "msg": "three", "msgid": 6, "name": "alice", "time": "2024-01-01 10:00:03", "toid": 2});
+    vec![(2, one), (2, all.clone()), (3, all), (2, two), (2, three)]
+}
+
+/// The rows of the old schema's tables, as the old server would have left them.
+struct OldRows {
+    users: Vec<(i64, &'static str, String, &'static str)>,
+    friends: Vec<(i64, i64)>,
+    offline: Vec<(i64, String)>,
+    token_hash: Vec<u8>,
+    created: i64,
+}
+
+fn old_rows() -> OldRows {
+    let hasher = Hasher::new(
+        &HashCost {
+            memory_kib: 64,
+            iterations: 1,
+        },
+        1,
+    )
+    .unwrap();
+    let hash = |pw: &str| hasher.hash(pw).unwrap();
+    OldRows {
+        // bob's row still says online on a node that is gone: the old presence columns are not read.
+        users: vec![
+            (1, "alice", hash("pw"), "offline"),
+            (2, "bob", hash("pw"), "online"),
+            (3, "carol", hash("pw"), "offline"),
+        ],
+        friends: vec![(1, 2), (2, 1)],
+        offline: old_frames()
+            .into_iter()
+            .map(|(to, f)| (to, serde_json::to_string(&f).unwrap()))
+            .collect(),
+        token_hash: Sha256::digest(TOKEN.as_bytes()).to_vec(),
+        created: now_ms() / 1000,
+    }
+}
+
+/// Creates migration 1's schema by hand in an empty database and fills it.
+fn create_old_database(db: &Db, backend: Backend) {
+    let rows = old_rows();
+    match backend {
+        Backend::Sqlite => {
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute_batch(include_str!("../sql/sqlite/001_base.sql"))
+                .unwrap();
+            for (id, name, hash, state) in &rows.users {
+                conn.execute(
+                    "INSERT INTO user (id, name, password, state, node) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![id, name, hash, state, (*state == "online").then_some("vm:1")],
+                )
+                .unwrap();
+            }
+            for (a, b) in &rows.friends {
+                conn.execute(
+                    "INSERT INTO friend (userid, friendid) VALUES (?1, ?2)",
+                    rusqlite::params![a, b],
+                )
+                .unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO allgroup (id, groupname, groupdesc) VALUES (1, 'old band', 'from before');
+                 INSERT INTO groupuser (groupid, userid, grouprole) VALUES (1, 1, 'creator'), (1, 2, 'normal'), (1, 3, 'normal');",
+            )
+            .unwrap();
+            for (to, frame) in &rows.offline {
+                conn.execute(
+                    "INSERT INTO offlinemessage (userid, message) VALUES (?1, ?2)",
+                    rusqlite::params![to, frame],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO token (userid, hash, created) VALUES (1, ?1, ?2)",
+                rusqlite::params![rows.token_hash, rows.created],
+            )
+            .unwrap();
+        }
+        Backend::Mysql => {
+            let mut conn =
+                r2d2_mysql::mysql::Conn::new(r2d2_mysql::mysql::Opts::from_url(&db.url).unwrap())
+                    .unwrap();
+            for statement in migrate::statements(include_str!("../sql/mysql/001_base.sql")) {
+                conn.query_drop(statement).unwrap();
+            }
+            for (id, name, hash, state) in &rows.users {
+                conn.exec_drop(
+                    "INSERT INTO user (id, name, password, state, node) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        id,
+                        name,
+                        hash,
+                        state,
+                        (*state == "online").then_some("vm:1"),
+                    ),
+                )
+                .unwrap();
+            }
+            for (a, b) in &rows.friends {
+                conn.exec_drop(
+                    "INSERT INTO friend (userid, friendid) VALUES (?, ?)",
+                    (a, b),
+                )
+                .unwrap();
+            }
+            conn.query_drop(
+                "INSERT INTO allgroup (id, groupname, groupdesc) VALUES (1, 'old band', 'from before')",
+            )
+            .unwrap();
+            conn.query_drop(
+                "INSERT INTO groupuser (groupid, userid, grouprole) VALUES (1, 1, 'creator'), (1, 2, 'normal'), (1, 3, 'normal')",
+            )
+            .unwrap();
+            for (to, frame) in &rows.offline {
+                conn.exec_drop(
+                    "INSERT INTO offlinemessage (userid, message) VALUES (?, ?)",
+                    (to, frame),
+                )
+                .unwrap();
+            }
+            conn.exec_drop(
+                "INSERT INTO token (userid, hash, created) VALUES (1, ?, ?)",
+                (&rows.token_hash, rows.created),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// The schema versions the database records, and whether the old offline table is still there.
+fn schema_state(db: &Db, backend: Backend) -> (Vec<i64>, bool) {
+    match backend {
+        Backend::Sqlite => {
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let versions = conn
+                .prepare("SELECT version FROM schema_version ORDER BY version")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<i64>>>()
+                .unwrap();
+            let legacy: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name = 'offline_legacy'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            (versions, legacy > 0)
+        }
+        Backend::Mysql => {
+            let mut conn =
+                r2d2_mysql::mysql::Conn::new(r2d2_mysql::mysql::Opts::from_url(&db.url).unwrap())
+                    .unwrap();
+            let versions: Vec<i64> = conn
+                .query("SELECT version FROM schema_version WHERE done = 1 ORDER BY version")
+                .unwrap();
+            let legacy: Vec<String> = conn.query("SHOW TABLES LIKE 'offline_legacy'").unwrap();
+            (versions, !legacy.is_empty())
+        }
+    }
+}
+
+/// The v2 frame of an old message now in the log, as `conv` names it.
+fn logged(old: &Value, conv: &str, pos: i64, ts: i64) -> Value {
+    let mut frame = old.clone();
+    frame["conv"] = json!(conv);
+    frame["pos"] = json!(pos);
+    frame["ts"] = json!(ts);
+    frame
+}
+
+fn history(c: &mut Conn, conv: &str) -> Value {
+    let reply = c.req(json!({"msgid": 19, "conv": conv}));
+    assert_eq!(
+        (
+            reply["msgid"].clone(),
+            reply["errno"].clone(),
+            reply["more"].clone()
+        ),
+        (json!(20), json!(0), json!(false)),
+        "{reply}"
+    );
+    reply["messages"].clone()
+}
+
+fn old_database_is_upgraded_in_place(backend: Backend) {
+    let db = Db::fresh(backend);
+    create_old_database(&db, backend);
+    let before = now_ms();
+    let mut server = Server::start(&db, &[]);
+    let after = now_ms();
+    assert_eq!(schema_state(&db, backend), (vec![1, 2], false));
+    let frames: Vec<Value> = old_frames().into_iter().map(|(_, f)| f).collect();
+    let (one, all, two, three) = (&frames[0], &frames[1], &frames[3], &frames[4]);
+
+    // bob, in the old client (v1): exactly the original frames, in the order stored, each once.
+    let mut bob = server.connect(Separator::Nul);
+    let ack = bob.login(2, "pw", 1);
+    let got: Vec<Value> = ack["offlinemsg"]
+        .as_array()
+        .expect("bob's offline messages")
+        .iter()
+        .map(|s| serde_json::from_str(s.as_str().expect("v1: frames as strings")).unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        vec![one.clone(), all.clone(), two.clone(), three.clone()]
+    );
+    let friends: Vec<Value> = ack["friends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::from_str(s.as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        friends,
+        vec![json!({"id": 1, "name": "alice", "state": "offline"})]
+    );
+    bob.send(json!({"msgid": 3})); // v1: no answer
+    assert_eq!(bob.req(json!({"msgid": 99}))["errno"], 101);
+    let mut bob = server.connect(Separator::Newline);
+    let ack = bob.login(2, "pw", 2);
+    assert_eq!(ack["offlinemsg"], json!([]), "delivered once");
+
+    // The messages are in the log: ts = the migration's time, time and text kept.
+    let in_log = history(&mut bob, "u1");
+    let ts = in_log[0]["ts"].as_i64().expect("ts");
+    assert!(
+        (before..=after).contains(&ts),
+        "ts {ts} not in [{before}, {after}]"
+    );
+    assert_eq!(
+        in_log,
+        json!([logged(one, "u1", 1, ts), logged(three, "u1", 2, ts)])
+    );
+    assert_eq!(history(&mut bob, "u3"), json!([logged(two, "u3", 1, ts)]));
+    assert_eq!(history(&mut bob, "g1"), json!([logged(all, "g1", 1, ts)]));
+    assert_eq!(
+        ack["conversations"],
+        json!([
+            {"conv": "g1", "name": "old band", "last": 1, "read": 0, "unread": 1},
+            {"conv": "u1", "name": "alice", "last": 2, "read": 0, "unread": 2},
+            {"conv": "u3", "name": "carol", "last": 1, "read": 0, "unread": 1},
+        ]),
+        "all at one ts: ties by conv"
+    );
+
+    // carol (v2): the group message once, at the same position as for bob.
+    let mut carol = server.connect(Separator::Newline);
+    let ack = carol.login(3, "pw", 2);
+    assert_eq!(ack["offlinemsg"], json!([logged(all, "g1", 1, ts)]));
+    assert_eq!(history(&mut carol, "g1"), json!([logged(all, "g1", 1, ts)]));
+    assert_eq!(history(&mut carol, "u2"), json!([logged(two, "u2", 1, ts)]));
+
+    // alice: the old token logs in her default device; her side of the conversations.
+    let mut alice = server.connect(Separator::Newline);
+    let ack = alice.req(json!({"msgid": 1, "id": 1, "token": TOKEN, "v": 2}));
+    assert_eq!(
+        (
+            ack["errno"].clone(),
+            ack["device"].clone(),
+            ack["offlinemsg"].clone()
+        ),
+        (json!(0), json!("default"), json!([])),
+        "{ack}"
+    );
+    assert_eq!(
+        history(&mut alice, "u2"),
+        json!([logged(one, "u2", 1, ts), logged(three, "u2", 2, ts)])
+    );
+    assert_eq!(
+        ack["groups"][0]["users"],
+        json!([
+            {"id": 1, "name": "alice", "state": "online", "role": "creator"},
+            {"id": 2, "name": "bob", "state": "online", "role": "normal"},
+            {"id": 3, "name": "carol", "state": "online", "role": "normal"},
+        ])
+    );
+
+    // The log goes on after the old messages.
+    let ack = alice.req(json!({"msgid": 6, "toid": 2, "msg": "four"}));
+    assert_eq!(
+        (ack["msgid"].clone(), ack["pos"].clone()),
+        (json!(16), json!(3)),
+        "{ack}"
+    );
+    assert_eq!(bob.recv()["pos"], 3);
+
+    // A restart migrates nothing again and keeps everything.
+    drop((alice, bob, carol));
+    server.restart();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        server
+            .log_text()
+            .matches("applied schema migration")
+            .count(),
+        2,
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(schema_state(&db, backend), (vec![1, 2], false));
+    let mut bob = server.connect(Separator::Newline);
+    let ack = bob.login(2, "pw", 2);
+    assert_eq!(ack["offlinemsg"], json!([]));
+    let texts: Vec<Value> = history(&mut bob, "u1")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["msg"].clone())
+        .collect();
+    assert_eq!(texts, vec![json!("one"), json!("three"), json!("four")]);
+}
+
+/// The old server stored a group message once per offline member, so two group messages with the same
+/// text and time (alice says "ok" twice within a second) left two identical frames per member. They are
+/// two messages: the upgrade must keep both, each at its own position, once per member.
+fn identical_group_frames_stay_two_messages(backend: Backend) {
+    let db = Db::fresh(backend);
+    create_old_database(&db, backend);
+    let ok = json!({"groupid": 1, "id": 1, "msg": "ok", "msgid": 10, "name": "alice", "time": "2024-01-01 11:00:00"});
+    let text = serde_json::to_string(&ok).unwrap();
+    // The old server's rows for two sends: message 1 for bob and carol, then message 2 for both.
+    let sql_rows = [(2, &text), (3, &text), (2, &text), (3, &text)];
+    match backend {
+        Backend::Sqlite => {
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute("DELETE FROM offlinemessage", []).unwrap();
+            for (to, frame) in sql_rows {
+                conn.execute(
+                    "INSERT INTO offlinemessage (userid, message) VALUES (?1, ?2)",
+                    rusqlite::params![to, frame],
+                )
+                .unwrap();
+            }
+        }
+        Backend::Mysql => {
+            let mut conn =
+                r2d2_mysql::mysql::Conn::new(r2d2_mysql::mysql::Opts::from_url(&db.url).unwrap())
+                    .unwrap();
+            conn.query_drop("DELETE FROM offlinemessage").unwrap();
+            for (to, frame) in sql_rows {
+                conn.exec_drop(
+                    "INSERT INTO offlinemessage (userid, message) VALUES (?, ?)",
+                    (to, frame),
+                )
+                .unwrap();
+            }
+        }
+    }
+    let server = Server::start(&db, &[]);
+    let mut bob = server.connect(Separator::Newline);
+    let ack = bob.login(2, "pw", 2);
+    let positions: Vec<Value> = ack["offlinemsg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| json!([m["msg"], m["pos"]]))
+        .collect();
+    assert_eq!(positions, vec![json!(["ok", 1]), json!(["ok", 2])], "{ack}");
+    let texts: Vec<Value> = history(&mut bob, "g1")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| json!([m["msg"], m["pos"]]))
+        .collect();
+    assert_eq!(texts, vec![json!(["ok", 1]), json!(["ok", 2])]);
+    let mut carol = server.connect(Separator::Nul);
+    let ack = carol.login(3, "pw", 1);
+    let frames: Vec<Value> = ack["offlinemsg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::from_str(s.as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(frames, vec![ok.clone(), ok], "v1: the two original frames");
+}
+
+/// MySQL converts the old offline list in batches of 10,000 rows: a group frame stored for bob as the
+/// 10,000th row and for carol as the 10,001st is still one message, at one position for both.
+#[test]
+fn mysql_group_frame_across_a_conversion_batch_is_one_message() {
+    let db = Db::fresh(Backend::Mysql);
+    create_old_database(&db, Backend::Mysql);
+    let mut conn =
+        r2d2_mysql::mysql::Conn::new(r2d2_mysql::mysql::Opts::from_url(&db.url).unwrap()).unwrap();
+    conn.query_drop("DELETE FROM offlinemessage").unwrap();
+    let filler = serde_json::to_string(
+        &json!({"id": 1, "msg": "filler", "msgid": 6, "name": "alice", "time": "t", "toid": 2}),
+    )
+    .unwrap();
+    let group = serde_json::to_string(
+        &json!({"groupid": 1, "id": 1, "msg": "edge", "msgid": 10, "name": "alice", "time": "t"}),
+    )
+    .unwrap();
+    let mut rows: Vec<(i64, &str)> = vec![(2, filler.as_str()); 9_999];
+    rows.push((2, &group));
+    rows.push((3, &group));
+    for chunk in rows.chunks(1000) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(to, f)| format!("({to}, '{}')", f.replace('\\', "\\\\").replace('\'', "''")))
+            .collect();
+        conn.query_drop(format!(
+            "INSERT INTO offlinemessage (userid, message) VALUES {}",
+            values.join(",")
+        ))
+        .unwrap();
+    }
+    let server = Server::start(&db, &[]);
+    // alice (who has nothing offline) sees the group's log; carol gets the message offline, at pos 1.
+    let mut alice = server.connect(Separator::Newline);
+    alice.login(1, "pw", 2);
+    let got: Vec<Value> = history(&mut alice, "g1")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| json!([m["msg"], m["pos"]]))
+        .collect();
+    assert_eq!(
+        got,
+        vec![json!(["edge", 1])],
+        "one message in the group's log"
+    );
+    let mut carol = server.connect(Separator::Newline);
+    let ack = carol.login(3, "pw", 2);
+    let got: Vec<Value> = ack["offlinemsg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| json!([m["msg"], m["pos"]]))
+        .collect();
+    assert_eq!(got, vec![json!(["edge", 1])]);
+}
+
+crate::on_both_backends!(
+    old_database_is_upgraded_in_place,
+    identical_group_frames_stay_two_messages,
+);
