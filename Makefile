@@ -4,8 +4,10 @@ CARGO ?= cargo
 
 .PHONY: run run-cluster build test fmt lint clean
 
+# Builds the client too, so that ./target/release/chat is there to talk to the node.
 run:
-	$(CARGO) run --release --bin chatserver -- $(ARGS)
+	$(CARGO) build --release --bin chatserver --bin chat
+	./target/release/chatserver $(ARGS)
 
 # Three nodes behind nginx with private MariaDB and Redis; Ctrl-C stops everything.
 run-cluster:

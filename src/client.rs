@@ -6,7 +6,7 @@
 //! program that reads on one thread and writes on another.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -80,7 +80,20 @@ pub struct Client {
 impl Client {
     /// Connects with TCP_NODELAY, writing `separator` after each frame.
     pub fn connect(addr: impl ToSocketAddrs, separator: Separator) -> io::Result<Client> {
-        let stream = TcpStream::connect(addr)?;
+        Client::over(TcpStream::connect(addr)?, separator)
+    }
+
+    /// Like [`Client::connect`], giving up on connecting after `timeout` (an unreachable host can
+    /// otherwise hold a connect for minutes).
+    pub fn connect_timeout(
+        addr: &SocketAddr,
+        separator: Separator,
+        timeout: Duration,
+    ) -> io::Result<Client> {
+        Client::over(TcpStream::connect_timeout(addr, timeout)?, separator)
+    }
+
+    fn over(stream: TcpStream, separator: Separator) -> io::Result<Client> {
         stream.set_nodelay(true)?;
         let reader = FrameReader {
             stream: stream.try_clone()?,

@@ -1,14 +1,24 @@
 //! The commands a logged-in user types, parsed into requests. Parsing is separate from sending so the
-//! command syntax is tested without a server.
+//! command syntax is tested without a server. Also the names this client gives itself on the wire: the
+//! device it logs in as and the `cid` of each message it sends.
+
+use std::fmt;
 
 use clusterchat::model::{GroupId, UserId};
 use clusterchat::protocol::msgid;
 use serde_json::{Value, json};
 
+/// How many messages one `history:` page asks for.
+pub const HISTORY_PAGE: usize = 20;
+
 /// Every command with its format and what it does, in the order `help` lists them.
-pub const COMMANDS: [(&str, &str, &str); 7] = [
+pub const COMMANDS: [(&str, &str, &str); 9] = [
     ("help", "help", "show this list"),
-    ("chat", "chat:ID:TEXT", "send TEXT to the user ID"),
+    (
+        "chat",
+        "chat:ID:TEXT",
+        "send TEXT to the user ID (resent after a reconnect until the server confirms it)",
+    ),
     ("addfriend", "addfriend:ID", "add the user ID as a friend"),
     (
         "creategroup",
@@ -19,7 +29,17 @@ pub const COMMANDS: [(&str, &str, &str); 7] = [
     (
         "groupchat",
         "groupchat:ID:TEXT",
-        "send TEXT to the members of group ID",
+        "send TEXT to the members of group ID (resent like chat)",
+    ),
+    (
+        "conversations",
+        "conversations",
+        "list your conversations with their unread counts",
+    ),
+    (
+        "history",
+        "history:CONV",
+        "show the latest messages of CONV (u5: with user 5, g3: group 3); again: the ones before",
     ),
     ("loginout", "loginout", "log out and go back to the menu"),
 ];
@@ -33,7 +53,50 @@ pub enum Command {
     CreateGroup { name: String, desc: String },
     AddGroup(GroupId),
     GroupChat { group: GroupId, text: String },
+    Conversations,
+    History(Conv),
     Logout,
+}
+
+/// A conversation as the server names it from the user's side: `u5` is the one with user 5 (`u<me>` the
+/// one with oneself), `g3` is group 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conv {
+    User(UserId),
+    Group(GroupId),
+}
+
+impl Conv {
+    /// Parses `u<ID>` or `g<ID>` (spaces around it are ignored).
+    pub fn parse(text: &str) -> Result<Conv, String> {
+        let text = text.trim();
+        let invalid = || {
+            format!("invalid conversation '{text}': expected u<ID> for a user or g<ID> for a group")
+        };
+        let (kind, digits) = text.split_at_checked(1).ok_or_else(invalid)?;
+        // As the server reads it: digits only, no sign and no leading zero.
+        if !digits.bytes().all(|b| b.is_ascii_digit()) || digits.starts_with('0') {
+            return Err(invalid());
+        }
+        let id = match digits.parse::<i32>() {
+            Ok(id) if id > 0 => id,
+            _ => return Err(invalid()),
+        };
+        match kind {
+            "u" => Ok(Conv::User(id)),
+            "g" => Ok(Conv::Group(id)),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+impl fmt::Display for Conv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Conv::User(id) => write!(f, "u{id}"),
+            Conv::Group(id) => write!(f, "g{id}"),
+        }
+    }
 }
 
 impl Command {
@@ -48,6 +111,8 @@ impl Command {
         match name {
             "help" => Ok(Command::Help),
             "loginout" => Ok(Command::Logout),
+            "conversations" => Ok(Command::Conversations),
+            "history" => Ok(Command::History(Conv::parse(rest.ok_or_else(usage)?)?)),
             "chat" => {
                 let (to, text) = rest.and_then(|r| r.split_once(':')).ok_or_else(usage)?;
                 Ok(Command::Chat {
@@ -94,10 +159,107 @@ impl Command {
             Command::GroupChat { group, text } => {
                 json!({"msgid": msgid::GROUP_CHAT, "groupid": group, "msg": text})
             }
+            Command::Conversations => json!({"msgid": msgid::CONVERSATIONS}),
+            Command::History(conv) => history_request(*conv, None),
             Command::Logout => json!({"msgid": msgid::LOGOUT}),
         };
         Some(frame)
     }
+}
+
+/// HISTORY: the latest page of `conv`, or the page just before position `before`.
+pub fn history_request(conv: Conv, before: Option<i64>) -> Value {
+    let mut frame =
+        json!({"msgid": msgid::HISTORY, "conv": conv.to_string(), "limit": HISTORY_PAGE});
+    if let Some(before) = before {
+        frame["before"] = json!(before);
+    }
+    frame
+}
+
+/// READ: everything in `conv` up to `pos` has been shown.
+pub fn read_request(conv: &str, pos: i64) -> Value {
+    json!({"msgid": msgid::READ, "conv": conv, "pos": pos})
+}
+
+/// Longest device name and `cid` the server accepts, in characters.
+const MAX_DEVICE_CHARS: usize = 64;
+const MAX_CID_CHARS: usize = 64;
+
+/// A device name as the server accepts it from a v2 login: 1–64 characters, no control characters, and
+/// not `v1` (the name of every v1 login).
+pub fn parse_device(text: &str) -> Result<String, String> {
+    let chars = text.chars().count();
+    if chars == 0 || chars > MAX_DEVICE_CHARS {
+        return Err(format!(
+            "a device name has 1 to {MAX_DEVICE_CHARS} characters, not {chars}"
+        ));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("a device name may not hold control characters".into());
+    }
+    if text == "v1" {
+        return Err("the device name \"v1\" is reserved for v1 logins".into());
+    }
+    Ok(text.to_string())
+}
+
+/// The default device of this machine: `chat-<hostname>` (cut to 64 characters, control characters
+/// left out), or `chat` when the host has no name.
+pub fn default_device(hostname: Option<&str>) -> String {
+    let host: String = hostname
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    if host.is_empty() {
+        return "chat".into();
+    }
+    format!("chat-{host}")
+        .chars()
+        .take(MAX_DEVICE_CHARS)
+        .collect()
+}
+
+/// Makes the `cid` of each message this client sends: `<device>.<run>.<n>`, where `run` is random for
+/// each run of the client and `n` counts up from 1. The server keeps every cid a user ever had committed
+/// and answers a repeat with the first message's ack instead of delivering it, so a cid must never come
+/// back in a later run: the random part sees to that, the device name keeps two devices of one user
+/// apart even if it did not, and the counter keeps this run's messages apart.
+pub struct Cids {
+    prefix: String,
+    next: u64,
+}
+
+impl Cids {
+    pub fn new(device: &str, run: u64) -> Cids {
+        let run = base36(run);
+        // Room for the separators and the longest counter, so that no cid ever exceeds the limit.
+        let room = MAX_CID_CHARS - run.len() - 2 - u64::MAX.to_string().len();
+        let device: String = device.chars().take(room).collect();
+        Cids {
+            prefix: format!("{device}.{run}."),
+            next: 1,
+        }
+    }
+
+    pub fn next(&mut self) -> String {
+        let cid = format!("{}{}", self.prefix, self.next);
+        self.next += 1;
+        cid
+    }
+}
+
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit((n % 36) as u32, 36).expect("a digit below 36"));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
 }
 
 /// The lines `help` prints.
@@ -283,5 +445,90 @@ mod tests {
         for (_, format, _) in COMMANDS {
             assert!(lines.iter().any(|l| l.contains(format)), "{format}");
         }
+    }
+
+    #[test]
+    fn conversations_and_history_commands() {
+        assert_eq!(Command::parse("conversations"), Ok(Command::Conversations));
+        assert_eq!(
+            Command::parse("history:u5"),
+            Ok(Command::History(Conv::User(5)))
+        );
+        assert_eq!(
+            Command::parse("history: g3 "),
+            Ok(Command::History(Conv::Group(3)))
+        );
+        assert_eq!(Command::parse("history"), Err("usage: history:CONV".into()));
+        for bad in [
+            "x5",
+            "u",
+            "g0",
+            "u-1",
+            "u+1",
+            "u05",
+            "U5",
+            "u 5",
+            "u2147483648",
+            "5",
+            "",
+        ] {
+            let err = Command::parse(&format!("history:{bad}")).unwrap_err();
+            assert!(err.starts_with("invalid conversation"), "{bad}: {err}");
+        }
+        assert_eq!(Conv::User(5).to_string(), "u5");
+        assert_eq!(Conv::Group(2147483647).to_string(), "g2147483647");
+    }
+
+    #[test]
+    fn history_and_read_requests() {
+        assert_eq!(Command::Conversations.request(), Some(json!({"msgid": 17})));
+        assert_eq!(
+            Command::History(Conv::User(5)).request(),
+            Some(json!({"msgid": 19, "conv": "u5", "limit": 20}))
+        );
+        assert_eq!(
+            history_request(Conv::Group(3), Some(41)),
+            json!({"msgid": 19, "conv": "g3", "limit": 20, "before": 41})
+        );
+        assert_eq!(
+            read_request("u5", 12),
+            json!({"msgid": 21, "conv": "u5", "pos": 12})
+        );
+    }
+
+    #[test]
+    fn device_names() {
+        assert_eq!(parse_device("phone"), Ok("phone".into()));
+        assert_eq!(parse_device(&"é".repeat(64)), Ok("é".repeat(64)));
+        for bad in ["", "v1", "a\tb", "new\nline"] {
+            assert!(parse_device(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_device(&"x".repeat(65)).is_err());
+        assert_eq!(default_device(Some("box")), "chat-box");
+        assert_eq!(default_device(Some("b\nox")), "chat-box");
+        assert_eq!(default_device(None), "chat");
+        assert_eq!(default_device(Some("")), "chat");
+        let long = default_device(Some(&"h".repeat(300)));
+        assert_eq!(long.chars().count(), 64);
+        assert!(parse_device(&long).is_ok());
+    }
+
+    #[test]
+    fn cids_are_unique_and_within_the_limit() {
+        let mut cids = Cids::new("phone", 12345);
+        let (a, b) = (cids.next(), cids.next());
+        assert_eq!(a, "phone.9ix.1");
+        assert_eq!(b, "phone.9ix.2");
+        // Another run of the same device starts from another prefix.
+        assert_ne!(Cids::new("phone", 12346).next(), a);
+        // The longest device and run number still fit, with room for the largest counter.
+        let mut cids = Cids::new(&"é".repeat(64), u64::MAX);
+        cids.next = u64::MAX - 1;
+        let longest = cids.next();
+        assert!(longest.chars().count() <= 64, "{longest}");
+        assert!(
+            longest.ends_with(&format!(".{}", u64::MAX - 1)),
+            "{longest}"
+        );
     }
 }
