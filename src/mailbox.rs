@@ -17,6 +17,7 @@
 //! senders store the frames themselves, after everything older is already stored.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -25,23 +26,96 @@ use crate::model::{Conv, Pos, UserId};
 use crate::protocol::Version;
 use crate::store::Pointer;
 
-/// A chat frame on its way to one of `to`'s connections, and where it is in the log (`None` for a carbon,
-/// which is not the recipient's copy: nothing to record offline if it is never written).
-#[derive(Debug, Clone)]
+/// A chat frame on its way to one of `to`'s connections. A recipient's copy knows where its message is in
+/// the log and shares a [`Copies`] with the other copies of that message for the user's devices on this
+/// node; a carbon (the sender's copy) has neither: nothing to record offline if it is never written. A
+/// `Live` is settled exactly once, written ([`Live::written`]) or not ([`Live::pointer`],
+/// [`Live::abandon`]), so it cannot be cloned.
+#[derive(Debug)]
 pub struct Live {
     pub to: UserId,
     pub frame: Arc<str>,
     pub at: Option<(Conv, Pos)>,
+    copies: Option<Arc<Copies>>,
+}
+
+/// The copies of one message handed to one user's devices on this node. The message reached a device if
+/// any copy was written; the last copy to be settled unwritten records it offline only if none was.
+#[derive(Debug)]
+pub struct Copies {
+    outstanding: AtomicUsize,
+    written: AtomicBool,
+}
+
+impl Copies {
+    /// Settlement for `n` copies.
+    pub fn new(n: usize) -> Arc<Copies> {
+        Arc::new(Copies {
+            outstanding: AtomicUsize::new(n),
+            written: AtomicBool::new(false),
+        })
+    }
+
+    /// One copy settled; `true` if it was the last and no copy was written.
+    fn settle(&self, written: bool) -> bool {
+        if written {
+            self.written.store(true, Ordering::SeqCst);
+        }
+        let last = self.outstanding.fetch_sub(1, Ordering::SeqCst) == 1;
+        last && !self.written.load(Ordering::SeqCst)
+    }
 }
 
 impl Live {
-    /// What to record offline should this frame never be written.
-    pub fn pointer(&self) -> Option<Pointer> {
-        self.at.map(|(conv, pos)| Pointer {
+    /// A recipient's only copy of a message (from the offline list, or forwarded by another node).
+    pub fn single(to: UserId, frame: Arc<str>, at: (Conv, Pos)) -> Live {
+        Live::copy(to, frame, at, Copies::new(1))
+    }
+
+    /// One of the copies of a message for `to`'s devices.
+    pub fn copy(to: UserId, frame: Arc<str>, at: (Conv, Pos), copies: Arc<Copies>) -> Live {
+        Live {
+            to,
+            frame,
+            at: Some(at),
+            copies: Some(copies),
+        }
+    }
+
+    /// The sender's copy of their own message, for their other devices.
+    pub fn carbon(to: UserId, frame: Arc<str>) -> Live {
+        Live {
+            to,
+            frame,
+            at: None,
+            copies: None,
+        }
+    }
+
+    /// The frame was written to its connection.
+    pub fn written(self) {
+        if let Some(copies) = self.copies {
+            copies.settle(true);
+        }
+    }
+
+    /// The frame will never be written: where to record its message offline, if this was the last copy
+    /// and no device of the user here wrote another.
+    pub fn pointer(self) -> Option<Pointer> {
+        let (conv, pos) = self.at?;
+        let unreached = self.copies.is_none_or(|c| c.settle(false));
+        unreached.then_some(Pointer {
             user: self.to,
             conv,
             pos,
         })
+    }
+
+    /// The frame never got into a mailbox; whoever handed it on records the message if no copy did.
+    pub fn abandon(self) {
+        if let Some(copies) = self.copies {
+            copies.settle(false);
+        }
     }
 }
 
@@ -251,11 +325,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn chat(i: usize) -> Outgoing {
-        Outgoing::Chat(Live {
-            to: 1,
-            frame: Arc::from(i.to_string()),
-            at: None,
-        })
+        Outgoing::Chat(Live::carbon(1, Arc::from(i.to_string())))
     }
 
     fn texts(items: impl IntoIterator<Item = Outgoing>) -> Vec<String> {
@@ -296,13 +366,34 @@ mod tests {
     }
 
     #[test]
+    fn the_last_unwritten_copy_records_only_what_no_device_wrote() {
+        let at = (Conv::direct(1, 2), 7);
+        let copies = Copies::new(2);
+        Live::copy(2, "a".into(), at, copies.clone()).written();
+        assert_eq!(
+            Live::copy(2, "a".into(), at, copies).pointer(),
+            None,
+            "one device wrote it"
+        );
+        let copies = Copies::new(2);
+        assert_eq!(
+            Live::copy(2, "b".into(), at, copies.clone()).pointer(),
+            None,
+            "another copy is out"
+        );
+        let last = Live::copy(2, "b".into(), at, copies).pointer();
+        assert_eq!(
+            last.map(|p| (p.user, p.pos)),
+            Some((2, 7)),
+            "no device wrote it"
+        );
+        assert_eq!(Live::carbon(1, "c".into()).pointer(), None);
+    }
+
+    #[test]
     fn only_chat_is_worth_storing() {
         assert!(Outgoing::Reply("x".into()).undelivered().is_empty());
-        let live = |f: &str| Live {
-            to: 3,
-            frame: f.into(),
-            at: Some((Conv::direct(1, 3), 1)),
-        };
+        let live = |f: &str| Live::single(3, f.into(), (Conv::direct(1, 3), 1));
         let ack = Outgoing::LoginAck {
             user: 3,
             version: Version::V1,

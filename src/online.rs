@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::mailbox::{Live, Mailbox, Outgoing};
+use crate::mailbox::{Copies, Live, Mailbox, Outgoing};
 use crate::model::UserId;
 use crate::protocol::Version;
 
@@ -75,19 +75,27 @@ impl Online {
         let Some(devices) = users.get(&user) else {
             return false;
         };
-        let mut taken = false;
-        for d in devices.iter().filter(|d| Some(&*d.name) != except) {
-            let frame = match d.version {
-                Version::V1 => frames.v1.clone(),
-                Version::V2 => Some(frames.v2.clone()),
-            };
-            if let Some(frame) = frame {
-                let live = Live {
-                    to: user,
-                    frame,
-                    at,
+        let readers: Vec<(&Device, Arc<str>)> = devices
+            .iter()
+            .filter(|d| Some(&*d.name) != except)
+            .filter_map(|d| {
+                let frame = match d.version {
+                    Version::V1 => frames.v1.clone(),
+                    Version::V2 => Some(frames.v2.clone()),
                 };
-                taken |= d.mailbox.push(Outgoing::Chat(live)).is_ok();
+                Some((d, frame?))
+            })
+            .collect();
+        let copies = Copies::new(readers.len());
+        let mut taken = false;
+        for (d, frame) in readers {
+            let live = match at {
+                Some(at) => Live::copy(user, frame, at, copies.clone()),
+                None => Live::carbon(user, frame),
+            };
+            match d.mailbox.push(Outgoing::Chat(live)) {
+                Ok(()) => taken = true,
+                Err(refused) => refused.undelivered().into_iter().for_each(Live::abandon),
             }
         }
         taken

@@ -4,15 +4,15 @@
 //! # Layout
 //! - [`frame`]: the `frame_decoder` target: arbitrary bytes, whole and in pieces, into the frame codec.
 //! - [`dispatch`]: the `dispatch` target: three connections' bytes through the codec into the service,
-//!   checked against a model of the protocol.
-//! - [`memory_store`]: the in-memory `Store` the dispatch target runs on.
+//!   on the real SQLite store, checked against a model of the protocol.
+//! - [`db`]: the dispatch target's database (a file in a directory of the process, emptied per input).
 //!
 //! `fuzz_targets/` holds the targets, `seeds/` the committed seed corpus of each. How to run them:
 //! `make fuzz` at the top of the repository; docs/RELIABILITY.md has the details.
 
+pub mod db;
 pub mod dispatch;
 pub mod frame;
-pub mod memory_store;
 
 #[cfg(test)]
 mod seeds;

@@ -218,11 +218,7 @@ pub fn fetch_offline(ctx: &Context, user: UserId, version: Version) -> Result<Ve
     let messages = ctx.store.take_offline(user, ctx.offline_batch)?;
     Ok(messages
         .iter()
-        .map(|m| Live {
-            to: user,
-            frame: reply::chat(m, version, user).into(),
-            at: Some((m.conv, m.pos)),
-        })
+        .map(|m| Live::single(user, reply::chat(m, version, user).into(), (m.conv, m.pos)))
         .collect())
 }
 

@@ -309,26 +309,24 @@ pub fn nudge(ctx: &Context, users: impl IntoIterator<Item = UserId>) {
     }
 }
 
-/// Records offline the chat frames a connection could not write (it closed, or stopped reading) and
-/// returns their recipients, to [`nudge`] once the caller holds no mailbox lock. Carbons are not
-/// recorded: they were the sender's copy, and the log has them. A failure here leaves the messages in the
-/// history only; it is logged with the count.
-pub fn persist_undelivered(ctx: &Context, frames: Vec<Live>) -> Vec<UserId> {
-    let pointers: Vec<Pointer> = frames.iter().filter_map(Live::pointer).collect();
-    if pointers.is_empty() {
-        return Vec::new();
+/// Records offline the chat frames a connection could not write (it closed, or stopped reading) whose
+/// messages reached no device of their user here, and returns what was recorded, to [`nudge`] its users
+/// once the caller holds no mailbox lock. Carbons are not recorded: they were the sender's copy, and the
+/// log has them. A failure here leaves the messages in the history only; it is logged with the count.
+pub fn persist_undelivered(ctx: &Context, frames: Vec<Live>) -> Vec<Pointer> {
+    let pointers: Vec<Pointer> = frames.into_iter().filter_map(Live::pointer).collect();
+    if !pointers.is_empty()
+        && let Err(e) = ctx.log.store_offline(pointers.clone())
+    {
+        tracing::error!(count = pointers.len(), error = %e, "could not record undelivered messages offline; they stay in the history");
     }
-    let users = pointers.iter().map(|p| p.user).collect();
-    if let Err(e) = ctx.log.store_offline(pointers) {
-        tracing::error!(error = %e, "could not record undelivered messages offline; they stay in the history");
-    }
-    users
+    pointers
 }
 
 /// [`persist_undelivered`], then [`nudge`].
 pub fn store_undelivered(ctx: &Context, frames: Vec<Live>) {
-    let users = persist_undelivered(ctx, frames);
-    nudge(ctx, users);
+    let recorded = persist_undelivered(ctx, frames);
+    nudge(ctx, recorded.iter().map(|p| p.user));
 }
 
 /// What other nodes forward to this one, handed to the users' devices here.
@@ -358,13 +356,10 @@ impl Inbox for NodeInbox {
         };
         // The user left this node after the sender's node saw our subscription: the sender counted the
         // message as taken, so recording it offline is ours to do.
-        if !ctx.online.deliver(user, &frames, at, except) && at.is_some() {
-            let live = Live {
-                to: user,
-                frame: frames.v2,
-                at,
-            };
-            store_undelivered(&ctx, vec![live]);
+        if !ctx.online.deliver(user, &frames, at, except)
+            && let Some(at) = at
+        {
+            store_undelivered(&ctx, vec![Live::single(user, frames.v2, at)]);
         }
     }
 

@@ -111,11 +111,7 @@ mod tests {
     use super::*;
 
     fn chat(to: UserId, text: &str) -> Outgoing {
-        Outgoing::Chat(Live {
-            to,
-            frame: text.into(),
-            at: None,
-        })
+        Outgoing::Chat(Live::carbon(to, text.into()))
     }
 
     fn writes(actions: &[Action]) -> Vec<String> {

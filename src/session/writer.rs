@@ -72,9 +72,10 @@ pub(super) fn finish(conn: &Conn, mailbox: &Mailbox, mail: &Receiver<Outgoing>) 
     let mut recipients = Vec::new();
     mailbox.finish_close(|spilled| {
         undelivered.extend(spilled.into_iter().flat_map(Outgoing::undelivered));
-        // What another device of the same user on this node took is not offline: that device has it.
-        undelivered.retain(|live| conn.ctx.online.devices(live.to) <= 1);
-        recipients = chat::persist_undelivered(&conn.ctx, undelivered);
+        recipients = chat::persist_undelivered(&conn.ctx, undelivered)
+            .iter()
+            .map(|p| p.user)
+            .collect();
     });
     // Outside the mailbox lock: a nudge for a user still registered here pushes to this very mailbox.
     chat::nudge(&conn.ctx, recipients);
@@ -137,7 +138,10 @@ impl Writer {
     fn send_now(&mut self, conn: &Conn, frame: &str, chats: Vec<Live>) -> Option<Outgoing> {
         let mut bytes = with_separator(conn, frame);
         match SockRef::from(&*conn.stream).send_with_flags(&bytes, libc::MSG_DONTWAIT) {
-            Ok(n) if n == bytes.len() => None,
+            Ok(n) if n == bytes.len() => {
+                chats.into_iter().for_each(Live::written);
+                None
+            }
             Ok(n) => Some(Outgoing::Rest {
                 bytes: bytes.split_off(n),
                 chats,
@@ -211,6 +215,8 @@ impl Writer {
         }
         if self.broken {
             self.undelivered.extend(chats);
+        } else {
+            chats.into_iter().for_each(Live::written);
         }
     }
 }
