@@ -167,6 +167,7 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
     let mut offline =
         tx.prepare_cached("INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)")?;
     let mut seen: HashMap<(UserId, &str), Committed> = HashMap::new();
+    let mut reads: HashMap<(UserId, i64), (Option<UserId>, Pos)> = HashMap::new();
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         if let Some(cid) = m.cid.as_deref() {
@@ -197,11 +198,12 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
         let key = m.conv.key();
         let pos: Pos = bump.query_row(params![key, ts], |r| r.get(0))?;
         insert.execute(params![key, pos, m.sender, ts, m.cid, m.time, m.text])?;
-        read.execute(params![m.sender, key, m.conv.peer_of(m.sender), pos])?;
-        if let Some(peer) = m.conv.peer_of(m.sender)
-            && peer != m.sender
-        {
-            read.execute(params![peer, key, m.sender, 0])?;
+        let peer = m.conv.peer_of(m.sender);
+        let mine = reads.entry((m.sender, key)).or_insert((peer, pos));
+        mine.1 = mine.1.max(pos);
+        // A conversation's first message lists it for the peer too.
+        if let Some(peer) = peer.filter(|&p| p != m.sender && pos == 1) {
+            reads.entry((peer, key)).or_insert((Some(m.sender), 0));
         }
         for &user in &m.offline {
             offline.execute(params![user, key, pos])?;
@@ -216,6 +218,10 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
             seen.insert((m.sender, cid), committed);
         }
         out.push(committed);
+    }
+    // Read positions once per user and conversation of the batch, not once per message.
+    for ((user, key), (peer, pos)) in reads {
+        read.execute(params![user, key, peer, pos])?;
     }
     Ok(out)
 }
