@@ -43,6 +43,9 @@ pub enum Command {
     Idle(CommonArgs),
     /// Register N users, then log them all in at once; report the time until all are in.
     LoginStorm(StormArgs),
+    /// Give one user --peers × --per-peer messages (pipelined, acknowledged v2 sends from each peer), then
+    /// time a fresh v2 login of that user reading every conversation with CONVERSATIONS and HISTORY.
+    Sync(SyncArgs),
     /// Draw latency (p50, p99) against offered rate from the JSON lines of `one` or `group` runs (SVG).
     Plot(PlotArgs),
 }
@@ -128,6 +131,18 @@ pub struct LoadArgs {
     /// attacker would; 0 writes each frame alone at its due time (which costs the tool more than the server).
     #[arg(long, default_value_t = 1.0)]
     pub flood_tick_ms: f64,
+    /// v2 acknowledged sends: users log in with v2, every message carries a unique cid, counts as
+    /// acknowledged when its CHAT_MSG_ACK (16) comes back, and is resent with the same cid while it is
+    /// not (after --ack-timeout, also after the schedule until the grace period ends).
+    #[arg(long)]
+    pub ack: bool,
+    /// With --ack: seconds after which an unacknowledged message is sent again (same cid).
+    #[arg(long, default_value_t = 1.0)]
+    pub ack_timeout: f64,
+    /// The node's SQLite database file: the tool opens it read-only and reports its bytes per message
+    /// ((page_count × page_size) after the steps − before them) / messages acknowledged (or sent).
+    #[arg(long)]
+    pub sqlite_db: Option<PathBuf>,
 }
 
 /// Flags of the group scenario.
@@ -149,6 +164,85 @@ pub struct StormArgs {
     /// server that hands out tokens in its v2 login ack).
     #[arg(long)]
     pub use_tokens: bool,
+}
+
+/// Flags of `sync`.
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// Server address (loopback only; the first is used).
+    #[arg(long = "addr", required = true, value_delimiter = ',')]
+    pub addrs: Vec<SocketAddr>,
+    /// Users who each write to the one user: one conversation each.
+    #[arg(long, default_value_t = 100)]
+    pub peers: usize,
+    /// Messages each peer sends (pipelined, with cids, each acknowledged).
+    #[arg(long, default_value_t = 100)]
+    pub per_peer: usize,
+    /// HISTORY page size (the protocol allows 1 to 200).
+    #[arg(long, default_value_t = 200)]
+    pub page: usize,
+    /// HISTORY requests in flight at once during the timed sync (1 = one page at a time).
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+    /// Length of each message's text in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub msg_bytes: usize,
+    /// Peers writing at once while the messages are prepared.
+    #[arg(long, default_value_t = 32)]
+    pub login_concurrency: usize,
+    /// The server's process id, for its CPU time during the sync.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
+    /// Prefix of the user names [default: random].
+    #[arg(long)]
+    pub prefix: Option<String>,
+    #[arg(long, default_value = "bench-pw")]
+    pub password: String,
+    /// Seconds to wait for any one reply.
+    #[arg(long, default_value_t = 30.0)]
+    pub reply_timeout: f64,
+    /// The node's SQLite database file, for bytes per stored message (see `one --sqlite-db`).
+    #[arg(long)]
+    pub sqlite_db: Option<PathBuf>,
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+impl SyncArgs {
+    /// Checks the bounds; returns the flags setup shares with the other scenarios.
+    pub fn common(&self) -> anyhow::Result<CommonArgs> {
+        ensure!(
+            (1..=10_000).contains(&self.peers),
+            "--peers must be 1 to 10000"
+        );
+        ensure!(
+            (1..=100_000).contains(&self.per_peer),
+            "--per-peer must be 1 to 100000"
+        );
+        ensure!((1..=200).contains(&self.page), "--page must be 1 to 200");
+        ensure!(
+            (1..=1_024).contains(&self.in_flight),
+            "--in-flight must be 1 to 1024"
+        );
+        ensure!(
+            (crate::msgtext::MIN_BYTES..=16_384).contains(&self.msg_bytes),
+            "--msg-bytes must be {} to 16384",
+            crate::msgtext::MIN_BYTES
+        );
+        let common = CommonArgs {
+            addrs: self.addrs.iter().take(1).copied().collect(),
+            users: self.peers + 1,
+            login_concurrency: self.login_concurrency,
+            duration: 1.0,
+            server_pids: self.server_pids.clone(),
+            prefix: self.prefix.clone(),
+            password: self.password.clone(),
+            reply_timeout: self.reply_timeout,
+            label: self.label.clone(),
+        };
+        common.validate()?;
+        Ok(common)
+    }
 }
 
 /// Flags of `plot`.
@@ -200,6 +294,10 @@ impl CommonArgs {
 impl LoadArgs {
     /// Checks the bounds and returns the rates to run, in order.
     pub fn rates(&self) -> anyhow::Result<Vec<f64>> {
+        ensure!(
+            !self.ack || self.flood_rate.is_none(),
+            "--ack and --flood-rate do not go together"
+        );
         self.common.validate()?;
         ensure!(
             (1..=64).contains(&self.senders) && (1..=64).contains(&self.receivers),
@@ -215,6 +313,9 @@ impl LoadArgs {
             !self.cross_node || self.common.addrs.len() >= 2,
             "--cross-node needs two or more --addr"
         );
+        if self.ack {
+            check_seconds("--ack-timeout", self.ack_timeout)?;
+        }
         if let Some(rate) = self.flood_rate {
             check_rate(rate).context("--flood-rate")?;
             ensure!(

@@ -4,6 +4,7 @@
 //! from its own slice of connections; each message goes out as one NUL-terminated frame in one `write()`,
 //! as the C++ client sends it.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -60,6 +61,18 @@ pub struct Plan<'a> {
     pub senders: usize,
     pub msg_bytes: usize,
     pub seed: u64,
+    /// Acknowledged sends (v2, with cids), or `None` for the C++ client's fire-and-forget v1 sends.
+    pub ack: Option<AckPlan>,
+}
+
+/// How acknowledged sends are resent.
+#[derive(Debug, Clone, Copy)]
+pub struct AckPlan {
+    /// A message still unacknowledged this long after it was last written is written again.
+    pub timeout_ns: u64,
+    /// After the schedule, senders keep resending until every message is acknowledged or this long
+    /// after the last one was due.
+    pub grace_ns: u64,
 }
 
 impl Plan<'_> {
@@ -74,64 +87,159 @@ pub fn due_ns(start_ns: u64, rate: f64, seq: u64) -> u64 {
     start_ns + (seq as f64 * 1e9 / rate) as u64
 }
 
-/// Sender thread `k`: sends its share of the step's messages on schedule, from `writers`.
+/// A message written but not yet acknowledged: enough to write the same frame again.
+struct Unacked {
+    seq: u64,
+    writer: usize,
+    /// The recipient's user id, or the group id.
+    to: i64,
+    /// When it was last written (clock nanoseconds).
+    last_ns: u64,
+}
+
+/// A sender thread's messages awaiting their acks, oldest write first.
+struct Resender {
+    plan: AckPlan,
+    queue: VecDeque<Unacked>,
+}
+
+/// Longest a sender sleeps at once while it has messages awaiting acks (it checks for late ones between).
+const RESEND_TICK: Duration = Duration::from_millis(5);
+
+/// Sender thread `k`: sends its share of the step's messages on schedule, from `writers`; with acks,
+/// resends what stays unacknowledged.
 pub fn send(k: usize, writers: &mut [Writer], plan: &Plan<'_>) {
     let mut rng = Rng::new(plan.seed ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let time = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
     let mut frame = String::with_capacity(plan.msg_bytes + 200);
+    let mut resender = plan.ack.map(|plan| Resender {
+        plan,
+        queue: VecDeque::new(),
+    });
     let mut seq = k as u64;
     while seq < plan.step.planned {
         let due = plan.due_ns(seq);
-        let now = plan.clock.now_ns();
-        if due > now {
-            std::thread::sleep(Duration::from_nanos(due - now));
-        }
+        wait_until(due, writers, plan, &time, resender.as_mut(), &mut frame);
         let lag = plan.clock.now_ns().saturating_sub(due);
         plan.step.max_lag_ns.fetch_max(lag, Ordering::Relaxed);
         let Some(w) = pick_live(writers, &mut rng) else {
             return;
         };
-        let stamp = Stamp {
-            step: plan.step.id,
-            seq,
-            due_ns: due,
-        };
-        if let Some(deliveries) = build_frame(&writers[w], plan, stamp, &time, &mut rng, &mut frame)
-        {
-            write_one(
-                &mut writers[w],
-                frame.as_bytes(),
+        if let Some((to, deliveries)) = pick_target(&writers[w], plan.kind, &mut rng) {
+            let stamp = Stamp {
+                step: plan.step.id,
                 seq,
-                deliveries,
-                plan.step,
-                plan.clock,
-            );
+                due_ns: due,
+            };
+            build_frame(&writers[w], plan, stamp, to, &time, &mut frame);
+            if write_one(&mut writers[w], frame.as_bytes(), plan.step, plan.clock) {
+                plan.step.sent(seq, deliveries);
+                if let Some(r) = resender.as_mut() {
+                    r.queue.push_back(Unacked {
+                        seq,
+                        writer: w,
+                        to,
+                        last_ns: plan.clock.now_ns(),
+                    });
+                }
+            }
         }
         seq += plan.senders as u64;
     }
+    if let Some(r) = resender.as_mut() {
+        let end = plan.due_ns(plan.step.planned) + r.plan.grace_ns;
+        loop {
+            resend_late(r, writers, plan, &time, &mut frame);
+            let now = plan.clock.now_ns();
+            if r.queue.is_empty() || now >= end {
+                break;
+            }
+            std::thread::sleep(RESEND_TICK.min(Duration::from_nanos(end - now)));
+        }
+    }
 }
 
-/// Writes one frame and counts the outcome.
-fn write_one(
-    writer: &mut Writer,
-    bytes: &[u8],
-    seq: u64,
-    deliveries: u16,
-    step: &Step,
-    clock: &Clock,
+/// Sleeps until `due`; with acks, resends late messages meanwhile.
+fn wait_until(
+    due: u64,
+    writers: &mut [Writer],
+    plan: &Plan<'_>,
+    time: &str,
+    mut resender: Option<&mut Resender>,
+    frame: &mut String,
 ) {
+    loop {
+        if let Some(r) = resender.as_deref_mut() {
+            resend_late(r, writers, plan, time, frame);
+        }
+        let now = plan.clock.now_ns();
+        if due <= now {
+            return;
+        }
+        let mut nap = Duration::from_nanos(due - now);
+        if resender.is_some() {
+            nap = nap.min(RESEND_TICK);
+        }
+        std::thread::sleep(nap);
+    }
+}
+
+/// Forgets acknowledged messages at the front of the queue and writes again, with the same cid and
+/// text, those written longer than the timeout ago.
+fn resend_late(
+    r: &mut Resender,
+    writers: &mut [Writer],
+    plan: &Plan<'_>,
+    time: &str,
+    frame: &mut String,
+) {
+    let step = plan.step;
+    while let Some(front) = r.queue.front() {
+        if step.is_acked(front.seq) || !writers[front.writer].alive {
+            r.queue.pop_front();
+            continue;
+        }
+        let now = plan.clock.now_ns();
+        if now.saturating_sub(front.last_ns) < r.plan.timeout_ns {
+            return;
+        }
+        let Some(mut late) = r.queue.pop_front() else {
+            return;
+        };
+        let stamp = Stamp {
+            step: step.id,
+            seq: late.seq,
+            due_ns: plan.due_ns(late.seq),
+        };
+        build_frame(&writers[late.writer], plan, stamp, late.to, time, frame);
+        if write_one(
+            &mut writers[late.writer],
+            frame.as_bytes(),
+            step,
+            plan.clock,
+        ) {
+            step.resends.fetch_add(1, Ordering::Relaxed);
+            late.last_ns = plan.clock.now_ns();
+            r.queue.push_back(late);
+        }
+    }
+}
+
+/// Writes one frame and counts the outcome; `false` when the connection failed (it is not used again).
+fn write_one(writer: &mut Writer, bytes: &[u8], step: &Step, clock: &Clock) -> bool {
     match write_frame(&mut writer.stream, bytes, STALL_LIMIT) {
         Ok(split) => {
-            step.sent(seq, deliveries);
             step.last_send_ns
                 .fetch_max(clock.now_ns(), Ordering::Relaxed);
             if split {
                 step.split_writes.fetch_add(1, Ordering::Relaxed);
             }
+            true
         }
         Err(WriteError::Stalled | WriteError::Failed) => {
             step.send_failures.fetch_add(1, Ordering::Relaxed);
             writer.alive = false;
+            false
         }
     }
 }
@@ -146,51 +254,56 @@ fn pick_live(writers: &[Writer], rng: &mut Rng) -> Option<usize> {
     (0..n).map(|i| (start + i) % n).find(|&i| writers[i].alive)
 }
 
-/// Builds the frame (with its NUL) into `out`; returns how many deliveries it should get, or `None` when
-/// there is nobody to send to.
+/// Where `writer`'s next message goes (a user id, or its group's id) and how many deliveries it should
+/// get; `None` when there is nobody to send to.
+fn pick_target(writer: &Writer, kind: &Kind, rng: &mut Rng) -> Option<(i64, u16)> {
+    match kind {
+        Kind::One {
+            recipients,
+            cross_node,
+        } => pick_recipient(recipients, &writer.user, *cross_node, rng).map(|t| (t.id, 1)),
+        Kind::Group {
+            group_size,
+            live_members,
+        } => {
+            let gid = writer.group?;
+            let live = live_members.get(writer.user.index / group_size).copied()?;
+            Some((gid, u16::try_from(live.saturating_sub(1)).ok()?))
+        }
+    }
+}
+
+/// Builds the frame of message `stamp` to `to` (with its NUL) into `out`; with acks it carries the cid
+/// `"<step>:<seq>:<due_ns>:"`, unique per sender within a run and the same for every resend.
 fn build_frame(
     writer: &Writer,
     plan: &Plan<'_>,
     stamp: Stamp,
+    to: i64,
     time: &str,
-    rng: &mut Rng,
     out: &mut String,
-) -> Option<u16> {
+) {
     let mut text = String::with_capacity(plan.msg_bytes);
     msgtext::encode(stamp, plan.msg_bytes, &mut text);
     let user = &writer.user;
     out.clear();
     // Names and texts are ASCII letters, digits, `_` and `:`: nothing to escape. Writing to a String
     // cannot fail.
-    let deliveries = match plan.kind {
-        Kind::One {
-            recipients,
-            cross_node,
-        } => {
-            let to = pick_recipient(recipients, user, *cross_node, rng)?;
-            let _ = write!(
-                out,
-                r#"{{"msgid":6,"id":{},"name":"{}","toid":{},"msg":"{text}","time":"{time}"}}"#,
-                user.id, user.name, to.id
-            );
-            1
-        }
-        Kind::Group {
-            group_size,
-            live_members,
-        } => {
-            let gid = writer.group?;
-            let live = live_members.get(user.index / group_size).copied()?;
-            let _ = write!(
-                out,
-                r#"{{"msgid":10,"id":{},"name":"{}","groupid":{gid},"msg":"{text}","time":"{time}"}}"#,
-                user.id, user.name
-            );
-            u16::try_from(live.saturating_sub(1)).ok()?
-        }
+    let (msgid, to_key) = match plan.kind {
+        Kind::One { .. } => (6, "toid"),
+        Kind::Group { .. } => (10, "groupid"),
     };
-    out.push('\0');
-    Some(deliveries)
+    let _ = write!(
+        out,
+        r#"{{"msgid":{msgid},"id":{},"name":"{}","{to_key}":{to},"msg":"{text}","time":"{time}""#,
+        user.id, user.name
+    );
+    if plan.ack.is_some() {
+        out.push_str(r#","cid":""#);
+        msgtext::encode(stamp, 0, out);
+        out.push('"');
+    }
+    out.push_str("}\0");
 }
 
 /// A random recipient other than the sender; with `cross_node`, one on another node.
@@ -275,6 +388,54 @@ mod tests {
             addr_index: 0,
         }];
         assert!(pick_recipient(&alone, &sender, false, &mut rng).is_none());
+    }
+
+    #[test]
+    fn frames_carry_a_cid_only_with_acks() {
+        let step = Step::new(3, 10, 1, true);
+        let clock = Clock::new();
+        let kind = Kind::One {
+            recipients: Vec::new(),
+            cross_node: false,
+        };
+        let mut plan = Plan {
+            step: &step,
+            clock: &clock,
+            kind: &kind,
+            rate: 100.0,
+            start_ns: 0,
+            senders: 1,
+            msg_bytes: 64,
+            seed: 1,
+            ack: None,
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let writer = Writer {
+            user: user(0, 7, 0),
+            stream: TcpStream::connect(listener.local_addr().unwrap()).unwrap(),
+            alive: true,
+            group: None,
+        };
+        let stamp = Stamp {
+            step: 3,
+            seq: 5,
+            due_ns: 42,
+        };
+        let mut out = String::new();
+        build_frame(&writer, &plan, stamp, 9, "t", &mut out);
+        assert!(out.ends_with("}\0"));
+        let v: serde_json::Value = serde_json::from_str(out.trim_end_matches('\0')).unwrap();
+        assert_eq!(v["toid"], 9);
+        assert_eq!(v["msg"].as_str().unwrap().len(), 64);
+        assert!(v.get("cid").is_none());
+        plan.ack = Some(AckPlan {
+            timeout_ns: 1,
+            grace_ns: 1,
+        });
+        build_frame(&writer, &plan, stamp, 9, "t", &mut out);
+        let v: serde_json::Value = serde_json::from_str(out.trim_end_matches('\0')).unwrap();
+        assert_eq!(v["cid"], "3:5:42:");
+        assert_eq!(msgtext::decode(v["cid"].as_str().unwrap()), Some(stamp));
     }
 
     #[test]

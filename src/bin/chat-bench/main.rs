@@ -1,7 +1,8 @@
 //! `chat-bench`: a load generator for servers speaking the cluster chat protocol. It answers "how many
 //! people can one node hold, how many messages per second, how fast does a message arrive?" against any
 //! server speaking this protocol, because it speaks it as the original C++ client does (v1,
-//! NUL-terminated frames, one frame per `write()`, TCP_NODELAY). See docs/BENCHMARKS.md.
+//! NUL-terminated frames, one frame per `write()`, TCP_NODELAY); `--ack` and `sync` speak v2 as a client of
+//! the durable log does (cids, acks, resends, CONVERSATIONS and HISTORY). See docs/BENCHMARKS.md.
 //!
 //! # Layout
 //! - `cli`: flags and their bounds (loopback targets only); `msgtext`: the stamp inside each message.
@@ -11,10 +12,12 @@
 //! - `flood`: the one abusive connection of `--flood-rate`.
 //! - `stats`: counters, delivery tally, percentiles; `procfs`: the server's CPU, memory and context
 //!   switches; `report`: the table and the JSON line; `plot`: the latency-vs-rate SVG.
-//! - `scenario`: each scenario from setup to report.
+//! - `scenario`: each scenario from setup to report; `sync`: a fresh device reading its history.
+//! - `dbsize`: bytes per stored message from the node's SQLite file (read-only).
 
 mod cli;
 mod conn;
+mod dbsize;
 mod flood;
 mod load;
 mod msgtext;
@@ -26,6 +29,7 @@ mod report;
 mod scenario;
 mod setup;
 mod stats;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -49,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(group) => scenario::chat(&group.load, Some(group.group_size)),
         Command::Idle(common) => scenario::idle(&common),
         Command::LoginStorm(storm) => scenario::login_storm(&storm),
+        Command::Sync(args) => sync::sync(&args),
         Command::Plot(args) => plot::plot(&args),
     }
 }

@@ -157,6 +157,7 @@ mod tests {
             login_p99_ms: 1.0,
             steps: vec![step(10_000.0, 2.0, 9.0), step(5_000.0, 1.0, 2.0)],
             flood: None,
+            storage: None,
         };
         let text = format!("a table line\n{}\n", serde_json::to_string(&run).unwrap());
         std::fs::write(&path, text).unwrap();

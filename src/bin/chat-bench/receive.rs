@@ -84,6 +84,8 @@ struct Context<'a> {
     step: Option<Arc<Step>>,
     /// Latencies (µs) read since the last flush into the step's histograms.
     pending: Vec<u64>,
+    /// The same for acks (due time to first ack).
+    pending_acks: Vec<u64>,
 }
 
 fn receive(index: usize, readers: Vec<Reader>, mut poll: Poll, shared: &Shared, stop: &AtomicBool) {
@@ -92,6 +94,7 @@ fn receive(index: usize, readers: Vec<Reader>, mut poll: Poll, shared: &Shared, 
         shared,
         step: None,
         pending: Vec::new(),
+        pending_acks: Vec::new(),
     };
     let mut slots = Vec::with_capacity(readers.len());
     for (i, reader) in readers.into_iter().enumerate() {
@@ -163,13 +166,17 @@ fn drain_decoder(decoder: &mut FrameDecoder, now_ns: u64, ctx: &mut Context<'_>)
     }
 }
 
-/// The fields of a server frame the bench looks at.
+/// The fields of a server frame the bench looks at; the rest (v2's conv, pos, ts, and the names) are
+/// skipped without being decoded.
 #[derive(Deserialize)]
 struct Incoming<'a> {
     msgid: Option<i64>,
     #[serde(borrow)]
     msg: Option<Cow<'a, str>>,
     errno: Option<i64>,
+    /// In a CHAT_MSG_ACK (16): the cid of the message acknowledged, which is its stamp.
+    #[serde(borrow)]
+    cid: Option<Cow<'a, str>>,
 }
 
 fn handle_frame(bytes: &[u8], now_ns: u64, ctx: &mut Context<'_>) {
@@ -185,6 +192,14 @@ fn handle_frame(bytes: &[u8], now_ns: u64, ctx: &mut Context<'_>) {
                 shared.foreign.fetch_add(1, Ordering::Relaxed);
             }
         },
+        (Some(CHAT_MSG_ACK), _) if frame.errno.unwrap_or(0) == 0 => {
+            match frame.cid.as_deref().and_then(msgtext::decode) {
+                Some(stamp) => ack(stamp, now_ns, ctx),
+                None => {
+                    shared.other_frames.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         (Some(ERROR_MSG), _) => shared.error(frame.errno.unwrap_or(-1)),
         _ => {
             shared.other_frames.fetch_add(1, Ordering::Relaxed);
@@ -192,11 +207,36 @@ fn handle_frame(bytes: &[u8], now_ns: u64, ctx: &mut Context<'_>) {
     }
 }
 
-fn delivery(stamp: msgtext::Stamp, now_ns: u64, ctx: &mut Context<'_>) {
-    if ctx.step.as_ref().map(|s| s.id) != Some(stamp.step) {
+/// CHAT_MSG_ACK, the server's answer to an acknowledged chat.
+const CHAT_MSG_ACK: i64 = 16;
+
+/// Makes `ctx.step` the running step when a stamp names another one than the step held.
+fn refresh_step(step_id: u32, ctx: &mut Context<'_>) {
+    if ctx.step.as_ref().map(|s| s.id) != Some(step_id) {
         flush(ctx);
         ctx.step = ctx.shared.step();
     }
+}
+
+fn ack(stamp: msgtext::Stamp, now_ns: u64, ctx: &mut Context<'_>) {
+    refresh_step(stamp.step, ctx);
+    let first = match &ctx.step {
+        Some(step) if step.id == stamp.step => step.ack(stamp.seq),
+        _ => None,
+    };
+    match first {
+        Some(true) => ctx
+            .pending_acks
+            .push(now_ns.saturating_sub(stamp.due_ns) / 1_000),
+        Some(false) => {}
+        None => {
+            ctx.shared.late_acks.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn delivery(stamp: msgtext::Stamp, now_ns: u64, ctx: &mut Context<'_>) {
+    refresh_step(stamp.step, ctx);
     match &ctx.step {
         Some(step) if step.id == stamp.step && step.delivered(stamp.seq) => {
             ctx.pending
@@ -210,16 +250,26 @@ fn delivery(stamp: msgtext::Stamp, now_ns: u64, ctx: &mut Context<'_>) {
 
 /// Moves the pending latencies into the step's histograms (one lock each per batch of events).
 fn flush(ctx: &mut Context<'_>) {
-    if ctx.pending.is_empty() {
-        return;
-    }
     if let Some(step) = &ctx.step {
-        let mut total = step.latency[ctx.index].lock();
-        let mut interval = step.interval[ctx.index].lock();
-        for &us in &ctx.pending {
-            total.saturating_record(us.max(1));
-            interval.saturating_record(us.max(1));
+        if !ctx.pending.is_empty() {
+            let mut total = step.latency[ctx.index].lock();
+            let mut interval = step.interval[ctx.index].lock();
+            for &us in &ctx.pending {
+                total.saturating_record(us.max(1));
+                interval.saturating_record(us.max(1));
+            }
+        }
+        if let Some(acks) = step
+            .ack_latency
+            .get(ctx.index)
+            .filter(|_| !ctx.pending_acks.is_empty())
+        {
+            let mut acks = acks.lock();
+            for &us in &ctx.pending_acks {
+                acks.saturating_record(us.max(1));
+            }
         }
     }
     ctx.pending.clear();
+    ctx.pending_acks.clear();
 }

@@ -9,6 +9,7 @@ use crate::flood::FloodReport;
 
 /// The figures of one load step.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StepResult {
     pub scenario: String,
     pub label: String,
@@ -68,7 +69,29 @@ pub struct StepResult {
     /// bench used (other processes, the kernel's own work, Redis and MariaDB when they are involved).
     pub machine_busy_s: Option<f64>,
     pub other_cpu_s: Option<f64>,
-    /// Loss, p99 and achieved rate within the limits (`--max-loss-pct`, `--max-p99-ms`, ≥ 95 % of rate).
+    /// Acknowledged sends (`--ack`): v2 logins, a cid on every message, resends of late ones.
+    pub ack: bool,
+    /// Messages acknowledged (each counted once), written but never acknowledged, and as a percentage of
+    /// those written.
+    pub acked: u64,
+    pub unacked: u64,
+    pub unacked_pct: f64,
+    /// Messages acknowledged per second of the schedule.
+    pub acked_per_s: f64,
+    /// Frames written again because their ack had not come within `--ack-timeout`.
+    pub resends: u64,
+    /// Acks beyond a message's first (the answer to a resend whose original was acknowledged too).
+    pub dup_acks: u64,
+    /// Acks of an earlier step that arrived during this one.
+    pub late_acks: u64,
+    /// Due time to first ack.
+    pub ack_p50_ms: f64,
+    pub ack_p90_ms: f64,
+    pub ack_p99_ms: f64,
+    pub ack_p999_ms: f64,
+    pub ack_max_ms: f64,
+    /// Loss, p99 and achieved rate within the limits (`--max-loss-pct`, `--max-p99-ms`, ≥ 95 % of rate);
+    /// with acks, the unacknowledged share, the ack p99 and the acknowledged rate as well.
     pub passed: bool,
 }
 
@@ -79,6 +102,10 @@ impl StepResult {
             && self.loss_pct <= max_loss_pct
             && self.p99_ms <= max_p99_ms
             && self.achieved >= 0.95 * self.rate
+            && (!self.ack
+                || (self.unacked_pct <= max_loss_pct
+                    && self.ack_p99_ms <= max_p99_ms
+                    && self.acked_per_s >= 0.95 * self.rate))
     }
 }
 
@@ -105,6 +132,29 @@ pub struct RunReport {
     pub steps: Vec<StepResult>,
     /// What the flooding connection did, with `--flood-rate`.
     pub flood: Option<FloodReport>,
+    /// The SQLite file's growth over the steps, with `--sqlite-db`.
+    pub storage: Option<StorageReport>,
+}
+
+/// Bytes an SQLite database grew by per stored message (`--sqlite-db`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageReport {
+    pub path: String,
+    /// Messages stored in between: acknowledged ones (or, without acks, those written).
+    pub messages: u64,
+    pub page_size: u64,
+    /// page_count × page_size before and after (a read transaction's view: the WAL's pages included).
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// (bytes_after − bytes_before) / messages.
+    pub bytes_per_msg: f64,
+    /// The same without the free-list pages: what the rows and indexes take.
+    pub used_bytes_per_msg: f64,
+    /// The WAL file's size afterwards (not yet checkpointed pages; counted in page_count already).
+    pub wal_bytes_after: Option<u64>,
+    /// Growth per message of each table and index (from the dbstat table, where SQLite has it).
+    pub per_object: BTreeMap<String, f64>,
 }
 
 /// The JSON line of `idle`.
@@ -195,6 +245,59 @@ pub fn print_steps(steps: &[StepResult]) {
     }
 }
 
+/// Prints the ack figures of acknowledged steps.
+pub fn print_acks(steps: &[StepResult]) {
+    if !steps.iter().any(|s| s.ack) {
+        return;
+    }
+    println!(
+        "{:>9} {:>9} {:>9} {:>8} {:>9} {:>8} {:>8} {:>9} {:>9} {:>9} {:>8}",
+        "rate",
+        "sent",
+        "acked",
+        "unacked",
+        "acked/s",
+        "resends",
+        "dupacks",
+        "ackp50ms",
+        "ackp99ms",
+        "ackp999",
+        "ackmaxms"
+    );
+    for s in steps {
+        println!(
+            "{:>9.0} {:>9} {:>9} {:>8} {:>9.0} {:>8} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>8.1}",
+            s.rate,
+            s.sent,
+            s.acked,
+            s.unacked,
+            s.acked_per_s,
+            s.resends,
+            s.dup_acks,
+            s.ack_p50_ms,
+            s.ack_p99_ms,
+            s.ack_p999_ms,
+            s.ack_max_ms
+        );
+    }
+}
+
+/// Prints the storage figures.
+pub fn print_storage(s: &StorageReport) {
+    println!(
+        "storage: {} messages, {} -> {} bytes ({} B pages): {:.1} bytes per message ({:.1} without free pages)",
+        s.messages,
+        s.bytes_before,
+        s.bytes_after,
+        s.page_size,
+        s.bytes_per_msg,
+        s.used_bytes_per_msg
+    );
+    for (name, bytes) in &s.per_object {
+        println!("  {name:>24}  {bytes:.1} bytes per message");
+    }
+}
+
 /// Prints what the flooding connection did.
 pub fn print_flood(f: &FloodReport) {
     println!(
@@ -259,6 +362,37 @@ mod tests {
     }
 
     #[test]
+    fn acknowledged_steps_also_need_their_acks() {
+        let acked = |unacked_pct: f64, ack_p99_ms: f64, acked_per_s: f64| {
+            let mut s = StepResult {
+                rate: 1_000.0,
+                achieved: 1_000.0,
+                sent: 1,
+                ack: true,
+                unacked_pct,
+                ack_p99_ms,
+                acked_per_s,
+                ..StepResult::default()
+            };
+            s.passed = s.passes(0.1, 200.0);
+            s.passed
+        };
+        assert!(acked(0.0, 5.0, 1_000.0));
+        assert!(!acked(0.2, 5.0, 1_000.0));
+        assert!(!acked(0.0, 250.0, 1_000.0));
+        assert!(!acked(0.0, 5.0, 900.0));
+    }
+
+    #[test]
+    fn old_json_lines_without_the_ack_fields_still_parse() {
+        let line = r#"{"scenario":"one","rate":5000.0,"p99_ms":1.0,"steps":[{"rate":5000.0,"p50_ms":0.2,"p99_ms":1.0}],"max_sustained_rate":5000.0,"setup_s":1.0,"setup_failures":0,"login_p50_ms":1.0,"login_p99_ms":1.0,"flood":null}"#;
+        let run: RunReport = serde_json::from_str(line).unwrap();
+        assert_eq!(run.steps[0].rate, 5_000.0);
+        assert!(!run.steps[0].ack);
+        assert!(run.storage.is_none());
+    }
+
+    #[test]
     fn sustained_rate_is_the_highest_passing_one() {
         let steps = vec![
             step(5_000.0, 0.0, 3.0, 5_000.0),
@@ -281,6 +415,7 @@ mod tests {
             login_p99_ms: 2.0,
             steps: vec![headline],
             flood: None,
+            storage: None,
         };
         let line = serde_json::to_string(&report).unwrap();
         assert!(!line.contains('\n'));

@@ -10,8 +10,9 @@ use serde_json::json;
 
 use crate::cli::{CommonArgs, LoadArgs, StormArgs};
 use crate::conn::Conn;
+use crate::dbsize;
 use crate::flood::Flood;
-use crate::load::{self, Kind, Plan, Target, Writer};
+use crate::load::{self, AckPlan, Kind, Plan, Target, Writer};
 use crate::pool;
 use crate::procfs::{self, Sample};
 use crate::receive::{Reader, Receivers};
@@ -35,11 +36,17 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
         common.addrs.len()
     );
 
-    let version = if group_size.is_some() { 2 } else { 1 };
+    // Group setup needs v2 acks to learn the groups' ids; acknowledged sends need v2 for the load too.
+    let version = if group_size.is_some() || load.ack {
+        2
+    } else {
+        1
+    };
     let (sessions, mut setup_report) = setup::login_all(common, &prefix, n, version);
     let (sessions, groups) = match group_size {
         Some(g) => {
-            let (s, groups) = setup::make_groups(sessions, common, &prefix, g, &mut setup_report);
+            let (s, groups) =
+                setup::make_groups(sessions, common, &prefix, g, !load.ack, &mut setup_report);
             (s, Some(groups))
         }
         None => (sessions, None),
@@ -68,6 +75,10 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
         },
     };
 
+    let db_before = match &load.sqlite_db {
+        Some(path) => Some(dbsize::measure(path)?),
+        None => None,
+    };
     let shared = Arc::new(Shared::new());
     let receivers = Receivers::spawn(readers, load.receivers, shared.clone())
         .context("starting receiver threads")?;
@@ -120,6 +131,21 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
     let flood = flood.map(Flood::stop);
     receivers.stop();
     drop(writers);
+    let storage = match (&load.sqlite_db, &db_before) {
+        (Some(path), Some(before)) => {
+            let stored: u64 = steps
+                .iter()
+                .map(|s| if s.ack { s.acked } else { s.sent })
+                .sum();
+            Some(dbsize::report(
+                path,
+                before,
+                &dbsize::measure(path)?,
+                stored,
+            ))
+        }
+        _ => None,
+    };
 
     let max_sustained_rate = report::max_sustained_rate(&steps);
     let headline = max_sustained_rate
@@ -128,8 +154,12 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
         .clone();
     let login = stats::percentiles(&setup_report.login_us);
     report::print_steps(&steps);
+    report::print_acks(&steps);
     if let Some(flood) = &flood {
         report::print_flood(flood);
+    }
+    if let Some(storage) = &storage {
+        report::print_storage(storage);
     }
     if load.sweep.is_some() {
         println!(
@@ -148,6 +178,7 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
         login_p99_ms: login.p99,
         steps,
         flood,
+        storage,
     });
     Ok(())
 }
@@ -220,7 +251,7 @@ impl StepRunner<'_> {
     fn step(&self, id: u32, rate: f64, writers: &mut [Writer]) -> StepResult {
         let load = self.load;
         let planned = (rate * load.common.duration).round() as u64;
-        let step = Arc::new(Step::new(id, planned, load.receivers));
+        let step = Arc::new(Step::new(id, planned, load.receivers, load.ack));
         self.shared.set_step(Some(step.clone()));
         let counters_before = self.shared.snapshot();
         let server_before = procfs::sample_all(&load.common.server_pids);
@@ -239,6 +270,10 @@ impl StepRunner<'_> {
             senders: slices.len(),
             msg_bytes: load.msg_bytes,
             seed: self.seed.wrapping_add(u64::from(id)),
+            ack: load.ack.then_some(AckPlan {
+                timeout_ns: (load.ack_timeout * 1e9) as u64,
+                grace_ns: (load.grace * 1e9) as u64,
+            }),
         };
         let label = format!("[{} {rate:.0}/s]", self.template.scenario);
         let mut progress = Progress::new(label, &step, self.shared);
@@ -260,9 +295,12 @@ impl StepRunner<'_> {
         let last = step.last_send_ns.load(Ordering::Relaxed);
         let send_s = last.saturating_sub(start_ns) as f64 / 1e9 + 1.0 / rate;
         let grace_end = Instant::now() + Duration::from_secs_f64(load.grace);
-        while Instant::now() < grace_end
-            && step.received.load(Ordering::Relaxed) < step.expected_total.load(Ordering::Relaxed)
-        {
+        let waiting = || {
+            step.received.load(Ordering::Relaxed) < step.expected_total.load(Ordering::Relaxed)
+                || (load.ack
+                    && step.acked.load(Ordering::Relaxed) < step.sent.load(Ordering::Relaxed))
+        };
+        while Instant::now() < grace_end && waiting() {
             std::thread::sleep(Duration::from_millis(20));
             progress.tick();
         }
@@ -304,11 +342,37 @@ impl StepRunner<'_> {
         let latency = stats::percentiles(&step.latency());
         let duration = self.load.common.duration;
         let sent = step.sent.load(Ordering::Relaxed);
+        let acked = step.acked.load(Ordering::Relaxed);
+        // Without acks nothing is counted as unacknowledged.
+        let unacked = if self.load.ack {
+            sent.saturating_sub(acked)
+        } else {
+            0
+        };
+        let acks = stats::percentiles(&step.ack_latency());
+        let send_time = send_s.max(duration);
         StepResult {
+            ack: self.load.ack,
+            acked,
+            unacked,
+            unacked_pct: if sent == 0 {
+                0.0
+            } else {
+                unacked as f64 * 100.0 / sent as f64
+            },
+            acked_per_s: acked as f64 / send_time,
+            resends: step.resends.load(Ordering::Relaxed),
+            dup_acks: step.dup_acks.load(Ordering::Relaxed),
+            late_acks: counters.late_acks,
+            ack_p50_ms: acks.p50,
+            ack_p90_ms: acks.p90,
+            ack_p99_ms: acks.p99,
+            ack_p999_ms: acks.p999,
+            ack_max_ms: acks.max,
             rate,
             planned: step.planned,
             sent,
-            achieved: sent as f64 / send_s.max(duration),
+            achieved: sent as f64 / send_time,
             send_failures: step.send_failures.load(Ordering::Relaxed),
             split_writes: step.split_writes.load(Ordering::Relaxed),
             max_send_lag_ms: step.max_lag_ns.load(Ordering::Relaxed) as f64 / 1e6,
@@ -383,10 +447,19 @@ impl<'a> Progress<'a> {
         let recent = stats::percentiles(&self.step.take_interval());
         let counters = self.shared.snapshot();
         eprintln!(
-            "{} {:>3.0}s sent {} received {}/{} p99 {:.2} ms (last second) errors {} disconnects {}",
+            "{} {:>3.0}s sent {}{} received {}/{} p99 {:.2} ms (last second) errors {} disconnects {}",
             self.label,
             self.start.elapsed().as_secs_f64(),
             self.step.sent.load(Ordering::Relaxed),
+            if self.step.acks.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " acked {} resent {}",
+                    self.step.acked.load(Ordering::Relaxed),
+                    self.step.resends.load(Ordering::Relaxed)
+                )
+            },
             self.step.received.load(Ordering::Relaxed),
             self.step.expected_total.load(Ordering::Relaxed),
             recent.p99,

@@ -247,13 +247,14 @@ pub struct Groups {
 }
 
 /// Creates one group per `group_size` consecutive users (the first live member creates it; the rest
-/// join), using v2 acks to learn each group's id; then every member logs out and in again with v1, so the
-/// load itself runs on v1 connections exactly like the C++ client's.
+/// join), using v2 acks to learn each group's id; then, with `relogin_v1`, every member logs out and in
+/// again with v1, so the load itself runs on v1 connections exactly like the C++ client's.
 pub fn make_groups(
     sessions: Vec<Option<Session>>,
     common: &CommonArgs,
     prefix: &str,
     group_size: usize,
+    relogin_v1: bool,
     report: &mut SetupReport,
 ) -> (Vec<Option<Session>>, Groups) {
     let timeout = common.reply_timeout();
@@ -270,7 +271,10 @@ pub fn make_groups(
         chunks,
         common.login_concurrency,
         "setup: groups",
-        |number, members| setup_group(members, number, prefix, &common.password, timeout),
+        |number, members| {
+            let password = relogin_v1.then_some(common.password.as_str());
+            setup_group(members, number, prefix, password, timeout)
+        },
     );
     let mut sessions = Vec::new();
     let mut group_of = Vec::new();
@@ -294,12 +298,12 @@ pub fn make_groups(
     )
 }
 
-/// Sets up one group: create, join, then log every member back in with v1.
+/// Sets up one group: create, join, then (given the password) log every member back in with v1.
 fn setup_group(
     mut members: Vec<Option<Session>>,
     number: usize,
     prefix: &str,
-    password: &str,
+    password: Option<&str>,
     timeout: Duration,
 ) -> (Vec<Option<Session>>, Option<i64>, Vec<Failure>) {
     let mut failures = Vec::new();
@@ -312,7 +316,10 @@ fn setup_group(
             }),
             Some(id) => join_group(session, id, timeout),
         }
-        .and_then(|()| relogin_v1(session, password, timeout));
+        .and_then(|()| match password {
+            Some(password) => relogin_v1(session, password, timeout),
+            None => Ok(()),
+        });
         if let Err(failure) = result {
             failures.push(failure);
             *slot = None;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -53,10 +53,20 @@ pub struct Step {
     pub latency: Vec<Mutex<Histogram<u64>>>,
     /// The same since the last progress line.
     pub interval: Vec<Mutex<Histogram<u64>>>,
+    /// With acknowledged sends: whether each message's ack came (empty otherwise).
+    pub acks: Vec<AtomicBool>,
+    /// Messages acknowledged (each once), acks beyond the first for a message (a resend's answer), and
+    /// frames written again because their ack was late.
+    pub acked: AtomicU64,
+    pub dup_acks: AtomicU64,
+    pub resends: AtomicU64,
+    /// Due time to first ack in µs, one histogram per receiver thread.
+    pub ack_latency: Vec<Mutex<Histogram<u64>>>,
 }
 
 impl Step {
-    pub fn new(id: u32, planned: u64, receivers: usize) -> Step {
+    /// A step of `planned` messages read by `receivers` threads; `ack` keeps per-message ack state.
+    pub fn new(id: u32, planned: u64, receivers: usize, ack: bool) -> Step {
         let counters = || (0..planned).map(|_| AtomicU16::new(0)).collect();
         let histograms = || {
             (0..receivers)
@@ -77,7 +87,41 @@ impl Step {
             last_send_ns: AtomicU64::new(0),
             latency: histograms(),
             interval: histograms(),
+            acks: if ack {
+                (0..planned).map(|_| AtomicBool::new(false)).collect()
+            } else {
+                Vec::new()
+            },
+            acked: AtomicU64::new(0),
+            dup_acks: AtomicU64::new(0),
+            resends: AtomicU64::new(0),
+            ack_latency: if ack { histograms() } else { Vec::new() },
         }
+    }
+
+    /// Counts an ack of message `seq`: `Some(true)` for its first, `Some(false)` for a later one, `None`
+    /// when the number is not of this step.
+    pub fn ack(&self, seq: u64) -> Option<bool> {
+        let slot = self.acks.get(seq as usize)?;
+        if slot.swap(true, Ordering::Relaxed) {
+            self.dup_acks.fetch_add(1, Ordering::Relaxed);
+            Some(false)
+        } else {
+            self.acked.fetch_add(1, Ordering::Relaxed);
+            Some(true)
+        }
+    }
+
+    /// Whether message `seq` was acknowledged.
+    pub fn is_acked(&self, seq: u64) -> bool {
+        self.acks
+            .get(seq as usize)
+            .is_some_and(|a| a.load(Ordering::Relaxed))
+    }
+
+    /// Merges the receivers' ack-latency histograms.
+    pub fn ack_latency(&self) -> Histogram<u64> {
+        merge(&self.ack_latency, false)
     }
 
     /// Notes that message `seq` was written and should reach `deliveries` receivers.
@@ -152,6 +196,8 @@ pub struct Shared {
     pub malformed: AtomicU64,
     /// Connections the server closed or that failed during the load.
     pub disconnects: AtomicU64,
+    /// Acks of an earlier step (after its grace period).
+    pub late_acks: AtomicU64,
 }
 
 impl Shared {
@@ -165,6 +211,7 @@ impl Shared {
             other_frames: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             disconnects: AtomicU64::new(0),
+            late_acks: AtomicU64::new(0),
         }
     }
 
@@ -189,6 +236,7 @@ impl Shared {
             other_frames: self.other_frames.load(Ordering::Relaxed),
             malformed: self.malformed.load(Ordering::Relaxed),
             disconnects: self.disconnects.load(Ordering::Relaxed),
+            late_acks: self.late_acks.load(Ordering::Relaxed),
         }
     }
 }
@@ -202,6 +250,7 @@ pub struct Snapshot {
     pub other_frames: u64,
     pub malformed: u64,
     pub disconnects: u64,
+    pub late_acks: u64,
 }
 
 impl Snapshot {
@@ -220,6 +269,7 @@ impl Snapshot {
             other_frames: self.other_frames - earlier.other_frames,
             malformed: self.malformed - earlier.malformed,
             disconnects: self.disconnects - earlier.disconnects,
+            late_acks: self.late_acks - earlier.late_acks,
         }
     }
 
@@ -331,7 +381,7 @@ mod tests {
 
     #[test]
     fn step_counts_sent_and_delivered() {
-        let step = Step::new(1, 3, 2);
+        let step = Step::new(1, 3, 2, false);
         step.sent(0, 1);
         step.sent(2, 1);
         step.sent(7, 1); // outside the plan: ignored
@@ -341,6 +391,20 @@ mod tests {
         let t = step.tally();
         assert_eq!((t.expected, t.received, t.duplicates), (2, 1, 1));
         assert_eq!(step.sent.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn acks_count_once_per_message() {
+        let step = Step::new(1, 3, 1, true);
+        assert!(!step.is_acked(1));
+        assert_eq!(step.ack(1), Some(true));
+        assert_eq!(step.ack(1), Some(false));
+        assert_eq!(step.ack(3), None);
+        assert!(step.is_acked(1) && !step.is_acked(0));
+        assert_eq!(step.acked.load(Ordering::Relaxed), 1);
+        assert_eq!(step.dup_acks.load(Ordering::Relaxed), 1);
+        let no_acks = Step::new(1, 3, 1, false);
+        assert_eq!(no_acks.ack(0), None);
     }
 
     #[test]
