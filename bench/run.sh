@@ -64,6 +64,12 @@ cargo build --release --bin chatserver --bin chat-bench --locked
 
 work=$(mktemp -d /tmp/clusterchat-bench.XXXXXX)
 shm=$(mktemp -d /dev/shm/clusterchat-bench.XXXXXX)
+# Every node and run uses copies taken now: target/ is shared with other work on this machine, and a
+# rebuild there in the middle of the run must not change the binary that later nodes start.
+cp "$SERVER" "$work/chatserver"
+cp "$BENCH" "$work/chat-bench"
+SERVER=$work/chatserver
+BENCH=$work/chat-bench
 original_maps=$(sysctl -n vm.max_map_count)
 NODE_PIDS=()
 cleanup() {
