@@ -30,6 +30,36 @@ pub mod msgid {
     pub const READ: i64 = 21;
     pub const READ_ACK: i64 = 22;
     pub const RECEIPT: i64 = 23;
+    pub const FRIEND_REQUEST: i64 = 24;
+    pub const FRIEND_REQUEST_ACK: i64 = 25;
+    pub const FRIEND_EVENT: i64 = 26;
+    pub const FRIEND_ANSWER: i64 = 27;
+    pub const FRIEND_ANSWER_ACK: i64 = 28;
+    pub const FRIEND_REMOVE: i64 = 29;
+    pub const FRIEND_REMOVE_ACK: i64 = 30;
+    pub const BLOCK: i64 = 31;
+    pub const BLOCK_ACK: i64 = 32;
+    pub const FRIENDS: i64 = 33;
+    pub const FRIENDS_ACK: i64 = 34;
+    pub const FIND_USER: i64 = 35;
+    pub const FIND_USER_ACK: i64 = 36;
+    pub const GROUP_LEAVE: i64 = 37;
+    pub const GROUP_LEAVE_ACK: i64 = 38;
+    pub const GROUP_KICK: i64 = 39;
+    pub const GROUP_KICK_ACK: i64 = 40;
+    pub const GROUP_ROLE: i64 = 41;
+    pub const GROUP_ROLE_ACK: i64 = 42;
+    pub const GROUP_UPDATE: i64 = 43;
+    pub const GROUP_UPDATE_ACK: i64 = 44;
+    pub const GROUP_DISSOLVE: i64 = 45;
+    pub const GROUP_DISSOLVE_ACK: i64 = 46;
+    pub const GROUP_INFO: i64 = 47;
+    pub const GROUP_INFO_ACK: i64 = 48;
+    pub const GROUP_EVENT: i64 = 49;
+    pub const PRESENCE: i64 = 50;
+    pub const TYPING: i64 = 51;
+    pub const PASSWORD: i64 = 52;
+    pub const PASSWORD_ACK: i64 = 53;
 }
 
 /// The error numbers of ERROR_MSG (and 107/109 inside login and register acks).
