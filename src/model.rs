@@ -22,11 +22,12 @@ pub struct Contact {
     pub online: bool,
 }
 
-/// A member's role in a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A member's role in a group, in rank order: the creator owns it, admins help run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
-    Creator,
     Normal,
+    Admin,
+    Creator,
 }
 
 impl Role {
@@ -34,18 +35,78 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Creator => "creator",
+            Role::Admin => "admin",
             Role::Normal => "normal",
+        }
+    }
+
+    /// A role by its spelling; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "creator" => Some(Role::Creator),
+            "admin" => Some(Role::Admin),
+            "normal" => Some(Role::Normal),
+            _ => None,
         }
     }
 
     /// Parses the column value; anything unknown is an ordinary member.
     pub fn from_column(s: &str) -> Role {
-        if s == "creator" {
-            Role::Creator
-        } else {
-            Role::Normal
-        }
+        Role::parse(s).unwrap_or(Role::Normal)
     }
+}
+
+/// The members of a group with their roles, and the version of that list: every change of membership
+/// bumps it in the same transaction, so a cached list can be checked against what a commit saw.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Members {
+    pub version: i64,
+    pub list: Vec<(UserId, Role)>,
+}
+
+impl Members {
+    /// The role of `user`, or `None` when they are not a member.
+    pub fn role_of(&self, user: UserId) -> Option<Role> {
+        self.list.iter().find(|(u, _)| *u == user).map(|(_, r)| *r)
+    }
+
+    /// Whether `user` is a member.
+    pub fn contains(&self, user: UserId) -> bool {
+        self.role_of(user).is_some()
+    }
+
+    /// The member ids.
+    pub fn ids(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.list.iter().map(|(u, _)| *u)
+    }
+}
+
+/// How one user stands towards another, from the first one's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Relation {
+    pub friends: bool,
+    /// A friend request from me to them is pending.
+    pub i_asked: bool,
+    /// A friend request from them to me is pending.
+    pub they_asked: bool,
+    pub i_block: bool,
+    pub they_block: bool,
+}
+
+/// A pending friend request, as the other side's lists show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The other user (the requester in `incoming`, the one asked in `outgoing`).
+    pub id: UserId,
+    pub name: String,
+    pub text: String,
+}
+
+/// The friend requests waiting on a user, both ways.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Requests {
+    pub incoming: Vec<Request>,
+    pub outgoing: Vec<Request>,
 }
 
 /// A group member.

@@ -13,7 +13,7 @@ use crate::hasher::Hasher;
 use crate::limit::LoginThrottle;
 use crate::server::{self, Server, Shutdown};
 use crate::service::chat::NodeInbox;
-use crate::service::{Context, account};
+use crate::service::{Context, account, presence};
 use crate::session::{SessionConfig, WriterCount};
 use crate::store;
 use crate::store::batch::LogWriter;
@@ -58,6 +58,7 @@ impl Node {
             login_throttle: LoginThrottle::new(&settings.login_throttle),
             members: Default::default(),
             users: Default::default(),
+            typing: Default::default(),
         });
         ctx.bus.start(Arc::new(NodeInbox(Arc::downgrade(&ctx))));
         let (threads, nofile) = machine_limits();
@@ -125,13 +126,15 @@ impl Node {
     }
 }
 
-/// Keeps this node's heartbeat fresh, so its users count as online, and retries failed releases.
+/// Keeps this node's heartbeat fresh, so its users count as online, retries failed releases, and frees
+/// the users of nodes that stopped beating (telling their friends).
 fn heartbeat(ctx: &Context, stop: &Receiver<()>) {
     loop {
         if let Err(e) = ctx.store.heartbeat(&ctx.node) {
             tracing::warn!(error = %e, "heartbeat failed");
         }
         account::retry_releases(ctx);
+        presence::reap(ctx);
         match stop.recv_timeout(store::HEARTBEAT_EVERY) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,

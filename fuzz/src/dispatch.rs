@@ -138,6 +138,7 @@ fn context(store: Arc<SqliteStore>, hasher: Hasher) -> Context {
         login_throttle: LoginThrottle::new(&throttle_config()),
         members: Default::default(),
         users: Default::default(),
+        typing: Default::default(),
     }
 }
 
@@ -847,6 +848,10 @@ impl Harness<'_> {
             _ => frame.to_vec(),
         };
         trace(format_args!("{i} -> {}", String::from_utf8_lossy(&frame)));
+        if unmodelled(&frame) {
+            trace(format_args!("{i} (not modelled: left out)"));
+            return;
+        }
         let before = self.conns[i].session;
         let after = self.predict(i, &frame);
         self.conns[i].session = after;
@@ -998,6 +1003,7 @@ impl Harness<'_> {
                     .tokens
                     .remove(&my_device);
                 m.sessions[sid].registered = false;
+                self.announce_if_last(my_id);
                 ack(self, json!({"msgid": msgid::LOGOUT_ACK, "errno": 0}));
                 None
             }
@@ -1070,11 +1076,19 @@ impl Harness<'_> {
                     self.expect(i, err(104));
                     return me;
                 };
+                let joined = !g.members.contains_key(&my_id);
                 g.members.entry(my_id).or_insert("normal");
+                let members: Vec<UserId> = g.members.keys().copied().collect();
                 ack(
                     self,
                     json!({"msgid": msgid::ADD_GROUP_ACK, "errno": 0, "groupid": group}),
                 );
+                if joined {
+                    let event = json!({"msgid": msgid::GROUP_EVENT, "groupid": group, "event": "joined", "id": my_id, "by": my_id});
+                    for member in members {
+                        self.expect_v2_pushes(member, &event);
+                    }
+                }
                 me
             }
             Request::Conversations => {
@@ -1156,6 +1170,41 @@ impl Harness<'_> {
                 ack(self, body);
                 me
             }
+            other => unreachable!("{other:?} is left out before it is predicted"),
+        }
+    }
+
+    /// A push to every v2 login of `user`.
+    fn expect_v2_pushes(&mut self, user: UserId, frame: &Value) {
+        let v2: Vec<Sid> = self
+            .model
+            .registered(user)
+            .filter(|&s| self.model.sessions[s].version == Version::V2)
+            .collect();
+        for s in v2 {
+            self.expect_push(s, frame.clone());
+        }
+    }
+
+    /// PRESENCE to the v2 logins of `user`'s friends, which changed to `online`.
+    fn announce(&mut self, user: UserId, online: bool) {
+        let state = if online { "online" } else { "offline" };
+        let frame = json!({"msgid": msgid::PRESENCE, "id": user, "state": state});
+        let friends: Vec<UserId> = self
+            .model
+            .friends
+            .range((user, UserId::MIN)..=(user, UserId::MAX))
+            .map(|&(_, f)| f)
+            .collect();
+        for friend in friends {
+            self.expect_v2_pushes(friend, &frame);
+        }
+    }
+
+    /// PRESENCE offline once `user` has no login left.
+    fn announce_if_last(&mut self, user: UserId) {
+        if !self.model.online(user) {
+            self.announce(user, false);
         }
     }
 
@@ -1450,11 +1499,14 @@ impl Harness<'_> {
             Phase::Closing { client_gone } => self.finish(i, client_gone),
             Phase::Finished => {
                 let mut caller = self.conns[i].caller.take().expect("in place");
+                if let Some(sid) = self.conns[i].session
+                    && self.model.sessions[sid].registered
+                {
+                    self.model.sessions[sid].registered = false;
+                    self.announce_if_last(self.model.sessions[sid].user);
+                }
                 if let Some(me) = caller.user.take() {
                     account::leave(self.ctx, &me, &caller);
-                }
-                if let Some(sid) = self.conns[i].session {
-                    self.model.sessions[sid].registered = false;
                 }
                 self.conns[i] = Conn::new(peer(i));
                 self.check_presence();
@@ -1809,6 +1861,7 @@ impl Harness<'_> {
         if !v1 {
             want["device"] = json!(ack.device);
             want["conversations"] = self.model.conversations(ack.id, &ack.conversations);
+            want["requests"] = json!([]);
         }
         match &ack.token {
             TokenExpectation::None => {}
@@ -1887,7 +1940,8 @@ impl Harness<'_> {
             }
         };
         let sid = m.sessions.len();
-        if !devices.is_empty() {
+        let first = devices.is_empty();
+        if !first {
             m.users.get_mut(&id).expect("exists").overlapped = true;
         }
         m.sessions.push(Session {
@@ -1921,6 +1975,9 @@ impl Harness<'_> {
             Vec::new()
         };
         let name = m.users[&id].name.clone();
+        if first {
+            self.announce(id, true);
+        }
         let offline = self.take_offline(id);
         self.outcome.logins += 1;
         self.conns[i].acks.push_back(sid);
@@ -2121,6 +2178,13 @@ fn error(errno: i64, seq: Option<Value>, reference: Value) -> Expected {
         seq,
         reference,
     }
+}
+
+/// Whether `frame` is a request of people and groups (msgid 24 on: requests, blocks, roles, typing,
+/// password), which the model does not predict yet: the harness leaves such frames out rather than
+/// guess (integration/people.rs and groups.rs test them against real servers).
+fn unmodelled(frame: &[u8]) -> bool {
+    matches!(Envelope::parse(frame), Ok(env) if is_client_msgid(env.msgid) && env.msgid >= msgid::FRIEND_REQUEST)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Version, msgid};
-use crate::model::{Contact, Conv, Group, LogMessage, Pos, Summary};
+use crate::model::{Contact, Conv, Group, LogMessage, Pos, Request, Requests, Summary};
 use crate::model::{GroupId, UserId};
 use std::sync::Arc;
 
@@ -127,9 +127,10 @@ pub struct LoginView<'a> {
     pub offline: &'a [Arc<str>],
     /// The resume token (v2 only).
     pub token: Option<&'a str>,
-    /// The device logged in, and the user's conversations (v2 only).
+    /// The device logged in, the user's conversations and the friend requests waiting on them (v2 only).
     pub device: &'a str,
     pub conversations: &'a [Summary],
+    pub requests: &'a [Request],
 }
 
 /// The successful LOGIN_MSG_ACK, in the connection's version's shape.
@@ -150,6 +151,7 @@ pub fn login_ack(view: &LoginView, version: Version, seq: Option<&Value>) -> Str
             .map(|c| conversation(c, view.id))
             .collect();
         ack.insert("conversations".into(), Value::Array(conversations));
+        ack.insert("requests".into(), requests(view.requests));
     }
     let friends: Vec<Value> = view.friends.iter().map(contact).collect();
     let groups: Vec<Value> = view.groups.iter().map(|g| group(g, version)).collect();
@@ -175,7 +177,85 @@ pub fn login_ack(view: &LoginView, version: Version, seq: Option<&Value>) -> Str
 }
 
 fn contact(c: &Contact) -> Value {
-    json!({"id": c.id, "name": c.name, "state": if c.online { "online" } else { "offline" }})
+    json!({"id": c.id, "name": c.name, "state": state(c.online)})
+}
+
+fn state(online: bool) -> &'static str {
+    if online { "online" } else { "offline" }
+}
+
+/// Friend requests as FRIENDS and the v2 login ack list them.
+fn requests(list: &[Request]) -> Value {
+    list.iter()
+        .map(|r| json!({"id": r.id, "name": r.name, "text": r.text}))
+        .collect()
+}
+
+/// FRIENDS_ACK: friends with presence, requests both ways, and the users blocked.
+pub fn friends_ack(
+    friends: &[Contact],
+    pending: &Requests,
+    blocked: &[(UserId, String)],
+    seq: Option<&Value>,
+) -> String {
+    let blocked: Vec<Value> = blocked
+        .iter()
+        .map(|(id, name)| json!({"id": id, "name": name}))
+        .collect();
+    encode(
+        json!({
+            "msgid": msgid::FRIENDS_ACK,
+            "errno": 0,
+            "friends": friends.iter().map(contact).collect::<Vec<_>>(),
+            "incoming": requests(&pending.incoming),
+            "outgoing": requests(&pending.outgoing),
+            "blocked": blocked,
+        }),
+        seq,
+    )
+}
+
+/// GROUP_INFO_ACK: one group as the v2 login ack lists it.
+pub fn group_info_ack(g: &Group, seq: Option<&Value>) -> String {
+    encode(
+        json!({"msgid": msgid::GROUP_INFO_ACK, "errno": 0, "group": group(g, Version::V2)}),
+        seq,
+    )
+}
+
+/// FRIEND_EVENT: what `id` (named `name`) did about a friendship with the receiver.
+pub fn friend_event(event: &str, id: UserId, name: &str, text: Option<&str>) -> String {
+    let mut frame = json!({"msgid": msgid::FRIEND_EVENT, "event": event, "id": id, "name": name});
+    if let Some(text) = text {
+        frame["text"] = json!(text);
+    }
+    encode(frame, None)
+}
+
+/// GROUP_EVENT: `event` happened to `id` in `group`, done by `by`; `extra` fields as the event has them.
+pub fn group_event(group: GroupId, event: &str, id: UserId, by: UserId, extra: Value) -> String {
+    let mut frame =
+        json!({"msgid": msgid::GROUP_EVENT, "groupid": group, "event": event, "id": id, "by": by});
+    if let (Value::Object(frame), Value::Object(extra)) = (&mut frame, extra) {
+        frame.extend(extra);
+    }
+    encode(frame, None)
+}
+
+/// PRESENCE: `id` came online or went offline.
+pub fn presence(id: UserId, online: bool) -> String {
+    encode(
+        json!({"msgid": msgid::PRESENCE, "id": id, "state": state(online)}),
+        None,
+    )
+}
+
+/// TYPING as relayed: `sender` is typing in `conv` (as `viewer` names it).
+pub fn typing(conv: Conv, viewer: UserId, sender: UserId) -> String {
+    encode(
+        json!({"msgid": msgid::TYPING, "conv": conv.name_for(viewer), "id": sender}),
+        None,
+    )
 }
 
 fn group(g: &Group, version: Version) -> Value {
@@ -227,6 +307,7 @@ mod tests {
             token: None,
             device: "phone",
             conversations: &[],
+            requests: &[],
         }
     }
 

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{Errno, Version, msgid};
-use crate::model::{Conv, Page, Pos};
+use crate::model::{Conv, Page, Pos, Role};
 use crate::model::{GroupId, UserId};
 
 /// Length limits of client-supplied text; all configurable, defaults as PROTOCOL.md.
@@ -90,6 +90,20 @@ pub fn is_client_msgid(id: i64) -> bool {
             | msgid::CONVERSATIONS
             | msgid::HISTORY
             | msgid::READ
+            | msgid::FRIEND_REQUEST
+            | msgid::FRIEND_ANSWER
+            | msgid::FRIEND_REMOVE
+            | msgid::BLOCK
+            | msgid::FRIENDS
+            | msgid::FIND_USER
+            | msgid::GROUP_LEAVE
+            | msgid::GROUP_KICK
+            | msgid::GROUP_ROLE
+            | msgid::GROUP_UPDATE
+            | msgid::GROUP_DISSOLVE
+            | msgid::GROUP_INFO
+            | msgid::TYPING
+            | msgid::PASSWORD
     )
 }
 
@@ -197,7 +211,59 @@ pub enum Request {
         conv: ConvName,
         pos: Pos,
     },
+    FriendRequest {
+        friend: UserId,
+        text: String,
+    },
+    FriendAnswer {
+        friend: UserId,
+        accept: bool,
+    },
+    FriendRemove {
+        friend: UserId,
+    },
+    Block {
+        user: UserId,
+        block: bool,
+    },
+    Friends,
+    FindUser {
+        name: String,
+    },
+    GroupLeave {
+        group: GroupId,
+    },
+    GroupKick {
+        group: GroupId,
+        member: UserId,
+    },
+    GroupRole {
+        group: GroupId,
+        member: UserId,
+        role: Role,
+    },
+    GroupUpdate {
+        group: GroupId,
+        name: Option<String>,
+        desc: Option<String>,
+    },
+    GroupDissolve {
+        group: GroupId,
+    },
+    GroupInfo {
+        group: GroupId,
+    },
+    Typing {
+        conv: ConvName,
+    },
+    Password {
+        old: String,
+        new: String,
+    },
 }
+
+/// Longest text of a friend request, in characters.
+pub const MAX_REQUEST_TEXT_CHARS: usize = 200;
 
 /// A missing or invalid field, with words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,23 +307,8 @@ impl Request {
                 friend: id_field(b, "friendid")?,
             },
             msgid::CREATE_GROUP => Request::CreateGroup {
-                name: text_field(
-                    b,
-                    "groupname",
-                    TextKind::Name,
-                    1,
-                    limits.max_group_name_chars,
-                )?,
-                desc: match b.get("groupdesc") {
-                    None | Some(Value::Null) => String::new(),
-                    Some(_) => text_field(
-                        b,
-                        "groupdesc",
-                        TextKind::Prose,
-                        0,
-                        limits.max_group_desc_chars,
-                    )?,
-                },
+                name: group_name(b, limits)?,
+                desc: group_desc(b, limits)?.unwrap_or_default(),
             },
             msgid::ADD_GROUP => Request::JoinGroup {
                 group: id_field(b, "groupid")?,
@@ -273,6 +324,56 @@ impl Request {
             msgid::READ => Request::Read {
                 conv: conv_field(b)?,
                 pos: pos_field(b, "pos")?,
+            },
+            msgid::FRIEND_REQUEST => Request::FriendRequest {
+                friend: id_field(b, "friendid")?,
+                text: optional(b, "text", |b| {
+                    text_field(b, "text", TextKind::Prose, 0, MAX_REQUEST_TEXT_CHARS)
+                })?
+                .unwrap_or_default(),
+            },
+            msgid::FRIEND_ANSWER => Request::FriendAnswer {
+                friend: id_field(b, "friendid")?,
+                accept: bool_field(b, "accept")?,
+            },
+            msgid::FRIEND_REMOVE => Request::FriendRemove {
+                friend: id_field(b, "friendid")?,
+            },
+            msgid::BLOCK => Request::Block {
+                user: id_field(b, "id")?,
+                block: bool_field(b, "block")?,
+            },
+            msgid::FRIENDS => Request::Friends,
+            msgid::FIND_USER => Request::FindUser {
+                name: text_field(b, "name", TextKind::Name, 1, limits.max_name_chars)?,
+            },
+            msgid::GROUP_LEAVE => Request::GroupLeave {
+                group: id_field(b, "groupid")?,
+            },
+            msgid::GROUP_KICK => Request::GroupKick {
+                group: id_field(b, "groupid")?,
+                member: id_field(b, "id")?,
+            },
+            msgid::GROUP_ROLE => Request::GroupRole {
+                group: id_field(b, "groupid")?,
+                member: id_field(b, "id")?,
+                role: Role::parse(string_field(b, "role")?).ok_or_else(|| {
+                    FieldError::new("role", "must be \"creator\", \"admin\" or \"normal\"")
+                })?,
+            },
+            msgid::GROUP_UPDATE => group_update(b, limits)?,
+            msgid::GROUP_DISSOLVE => Request::GroupDissolve {
+                group: id_field(b, "groupid")?,
+            },
+            msgid::GROUP_INFO => Request::GroupInfo {
+                group: id_field(b, "groupid")?,
+            },
+            msgid::TYPING => Request::Typing {
+                conv: conv_field(b)?,
+            },
+            msgid::PASSWORD => Request::Password {
+                old: password_named(b, "old", limits)?,
+                new: password_named(b, "new", limits)?,
             },
             other => unreachable!("msgid {other} is not a client request"),
         })
@@ -318,6 +419,65 @@ fn login(b: Fields, limits: &Limits) -> Result<Request, FieldError> {
         version,
         device,
     })
+}
+
+/// A group's name, under CREATE_GROUP's rules.
+fn group_name(b: Fields, limits: &Limits) -> Result<String, FieldError> {
+    text_field(
+        b,
+        "groupname",
+        TextKind::Name,
+        1,
+        limits.max_group_name_chars,
+    )
+}
+
+/// A group's description, if given (null counts as not given).
+fn group_desc(b: Fields, limits: &Limits) -> Result<Option<String>, FieldError> {
+    optional(b, "groupdesc", |b| {
+        text_field(
+            b,
+            "groupdesc",
+            TextKind::Prose,
+            0,
+            limits.max_group_desc_chars,
+        )
+    })
+}
+
+/// GROUP_UPDATE: a new name, a new description, or both.
+fn group_update(b: Fields, limits: &Limits) -> Result<Request, FieldError> {
+    let group = id_field(b, "groupid")?;
+    let name = optional(b, "groupname", |b| group_name(b, limits))?;
+    let desc = group_desc(b, limits)?;
+    if name.is_none() && desc.is_none() {
+        return Err(FieldError::new(
+            "groupname",
+            "give a new 'groupname', a new 'groupdesc', or both",
+        ));
+    }
+    Ok(Request::GroupUpdate { group, name, desc })
+}
+
+/// An optional field: absent or null is `None`, anything else must pass `parse`.
+fn optional<T>(
+    b: Fields,
+    name: &str,
+    parse: impl FnOnce(Fields) -> Result<T, FieldError>,
+) -> Result<Option<T>, FieldError> {
+    match b.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => parse(b).map(Some),
+    }
+}
+
+/// A JSON boolean.
+fn bool_field(b: Fields, name: &str) -> Result<bool, FieldError> {
+    match b.get(name) {
+        None => Err(FieldError::new(name, "missing")),
+        Some(Value::Bool(v)) => Ok(*v),
+        Some(_) => Err(FieldError::new(name, "must be true or false")),
+    }
 }
 
 /// HISTORY: a conversation, at most one of `before` and `after`, and a `limit`.
@@ -371,10 +531,9 @@ fn pos_field(b: Fields, name: &str) -> Result<Pos, FieldError> {
 
 /// `cid` is optional: 1 to 64 characters without control characters.
 fn cid_field(b: Fields) -> Result<Option<String>, FieldError> {
-    match b.get("cid") {
-        None | Some(Value::Null) => Ok(None),
-        Some(_) => text_field(b, "cid", TextKind::Name, 1, MAX_CID_CHARS).map(Some),
-    }
+    optional(b, "cid", |b| {
+        text_field(b, "cid", TextKind::Name, 1, MAX_CID_CHARS)
+    })
 }
 
 /// A positive integer within `i32`.
@@ -427,10 +586,15 @@ fn text_field(
 }
 
 fn password_field(b: Fields, limits: &Limits) -> Result<String, FieldError> {
-    let s = string_field(b, "password")?;
+    password_named(b, "password", limits)
+}
+
+/// A password in the field `name`: 1 to `max_password_bytes` bytes.
+fn password_named(b: Fields, name: &str, limits: &Limits) -> Result<String, FieldError> {
+    let s = string_field(b, name)?;
     if s.is_empty() || s.len() > limits.max_password_bytes {
         let why = format!("must be 1 to {} bytes", limits.max_password_bytes);
-        return Err(FieldError::new("password", &why));
+        return Err(FieldError::new(name, &why));
     }
     Ok(s.to_owned())
 }

@@ -2,13 +2,13 @@
 
 use serde_json::{Value, json};
 
-use super::{Caller, Context, Failure, Identity, token};
+use super::{Caller, Context, Failure, Identity, presence, token};
 use crate::mailbox::Outgoing;
 use crate::model::UserId;
 use std::sync::Arc;
 
 use crate::mailbox::Live;
-use crate::model::{Contact, Group, Summary};
+use crate::model::{Contact, Group, Request, Summary};
 use crate::online::Device;
 use crate::protocol::reply::{self, LoginView};
 use crate::protocol::request::Credential;
@@ -74,7 +74,7 @@ pub fn login(
         return Err(Failure::ack(1, INVALID_LOGIN));
     };
     ctx.login_throttle.succeeded(caller.peer, id);
-    claim(ctx, id, device, version)?;
+    let first = claim(ctx, id, device, version)?;
     let identity = Identity {
         id,
         name: user.name.as_str().into(),
@@ -95,6 +95,9 @@ pub fn login(
     };
     if first_here && let Err(e) = ctx.bus.subscribe(id) {
         tracing::warn!(user = id, error = %e, "subscribe failed; remote messages go offline");
+    }
+    if first {
+        presence::announce(ctx, id, true);
     }
     // Contacts are read once the device counts as online (their own state in their groups says so), and
     // before a new token is issued, so that a failure to read them leaves the old token working.
@@ -120,14 +123,14 @@ pub fn login(
     }
 }
 
-/// Claims presence for the device: errno 2 when it is logged in already or the user has as many devices
-/// as allowed.
-fn claim(ctx: &Context, id: UserId, device: &str, version: Version) -> Result<(), Failure> {
+/// Claims presence for the device: whether it is the user's first device online, or errno 2 when it is
+/// logged in already or the user has as many devices as allowed.
+fn claim(ctx: &Context, id: UserId, device: &str, version: Version) -> Result<bool, Failure> {
     match ctx
         .store
         .claim_device(id, device, &ctx.node, ctx.max_devices)?
     {
-        Claim::Claimed { .. } => Ok(()),
+        Claim::Claimed { first } => Ok(first),
         Claim::DeviceInUse => {
             tracing::info!(user = id, device, "login refused: device logged in already");
             Err(Failure::ack(2, in_use(version, device)))
@@ -156,17 +159,26 @@ struct Contacts {
     groups: Vec<Group>,
     /// v2 only.
     conversations: Vec<Summary>,
+    /// Friend requests waiting on the user (v2 only).
+    requests: Vec<Request>,
 }
 
 impl Contacts {
     fn read(ctx: &Context, user: UserId, version: Version) -> Result<Contacts, Failure> {
+        let mut groups = ctx.store.groups_of(user)?;
+        presence::hide_blockers(ctx, user, &mut groups)?;
+        let (conversations, requests) = match version {
+            Version::V1 => (Vec::new(), Vec::new()),
+            Version::V2 => (
+                super::history::list(ctx, user)?,
+                ctx.store.requests(user)?.incoming,
+            ),
+        };
         Ok(Contacts {
             friends: ctx.store.friends(user)?,
-            groups: ctx.store.groups_of(user)?,
-            conversations: match version {
-                Version::V1 => Vec::new(),
-                Version::V2 => super::history::list(ctx, user)?,
-            },
+            groups,
+            conversations,
+            requests,
         })
     }
 }
@@ -194,6 +206,7 @@ fn send_login_ack(
         token,
         device: &me.device,
         conversations: &contacts.conversations,
+        requests: &contacts.requests,
     };
     let frame = reply::login_ack(&view, me.version, seq);
     let more = offline.len() == ctx.offline_batch;
@@ -248,11 +261,19 @@ pub fn leave(ctx: &Context, me: &Identity, caller: &Caller) {
     tracing::info!(user = me.id, device = %me.device, "logged out");
 }
 
-/// Releases the device's presence, or remembers to retry.
+/// Releases the device's presence (telling friends when it was the user's last device), or remembers to
+/// retry.
 fn release(ctx: &Context, user: UserId, device: &Arc<str>) {
-    if let Err(e) = ctx.store.release_device(user, device, &ctx.node) {
-        tracing::warn!(user, error = %e, "release of presence failed; will retry");
-        ctx.unreleased.lock().insert((user, device.clone()));
+    match ctx.store.release_device(user, device, &ctx.node) {
+        Ok(last) => {
+            if last {
+                presence::announce(ctx, user, false);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(user, error = %e, "release of presence failed; will retry");
+            ctx.unreleased.lock().insert((user, device.clone()));
+        }
     }
 }
 
@@ -260,8 +281,43 @@ fn release(ctx: &Context, user: UserId, device: &Arc<str>) {
 pub fn retry_releases(ctx: &Context) {
     let pending: Vec<(UserId, Arc<str>)> = ctx.unreleased.lock().iter().cloned().collect();
     for (user, device) in pending {
-        if ctx.store.release_device(user, &device, &ctx.node).is_ok() {
+        if let Ok(last) = ctx.store.release_device(user, &device, &ctx.node) {
             ctx.unreleased.lock().remove(&(user, device));
+            if last {
+                presence::announce(ctx, user, false);
+            }
         }
     }
+}
+
+/// PASSWORD: changes the caller's password once the old one is proven, and revokes every resume token
+/// of theirs. Wrong old passwords count as failed logins, so this is no way around the login throttle.
+pub fn change_password(
+    ctx: &Context,
+    caller: &mut Caller,
+    old: &str,
+    new: &str,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let id = caller.me().id;
+    if !ctx.login_throttle.allows(caller.peer, id) {
+        return Err(Failure::new(Errno::RateLimited, THROTTLED));
+    }
+    let user = ctx
+        .store
+        .find_user(id)?
+        .ok_or_else(|| Failure::new(Errno::NotFound, "no such user"))?;
+    if !ctx.hasher.verify(old, &user.password_hash) {
+        ctx.login_throttle.failed(caller.peer, id);
+        tracing::info!(user = id, peer = %caller.peer, "password change refused: wrong old password");
+        return Err(Failure::new(Errno::NotAllowed, "the old password is wrong"));
+    }
+    let hash = ctx.hasher.hash(new).map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        Failure::new(Errno::Unavailable, "could not hash the password")
+    })?;
+    ctx.store.change_password(id, &hash)?;
+    tracing::info!(user = id, "password changed; resume tokens revoked");
+    caller.ack_v2(json!({"msgid": msgid::PASSWORD_ACK, "errno": 0}), seq);
+    Ok(())
 }

@@ -18,13 +18,13 @@ use super::pending::Chat;
 use super::{Caller, Context, Failure, Identity};
 use crate::bus::Inbox;
 use crate::mailbox::Live;
-use crate::model::{Conv, GroupId, LogMessage, Pos, UserId};
+use crate::model::{Conv, GroupId, LogMessage, Members, Pos, UserId};
 use crate::online::Frames;
 use crate::protocol::reply;
 use crate::protocol::{Errno, Version, msgid};
-use crate::store::{Committed, NewMessage, Pointer};
+use crate::store::{Appended, Committed, NewMessage, Pointer, Refusal, Require};
 
-/// ONE_CHAT_MSG: sends `text` to user `to`.
+/// ONE_CHAT_MSG: sends `text` to user `to` (unless `to` blocks the caller, which the commit checks).
 pub fn one(
     ctx: &Context,
     caller: &mut Caller,
@@ -38,21 +38,32 @@ pub fn one(
         return Err(Failure::new(Errno::NotFound, format!("no such user: {to}")));
     }
     let me = caller.me().id;
-    hold(
-        ctx,
+    let require = if to == me {
+        Require::Nothing
+    } else {
+        Require::NotBlocked
+    };
+    let message = new_message(
         caller,
         Conv::direct(me, to),
-        vec![to],
         text,
         time,
-        cid,
-        msgid::ONE_CHAT,
-        seq,
+        cid.clone(),
+        require,
     );
+    let chat = Chat {
+        recipients: vec![to],
+        members_version: 0,
+        msgid: msgid::ONE_CHAT,
+        seq: seq.cloned(),
+        cid,
+    };
+    hold(ctx, caller, message, chat);
     Ok(())
 }
 
-/// GROUP_CHAT_MSG: sends `text` to every other member of `group`.
+/// GROUP_CHAT_MSG: sends `text` to every other member of `group` (while the caller is one, which the
+/// commit checks).
 pub fn group(
     ctx: &Context,
     caller: &mut Caller,
@@ -64,69 +75,91 @@ pub fn group(
 ) -> Result<(), Failure> {
     let me = caller.me().id;
     let members = member_list(ctx, group, me)?;
-    let recipients: Vec<UserId> = members.iter().copied().filter(|&m| m != me).collect();
-    hold(
-        ctx,
+    let message = new_message(
         caller,
         Conv::Group(group),
-        recipients,
         text,
         time,
-        cid,
-        msgid::GROUP_CHAT,
-        seq,
+        cid.clone(),
+        Require::Member,
     );
-    Ok(())
-}
-
-/// The members of `group`, which `me` must be one of: 104 for no such group, 105 for not a member.
-pub fn member_list(ctx: &Context, group: GroupId, me: UserId) -> Result<Arc<Vec<UserId>>, Failure> {
-    let no_group = || Failure::new(Errno::NotFound, "no such group");
-    let cached = |ctx: &Context| ctx.members.members(ctx.store.as_ref(), group);
-    let mut members = cached(ctx)?.ok_or_else(no_group)?;
-    if !members.contains(&me) {
-        // Perhaps joined through another node a moment ago: ask the database before refusing.
-        ctx.members.invalidate(Some(group));
-        members = cached(ctx)?.ok_or_else(no_group)?;
-        if !members.contains(&me) {
-            return Err(Failure::new(
-                Errno::NotAllowed,
-                "you are not a member of this group",
-            ));
-        }
-    }
-    Ok(members)
-}
-
-/// Sets a checked chat aside until the read's commit.
-#[allow(clippy::too_many_arguments)]
-fn hold(
-    ctx: &Context,
-    caller: &mut Caller,
-    conv: Conv,
-    recipients: Vec<UserId>,
-    text: String,
-    time: Option<String>,
-    cid: Option<String>,
-    msgid: i64,
-    seq: Option<&Value>,
-) {
-    let message = NewMessage {
-        conv,
-        sender: caller.me().id,
-        cid: cid.clone(),
-        time: time.unwrap_or_else(now),
-        text,
-        offline: Vec::new(),
-    };
     let chat = Chat {
-        recipients,
-        msgid,
+        recipients: members.ids().filter(|&m| m != me).collect(),
+        members_version: members.version,
+        msgid: msgid::GROUP_CHAT,
         seq: seq.cloned(),
         cid,
     };
+    hold(ctx, caller, message, chat);
+    Ok(())
+}
+
+/// The members of `group`, which `me` must be one of: 104 for no such group, 105 for not a member. From
+/// the cache: fit for sending (the commit checks again), not for deciding.
+pub fn member_list(ctx: &Context, group: GroupId, me: UserId) -> Result<Arc<Members>, Failure> {
+    let cached = |ctx: &Context| ctx.members.members(ctx.store.as_ref(), group);
+    let members = cached(ctx)?.ok_or_else(no_group)?;
+    if members.contains(me) {
+        return Ok(members);
+    }
+    // Perhaps joined through another node a moment ago: ask the database before refusing.
+    member_now(ctx, group, me)
+}
+
+/// The members of `group` as the database has them now, which `me` must be one of (104, 105): for what
+/// must see a kick or a leave acknowledged on another node a moment ago.
+pub fn member_now(ctx: &Context, group: GroupId, me: UserId) -> Result<Arc<Members>, Failure> {
+    let members = group_now(ctx, group)?;
+    super::rules::member(&members, me)?;
+    Ok(members)
+}
+
+/// The members of `group` as the database has them now (104 if it does not exist).
+pub fn group_now(ctx: &Context, group: GroupId) -> Result<Arc<Members>, Failure> {
+    ctx.members
+        .at_version(ctx.store.as_ref(), group, i64::MAX)?
+        .ok_or_else(no_group)
+}
+
+fn no_group() -> Failure {
+    Failure::new(Errno::NotFound, "no such group")
+}
+
+/// A chat's message, to be committed if `require` holds then.
+fn new_message(
+    caller: &Caller,
+    conv: Conv,
+    text: String,
+    time: Option<String>,
+    cid: Option<String>,
+    require: Require,
+) -> NewMessage {
+    NewMessage {
+        conv,
+        sender: caller.me().id,
+        cid,
+        time: time.unwrap_or_else(now),
+        text,
+        offline: Vec::new(),
+        require,
+    }
+}
+
+/// Sets a checked chat aside until the read's commit.
+fn hold(ctx: &Context, caller: &mut Caller, message: NewMessage, chat: Chat) {
     if caller.pending.hold(message, chat) {
         super::pending::flush(ctx, caller);
+    }
+}
+
+/// What the client is told when a chat's condition failed at commit.
+pub fn refused(refusal: Refusal) -> Failure {
+    match refusal {
+        Refusal::Blocked => {
+            Failure::new(Errno::NotAllowed, "this user does not accept your messages")
+        }
+        Refusal::NoGroup => no_group(),
+        Refusal::NotMember => Failure::new(Errno::NotAllowed, "you are not a member of this group"),
     }
 }
 
@@ -159,15 +192,17 @@ pub fn deliver_all(
     ctx: &Context,
     me: &Identity,
     messages: Vec<NewMessage>,
-    committed: &[Committed],
+    appended: &[Appended],
     chats: &[&Chat],
 ) {
     let mut late = Vec::new();
     let mut nudged = Vec::new();
-    for ((message, c), chat) in messages.into_iter().zip(committed).zip(chats) {
+    for ((message, c), chat) in messages.into_iter().zip(appended).zip(chats) {
+        let Ok(c) = c else { continue };
         if c.duplicate {
             continue;
         }
+        let recipients = recipients_at(ctx, chat, c, me.id);
         nudged.extend_from_slice(&message.offline);
         let offline = message.offline;
         let logged = LogMessage {
@@ -182,7 +217,7 @@ pub fn deliver_all(
         };
         // A group's frame reads the same for every member; a one-to-one frame has one recipient.
         let shared = matches!(c.conv, Conv::Group(_)).then(|| frames(&logged, me.id));
-        for &to in chat.recipients.iter().filter(|r| !offline.contains(r)) {
+        for &to in recipients.iter().filter(|r| !offline.contains(r)) {
             let own;
             let frames = match &shared {
                 Some(frames) => frames,
@@ -208,6 +243,38 @@ pub fn deliver_all(
         late.clear();
     }
     nudge(ctx, nudged.into_iter().chain(late.iter().map(|p| p.user)));
+}
+
+/// Who gets a committed message: the recipients the chat was checked with, unless the commit saw a newer
+/// member list of the group (a join, leave or kick acknowledged meanwhile, on any node), whose members
+/// then get it instead.
+fn recipients_at<'a>(
+    ctx: &Context,
+    chat: &'a Chat,
+    c: &Committed,
+    me: UserId,
+) -> std::borrow::Cow<'a, [UserId]> {
+    let Conv::Group(group) = c.conv else {
+        return (&chat.recipients[..]).into();
+    };
+    if c.members_version == chat.members_version {
+        return (&chat.recipients[..]).into();
+    }
+    match ctx
+        .members
+        .at_version(ctx.store.as_ref(), group, c.members_version)
+    {
+        Ok(Some(members)) => members
+            .ids()
+            .filter(|&m| m != me)
+            .collect::<Vec<_>>()
+            .into(),
+        Ok(None) => Vec::new().into(),
+        Err(e) => {
+            tracing::warn!(group, error = %e, "could not reload a group's members; delivering to those known");
+            (&chat.recipients[..]).into()
+        }
+    }
 }
 
 /// A committed message as `viewer`'s devices read it.

@@ -1,11 +1,16 @@
-//! Groups: creating one (the creator joins as `creator`) and joining one (as `normal`).
+//! Groups: creating one (the creator joins as `creator`), joining, leaving, kicking, roles, settings,
+//! dissolving, and a group's member list. What is allowed is decided in [`rules`] on the member list as
+//! the database has it now, so a change acknowledged on another node a moment ago counts. Every change
+//! reaches the members' v2 devices (and the user it concerns) as a GROUP_EVENT, and every change of
+//! members drops the cached lists on every node before the ack.
 
 use serde_json::{Value, json};
 
-use super::{Caller, Context, Failure};
-use crate::model::GroupId;
-use crate::protocol::{Errno, msgid};
-use crate::store::StoreError;
+use super::rules::{self, Leaving};
+use super::{Caller, Context, Failure, chat, presence};
+use crate::model::{GroupId, Members, Role, UserId};
+use crate::protocol::{Errno, msgid, reply};
+use crate::store::{GroupUpdate, StoreError};
 
 /// CREATE_GROUP_MSG: creates a group with a unique name.
 pub fn create(
@@ -18,17 +23,19 @@ pub fn create(
     let id = ctx
         .store
         .create_group(caller.me().id, name, desc)
-        .map_err(|e| match e {
-            StoreError::Conflict => {
-                Failure::new(Errno::NotAllowed, "this group name is already taken")
-            }
-            other => other.into(),
-        })?;
+        .map_err(name_taken)?;
     caller.ack_v2(
         json!({"msgid": msgid::CREATE_GROUP_ACK, "errno": 0, "groupid": id, "groupname": name}),
         seq,
     );
     Ok(())
+}
+
+fn name_taken(e: StoreError) -> Failure {
+    match e {
+        StoreError::Conflict => Failure::new(Errno::NotAllowed, "this group name is already taken"),
+        other => other.into(),
+    }
 }
 
 /// ADD_GROUP_MSG: joins an existing group; joining twice changes nothing.
@@ -38,17 +45,194 @@ pub fn join(
     group: GroupId,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
-    ctx.store
-        .join_group(group, caller.me().id)
-        .map_err(|e| match e {
-            StoreError::NotFound => Failure::new(Errno::NotFound, "no such group"),
-            other => other.into(),
-        })?;
-    ctx.members.invalidate(Some(group));
-    ctx.bus.group_changed(group);
+    let me = caller.me().id;
+    let joined = ctx.store.join_group(group, me).map_err(|e| match e {
+        StoreError::NotFound => Failure::new(Errno::NotFound, "no such group"),
+        other => other.into(),
+    })?;
     caller.ack_v2(
         json!({"msgid": msgid::ADD_GROUP_ACK, "errno": 0, "groupid": group}),
         seq,
     );
+    if joined {
+        members_changed(ctx, group);
+        let members = chat::group_now(ctx, group)?;
+        tell(
+            ctx,
+            &members,
+            reply::group_event(group, "joined", me, me, json!({})),
+        );
+    }
     Ok(())
+}
+
+/// GROUP_LEAVE: the caller leaves; the creator only as the last member, which dissolves the group.
+pub fn leave(
+    ctx: &Context,
+    caller: &mut Caller,
+    group: GroupId,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let me = caller.me().id;
+    let members = chat::group_now(ctx, group)?;
+    let event = match rules::may_leave(&members, me)? {
+        Leaving::Leave => {
+            ctx.store.remove_member(group, me)?;
+            "left"
+        }
+        Leaving::Dissolve => {
+            ctx.store.dissolve_group(group)?;
+            "dissolved"
+        }
+    };
+    members_changed(ctx, group);
+    caller.ack_v2(
+        json!({"msgid": msgid::GROUP_LEAVE_ACK, "errno": 0, "groupid": group}),
+        seq,
+    );
+    tell(
+        ctx,
+        &members,
+        reply::group_event(group, event, me, me, json!({})),
+    );
+    Ok(())
+}
+
+/// GROUP_KICK: removes `member` (the creator anyone else, an admin normal members).
+pub fn kick(
+    ctx: &Context,
+    caller: &mut Caller,
+    group: GroupId,
+    member: UserId,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let me = caller.me().id;
+    let members = chat::group_now(ctx, group)?;
+    rules::may_kick(&members, me, member)?;
+    ctx.store.remove_member(group, member)?;
+    members_changed(ctx, group);
+    caller.ack_v2(
+        json!({"msgid": msgid::GROUP_KICK_ACK, "errno": 0, "groupid": group, "id": member}),
+        seq,
+    );
+    tell(
+        ctx,
+        &members,
+        reply::group_event(group, "kicked", member, me, json!({})),
+    );
+    Ok(())
+}
+
+/// GROUP_ROLE: the creator gives `member` a role; `creator` hands the group over.
+pub fn role(
+    ctx: &Context,
+    caller: &mut Caller,
+    group: GroupId,
+    member: UserId,
+    role: Role,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let me = caller.me().id;
+    let members = chat::group_now(ctx, group)?;
+    let changes = rules::role_change(&members, me, member, role)?;
+    if !changes.is_empty() {
+        ctx.store.set_roles(group, &changes)?;
+    }
+    caller.ack_v2(
+        json!({"msgid": msgid::GROUP_ROLE_ACK, "errno": 0, "groupid": group, "id": member, "role": role.as_str()}),
+        seq,
+    );
+    for (who, role) in changes {
+        let extra = json!({"role": role.as_str()});
+        tell(
+            ctx,
+            &members,
+            reply::group_event(group, "role", who, me, extra),
+        );
+    }
+    Ok(())
+}
+
+/// GROUP_UPDATE: the creator or an admin renames the group or changes its description.
+pub fn update(
+    ctx: &Context,
+    caller: &mut Caller,
+    group: GroupId,
+    update: GroupUpdate,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let me = caller.me().id;
+    let members = chat::group_now(ctx, group)?;
+    rules::may_update(&members, me)?;
+    ctx.store.update_group(group, update).map_err(name_taken)?;
+    let info = ctx.store.group_info(group)?;
+    caller.ack_v2(
+        json!({"msgid": msgid::GROUP_UPDATE_ACK, "errno": 0, "groupid": group}),
+        seq,
+    );
+    if let Some(info) = info {
+        let extra = json!({"groupname": info.name, "groupdesc": info.desc});
+        tell(
+            ctx,
+            &members,
+            reply::group_event(group, "updated", me, me, extra),
+        );
+    }
+    Ok(())
+}
+
+/// GROUP_DISSOLVE: the creator deletes the group, its members and its log.
+pub fn dissolve(
+    ctx: &Context,
+    caller: &mut Caller,
+    group: GroupId,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let me = caller.me().id;
+    let members = chat::group_now(ctx, group)?;
+    rules::may_dissolve(&members, me)?;
+    ctx.store.dissolve_group(group)?;
+    members_changed(ctx, group);
+    caller.ack_v2(
+        json!({"msgid": msgid::GROUP_DISSOLVE_ACK, "errno": 0, "groupid": group}),
+        seq,
+    );
+    tell(
+        ctx,
+        &members,
+        reply::group_event(group, "dissolved", me, me, json!({})),
+    );
+    Ok(())
+}
+
+/// GROUP_INFO: the group with its members, their roles and presence (members only).
+pub fn info(
+    ctx: &Context,
+    caller: &mut Caller,
+    group: GroupId,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let me = caller.me().id;
+    chat::member_now(ctx, group, me)?;
+    let mut info = ctx
+        .store
+        .group_info(group)?
+        .ok_or_else(|| Failure::new(Errno::NotFound, "no such group"))?;
+    presence::hide_blockers(ctx, me, std::slice::from_mut(&mut info))?;
+    caller.reply_v2(|| reply::group_info_ack(&info, seq));
+    Ok(())
+}
+
+/// Drops the group's cached member list here and on every other node.
+fn members_changed(ctx: &Context, group: GroupId) {
+    ctx.members.invalidate(Some(group));
+    ctx.bus.group_changed(group);
+}
+
+/// Sends a GROUP_EVENT to the v2 devices of `members`: as they were before the change, so that a user
+/// who left or was removed hears of it too (and after it for a join, so that the newcomer does).
+fn tell(ctx: &Context, members: &Members, frame: String) {
+    for user in members.ids() {
+        chat::push_v2(ctx, user, frame.clone(), None);
+    }
 }

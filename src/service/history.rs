@@ -51,7 +51,8 @@ fn readable(ctx: &Context, me: UserId, name: ConvName) -> Result<Conv, Failure> 
             }
         }
         ConvName::Group(group) => {
-            chat::member_list(ctx, group, me)?;
+            // Not from the cache: a kick or leave acknowledged on another node counts at once.
+            chat::member_now(ctx, group, me)?;
         }
     }
     Ok(name.conv(me))

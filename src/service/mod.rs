@@ -18,7 +18,10 @@ pub mod group;
 pub mod history;
 pub mod members;
 mod pending;
+pub mod presence;
+pub mod rules;
 pub mod token;
+pub mod typing;
 pub mod users;
 
 use std::borrow::Cow;
@@ -41,7 +44,7 @@ use crate::protocol::frame::Decoded;
 use crate::protocol::request::{Envelope, EnvelopeError, Limits, Request, is_client_msgid};
 use crate::protocol::{Errno, Version, msgid, reply};
 use crate::store::batch::LogWriter;
-use crate::store::{Store, StoreError};
+use crate::store::{GroupUpdate, Store, StoreError};
 use members::MemberCache;
 use pending::Pending;
 use users::UserNames;
@@ -69,6 +72,8 @@ pub struct Context {
     pub members: MemberCache,
     /// User names, so a chat's recipient needs no database query per message.
     pub users: UserNames,
+    /// When each sender's typing notices were last relayed.
+    pub typing: typing::Throttle,
 }
 
 /// The logged-in user of a connection, and which of their devices it is.
@@ -126,6 +131,13 @@ impl Caller {
     fn ack_v2(&mut self, body: Value, seq: Option<&Value>) {
         if let Some(ack) = self.v2_frame(body, seq) {
             self.reply(ack);
+        }
+    }
+
+    /// Queues a v2 acknowledgement built by `frame`; v1 clients get none.
+    fn reply_v2(&mut self, frame: impl FnOnce() -> String) {
+        if self.me().version == Version::V2 {
+            self.reply(frame());
         }
     }
 
@@ -328,6 +340,32 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
             history::history(ctx, caller, conv, page, limit, seq)
         }
         Request::Read { conv, pos } => history::read(ctx, caller, conv, pos, seq),
+        Request::FriendRequest { friend, text } => friend::request(ctx, caller, friend, &text, seq),
+        Request::FriendAnswer { friend, accept } => {
+            friend::answer(ctx, caller, friend, accept, seq)
+        }
+        Request::FriendRemove { friend } => friend::remove(ctx, caller, friend, seq),
+        Request::Block { user, block } => friend::block(ctx, caller, user, block, seq),
+        Request::Friends => friend::list(ctx, caller, seq),
+        Request::FindUser { name } => friend::find(ctx, caller, &name, seq),
+        Request::GroupLeave { group } => group::leave(ctx, caller, group, seq),
+        Request::GroupKick { group, member } => group::kick(ctx, caller, group, member, seq),
+        Request::GroupRole {
+            group,
+            member,
+            role,
+        } => group::role(ctx, caller, group, member, role, seq),
+        Request::GroupUpdate { group, name, desc } => {
+            let update = GroupUpdate {
+                name: name.as_deref(),
+                desc: desc.as_deref(),
+            };
+            group::update(ctx, caller, group, update, seq)
+        }
+        Request::GroupDissolve { group } => group::dissolve(ctx, caller, group, seq),
+        Request::GroupInfo { group } => group::info(ctx, caller, group, seq),
+        Request::Typing { conv } => typing::typing(ctx, caller, conv),
+        Request::Password { old, new } => account::change_password(ctx, caller, &old, &new, seq),
     }
 }
 

@@ -38,6 +38,8 @@ enum Entry {
 pub struct Chat {
     /// Who gets the message (a one-to-one chat's peer, a group's other members).
     pub recipients: Vec<UserId>,
+    /// The version of the group's member list `recipients` came from (0 for one-to-one).
+    pub members_version: i64,
     /// The request's msgid, echoed as `ref` in an error.
     pub msgid: i64,
     /// The request's `seq`, echoed in the answer.
@@ -92,12 +94,15 @@ pub fn flush(ctx: &Context, caller: &mut Caller) {
     }
     let committed = ctx.log.append(messages).map_err(Failure::from);
     let mut answers = match committed {
-        Ok((messages, committed)) => {
-            chat::deliver_all(ctx, &me, messages, &committed, &chats);
-            committed
+        Ok((messages, appended)) => {
+            chat::deliver_all(ctx, &me, messages, &appended, &chats);
+            appended
                 .iter()
                 .zip(&chats)
-                .map(|(c, chat)| Ok(chat::ack(&me, c, chat)))
+                .map(|(a, chat)| match a {
+                    Ok(c) => Ok(chat::ack(&me, c, chat)),
+                    Err(refusal) => Err(chat::refused(*refusal)),
+                })
                 .collect::<Vec<_>>()
         }
         Err(failure) => chats.iter().map(|_| Err(failure.clone())).collect(),

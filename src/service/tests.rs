@@ -41,6 +41,7 @@ fn fixture() -> Fixture {
         login_throttle: LoginThrottle::new(&Default::default()),
         members: Default::default(),
         users: Default::default(),
+        typing: Default::default(),
     };
     ctx.store.heartbeat("test-node").unwrap();
     Fixture { ctx, _dir: dir }
@@ -222,6 +223,13 @@ fn friends_and_groups_rules() {
         b.req(&f.ctx, json!({"msgid": 9, "groupid": gid}))["errno"],
         0
     );
+    for member in [&mut a, &mut b] {
+        let event = member.next();
+        assert_eq!(
+            (event["msgid"].clone(), event["event"].clone()),
+            (json!(49), json!("joined"))
+        );
+    }
     assert_eq!(
         b.req(&f.ctx, json!({"msgid": 10, "groupid": gid, "msg": "x"}))["msgid"],
         16

@@ -14,102 +14,120 @@ use crate::bus::local::LocalBus;
 use crate::client::Client;
 use crate::hasher::{HashCost, Hasher};
 use crate::limit::LoginThrottle;
-use crate::model::{Contact, Conv, Group, LogMessage, Page, Pos, Summary, UserRecord};
+use crate::model::{
+    Contact, Conv, Group, LogMessage, Members, Page, Pos, Relation, Requests, Role, Summary,
+    UserRecord,
+};
 use crate::model::{GroupId, UserId};
 use crate::protocol::frame::Separator;
 use crate::service::Context;
 use crate::store::batch::LogWriter;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Accounts, Claim, Committed, Groups, Log, NewMessage, Pointer, Presence, Result, Social, Store,
-    StoreError, Tokens,
+    Accounts, Appended, Claim, GroupUpdate, Groups, Log, NewMessage, Pointer, Presence, Result,
+    Social, Store, StoreError, Tokens,
 };
+
+/// Calls `$make!(Type, Area { signatures })` for each named area of the store's API, so that the test
+/// stores below spell each signature once.
+macro_rules! with_api {
+    ($make:ident, $ty:ty, [$($area:ident),*]) => { $(with_api!(@$area $make, $ty);)* };
+    (@Accounts $make:ident, $ty:ty) => { $make!($ty, Accounts {
+        fn create_user(&self, name: &str, hash: &str) -> Result<UserId>;
+        fn find_user(&self, id: UserId) -> Result<Option<UserRecord>>;
+        fn find_user_by_name(&self, name: &str) -> Result<Option<UserId>>;
+        fn change_password(&self, user: UserId, hash: &str) -> Result<()>;
+    }); };
+    (@Presence $make:ident, $ty:ty) => { $make!($ty, Presence {
+        fn claim_device(&self, user: UserId, device: &str, node: &str, max: usize) -> Result<Claim>;
+        fn release_device(&self, user: UserId, device: &str, node: &str) -> Result<bool>;
+        fn heartbeat(&self, node: &str) -> Result<()>;
+        fn release_node(&self, node: &str) -> Result<()>;
+        fn reap_stale(&self) -> Result<Vec<UserId>>;
+    }); };
+    (@Social $make:ident, $ty:ty) => { $make!($ty, Social {
+        fn add_friend(&self, a: UserId, b: UserId) -> Result<()>;
+        fn friends(&self, user: UserId) -> Result<Vec<Contact>>;
+        fn relation(&self, a: UserId, b: UserId) -> Result<Option<Relation>>;
+        fn request_friend(&self, a: UserId, b: UserId, text: &str) -> Result<()>;
+        fn accept_request(&self, a: UserId, b: UserId) -> Result<bool>;
+        fn decline_request(&self, a: UserId, b: UserId) -> Result<bool>;
+        fn remove_friend(&self, a: UserId, b: UserId) -> Result<bool>;
+        fn set_block(&self, a: UserId, b: UserId, block: bool) -> Result<()>;
+        fn requests(&self, user: UserId) -> Result<Requests>;
+        fn blocked(&self, user: UserId) -> Result<Vec<(UserId, String)>>;
+        fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>>;
+    }); };
+    (@Groups $make:ident, $ty:ty) => { $make!($ty, Groups {
+        fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId>;
+        fn join_group(&self, group: GroupId, user: UserId) -> Result<bool>;
+        fn groups_of(&self, user: UserId) -> Result<Vec<Group>>;
+        fn group_info(&self, group: GroupId) -> Result<Option<Group>>;
+        fn group_members(&self, group: GroupId) -> Result<Option<Members>>;
+        fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()>;
+        fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool>;
+        fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()>;
+        fn dissolve_group(&self, group: GroupId) -> Result<()>;
+    }); };
+    (@Log $make:ident, $ty:ty) => { $make!($ty, Log {
+        fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>>;
+        fn store_offline(&self, pointers: &[Pointer]) -> Result<()>;
+        fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>>;
+        fn conversations(&self, user: UserId) -> Result<Vec<Summary>>;
+        fn history(&self, conv: Conv, page: Page, limit: usize) -> Result<(Vec<LogMessage>, bool)>;
+        fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)>;
+    }); };
+    (@Tokens $make:ident, $ty:ty) => { $make!($ty, Tokens {
+        fn save_token(&self, user: UserId, device: &str, hash: &[u8]) -> Result<()>;
+        fn token_hash(&self, user: UserId, device: &str) -> Result<Option<Vec<u8>>>;
+        fn revoke_token(&self, user: UserId, device: &str) -> Result<()>;
+    }); };
+}
+
+/// An area whose every call fails as storage that is down.
+macro_rules! down {
+    ($ty:ty, $area:ident { $(fn $name:ident(&self $(, $arg:ident: $t:ty)*) -> $ret:ty;)* }) => {
+        impl $area for $ty {
+            $(fn $name(&self $(, $arg: $t)*) -> $ret {
+                let _ = ($($arg,)*);
+                Err(StoreError::Unavailable("test store".into()))
+            })*
+        }
+    };
+}
+
+/// An area served by the embedded store inside.
+macro_rules! delegate {
+    ($ty:ty, $area:ident { $(fn $name:ident(&self $(, $arg:ident: $t:ty)*) -> $ret:ty;)* }) => {
+        impl $area for $ty {
+            $(fn $name(&self $(, $arg: $t)*) -> $ret {
+                self.0.$name($($arg),*)
+            })*
+        }
+    };
+}
 
 /// A store whose user lookup panics (a stand-in for any bug in a handler) and which is otherwise down.
 struct PanickingStore;
 
-fn down<T>() -> Result<T> {
-    Err(StoreError::Unavailable("test store".into()))
-}
+with_api!(
+    down,
+    PanickingStore,
+    [Presence, Social, Groups, Log, Tokens]
+);
 
 impl Accounts for PanickingStore {
     fn create_user(&self, _: &str, _: &str) -> Result<UserId> {
-        down()
+        Err(StoreError::Unavailable("test store".into()))
     }
     fn find_user(&self, _: UserId) -> Result<Option<UserRecord>> {
         panic!("a bug in a handler")
     }
-}
-
-impl Presence for PanickingStore {
-    fn claim_device(&self, _: UserId, _: &str, _: &str, _: usize) -> Result<Claim> {
-        down()
+    fn find_user_by_name(&self, _: &str) -> Result<Option<UserId>> {
+        panic!("a bug in a handler")
     }
-    fn release_device(&self, _: UserId, _: &str, _: &str) -> Result<bool> {
-        down()
-    }
-    fn heartbeat(&self, _: &str) -> Result<()> {
-        down()
-    }
-    fn release_node(&self, _: &str) -> Result<()> {
-        down()
-    }
-}
-
-impl Social for PanickingStore {
-    fn add_friend(&self, _: UserId, _: UserId) -> Result<()> {
-        down()
-    }
-    fn friends(&self, _: UserId) -> Result<Vec<Contact>> {
-        down()
-    }
-}
-
-impl Groups for PanickingStore {
-    fn create_group(&self, _: UserId, _: &str, _: &str) -> Result<GroupId> {
-        down()
-    }
-    fn join_group(&self, _: GroupId, _: UserId) -> Result<()> {
-        down()
-    }
-    fn groups_of(&self, _: UserId) -> Result<Vec<Group>> {
-        down()
-    }
-    fn group_members(&self, _: GroupId) -> Result<Option<Vec<UserId>>> {
-        down()
-    }
-}
-
-impl Log for PanickingStore {
-    fn append(&self, _: &[&NewMessage]) -> Result<Vec<Committed>> {
-        down()
-    }
-    fn store_offline(&self, _: &[Pointer]) -> Result<()> {
-        down()
-    }
-    fn take_offline(&self, _: UserId, _: usize) -> Result<Vec<LogMessage>> {
-        down()
-    }
-    fn conversations(&self, _: UserId) -> Result<Vec<Summary>> {
-        down()
-    }
-    fn history(&self, _: Conv, _: Page, _: usize) -> Result<(Vec<LogMessage>, bool)> {
-        down()
-    }
-    fn mark_read(&self, _: UserId, _: Conv, _: Pos) -> Result<(Pos, bool)> {
-        down()
-    }
-}
-
-impl Tokens for PanickingStore {
-    fn save_token(&self, _: UserId, _: &str, _: &[u8]) -> Result<()> {
-        down()
-    }
-    fn token_hash(&self, _: UserId, _: &str) -> Result<Option<Vec<u8>>> {
-        down()
-    }
-    fn revoke_token(&self, _: UserId, _: &str) -> Result<()> {
-        down()
+    fn change_password(&self, _: UserId, _: &str) -> Result<()> {
+        panic!("a bug in a handler")
     }
 }
 
@@ -117,59 +135,39 @@ impl Tokens for PanickingStore {
 /// read was set aside to be committed.
 struct PanicOnGroups(SqliteStore);
 
+with_api!(
+    delegate,
+    PanicOnGroups,
+    [Accounts, Presence, Social, Log, Tokens]
+);
+
 impl Groups for PanicOnGroups {
     fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId> {
         self.0.create_group(creator, name, desc)
     }
-    fn join_group(&self, group: GroupId, user: UserId) -> Result<()> {
+    fn join_group(&self, group: GroupId, user: UserId) -> Result<bool> {
         self.0.join_group(group, user)
     }
     fn groups_of(&self, user: UserId) -> Result<Vec<Group>> {
         self.0.groups_of(user)
     }
-    fn group_members(&self, _: GroupId) -> Result<Option<Vec<UserId>>> {
+    fn group_info(&self, group: GroupId) -> Result<Option<Group>> {
+        self.0.group_info(group)
+    }
+    fn group_members(&self, _: GroupId) -> Result<Option<Members>> {
         panic!("a bug in a handler")
     }
-}
-
-/// The other areas of [`PanicOnGroups`] are the embedded store's own.
-macro_rules! delegate {
-    ($($area:ident { $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)* })*) => {
-        $(impl $area for PanicOnGroups {
-            $(fn $name(&self $(, $arg: $ty)*) -> $ret {
-                self.0.$name($($arg),*)
-            })*
-        })*
-    };
-}
-
-delegate! {
-    Accounts {
-        fn create_user(&self, name: &str, hash: &str) -> Result<UserId>;
-        fn find_user(&self, id: UserId) -> Result<Option<UserRecord>>;
+    fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()> {
+        self.0.set_roles(group, roles)
     }
-    Presence {
-        fn claim_device(&self, user: UserId, device: &str, node: &str, max: usize) -> Result<Claim>;
-        fn release_device(&self, user: UserId, device: &str, node: &str) -> Result<bool>;
-        fn heartbeat(&self, node: &str) -> Result<()>;
-        fn release_node(&self, node: &str) -> Result<()>;
+    fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool> {
+        self.0.remove_member(group, user)
     }
-    Social {
-        fn add_friend(&self, a: UserId, b: UserId) -> Result<()>;
-        fn friends(&self, user: UserId) -> Result<Vec<Contact>>;
+    fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {
+        self.0.update_group(group, update)
     }
-    Log {
-        fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Committed>>;
-        fn store_offline(&self, pointers: &[Pointer]) -> Result<()>;
-        fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>>;
-        fn conversations(&self, user: UserId) -> Result<Vec<Summary>>;
-        fn history(&self, conv: Conv, page: Page, limit: usize) -> Result<(Vec<LogMessage>, bool)>;
-        fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)>;
-    }
-    Tokens {
-        fn save_token(&self, user: UserId, device: &str, hash: &[u8]) -> Result<()>;
-        fn token_hash(&self, user: UserId, device: &str) -> Result<Option<Vec<u8>>>;
-        fn revoke_token(&self, user: UserId, device: &str) -> Result<()>;
+    fn dissolve_group(&self, group: GroupId) -> Result<()> {
+        self.0.dissolve_group(group)
     }
 }
 
@@ -219,6 +217,7 @@ fn context(store: Arc<dyn Store>) -> Context {
         login_throttle: LoginThrottle::new(&Default::default()),
         members: Default::default(),
         users: Default::default(),
+        typing: Default::default(),
     }
 }
 

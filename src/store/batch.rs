@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::{Committed, NewMessage, Pointer, Result, Store, StoreError};
+use super::{Appended, NewMessage, Pointer, Result, Store, StoreError};
 
 /// Messages at which the writer stops adding waiting jobs to a transaction (one job may take it past
 /// this), so that one commit does not hold the database for long.
@@ -17,7 +17,7 @@ const MAX_MESSAGES: usize = 4096;
 enum Job {
     Append {
         messages: Vec<NewMessage>,
-        reply: Sender<Appended>,
+        reply: Sender<Done>,
     },
     Offline {
         pointers: Vec<Pointer>,
@@ -34,8 +34,9 @@ impl Job {
     }
 }
 
-/// A caller's messages handed back with where the log put them, or why it could not.
-type Appended = Result<(Vec<NewMessage>, Vec<Committed>)>;
+/// A caller's messages handed back with where the log put each one (or why not), or why it could not
+/// write at all.
+type Done = Result<(Vec<NewMessage>, Vec<Appended>)>;
 
 /// The handle through which the service writes to the log.
 pub struct LogWriter {
@@ -58,7 +59,7 @@ impl LogWriter {
 
     /// Appends `messages` (see [`super::Log::append`]) in one transaction with whatever else is waiting,
     /// and hands them back with where each one is.
-    pub fn append(&self, messages: Vec<NewMessage>) -> Appended {
+    pub fn append(&self, messages: Vec<NewMessage>) -> Done {
         if messages.is_empty() {
             return Ok((messages, Vec::new()));
         }
@@ -104,7 +105,7 @@ fn write_loop(store: &dyn Store, jobs: &Receiver<Job>) {
 }
 
 /// One transaction for every waiting append; each caller gets the results of its own messages.
-fn append_all(store: &dyn Store, jobs: Vec<(Vec<NewMessage>, Sender<Appended>)>) {
+fn append_all(store: &dyn Store, jobs: Vec<(Vec<NewMessage>, Sender<Done>)>) {
     if jobs.is_empty() {
         return;
     }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::NewMessage;
+use super::{NewMessage, Require};
 use crate::model::{Conv, UserId};
 
 /// One migration: its number and its script for each store.
@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: LEGACY_OFFLINE,
         sqlite: include_str!("../../sql/sqlite/002_log.sql"),
         mysql: include_str!("../../sql/mysql/002_log.sql"),
+    },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../../sql/sqlite/003_people.sql"),
+        mysql: include_str!("../../sql/mysql/003_people.sql"),
     },
 ];
 
@@ -100,6 +105,7 @@ fn legacy_message(to: UserId, frame: &str) -> Option<NewMessage> {
         time: v.get("time")?.as_str()?.to_owned(),
         text: v.get("msg")?.as_str()?.to_owned(),
         offline: vec![to],
+        require: Require::Nothing,
     })
 }
 

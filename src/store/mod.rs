@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::{
-    Contact, Conv, Group, LogMessage, Member, Page, Pos, Role, Summary, UserRecord,
+    Contact, Conv, Group, LogMessage, Member, Members, Page, Pos, Relation, Requests, Role,
+    Summary, UserRecord,
 };
 use crate::model::{GroupId, UserId};
 
@@ -57,7 +58,35 @@ pub struct NewMessage {
     /// Recipients known to have no device online: the message is recorded offline for them in the same
     /// transaction.
     pub offline: Vec<UserId>,
+    /// What must hold when the message commits, checked in the commit's own transaction, so that a block
+    /// or a kick acknowledged on any node a moment ago is in force.
+    pub require: Require,
 }
+
+/// A condition on appending a message, which the service chooses and the store checks at commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Require {
+    /// Nothing (a message to oneself, or one converted from the old offline list).
+    Nothing,
+    /// The one-to-one peer does not block the sender.
+    NotBlocked,
+    /// The sender is a member of the group.
+    Member,
+}
+
+/// Why a message was not appended: its [`Require`] did not hold at commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The peer blocks the sender.
+    Blocked,
+    /// The group does not exist (any more).
+    NoGroup,
+    /// The sender is not a member of the group (any more).
+    NotMember,
+}
+
+/// Where a message went: committed, or refused by its condition.
+pub type Appended = std::result::Result<Committed, Refusal>;
 
 /// Where the log put a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +97,8 @@ pub struct Committed {
     /// The sender had already committed a message with this `cid`: nothing was appended, and this is
     /// where the first one is.
     pub duplicate: bool,
+    /// For a group message, the version of the member list its commit saw ([`Members::version`]).
+    pub members_version: i64,
 }
 
 /// A message recorded as offline for `user`: it reached none of their devices.
@@ -96,6 +127,12 @@ pub trait Accounts: Send + Sync {
 
     /// Looks a user up by id.
     fn find_user(&self, id: UserId) -> Result<Option<UserRecord>>;
+
+    /// The id of the user with exactly this name.
+    fn find_user_by_name(&self, name: &str) -> Result<Option<UserId>>;
+
+    /// Replaces the user's password hash and revokes every resume token of theirs, in one transaction.
+    fn change_password(&self, user: UserId, password_hash: &str) -> Result<()>;
 }
 
 /// Who is online where: one row per logged-in device, held by a node whose heartbeat keeps it alive.
@@ -120,15 +157,54 @@ pub trait Presence: Send + Sync {
     /// Logs out every device held by `node`: at start (devices left over from a previous life of the
     /// same node) and at shutdown.
     fn release_node(&self, node: &str) -> Result<()>;
+
+    /// Logs out the devices of nodes whose heartbeat went stale (killed, or cut off), and returns the users
+    /// who have no device online any more. Each such device is reaped by one node only.
+    fn reap_stale(&self) -> Result<Vec<UserId>>;
 }
 
-/// Friendships.
+/// Friendships, friend requests and blocks. The service decides what is allowed; these only store.
 pub trait Social: Send + Sync {
-    /// Makes `a` and `b` friends of each other; idempotent. [`StoreError::NotFound`] if `b` does not exist.
+    /// Makes `a` and `b` friends of each other and drops pending requests between them; idempotent.
+    /// [`StoreError::NotFound`] if `b` does not exist.
     fn add_friend(&self, a: UserId, b: UserId) -> Result<()>;
 
-    /// The user's friends with their presence.
+    /// The user's friends with their presence, by id.
     fn friends(&self, user: UserId) -> Result<Vec<Contact>>;
+
+    /// How `a` stands towards `b`; `None` if `b` does not exist.
+    fn relation(&self, a: UserId, b: UserId) -> Result<Option<Relation>>;
+
+    /// Records `from`'s request to `to` (an existing one is kept as it is).
+    fn request_friend(&self, from: UserId, to: UserId, text: &str) -> Result<()>;
+
+    /// Turns `from`'s pending request to `to` into a friendship; `false` when there was none.
+    fn accept_request(&self, from: UserId, to: UserId) -> Result<bool>;
+
+    /// Drops `from`'s pending request to `to`; `false` when there was none.
+    fn decline_request(&self, from: UserId, to: UserId) -> Result<bool>;
+
+    /// Ends the friendship of `a` and `b` and drops requests between them; whether anything was there.
+    fn remove_friend(&self, a: UserId, b: UserId) -> Result<bool>;
+
+    /// Makes `a` block `b` (which ends their friendship and drops requests between them), or unblock.
+    fn set_block(&self, a: UserId, b: UserId, block: bool) -> Result<()>;
+
+    /// The requests waiting on `user`: those made to them and those they made, by id.
+    fn requests(&self, user: UserId) -> Result<Requests>;
+
+    /// The users `user` blocks, with their names, by id.
+    fn blocked(&self, user: UserId) -> Result<Vec<(UserId, String)>>;
+
+    /// The users who block `user`.
+    fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>>;
+}
+
+/// What a change of group settings sets; `None` keeps the field.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupUpdate<'a> {
+    pub name: Option<&'a str>,
+    pub desc: Option<&'a str>,
 }
 
 /// Groups and their members.
@@ -136,15 +212,31 @@ pub trait Groups: Send + Sync {
     /// Creates a group with `creator` as its creator; [`StoreError::Conflict`] when the name is taken.
     fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId>;
 
-    /// Adds `user` to `group` as a normal member; idempotent (a creator stays creator).
-    /// [`StoreError::NotFound`] if the group does not exist.
-    fn join_group(&self, group: GroupId, user: UserId) -> Result<()>;
+    /// Adds `user` to `group` as a normal member; `false` when they were one already (a creator stays
+    /// creator). [`StoreError::NotFound`] if the group does not exist.
+    fn join_group(&self, group: GroupId, user: UserId) -> Result<bool>;
 
     /// The groups `user` belongs to, each with all its members and their presence.
     fn groups_of(&self, user: UserId) -> Result<Vec<Group>>;
 
-    /// The member ids of `group`, or `None` if it does not exist.
-    fn group_members(&self, group: GroupId) -> Result<Option<Vec<UserId>>>;
+    /// One group with its members and their presence, or `None` if it does not exist.
+    fn group_info(&self, group: GroupId) -> Result<Option<Group>>;
+
+    /// The members of `group` with their roles, or `None` if it does not exist.
+    fn group_members(&self, group: GroupId) -> Result<Option<Members>>;
+
+    /// Gives members their roles, in one transaction (a hand-over changes two).
+    fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()>;
+
+    /// Removes `user` from `group`; `false` when they were not a member.
+    fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool>;
+
+    /// Renames the group or changes its description; [`StoreError::Conflict`] when another group has
+    /// the name.
+    fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()>;
+
+    /// Deletes the group with its members, its log, its read positions and offline pointers.
+    fn dissolve_group(&self, group: GroupId) -> Result<()>;
 }
 
 /// The message log: every chat message with its position, read positions, and the offline list that
@@ -154,7 +246,8 @@ pub trait Log: Send + Sync {
     /// (consecutive and distinct even when several nodes append at once), records them offline for their
     /// `offline` recipients and moves each sender's read position to their message. A message whose
     /// sender already committed its `cid` is not appended again: its [`Committed`] is the first one's.
-    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Committed>>;
+    /// A message whose [`Require`] does not hold is not appended: its [`Refusal`] says why.
+    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>>;
 
     /// Records messages as offline for users (they reached none of their devices), in one transaction.
     fn store_offline(&self, pointers: &[Pointer]) -> Result<()>;

@@ -19,10 +19,14 @@ use r2d2_mysql::mysql::{self, Opts, OptsBuilder, TxOpts, Value};
 
 use super::migrate::{self, LEGACY_OFFLINE, MIGRATIONS};
 use super::{
-    Accounts, Claim, Committed, GroupRow, Groups, Log, MemberRow, NewMessage, Pointer, Presence,
-    Result, Social, StoreError, Tokens, assemble_groups, now_ms,
+    Accounts, Appended, Claim, Committed, GroupRow, GroupUpdate, Groups, Log, MemberRow,
+    NewMessage, Pointer, Presence, Refusal, Require, Result, Social, StoreError, Tokens,
+    assemble_groups, now_ms,
 };
-use crate::model::{Contact, Conv, Group, LogMessage, Page, Pos, Summary, UserRecord};
+use crate::model::{
+    Contact, Conv, Group, LogMessage, Members, Page, Pos, Relation, Request, Requests, Role,
+    Summary, UserRecord,
+};
 use crate::model::{GroupId, UserId};
 
 /// MySQL's "duplicate entry" error code.
@@ -270,6 +274,7 @@ fn committed_cids(
                     pos,
                     ts,
                     duplicate: true,
+                    members_version: 0,
                 };
                 found.insert((sender, utf8(cid)), committed);
             }
@@ -278,12 +283,101 @@ fn committed_cids(
     Ok(found)
 }
 
+/// Runs `SELECT columns FROM table WHERE (a = ? AND b = ?) OR …` for `pairs`, in chunks.
+fn select_pairs<T: mysql::prelude::FromRow>(
+    tx: &mut mysql::Transaction,
+    select: &str,
+    columns: (&str, &str),
+    pairs: &[(i64, i64)],
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for chunk in pairs.chunks(ROWS_PER_INSERT) {
+        let condition =
+            vec![format!("({} = ? AND {} = ?)", columns.0, columns.1); chunk.len()].join(" OR ");
+        let params: Vec<Value> = chunk
+            .iter()
+            .flat_map(|&(a, b)| [Value::from(a), Value::from(b)])
+            .collect();
+        out.extend(tx.exec::<T, _, _>(format!("{select} WHERE {condition}"), params)?);
+    }
+    Ok(out)
+}
+
+/// Checks the [`Require`] of each message (those `wanted`), with a few queries for the whole batch: the
+/// group's member-list version (0 for one-to-one) or why the message may not be appended.
+fn conditions(
+    tx: &mut mysql::Transaction,
+    messages: &[&NewMessage],
+    wanted: &[bool],
+) -> Result<Vec<std::result::Result<i64, Refusal>>> {
+    let (mut blocks, mut memberships) = (Vec::new(), Vec::new());
+    for (m, _) in messages.iter().zip(wanted).filter(|(_, w)| **w) {
+        match (m.require, m.conv) {
+            (Require::NotBlocked, conv) => {
+                let peer = conv.peer_of(m.sender).unwrap_or(m.sender);
+                blocks.push((i64::from(peer), i64::from(m.sender)));
+            }
+            (Require::Member, Conv::Group(g)) => {
+                memberships.push((i64::from(g), i64::from(m.sender)))
+            }
+            _ => {}
+        }
+    }
+    let blocked: std::collections::HashSet<(i64, i64)> = select_pairs::<(i64, i64)>(
+        tx,
+        "SELECT userid, blockedid FROM userblock",
+        ("userid", "blockedid"),
+        &blocks,
+    )?
+    .into_iter()
+    .collect();
+    let members: std::collections::HashSet<(i64, i64)> = select_pairs::<(i64, i64)>(
+        tx,
+        "SELECT groupid, userid FROM groupuser",
+        ("groupid", "userid"),
+        &memberships,
+    )?
+    .into_iter()
+    .collect();
+    let mut versions: HashMap<i64, i64> = HashMap::new();
+    let groups: Vec<i64> = memberships.iter().map(|&(g, _)| g).collect();
+    for chunk in groups.chunks(ROWS_PER_INSERT) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let rows: Vec<(i64, i64)> = tx.exec(
+            format!("SELECT id, version FROM allgroup WHERE id IN ({marks})"),
+            chunk.to_vec(),
+        )?;
+        versions.extend(rows);
+    }
+    Ok(messages
+        .iter()
+        .map(|m| match (m.require, m.conv) {
+            (Require::NotBlocked, conv) => {
+                let peer = conv.peer_of(m.sender).unwrap_or(m.sender);
+                if blocked.contains(&(i64::from(peer), i64::from(m.sender))) {
+                    Err(Refusal::Blocked)
+                } else {
+                    Ok(0)
+                }
+            }
+            (Require::Member, Conv::Group(g)) => match versions.get(&i64::from(g)) {
+                None => Err(Refusal::NoGroup),
+                Some(_) if !members.contains(&(i64::from(g), i64::from(m.sender))) => {
+                    Err(Refusal::NotMember)
+                }
+                Some(&version) => Ok(version),
+            },
+            _ => Ok(0),
+        })
+        .collect())
+}
+
 /// [`Log::append`] inside a transaction, every message committed at `ts`.
 fn append_in(
     tx: &mut mysql::Transaction,
     messages: &[&NewMessage],
     ts: i64,
-) -> Result<Vec<Committed>> {
+) -> Result<Vec<Appended>> {
     let wanted: Vec<(UserId, &str)> = messages
         .iter()
         .filter_map(|m| Some((m.sender, m.cid.as_deref()?)))
@@ -303,10 +397,13 @@ fn append_in(
             Some(cid) => batch_cids.insert((m.sender, cid), i).is_none(),
             None => true,
         };
-        if first {
+        fresh.push(first);
+    }
+    let allowed = conditions(tx, messages, &fresh)?;
+    for ((m, first), allowed) in messages.iter().zip(&fresh).zip(&allowed) {
+        if *first && allowed.is_ok() {
             *counts.entry(m.conv.key()).or_default() += 1;
         }
-        fresh.push(first);
     }
     let mut next = HashMap::new();
     if !counts.is_empty() {
@@ -333,19 +430,26 @@ fn append_in(
     }
     let mut out = Vec::with_capacity(messages.len());
     let (mut rows, mut reads, mut pointers) = (Vec::new(), Vec::new(), Vec::new());
-    for (m, first) in messages.iter().zip(fresh) {
+    for ((m, first), allowed) in messages.iter().zip(fresh).zip(allowed) {
         if !first {
             let cid = m.cid.clone().expect("only messages with a cid repeat");
             let earlier = match cids.get(&(m.sender, cid.clone())) {
-                Some(c) => *c,
+                Some(c) => Ok(*c),
                 None => out[batch_cids[&(m.sender, cid.as_str())]],
             };
-            out.push(Committed {
+            out.push(earlier.map(|c| Committed {
                 duplicate: true,
-                ..earlier
-            });
+                ..c
+            }));
             continue;
         }
+        let members_version = match allowed {
+            Ok(version) => version,
+            Err(refusal) => {
+                out.push(Err(refusal));
+                continue;
+            }
+        };
         let key = m.conv.key();
         let slot = next
             .get_mut(&key)
@@ -376,11 +480,12 @@ fn append_in(
             pos,
             ts,
             duplicate: false,
+            members_version,
         };
         if let Some(cid) = &m.cid {
             cids.insert((m.sender, cid.clone()), committed);
         }
-        out.push(committed);
+        out.push(Ok(committed));
     }
     insert_rows(
         tx,
@@ -477,6 +582,23 @@ impl Accounts for MysqlStore {
             password_hash,
         }))
     }
+
+    fn find_user_by_name(&self, name: &str) -> Result<Option<UserId>> {
+        Ok(self
+            .conn()?
+            .exec_first("SELECT id FROM user WHERE name = ?", (name,))?)
+    }
+
+    fn change_password(&self, user: UserId, password_hash: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.exec_drop(
+                "UPDATE user SET password = ? WHERE id = ?",
+                (password_hash, user),
+            )?;
+            tx.exec_drop("DELETE FROM token WHERE userid = ?", (user,))?;
+            Ok(())
+        })
+    }
 }
 
 impl Presence for MysqlStore {
@@ -544,6 +666,37 @@ impl Presence for MysqlStore {
             .exec_drop("DELETE FROM device WHERE node = ?", (node,))?;
         Ok(())
     }
+
+    fn reap_stale(&self) -> Result<Vec<UserId>> {
+        self.write(|tx| {
+            let stale: Vec<Vec<u8>> = tx.exec(
+                "SELECT id FROM node WHERE heartbeat < UNIX_TIMESTAMP() - ?",
+                (self.liveness,),
+            )?;
+            if stale.is_empty() {
+                return Ok(Vec::new());
+            }
+            let marks = vec!["?"; stale.len()].join(", ");
+            // Locking reads: a node reaping at the same moment waits, then finds the rows gone.
+            let users: Vec<UserId> = tx.exec(
+                format!("SELECT DISTINCT userid FROM device WHERE node IN ({marks}) FOR UPDATE"),
+                stale.clone(),
+            )?;
+            if users.is_empty() {
+                return Ok(users);
+            }
+            tx.exec_drop(format!("DELETE FROM device WHERE node IN ({marks})"), stale)?;
+            let mut gone = Vec::new();
+            for user in users {
+                let left: Option<i32> =
+                    tx.exec_first("SELECT 1 FROM device WHERE userid = ? LIMIT 1", (user,))?;
+                if left.is_none() {
+                    gone.push(user);
+                }
+            }
+            Ok(gone)
+        })
+    }
 }
 
 impl Social for MysqlStore {
@@ -551,11 +704,7 @@ impl Social for MysqlStore {
         self.write(|tx| {
             let exists: Option<i32> = tx.exec_first("SELECT 1 FROM user WHERE id = ?", (b,))?;
             exists.ok_or(StoreError::NotFound)?;
-            tx.exec_batch(
-                "INSERT IGNORE INTO friend (userid, friendid) VALUES (?, ?)",
-                [(a, b), (b, a)],
-            )?;
-            Ok(())
+            befriend(tx, a, b)
         })
     }
 
@@ -577,6 +726,154 @@ impl Social for MysqlStore {
             })
             .collect())
     }
+
+    fn relation(&self, a: UserId, b: UserId) -> Result<Option<Relation>> {
+        let row: Option<(bool, bool, bool, bool, bool)> = self.conn()?.exec_first(
+            "SELECT EXISTS (SELECT 1 FROM friend WHERE userid = ? AND friendid = ?), \
+             EXISTS (SELECT 1 FROM friendrequest WHERE userid = ? AND friendid = ?), \
+             EXISTS (SELECT 1 FROM friendrequest WHERE userid = ? AND friendid = ?), \
+             EXISTS (SELECT 1 FROM userblock WHERE userid = ? AND blockedid = ?), \
+             EXISTS (SELECT 1 FROM userblock WHERE userid = ? AND blockedid = ?) \
+             FROM user WHERE id = ?",
+            vec![a, b, a, b, b, a, a, b, b, a, b],
+        )?;
+        Ok(row.map(
+            |(friends, i_asked, they_asked, i_block, they_block)| Relation {
+                friends,
+                i_asked,
+                they_asked,
+                i_block,
+                they_block,
+            },
+        ))
+    }
+
+    fn request_friend(&self, from: UserId, to: UserId, text: &str) -> Result<()> {
+        self.conn()?.exec_drop(
+            "INSERT IGNORE INTO friendrequest (userid, friendid, text, created) \
+             VALUES (?, ?, ?, UNIX_TIMESTAMP())",
+            (from, to, text),
+        )?;
+        Ok(())
+    }
+
+    fn accept_request(&self, from: UserId, to: UserId) -> Result<bool> {
+        self.write(|tx| {
+            tx.exec_drop(
+                "DELETE FROM friendrequest WHERE userid = ? AND friendid = ?",
+                (from, to),
+            )?;
+            let asked = tx.affected_rows() > 0;
+            if asked {
+                befriend(tx, from, to)?;
+            }
+            Ok(asked)
+        })
+    }
+
+    fn decline_request(&self, from: UserId, to: UserId) -> Result<bool> {
+        let mut conn = self.conn()?;
+        conn.exec_drop(
+            "DELETE FROM friendrequest WHERE userid = ? AND friendid = ?",
+            (from, to),
+        )?;
+        Ok(conn.affected_rows() > 0)
+    }
+
+    fn remove_friend(&self, a: UserId, b: UserId) -> Result<bool> {
+        self.write(|tx| unfriend(tx, a, b))
+    }
+
+    fn set_block(&self, a: UserId, b: UserId, block: bool) -> Result<()> {
+        self.write(|tx| {
+            if block {
+                unfriend(tx, a, b)?;
+                tx.exec_drop(
+                    "INSERT IGNORE INTO userblock (userid, blockedid) VALUES (?, ?)",
+                    (a, b),
+                )?;
+            } else {
+                tx.exec_drop(
+                    "DELETE FROM userblock WHERE userid = ? AND blockedid = ?",
+                    (a, b),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn requests(&self, user: UserId) -> Result<Requests> {
+        let mut conn = self.conn()?;
+        let mut list = |sql: &str| -> Result<Vec<Request>> {
+            let rows: Vec<(UserId, Vec<u8>, String)> = conn.exec(sql, (user,))?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, name, text)| Request {
+                    id,
+                    name: utf8(name),
+                    text,
+                })
+                .collect())
+        };
+        Ok(Requests {
+            incoming: list(
+                "SELECT u.id, u.name, f.text FROM friendrequest f JOIN user u ON u.id = f.userid \
+                 WHERE f.friendid = ? ORDER BY u.id",
+            )?,
+            outgoing: list(
+                "SELECT u.id, u.name, f.text FROM friendrequest f JOIN user u ON u.id = f.friendid \
+                 WHERE f.userid = ? ORDER BY u.id",
+            )?,
+        })
+    }
+
+    fn blocked(&self, user: UserId) -> Result<Vec<(UserId, String)>> {
+        let rows: Vec<(UserId, Vec<u8>)> = self.conn()?.exec(
+            "SELECT u.id, u.name FROM userblock b JOIN user u ON u.id = b.blockedid \
+             WHERE b.userid = ? ORDER BY u.id",
+            (user,),
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| (id, utf8(name)))
+            .collect())
+    }
+
+    fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>> {
+        Ok(self
+            .conn()?
+            .exec("SELECT userid FROM userblock WHERE blockedid = ?", (user,))?)
+    }
+}
+
+/// Makes `a` and `b` friends both ways and drops the requests between them.
+fn befriend(tx: &mut mysql::Transaction, a: UserId, b: UserId) -> Result<()> {
+    tx.exec_batch(
+        "INSERT IGNORE INTO friend (userid, friendid) VALUES (?, ?)",
+        [(a, b), (b, a)],
+    )?;
+    drop_requests(tx, a, b)?;
+    Ok(())
+}
+
+/// Ends the friendship of `a` and `b` and drops the requests between them; whether anything was there.
+fn unfriend(tx: &mut mysql::Transaction, a: UserId, b: UserId) -> Result<bool> {
+    tx.exec_drop(
+        "DELETE FROM friend WHERE (userid = ? AND friendid = ?) OR (userid = ? AND friendid = ?)",
+        (a, b, b, a),
+    )?;
+    let friends = tx.affected_rows();
+    Ok(friends + drop_requests(tx, a, b)? > 0)
+}
+
+/// Drops the friend requests between `a` and `b`, both ways; how many there were.
+fn drop_requests(tx: &mut mysql::Transaction, a: UserId, b: UserId) -> Result<u64> {
+    tx.exec_drop(
+        "DELETE FROM friendrequest WHERE (userid = ? AND friendid = ?) \
+         OR (userid = ? AND friendid = ?)",
+        (a, b, b, a),
+    )?;
+    Ok(tx.affected_rows())
 }
 
 impl Groups for MysqlStore {
@@ -595,7 +892,7 @@ impl Groups for MysqlStore {
         })
     }
 
-    fn join_group(&self, group: GroupId, user: UserId) -> Result<()> {
+    fn join_group(&self, group: GroupId, user: UserId) -> Result<bool> {
         self.write(|tx| {
             let exists: Option<i32> =
                 tx.exec_first("SELECT 1 FROM allgroup WHERE id = ? FOR UPDATE", (group,))?;
@@ -604,7 +901,11 @@ impl Groups for MysqlStore {
                 "INSERT IGNORE INTO groupuser (groupid, userid, grouprole) VALUES (?, ?, 'normal')",
                 (group, user),
             )?;
-            Ok(())
+            let joined = tx.affected_rows() > 0;
+            if joined {
+                bump_version(tx, group)?;
+            }
+            Ok(joined)
         })
     }
 
@@ -615,41 +916,136 @@ impl Groups for MysqlStore {
              JOIN groupuser gu ON gu.groupid = g.id WHERE gu.userid = ? ORDER BY g.id",
             (user,),
         )?;
-        let members: Vec<(GroupId, UserId, Vec<u8>, bool, String)> = conn.exec(
+        let members = self.member_rows(
+            &mut conn,
+            "gu.groupid IN (SELECT groupid FROM groupuser WHERE userid = ?)",
+            user,
+        )?;
+        Ok(assemble_groups(group_rows(groups), members))
+    }
+
+    fn group_info(&self, group: GroupId) -> Result<Option<Group>> {
+        let mut conn = self.conn()?;
+        let row: Option<(GroupId, Vec<u8>, String)> = conn.exec_first(
+            "SELECT id, groupname, groupdesc FROM allgroup WHERE id = ?",
+            (group,),
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        let members = self.member_rows(&mut conn, "gu.groupid = ?", group)?;
+        Ok(assemble_groups(group_rows(vec![row]), members).pop())
+    }
+
+    fn group_members(&self, group: GroupId) -> Result<Option<Members>> {
+        let mut conn = self.conn()?;
+        let version: Option<i64> =
+            conn.exec_first("SELECT version FROM allgroup WHERE id = ?", (group,))?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let rows: Vec<(UserId, String)> = conn.exec(
+            "SELECT userid, grouprole FROM groupuser WHERE groupid = ?",
+            (group,),
+        )?;
+        let list = rows
+            .into_iter()
+            .map(|(user, role)| (user, Role::from_column(&role)))
+            .collect();
+        Ok(Some(Members { version, list }))
+    }
+
+    fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()> {
+        self.write(|tx| {
+            tx.exec_batch(
+                "UPDATE groupuser SET grouprole = ? WHERE groupid = ? AND userid = ?",
+                roles
+                    .iter()
+                    .map(|&(user, role)| (role.as_str(), group, user)),
+            )?;
+            Ok(())
+        })
+    }
+
+    fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool> {
+        self.write(|tx| {
+            tx.exec_drop(
+                "DELETE FROM groupuser WHERE groupid = ? AND userid = ?",
+                (group, user),
+            )?;
+            let removed = tx.affected_rows() > 0;
+            if removed {
+                bump_version(tx, group)?;
+            }
+            Ok(removed)
+        })
+    }
+
+    fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {
+        self.write(|tx| {
+            let exists: Option<i32> =
+                tx.exec_first("SELECT 1 FROM allgroup WHERE id = ? FOR UPDATE", (group,))?;
+            exists.ok_or(StoreError::NotFound)?;
+            tx.exec_drop(
+                "UPDATE allgroup SET groupname = COALESCE(?, groupname), \
+                 groupdesc = COALESCE(?, groupdesc) WHERE id = ?",
+                (update.name, update.desc, group),
+            )?;
+            Ok(())
+        })
+    }
+
+    fn dissolve_group(&self, group: GroupId) -> Result<()> {
+        self.write(|tx| {
+            let key = Conv::Group(group).key();
+            tx.exec_drop("DELETE FROM allgroup WHERE id = ?", (group,))?;
+            tx.exec_drop("DELETE FROM groupuser WHERE groupid = ?", (group,))?;
+            for table in ["message", "readpos", "offlinemessage"] {
+                tx.exec_drop(format!("DELETE FROM {table} WHERE conv = ?"), (key,))?;
+            }
+            tx.exec_drop("DELETE FROM conversation WHERE id = ?", (key,))?;
+            Ok(())
+        })
+    }
+}
+
+impl MysqlStore {
+    /// Member rows (ordered by group, then user) of the groups `filter` selects with its `?` = `arg`.
+    fn member_rows(&self, conn: &mut Conn, filter: &str, arg: i32) -> Result<Vec<MemberRow>> {
+        let sql = format!(
             concat!(
                 "SELECT gu.groupid, u.id, u.name, ",
                 online!(),
                 ", gu.grouprole FROM groupuser gu JOIN user u ON u.id = gu.userid \
-                 WHERE gu.groupid IN (SELECT groupid FROM groupuser WHERE userid = ?) \
-                 ORDER BY gu.groupid, u.id"
+                 WHERE {} ORDER BY gu.groupid, u.id"
             ),
-            (self.liveness, user),
-        )?;
-        let groups: Vec<GroupRow> = groups
-            .into_iter()
-            .map(|(id, name, desc)| (id, utf8(name), desc))
-            .collect();
-        let members: Vec<MemberRow> = members
+            filter
+        );
+        let rows: Vec<(GroupId, UserId, Vec<u8>, bool, String)> =
+            conn.exec(sql, (self.liveness, arg))?;
+        Ok(rows
             .into_iter()
             .map(|(g, u, name, online, role)| (g, u, utf8(name), online, role))
-            .collect();
-        Ok(assemble_groups(groups, members))
-    }
-
-    fn group_members(&self, group: GroupId) -> Result<Option<Vec<UserId>>> {
-        let mut conn = self.conn()?;
-        let exists: Option<i32> =
-            conn.exec_first("SELECT 1 FROM allgroup WHERE id = ?", (group,))?;
-        if exists.is_none() {
-            return Ok(None);
-        }
-        let ids = conn.exec("SELECT userid FROM groupuser WHERE groupid = ?", (group,))?;
-        Ok(Some(ids))
+            .collect())
     }
 }
 
+/// Group rows with their names decoded.
+fn group_rows(rows: Vec<(GroupId, Vec<u8>, String)>) -> Vec<GroupRow> {
+    rows.into_iter()
+        .map(|(id, name, desc)| (id, utf8(name), desc))
+        .collect()
+}
+
+/// Marks a change of the group's members (see [`Members::version`]).
+fn bump_version(tx: &mut mysql::Transaction, group: GroupId) -> Result<()> {
+    tx.exec_drop(
+        "UPDATE allgroup SET version = version + 1 WHERE id = ?",
+        (group,),
+    )?;
+    Ok(())
+}
+
 impl Log for MysqlStore {
-    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Committed>> {
+    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
         let ts = now_ms();
         self.write(|tx| {
             // The same cid committed by another node a moment ago: run again, and find it.

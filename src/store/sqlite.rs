@@ -13,10 +13,14 @@ use rusqlite::{ErrorCode, OptionalExtension, Transaction, TransactionBehavior, p
 
 use super::migrate::{self, LEGACY_OFFLINE, MIGRATIONS};
 use super::{
-    Accounts, Claim, Committed, GroupRow, Groups, Log, MemberRow, NewMessage, Pointer, Presence,
-    Result, Social, StoreError, Tokens, assemble_groups, now_ms,
+    Accounts, Appended, Claim, Committed, GroupRow, GroupUpdate, Groups, Log, MemberRow,
+    NewMessage, Pointer, Presence, Refusal, Require, Result, Social, StoreError, Tokens,
+    assemble_groups, now_ms,
 };
-use crate::model::{Contact, Conv, Group, LogMessage, Page, Pos, Summary, UserRecord};
+use crate::model::{
+    Contact, Conv, Group, LogMessage, Members, Page, Pos, Relation, Request, Requests, Role,
+    Summary, UserRecord,
+};
 use crate::model::{GroupId, UserId};
 
 /// SQL true when user `u` has a device online: held by a node whose heartbeat is fresh (liveness in `?2`).
@@ -149,7 +153,8 @@ fn convert_legacy(tx: &Transaction) -> Result<()> {
 }
 
 /// [`Log::append`] inside a transaction, every message committed at `ts`.
-fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<Committed>> {
+fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<Appended>> {
+    let mut conditions = Conditions::new(tx);
     let mut find_cid =
         tx.prepare_cached("SELECT conv, pos, ts FROM message WHERE sender = ?1 AND cid = ?2")?;
     let mut bump = tx.prepare_cached(
@@ -184,17 +189,25 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
                             pos,
                             ts,
                             duplicate: true,
+                            members_version: 0,
                         })
                     }),
             };
             if let Some(first) = earlier {
-                out.push(Committed {
+                out.push(Ok(Committed {
                     duplicate: true,
                     ..first
-                });
+                }));
                 continue;
             }
         }
+        let members_version = match conditions.check(m)? {
+            Ok(version) => version,
+            Err(refusal) => {
+                out.push(Err(refusal));
+                continue;
+            }
+        };
         let key = m.conv.key();
         let pos: Pos = bump.query_row(params![key, ts], |r| r.get(0))?;
         insert.execute(params![key, pos, m.sender, ts, m.cid, m.time, m.text])?;
@@ -213,17 +226,61 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
             pos,
             ts,
             duplicate: false,
+            members_version,
         };
         if let Some(cid) = m.cid.as_deref() {
             seen.insert((m.sender, cid), committed);
         }
-        out.push(committed);
+        out.push(Ok(committed));
     }
     // Read positions once per user and conversation of the batch, not once per message.
     for ((user, key), (peer, pos)) in reads {
         read.execute(params![user, key, peer, pos])?;
     }
     Ok(out)
+}
+
+/// Checks a message's [`Require`] inside the append's transaction. Statements are prepared at their first
+/// use: the conversion of migration 2 appends before the tables of later migrations exist.
+struct Conditions<'t> {
+    tx: &'t Transaction<'t>,
+}
+
+impl<'t> Conditions<'t> {
+    fn new(tx: &'t Transaction) -> Self {
+        Conditions { tx }
+    }
+
+    /// Whether `m` may be appended: the group's member-list version (0 for one-to-one), or why not.
+    fn check(&mut self, m: &NewMessage) -> Result<std::result::Result<i64, Refusal>> {
+        Ok(match (m.require, m.conv) {
+            (Require::NotBlocked, conv) => {
+                let peer = conv.peer_of(m.sender).unwrap_or(m.sender);
+                let blocked = self
+                    .tx
+                    .prepare_cached("SELECT 1 FROM userblock WHERE userid = ?1 AND blockedid = ?2")?
+                    .query_row(params![peer, m.sender], |_| Ok(()))
+                    .optional()?;
+                blocked.map_or(Ok(0), |()| Err(Refusal::Blocked))
+            }
+            (Require::Member, Conv::Group(group)) => {
+                let row: Option<(i64, bool)> = self
+                    .tx
+                    .prepare_cached(
+                        "SELECT g.version, EXISTS (SELECT 1 FROM groupuser gu WHERE gu.groupid = g.id \
+                         AND gu.userid = ?2) FROM allgroup g WHERE g.id = ?1",
+                    )?
+                    .query_row(params![group, m.sender], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                match row {
+                    None => Err(Refusal::NoGroup),
+                    Some((_, false)) => Err(Refusal::NotMember),
+                    Some((version, true)) => Ok(version),
+                }
+            }
+            _ => Ok(0),
+        })
+    }
 }
 
 /// A [`LogMessage`] from a row of [`message_columns`] (starting at column `at`).
@@ -267,6 +324,26 @@ impl Accounts for SqliteStore {
             })
             .optional()?;
         Ok(user)
+    }
+
+    fn find_user_by_name(&self, name: &str) -> Result<Option<UserId>> {
+        let id = self
+            .conn()?
+            .prepare_cached("SELECT id FROM user WHERE name = ?1")?
+            .query_row(params![name], |r| r.get(0))
+            .optional()?;
+        Ok(id)
+    }
+
+    fn change_password(&self, user: UserId, password_hash: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE user SET password = ?2 WHERE id = ?1",
+                params![user, password_hash],
+            )?;
+            tx.execute("DELETE FROM token WHERE userid = ?1", params![user])?;
+            Ok(())
+        })
     }
 }
 
@@ -334,6 +411,37 @@ impl Presence for SqliteStore {
             .execute("DELETE FROM device WHERE node = ?1", params![node])?;
         Ok(())
     }
+
+    fn reap_stale(&self) -> Result<Vec<UserId>> {
+        self.write(|tx| {
+            let stale = "SELECT id FROM node WHERE heartbeat < unixepoch() - ?1";
+            let users: Vec<UserId> = tx
+                .prepare_cached(&format!(
+                    "SELECT DISTINCT userid FROM device WHERE node IN ({stale})"
+                ))?
+                .query_map(params![self.liveness], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if users.is_empty() {
+                return Ok(users);
+            }
+            tx.execute(
+                &format!("DELETE FROM device WHERE node IN ({stale})"),
+                params![self.liveness],
+            )?;
+            let mut left = tx.prepare_cached("SELECT 1 FROM device WHERE userid = ?1 LIMIT 1")?;
+            let mut gone = Vec::new();
+            for user in users {
+                if left
+                    .query_row(params![user], |_| Ok(()))
+                    .optional()?
+                    .is_none()
+                {
+                    gone.push(user);
+                }
+            }
+            Ok(gone)
+        })
+    }
 }
 
 impl Social for SqliteStore {
@@ -345,11 +453,7 @@ impl Social for SqliteStore {
             if exists.is_none() {
                 return Err(StoreError::NotFound);
             }
-            let mut insert =
-                tx.prepare("INSERT OR IGNORE INTO friend (userid, friendid) VALUES (?1, ?2)")?;
-            insert.execute(params![a, b])?;
-            insert.execute(params![b, a])?;
-            Ok(())
+            befriend(tx, a, b)
         })
     }
 
@@ -369,6 +473,158 @@ impl Social for SqliteStore {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    fn relation(&self, a: UserId, b: UserId) -> Result<Option<Relation>> {
+        let conn = self.conn()?;
+        let relation = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM friend WHERE userid = ?1 AND friendid = ?2), \
+                 EXISTS (SELECT 1 FROM friendrequest WHERE userid = ?1 AND friendid = ?2), \
+                 EXISTS (SELECT 1 FROM friendrequest WHERE userid = ?2 AND friendid = ?1), \
+                 EXISTS (SELECT 1 FROM userblock WHERE userid = ?1 AND blockedid = ?2), \
+                 EXISTS (SELECT 1 FROM userblock WHERE userid = ?2 AND blockedid = ?1) \
+                 FROM user WHERE id = ?2",
+            )?
+            .query_row(params![a, b], |r| {
+                Ok(Relation {
+                    friends: r.get(0)?,
+                    i_asked: r.get(1)?,
+                    they_asked: r.get(2)?,
+                    i_block: r.get(3)?,
+                    they_block: r.get(4)?,
+                })
+            })
+            .optional()?;
+        Ok(relation)
+    }
+
+    fn request_friend(&self, from: UserId, to: UserId, text: &str) -> Result<()> {
+        self.conn()?.execute(
+            "INSERT OR IGNORE INTO friendrequest (userid, friendid, text, created) \
+             VALUES (?1, ?2, ?3, unixepoch())",
+            params![from, to, text],
+        )?;
+        Ok(())
+    }
+
+    fn accept_request(&self, from: UserId, to: UserId) -> Result<bool> {
+        self.write(|tx| {
+            let asked = tx.execute(
+                "DELETE FROM friendrequest WHERE userid = ?1 AND friendid = ?2",
+                params![from, to],
+            )? > 0;
+            if asked {
+                befriend(tx, from, to)?;
+            }
+            Ok(asked)
+        })
+    }
+
+    fn decline_request(&self, from: UserId, to: UserId) -> Result<bool> {
+        let deleted = self.conn()?.execute(
+            "DELETE FROM friendrequest WHERE userid = ?1 AND friendid = ?2",
+            params![from, to],
+        )?;
+        Ok(deleted > 0)
+    }
+
+    fn remove_friend(&self, a: UserId, b: UserId) -> Result<bool> {
+        self.write(|tx| unfriend(tx, a, b))
+    }
+
+    fn set_block(&self, a: UserId, b: UserId, block: bool) -> Result<()> {
+        self.write(|tx| {
+            if block {
+                unfriend(tx, a, b)?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO userblock (userid, blockedid) VALUES (?1, ?2)",
+                    params![a, b],
+                )?;
+            } else {
+                tx.execute(
+                    "DELETE FROM userblock WHERE userid = ?1 AND blockedid = ?2",
+                    params![a, b],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn requests(&self, user: UserId) -> Result<Requests> {
+        let conn = self.conn()?;
+        let list = |sql: &str| -> Result<Vec<Request>> {
+            let rows = conn
+                .prepare_cached(sql)?
+                .query_map(params![user], |r| {
+                    Ok(Request {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        text: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        };
+        Ok(Requests {
+            incoming: list(
+                "SELECT u.id, u.name, f.text FROM friendrequest f JOIN user u ON u.id = f.userid \
+                 WHERE f.friendid = ?1 ORDER BY u.id",
+            )?,
+            outgoing: list(
+                "SELECT u.id, u.name, f.text FROM friendrequest f JOIN user u ON u.id = f.friendid \
+                 WHERE f.userid = ?1 ORDER BY u.id",
+            )?,
+        })
+    }
+
+    fn blocked(&self, user: UserId) -> Result<Vec<(UserId, String)>> {
+        let conn = self.conn()?;
+        let rows = conn
+            .prepare_cached(
+                "SELECT u.id, u.name FROM userblock b JOIN user u ON u.id = b.blockedid \
+                 WHERE b.userid = ?1 ORDER BY u.id",
+            )?
+            .query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>> {
+        let conn = self.conn()?;
+        let rows = conn
+            .prepare_cached("SELECT userid FROM userblock WHERE blockedid = ?1")?
+            .query_map(params![user], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+}
+
+/// Makes `a` and `b` friends both ways and drops the requests between them.
+fn befriend(tx: &Transaction, a: UserId, b: UserId) -> Result<()> {
+    let mut insert =
+        tx.prepare_cached("INSERT OR IGNORE INTO friend (userid, friendid) VALUES (?1, ?2)")?;
+    insert.execute(params![a, b])?;
+    insert.execute(params![b, a])?;
+    drop_requests(tx, a, b)?;
+    Ok(())
+}
+
+/// Ends the friendship of `a` and `b` and drops the requests between them; whether anything was there.
+fn unfriend(tx: &Transaction, a: UserId, b: UserId) -> Result<bool> {
+    let friends = tx.execute(
+        "DELETE FROM friend WHERE (userid = ?1 AND friendid = ?2) OR (userid = ?2 AND friendid = ?1)",
+        params![a, b],
+    )?;
+    Ok(friends + drop_requests(tx, a, b)? > 0)
+}
+
+/// Drops the friend requests between `a` and `b`, both ways; how many there were.
+fn drop_requests(tx: &Transaction, a: UserId, b: UserId) -> Result<usize> {
+    Ok(tx.execute(
+        "DELETE FROM friendrequest WHERE (userid = ?1 AND friendid = ?2) \
+         OR (userid = ?2 AND friendid = ?1)",
+        params![a, b],
+    )?)
 }
 
 impl Groups for SqliteStore {
@@ -387,7 +643,7 @@ impl Groups for SqliteStore {
         })
     }
 
-    fn join_group(&self, group: GroupId, user: UserId) -> Result<()> {
+    fn join_group(&self, group: GroupId, user: UserId) -> Result<bool> {
         self.write(|tx| {
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO groupuser (groupid, userid, grouprole) \
@@ -395,16 +651,11 @@ impl Groups for SqliteStore {
                 params![group, user],
             )?;
             if inserted == 0 {
-                let exists: Option<i64> = tx
-                    .query_row(
-                        "SELECT 1 FROM allgroup WHERE id = ?1",
-                        params![group],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                exists.ok_or(StoreError::NotFound)?;
+                group_exists(tx, group)?;
+                return Ok(false);
             }
-            Ok(())
+            bump_version(tx, group)?;
+            Ok(true)
         })
     }
 
@@ -417,44 +668,144 @@ impl Groups for SqliteStore {
         let groups: Vec<GroupRow> = stmt
             .query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        let mut stmt = conn.prepare_cached(concat!(
-            "SELECT gu.groupid, u.id, u.name, ",
-            online!(),
-            ", gu.grouprole FROM groupuser gu JOIN user u ON u.id = gu.userid \
-             WHERE gu.groupid IN (SELECT groupid FROM groupuser WHERE userid = ?1) \
-             ORDER BY gu.groupid, u.id"
-        ))?;
-        let members: Vec<MemberRow> = stmt
-            .query_map(params![user, self.liveness], |r| {
-                let role: String = r.get(4)?;
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, role))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        let members = self.member_rows(
+            &conn,
+            "gu.groupid IN (SELECT groupid FROM groupuser WHERE userid = ?1)",
+            user,
+        )?;
         Ok(assemble_groups(groups, members))
     }
 
-    fn group_members(&self, group: GroupId) -> Result<Option<Vec<UserId>>> {
+    fn group_info(&self, group: GroupId) -> Result<Option<Group>> {
         let conn = self.conn()?;
-        let exists: Option<i64> = conn
-            .query_row(
-                "SELECT 1 FROM allgroup WHERE id = ?1",
-                params![group],
-                |r| r.get(0),
-            )
+        let row: Option<GroupRow> = conn
+            .prepare_cached("SELECT id, groupname, groupdesc FROM allgroup WHERE id = ?1")?
+            .query_row(params![group], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        if exists.is_none() {
+        let Some(row) = row else { return Ok(None) };
+        let members = self.member_rows(&conn, "gu.groupid = ?1", group)?;
+        Ok(assemble_groups(vec![row], members).pop())
+    }
+
+    fn group_members(&self, group: GroupId) -> Result<Option<Members>> {
+        let conn = self.conn()?;
+        let version: Option<i64> = conn
+            .prepare_cached("SELECT version FROM allgroup WHERE id = ?1")?
+            .query_row(params![group], |r| r.get(0))
+            .optional()?;
+        let Some(version) = version else {
             return Ok(None);
-        }
-        let mut stmt = conn.prepare_cached("SELECT userid FROM groupuser WHERE groupid = ?1")?;
-        let ids = stmt
-            .query_map(params![group], |r| r.get(0))?
+        };
+        let list = conn
+            .prepare_cached("SELECT userid, grouprole FROM groupuser WHERE groupid = ?1")?
+            .query_map(params![group], |r| {
+                Ok((r.get(0)?, Role::from_column(&r.get::<_, String>(1)?)))
+            })?
             .collect::<rusqlite::Result<_>>()?;
-        Ok(Some(ids))
+        Ok(Some(Members { version, list }))
+    }
+
+    fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()> {
+        self.write(|tx| {
+            let mut update = tx.prepare_cached(
+                "UPDATE groupuser SET grouprole = ?3 WHERE groupid = ?1 AND userid = ?2",
+            )?;
+            for &(user, role) in roles {
+                update.execute(params![group, user, role.as_str()])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool> {
+        self.write(|tx| {
+            let removed = tx.execute(
+                "DELETE FROM groupuser WHERE groupid = ?1 AND userid = ?2",
+                params![group, user],
+            )? > 0;
+            if removed {
+                bump_version(tx, group)?;
+            }
+            Ok(removed)
+        })
+    }
+
+    fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE allgroup SET groupname = COALESCE(?2, groupname), \
+                 groupdesc = COALESCE(?3, groupdesc) WHERE id = ?1",
+                params![group, update.name, update.desc],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+    }
+
+    fn dissolve_group(&self, group: GroupId) -> Result<()> {
+        self.write(|tx| {
+            let key = Conv::Group(group).key();
+            tx.execute("DELETE FROM allgroup WHERE id = ?1", params![group])?;
+            tx.execute("DELETE FROM groupuser WHERE groupid = ?1", params![group])?;
+            for table in ["message", "readpos", "offlinemessage"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE conv = ?1"),
+                    params![key],
+                )?;
+            }
+            tx.execute("DELETE FROM conversation WHERE id = ?1", params![key])?;
+            Ok(())
+        })
     }
 }
 
+impl SqliteStore {
+    /// Member rows (ordered by group, then user) of the groups `filter` selects with `?1` = `arg`.
+    fn member_rows(&self, conn: &Conn, filter: &str, arg: i32) -> Result<Vec<MemberRow>> {
+        let sql = format!(
+            concat!(
+                "SELECT gu.groupid, u.id, u.name, ",
+                online!(),
+                ", gu.grouprole FROM groupuser gu JOIN user u ON u.id = gu.userid \
+                 WHERE {} ORDER BY gu.groupid, u.id"
+            ),
+            filter
+        );
+        let rows = conn
+            .prepare_cached(&sql)?
+            .query_map(params![arg, self.liveness], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+}
+
+/// [`StoreError::NotFound`] unless the group exists.
+fn group_exists(tx: &Transaction, group: GroupId) -> Result<()> {
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM allgroup WHERE id = ?1",
+            params![group],
+            |r| r.get(0),
+        )
+        .optional()?;
+    exists.map(|_| ()).ok_or(StoreError::NotFound)
+}
+
+/// Marks a change of the group's members (see [`Members::version`]).
+fn bump_version(tx: &Transaction, group: GroupId) -> Result<()> {
+    tx.execute(
+        "UPDATE allgroup SET version = version + 1 WHERE id = ?1",
+        params![group],
+    )?;
+    Ok(())
+}
+
 impl Log for SqliteStore {
-    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Committed>> {
+    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
         self.write(|tx| append_in(tx, messages, now_ms()))
     }
 
