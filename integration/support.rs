@@ -704,3 +704,186 @@ impl Nodes {
         Nodes { db, redis, nodes }
     }
 }
+
+// People, groups, presence and typing (PROTOCOL-2 sections 5 and 6): helpers of `people.rs` and `groups.rs`.
+
+/// Registers `names` (password "pw") on one connection without logging them in; returns their ids, in order.
+pub fn register_all(server: &Server, names: &[&str]) -> Vec<i64> {
+    let mut c = server.connect(Separator::Newline);
+    names.iter().map(|n| c.register(n, "pw")).collect()
+}
+
+/// A v1 connection (NUL-separated, as the original client) logged in as `id` with password "pw".
+pub fn v1_login(server: &Server, id: i64) -> Conn {
+    let mut c = server.connect(Separator::Nul);
+    c.login(id, "pw", 1);
+    c
+}
+
+/// Sends `request` and reads until its answer (the frame with msgid `answer`) and `pushes` other frames have
+/// come, in whatever order; returns the answer and the others in arrival order. An ERROR_MSG where an ack
+/// was expected fails at once, as does a frame beyond the `pushes` expected.
+pub fn req_and_pushes(
+    c: &mut Conn,
+    request: Value,
+    answer: i64,
+    pushes: usize,
+) -> (Value, Vec<Value>) {
+    c.send(request.clone());
+    let mut reply = None;
+    let mut others = Vec::new();
+    while reply.is_none() || others.len() < pushes {
+        let frame = c.recv();
+        if reply.is_none() && frame["msgid"] == answer {
+            reply = Some(frame);
+            continue;
+        }
+        assert!(
+            frame["msgid"] != 15,
+            "{request} -> {frame} (wanted msgid {answer})"
+        );
+        others.push(frame);
+        assert!(
+            others.len() <= pushes,
+            "{request}: more frames than the {pushes} expected besides its answer: {others:?}"
+        );
+    }
+    (reply.expect("an answer"), others)
+}
+
+/// Sends `request` and asserts that its answer is `ack` with errno 0 (and the request's `seq`), with
+/// `pushes` other frames before or after it; returns the ack and those frames.
+pub fn acked_with_pushes(
+    c: &mut Conn,
+    request: Value,
+    ack: i64,
+    pushes: usize,
+) -> (Value, Vec<Value>) {
+    let (reply, others) = req_and_pushes(c, request.clone(), ack, pushes);
+    assert_eq!(
+        (reply["msgid"].clone(), reply["errno"].clone()),
+        (json!(ack), json!(0)),
+        "{request} -> {reply}"
+    );
+    assert_eq!(reply.get("seq"), request.get("seq"), "{request} -> {reply}");
+    (reply, others)
+}
+
+/// Sends `request` and asserts that the next frame is its ack: msgid `ack`, errno 0, the request's `seq`.
+pub fn acked_as(c: &mut Conn, request: Value, ack: i64) -> Value {
+    acked_with_pushes(c, request, ack, 0).0
+}
+
+/// Sends `request` and asserts that the next frame is ERROR_MSG with `errno`, `ref` = the request's msgid,
+/// an `errmsg` and the request's `seq`; returns it.
+pub fn refused_with(c: &mut Conn, request: Value, errno: i64) -> Value {
+    let reply = c.req(request.clone());
+    assert_eq!(
+        (
+            reply["msgid"].clone(),
+            reply["errno"].clone(),
+            reply["ref"].clone()
+        ),
+        (json!(15), json!(errno), request["msgid"].clone()),
+        "{request} -> {reply}"
+    );
+    assert!(reply["errmsg"].is_string(), "{reply}");
+    assert_eq!(reply.get("seq"), request.get("seq"), "{request} -> {reply}");
+    reply
+}
+
+/// The next frame with msgid `msgid`, asserting that exactly the frame `besides` comes too, before or after
+/// it, and nothing else (for a push racing an answer or a message).
+pub fn recv_around(c: &mut Conn, msgid: i64, besides: &Value) -> Value {
+    let (mut wanted, mut seen) = (None, false);
+    while wanted.is_none() || !seen {
+        let frame = c.recv();
+        if !seen && frame == *besides {
+            seen = true;
+        } else if wanted.is_none() && frame["msgid"] == msgid {
+            wanted = Some(frame);
+        } else {
+            panic!("expected msgid {msgid} and {besides}, got {frame}");
+        }
+    }
+    wanted.expect("the frame")
+}
+
+/// The next frame, waiting at most `wait` (for pushes that may take longer than `REPLY`).
+pub fn recv_within(c: &mut Conn, wait: Duration) -> Value {
+    match c.client.recv(Some(wait)) {
+        Ok(Some(v)) => v,
+        Ok(None) => panic!("server closed the connection"),
+        Err(e) => panic!("no frame within {wait:?}: {e}"),
+    }
+}
+
+/// Asserts that none of `conns` receives anything for `wait`: one window for all of them.
+pub fn expect_all_silent(conns: &mut [&mut Conn], wait: Duration) {
+    let deadline = Instant::now() + wait;
+    for c in conns.iter_mut() {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
+        c.expect_silence(left);
+    }
+}
+
+/// Asserts that nothing is waiting for `c`: the next frame is the 101 answering an unknown msgid sent now.
+/// For v1 connections, whose successes are silent and which get no pushes.
+pub fn assert_nothing_queued(c: &mut Conn) {
+    let reply = c.req(json!({"msgid": 99}));
+    assert_eq!(
+        (reply["msgid"].clone(), reply["errno"].clone()),
+        (json!(15), json!(101)),
+        "something came first: {reply}"
+    );
+}
+
+/// Logs `id` in with a resume token for `device` on a new v2 connection to `addr`, retrying while the
+/// device is still logged in (errno 2, a dropped connection not yet noticed), at most `within`; returns
+/// the first other login ack.
+pub fn token_login_eventually(
+    addr: SocketAddr,
+    id: i64,
+    token: &str,
+    device: &str,
+    within: Duration,
+) -> Value {
+    let deadline = Instant::now() + within;
+    let mut c = Conn::connect(addr, Separator::Newline);
+    loop {
+        let ack = c.req(json!({"msgid": 1, "id": id, "token": token, "v": 2, "device": device}));
+        if ack["errno"] != 2 {
+            return ack;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "device {device:?} of user {id} still logged in after {within:?}: {ack}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates group `name` (no description) on a v2 connection, returning its id; CREATE_GROUP pushes nothing.
+pub fn make_group(c: &mut Conn, name: &str) -> i64 {
+    let ack = acked_as(c, json!({"msgid": 8, "groupname": name}), 13);
+    ack["groupid"].as_i64().expect("groupid in the ack")
+}
+
+/// A GROUP_EVENT push (without the extra fields of `role` and `updated` events).
+pub fn group_event(group: i64, event: &str, id: i64, by: i64) -> Value {
+    json!({"msgid": 49, "groupid": group, "event": event, "id": id, "by": by})
+}
+
+/// GROUP_INFO's `group` object (asserting the ack's shape).
+pub fn group_info(c: &mut Conn, group: i64) -> Value {
+    let reply = acked_as(c, json!({"msgid": 47, "groupid": group}), 48);
+    let g = &reply["group"];
+    assert_eq!(g["id"], group, "{reply}");
+    assert!(
+        g["groupname"].is_string() && g["groupdesc"].is_string() && g["users"].is_array(),
+        "{reply}"
+    );
+    g.clone()
+}

@@ -14,6 +14,13 @@
 //! conversation (`sent (u5 #12)`); the server answers a resent cid with the first ack and delivers the
 //! message once, so resending after a reconnect loses nothing and duplicates nothing.
 //!
+//! Friends and groups are managed with commands of their own (friend requests, blocking, roles, kicks;
+//! `help` lists them), and what others do comes as it happens: friend requests and their answers, group
+//! events, presence and typing, each a line of its own (`chat/render.rs`). The login lists the friend
+//! requests still open. On a terminal, starting to type the text of a `chat:` or `groupchat:` line tells
+//! the other side that you are typing (once, then every few seconds while you go on); `password` asks for
+//! the old and the new password the way the login asks for it.
+//!
 //! When stdin is not a terminal, `chat` reads the same lines a person would type (menu choice, then
 //! `userid`/`username` and password, then commands) without showing the menu or prompts, prints one line
 //! per result or message, and after the end of its input waits for the acks of messages still
@@ -33,6 +40,7 @@ use clusterchat::client::Client;
 use clusterchat::protocol::frame::Separator;
 use clusterchat::protocol::msgid;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 #[path = "chat/command.rs"]
@@ -47,7 +55,8 @@ mod render;
 mod terminal;
 
 use command::{
-    Cids, Command, Conv, default_device, help_lines, history_request, parse_device, parse_id,
+    Cids, Command, Conv, TypingNotice, default_device, help_lines, history_request, parse_device,
+    parse_id, password_request, typing_conv, typing_request,
 };
 use link::{Event, Link, Pending, Sent};
 use reader::{Reader, Tracker, as_command};
@@ -110,6 +119,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let (events_tx, events) = crossbeam_channel::unbounded();
     let Client { writer, reader } = client;
     let link = Arc::new(Link::new(writer));
+    input.watch_keys(typing_watch(link.clone()));
     let reading = Reader {
         link: link.clone(),
         out: input.output(),
@@ -140,6 +150,20 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends TYPING when the person starts typing the text of a `chat:` or `groupchat:` line, and again every
+/// few seconds while they go on in the same conversation. Nothing answers it; a lost connection is the
+/// reader thread's to notice.
+fn typing_watch(link: Arc<Link>) -> impl Fn(&str, usize) + Send + Sync + 'static {
+    let notice = Mutex::new(TypingNotice::default());
+    move |line: &str, cursor: usize| {
+        if let Some(conv) = typing_conv(line, cursor)
+            && notice.lock().due(conv, Instant::now())
+        {
+            let _ = link.send(&typing_request(conv));
+        }
+    }
 }
 
 /// This machine's name, for the default device.
@@ -291,7 +315,7 @@ impl Session {
     /// The logged-in command loop; `loginout` goes back to the menu on the same connection.
     fn commands(&mut self, input: &mut Input) -> anyhow::Result<Step> {
         loop {
-            let Some(line) = input.read("> ", false)? else {
+            let Some(line) = input.read_command("> ")? else {
                 return Ok(Step::EndOfInput);
             };
             if line.trim().is_empty() {
@@ -305,6 +329,12 @@ impl Session {
                     continue;
                 }
             };
+            if command == Command::Password {
+                if self.password(input)? == Step::EndOfInput {
+                    return Ok(Step::EndOfInput);
+                }
+                continue;
+            }
             let Some(request) = command.request() else {
                 self.out.lines(&help_lines());
                 continue;
@@ -312,10 +342,6 @@ impl Session {
             match command {
                 Command::Chat { .. } | Command::GroupChat { .. } => self.chat(request)?,
                 Command::History(conv) => self.history(conv)?,
-                // Queries: asked again after a reconnect if the answer was lost with the connection.
-                Command::Conversations => {
-                    self.request(request, ACK_TIMEOUT, true)?;
-                }
                 Command::Logout => {
                     // Messages still unacknowledged belong to this login: never resent under another.
                     for pending in self.link.logging_out() {
@@ -327,11 +353,25 @@ impl Session {
                     // that is somehow still logged in says so at the next login.
                     return Ok(Step::Menu);
                 }
+                // Queries are asked again after a reconnect if the answer was lost with the connection.
                 _ => {
-                    self.request(request, ACK_TIMEOUT, false)?;
+                    self.request(request, ACK_TIMEOUT, command.is_query())?;
                 }
             }
         }
+    }
+
+    /// `password`: the old and the new password, read like the login's (masked on a terminal, the next
+    /// two lines of a script). The server hashes both, as for a login.
+    fn password(&mut self, input: &mut Input) -> anyhow::Result<Step> {
+        let Some(old) = input.read("old password:", true)? else {
+            return Ok(Step::EndOfInput);
+        };
+        let Some(new) = input.read("new password:", true)? else {
+            return Ok(Step::EndOfInput);
+        };
+        self.request(password_request(&old, &new), ACCOUNT_TIMEOUT, false)?;
+        Ok(Step::Commands)
     }
 
     fn seq(&mut self) -> u64 {

@@ -3,6 +3,7 @@
 //! device it logs in as and the `cid` of each message it sends.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use clusterchat::model::{GroupId, UserId};
 use clusterchat::protocol::msgid;
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 pub const HISTORY_PAGE: usize = 20;
 
 /// Every command with its format and what it does, in the order `help` lists them.
-pub const COMMANDS: [(&str, &str, &str); 9] = [
+pub const COMMANDS: [(&str, &str, &str); 25] = [
     ("help", "help", "show this list"),
     (
         "chat",
@@ -20,6 +21,46 @@ pub const COMMANDS: [(&str, &str, &str); 9] = [
         "send TEXT to the user ID (resent after a reconnect until the server confirms it)",
     ),
     ("addfriend", "addfriend:ID", "add the user ID as a friend"),
+    (
+        "friends",
+        "friends",
+        "list your friends, the friend requests to and from you, and the users you block",
+    ),
+    (
+        "request",
+        "request:ID:TEXT",
+        "ask the user ID to be your friend (TEXT may be left out)",
+    ),
+    (
+        "accept",
+        "accept:ID",
+        "accept the friend request of the user ID",
+    ),
+    (
+        "decline",
+        "decline:ID",
+        "decline the friend request of the user ID",
+    ),
+    (
+        "remove",
+        "remove:ID",
+        "end the friendship with the user ID, or withdraw a friend request to or from them",
+    ),
+    (
+        "block",
+        "block:ID",
+        "block the user ID: no messages, requests, presence or typing from them; ends a friendship",
+    ),
+    (
+        "unblock",
+        "unblock:ID",
+        "stop blocking the user ID (a friendship the block ended stays ended)",
+    ),
+    (
+        "find",
+        "find:NAME",
+        "show the id of the user named NAME (exactly as registered)",
+    ),
     (
         "creategroup",
         "creategroup:NAME:DESC",
@@ -32,6 +73,41 @@ pub const COMMANDS: [(&str, &str, &str); 9] = [
         "send TEXT to the members of group ID (resent like chat)",
     ),
     (
+        "members",
+        "members:G",
+        "show group G with its members, their roles and who is online",
+    ),
+    (
+        "leave",
+        "leave:G",
+        "leave group G (its creator hands it over or dissolves it first)",
+    ),
+    (
+        "kick",
+        "kick:G:ID",
+        "remove the user ID from group G (creator: anyone; admin: normal members)",
+    ),
+    (
+        "role",
+        "role:G:ID:ROLE",
+        "make the user ID admin or normal in group G, or creator to hand it over (creator only)",
+    ),
+    (
+        "rename",
+        "rename:G:NAME",
+        "rename group G (creator or admin)",
+    ),
+    (
+        "desc",
+        "desc:G:TEXT",
+        "set the description of group G, desc:G: clears it (creator or admin)",
+    ),
+    (
+        "dissolve",
+        "dissolve:G",
+        "delete group G, its members and its messages (creator only)",
+    ),
+    (
         "conversations",
         "conversations",
         "list your conversations with their unread counts",
@@ -41,21 +117,112 @@ pub const COMMANDS: [(&str, &str, &str); 9] = [
         "history:CONV",
         "show the latest messages of CONV (u5: with user 5, g3: group 3); again: the ones before",
     ),
+    (
+        "password",
+        "password",
+        "change your password: asks for the old one and the new one",
+    ),
     ("loginout", "loginout", "log out and go back to the menu"),
 ];
+
+/// Longest text a friend request may carry, in characters.
+pub const MAX_REQUEST_TEXT_CHARS: usize = 200;
 
 /// One parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
-    Chat { to: UserId, text: String },
+    Chat {
+        to: UserId,
+        text: String,
+    },
     AddFriend(UserId),
-    CreateGroup { name: String, desc: String },
+    CreateGroup {
+        name: String,
+        desc: String,
+    },
     AddGroup(GroupId),
-    GroupChat { group: GroupId, text: String },
+    GroupChat {
+        group: GroupId,
+        text: String,
+    },
     Conversations,
     History(Conv),
     Logout,
+    /// `friends`: friends, requests both ways, and blocked users.
+    Friends,
+    /// `request:ID:TEXT`: a friend request, its text optional.
+    FriendRequest {
+        to: UserId,
+        text: Option<String>,
+    },
+    /// `accept:ID` and `decline:ID`.
+    FriendAnswer {
+        from: UserId,
+        accept: bool,
+    },
+    /// `remove:ID`: ends a friendship or withdraws a request.
+    Unfriend(UserId),
+    /// `block:ID` and `unblock:ID`.
+    Block {
+        id: UserId,
+        block: bool,
+    },
+    /// `find:NAME`.
+    FindUser(String),
+    /// `members:G`.
+    Members(GroupId),
+    Leave(GroupId),
+    Kick {
+        group: GroupId,
+        id: UserId,
+    },
+    SetRole {
+        group: GroupId,
+        id: UserId,
+        role: Role,
+    },
+    Rename {
+        group: GroupId,
+        name: String,
+    },
+    Describe {
+        group: GroupId,
+        desc: String,
+    },
+    Dissolve(GroupId),
+    /// `password`: the old and the new password are asked for on the lines after it.
+    Password,
+}
+
+/// A member's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Creator,
+    Admin,
+    Normal,
+}
+
+impl Role {
+    /// Parses `creator`, `admin` or `normal` (spaces around it are ignored).
+    pub fn parse(text: &str) -> Result<Role, String> {
+        match text.trim() {
+            "creator" => Ok(Role::Creator),
+            "admin" => Ok(Role::Admin),
+            "normal" => Ok(Role::Normal),
+            other => Err(format!(
+                "invalid role '{other}': expected creator, admin or normal"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Creator => "creator",
+            Role::Admin => "admin",
+            Role::Normal => "normal",
+        }
+    }
 }
 
 /// A conversation as the server names it from the user's side: `u5` is the one with user 5 (`u<me>` the
@@ -137,17 +304,82 @@ impl Command {
                     desc: desc.to_string(),
                 })
             }
+            "friends" => Ok(Command::Friends),
+            "password" => Ok(Command::Password),
+            "request" => {
+                let rest = rest.ok_or_else(usage)?;
+                let (to, text) = match rest.split_once(':') {
+                    Some((to, text)) => (to, Some(text.to_string())),
+                    None => (rest, None),
+                };
+                let to = parse_id(to)?;
+                if let Some(chars) = text.as_ref().map(|t| t.chars().count())
+                    && chars > MAX_REQUEST_TEXT_CHARS
+                {
+                    return Err(format!(
+                        "a friend request's text has at most {MAX_REQUEST_TEXT_CHARS} characters, not {chars}"
+                    ));
+                }
+                Ok(Command::FriendRequest { to, text })
+            }
+            "accept" | "decline" => Ok(Command::FriendAnswer {
+                from: parse_id(rest.ok_or_else(usage)?)?,
+                accept: name == "accept",
+            }),
+            "remove" => Ok(Command::Unfriend(parse_id(rest.ok_or_else(usage)?)?)),
+            "block" | "unblock" => Ok(Command::Block {
+                id: parse_id(rest.ok_or_else(usage)?)?,
+                block: name == "block",
+            }),
+            "find" => match rest {
+                Some(user) if !user.is_empty() => Ok(Command::FindUser(user.to_string())),
+                _ => Err(usage()),
+            },
+            "members" => Ok(Command::Members(parse_id(rest.ok_or_else(usage)?)?)),
+            "leave" => Ok(Command::Leave(parse_id(rest.ok_or_else(usage)?)?)),
+            "dissolve" => Ok(Command::Dissolve(parse_id(rest.ok_or_else(usage)?)?)),
+            "kick" => {
+                let (group, id) = rest.and_then(|r| r.split_once(':')).ok_or_else(usage)?;
+                Ok(Command::Kick {
+                    group: parse_id(group)?,
+                    id: parse_id(id)?,
+                })
+            }
+            "role" => {
+                let (group, rest) = rest.and_then(|r| r.split_once(':')).ok_or_else(usage)?;
+                let (id, role) = rest.split_once(':').ok_or_else(usage)?;
+                Ok(Command::SetRole {
+                    group: parse_id(group)?,
+                    id: parse_id(id)?,
+                    role: Role::parse(role)?,
+                })
+            }
+            "rename" => {
+                let (group, name) = rest.and_then(|r| r.split_once(':')).ok_or_else(usage)?;
+                Ok(Command::Rename {
+                    group: parse_id(group)?,
+                    name: name.to_string(),
+                })
+            }
+            "desc" => {
+                let (group, desc) = rest.and_then(|r| r.split_once(':')).ok_or_else(usage)?;
+                Ok(Command::Describe {
+                    group: parse_id(group)?,
+                    desc: desc.to_string(),
+                })
+            }
             _ => Err(format!(
                 "unknown command '{name}', type help for the list of commands"
             )),
         }
     }
 
-    /// The request frame this command sends, or `None` for a command answered locally (`help`). The
-    /// sender's id and name are left out: the server takes them from the login, never from the frame.
+    /// The request frame this command sends, or `None` for a command answered locally (`help`) or one
+    /// that asks for more first (`password`: see [`password_request`]). The sender's id and name are
+    /// left out: the server takes them from the login, never from the frame.
     pub fn request(&self) -> Option<Value> {
         let frame = match self {
-            Command::Help => return None,
+            Command::Help | Command::Password => return None,
             Command::Chat { to, text } => {
                 json!({"msgid": msgid::ONE_CHAT, "toid": to, "msg": text})
             }
@@ -162,8 +394,97 @@ impl Command {
             Command::Conversations => json!({"msgid": msgid::CONVERSATIONS}),
             Command::History(conv) => history_request(*conv, None),
             Command::Logout => json!({"msgid": msgid::LOGOUT}),
+            Command::Friends => json!({"msgid": msgid::FRIENDS}),
+            Command::FriendRequest { to, text } => {
+                let mut frame = json!({"msgid": msgid::FRIEND_REQUEST, "friendid": to});
+                if let Some(text) = text {
+                    frame["text"] = json!(text);
+                }
+                frame
+            }
+            Command::FriendAnswer { from, accept } => {
+                json!({"msgid": msgid::FRIEND_ANSWER, "friendid": from, "accept": accept})
+            }
+            Command::Unfriend(id) => json!({"msgid": msgid::FRIEND_REMOVE, "friendid": id}),
+            Command::Block { id, block } => {
+                json!({"msgid": msgid::BLOCK, "id": id, "block": block})
+            }
+            Command::FindUser(name) => json!({"msgid": msgid::FIND_USER, "name": name}),
+            Command::Members(group) => json!({"msgid": msgid::GROUP_INFO, "groupid": group}),
+            Command::Leave(group) => json!({"msgid": msgid::GROUP_LEAVE, "groupid": group}),
+            Command::Kick { group, id } => {
+                json!({"msgid": msgid::GROUP_KICK, "groupid": group, "id": id})
+            }
+            Command::SetRole { group, id, role } => json!({"msgid": msgid::GROUP_ROLE,
+                "groupid": group, "id": id, "role": role.as_str()}),
+            Command::Rename { group, name } => {
+                json!({"msgid": msgid::GROUP_UPDATE, "groupid": group, "groupname": name})
+            }
+            Command::Describe { group, desc } => {
+                json!({"msgid": msgid::GROUP_UPDATE, "groupid": group, "groupdesc": desc})
+            }
+            Command::Dissolve(group) => json!({"msgid": msgid::GROUP_DISSOLVE, "groupid": group}),
         };
         Some(frame)
+    }
+
+    /// Whether this command only asks: its request may be sent again when the answer was lost with
+    /// the connection.
+    pub fn is_query(&self) -> bool {
+        matches!(
+            self,
+            Command::Conversations | Command::Friends | Command::FindUser(_) | Command::Members(_)
+        )
+    }
+}
+
+/// PASSWORD: the old password and the new one.
+pub fn password_request(old: &str, new: &str) -> Value {
+    json!({"msgid": msgid::PASSWORD, "old": old, "new": new})
+}
+
+/// TYPING: the user is typing in `conv` (no answer comes).
+pub fn typing_request(conv: Conv) -> Value {
+    json!({"msgid": msgid::TYPING, "conv": conv.to_string()})
+}
+
+/// The conversation a person is typing a message in, from the command line being edited and the
+/// cursor's byte position in it: `chat:ID:` or `groupchat:ID:` with the cursor in the text after it.
+pub fn typing_conv(line: &str, cursor: usize) -> Option<Conv> {
+    let (name, rest) = line.split_once(':')?;
+    let (id, _) = rest.split_once(':')?;
+    if cursor < name.len() + id.len() + 2 {
+        return None;
+    }
+    let id = parse_id(id).ok()?;
+    match name.trim() {
+        "chat" => Some(Conv::User(id)),
+        "groupchat" => Some(Conv::Group(id)),
+        _ => None,
+    }
+}
+
+/// How often a TYPING goes out while the person keeps typing in the same conversation.
+pub const TYPING_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps TYPING to one when the person starts typing a message, and one each [`TYPING_EVERY`] while
+/// they go on in the same conversation (the server relays at most one per 2 s anyway).
+#[derive(Debug, Default)]
+pub struct TypingNotice {
+    last: Option<(Conv, Instant)>,
+}
+
+impl TypingNotice {
+    /// Whether a TYPING for `conv` is due at `now`; if so, it counts as sent.
+    pub fn due(&mut self, conv: Conv, now: Instant) -> bool {
+        if let Some((last, at)) = self.last
+            && last == conv
+            && now.saturating_duration_since(at) < TYPING_EVERY
+        {
+            return false;
+        }
+        self.last = Some((conv, now));
+        true
     }
 }
 
@@ -530,5 +851,303 @@ mod tests {
             longest.ends_with(&format!(".{}", u64::MAX - 1)),
             "{longest}"
         );
+    }
+
+    #[test]
+    fn friend_commands() {
+        assert_eq!(Command::parse("friends"), Ok(Command::Friends));
+        assert_eq!(
+            Command::parse("request:2:hi, it's bob: from work"),
+            Ok(Command::FriendRequest {
+                to: 2,
+                text: Some("hi, it's bob: from work".into())
+            })
+        );
+        assert_eq!(
+            Command::parse("request: 2 "),
+            Ok(Command::FriendRequest { to: 2, text: None })
+        );
+        assert_eq!(
+            Command::parse("request:2:"),
+            Ok(Command::FriendRequest {
+                to: 2,
+                text: Some(String::new())
+            })
+        );
+        assert_eq!(
+            Command::parse("accept:5"),
+            Ok(Command::FriendAnswer {
+                from: 5,
+                accept: true
+            })
+        );
+        assert_eq!(
+            Command::parse("decline: 5"),
+            Ok(Command::FriendAnswer {
+                from: 5,
+                accept: false
+            })
+        );
+        assert_eq!(Command::parse("remove:7"), Ok(Command::Unfriend(7)));
+        assert_eq!(
+            Command::parse("block:9"),
+            Ok(Command::Block { id: 9, block: true })
+        );
+        assert_eq!(
+            Command::parse("unblock:9"),
+            Ok(Command::Block {
+                id: 9,
+                block: false
+            })
+        );
+        // A name is looked up byte for byte, colons and spaces included.
+        assert_eq!(
+            Command::parse("find:bob"),
+            Ok(Command::FindUser("bob".into()))
+        );
+        assert_eq!(
+            Command::parse("find:a:b c"),
+            Ok(Command::FindUser("a:b c".into()))
+        );
+    }
+
+    #[test]
+    fn friend_commands_refuse_bad_forms() {
+        for (line, err) in [
+            ("request", "usage: request:ID:TEXT"),
+            ("accept", "usage: accept:ID"),
+            ("decline", "usage: decline:ID"),
+            ("remove", "usage: remove:ID"),
+            ("block", "usage: block:ID"),
+            ("unblock", "usage: unblock:ID"),
+            ("find", "usage: find:NAME"),
+            ("find:", "usage: find:NAME"),
+        ] {
+            assert_eq!(Command::parse(line), Err(err.into()), "{line}");
+        }
+        for line in [
+            "request:bob:hi",
+            "request:0",
+            "accept:",
+            "decline:x",
+            "remove:-1",
+            "block:1.5",
+            "unblock:2147483648",
+        ] {
+            let err = Command::parse(line).unwrap_err();
+            assert!(err.starts_with("invalid id"), "{line}: {err}");
+        }
+        let long = format!("request:2:{}", "é".repeat(201));
+        assert_eq!(
+            Command::parse(&long),
+            Err("a friend request's text has at most 200 characters, not 201".into())
+        );
+        assert!(Command::parse(&format!("request:2:{}", "é".repeat(200))).is_ok());
+    }
+
+    #[test]
+    fn group_commands() {
+        assert_eq!(Command::parse("members:3"), Ok(Command::Members(3)));
+        assert_eq!(Command::parse("leave: 3"), Ok(Command::Leave(3)));
+        assert_eq!(Command::parse("dissolve:3"), Ok(Command::Dissolve(3)));
+        assert_eq!(
+            Command::parse("kick:3:2"),
+            Ok(Command::Kick { group: 3, id: 2 })
+        );
+        for (role, parsed) in [
+            ("creator", Role::Creator),
+            ("admin", Role::Admin),
+            (" normal ", Role::Normal),
+        ] {
+            assert_eq!(
+                Command::parse(&format!("role:3:2:{role}")),
+                Ok(Command::SetRole {
+                    group: 3,
+                    id: 2,
+                    role: parsed
+                })
+            );
+        }
+        assert_eq!(
+            Command::parse("rename:3:rust: the language"),
+            Ok(Command::Rename {
+                group: 3,
+                name: "rust: the language".into()
+            })
+        );
+        assert_eq!(
+            Command::parse("desc:3:all things rust: news, help"),
+            Ok(Command::Describe {
+                group: 3,
+                desc: "all things rust: news, help".into()
+            })
+        );
+        // An empty description clears it.
+        assert_eq!(
+            Command::parse("desc:3:"),
+            Ok(Command::Describe {
+                group: 3,
+                desc: String::new()
+            })
+        );
+        assert_eq!(Command::parse("password"), Ok(Command::Password));
+    }
+
+    #[test]
+    fn group_commands_refuse_bad_forms() {
+        for (line, err) in [
+            ("members", "usage: members:G"),
+            ("leave", "usage: leave:G"),
+            ("dissolve", "usage: dissolve:G"),
+            ("kick:3", "usage: kick:G:ID"),
+            ("kick", "usage: kick:G:ID"),
+            ("role:3:2", "usage: role:G:ID:ROLE"),
+            ("role:3", "usage: role:G:ID:ROLE"),
+            ("rename:3", "usage: rename:G:NAME"),
+            ("desc:3", "usage: desc:G:TEXT"),
+        ] {
+            assert_eq!(Command::parse(line), Err(err.into()), "{line}");
+        }
+        for line in [
+            "members:devs",
+            "leave:0",
+            "dissolve:",
+            "kick:x:2",
+            "kick:3:bob",
+            "role:3:x:admin",
+            "rename::devs",
+            "desc:g3:text",
+        ] {
+            let err = Command::parse(line).unwrap_err();
+            assert!(err.starts_with("invalid id"), "{line}: {err}");
+        }
+        for role in ["owner", "Admin", "", "admin:x"] {
+            assert_eq!(
+                Command::parse(&format!("role:3:2:{role}")),
+                Err(format!(
+                    "invalid role '{}': expected creator, admin or normal",
+                    role.trim()
+                )),
+                "{role}"
+            );
+        }
+    }
+
+    #[test]
+    fn people_and_group_requests() {
+        let cases = [
+            (Command::Friends, json!({"msgid": 33})),
+            (
+                Command::FriendRequest {
+                    to: 2,
+                    text: Some("hi".into()),
+                },
+                json!({"msgid": 24, "friendid": 2, "text": "hi"}),
+            ),
+            (
+                Command::FriendRequest { to: 2, text: None },
+                json!({"msgid": 24, "friendid": 2}),
+            ),
+            (
+                Command::FriendAnswer {
+                    from: 5,
+                    accept: true,
+                },
+                json!({"msgid": 27, "friendid": 5, "accept": true}),
+            ),
+            (
+                Command::FriendAnswer {
+                    from: 5,
+                    accept: false,
+                },
+                json!({"msgid": 27, "friendid": 5, "accept": false}),
+            ),
+            (Command::Unfriend(7), json!({"msgid": 29, "friendid": 7})),
+            (
+                Command::Block { id: 9, block: true },
+                json!({"msgid": 31, "id": 9, "block": true}),
+            ),
+            (
+                Command::Block {
+                    id: 9,
+                    block: false,
+                },
+                json!({"msgid": 31, "id": 9, "block": false}),
+            ),
+            (
+                Command::FindUser("bob".into()),
+                json!({"msgid": 35, "name": "bob"}),
+            ),
+            (Command::Members(3), json!({"msgid": 47, "groupid": 3})),
+            (Command::Leave(3), json!({"msgid": 37, "groupid": 3})),
+            (
+                Command::Kick { group: 3, id: 2 },
+                json!({"msgid": 39, "groupid": 3, "id": 2}),
+            ),
+            (
+                Command::SetRole {
+                    group: 3,
+                    id: 2,
+                    role: Role::Admin,
+                },
+                json!({"msgid": 41, "groupid": 3, "id": 2, "role": "admin"}),
+            ),
+            (
+                Command::Rename {
+                    group: 3,
+                    name: "devs".into(),
+                },
+                json!({"msgid": 43, "groupid": 3, "groupname": "devs"}),
+            ),
+            (
+                Command::Describe {
+                    group: 3,
+                    desc: String::new(),
+                },
+                json!({"msgid": 43, "groupid": 3, "groupdesc": ""}),
+            ),
+            (Command::Dissolve(3), json!({"msgid": 45, "groupid": 3})),
+        ];
+        for (command, frame) in cases {
+            assert_eq!(command.request(), Some(frame), "{command:?}");
+        }
+        // The passwords are asked for after the command line, never typed on it.
+        assert_eq!(Command::Password.request(), None);
+        assert_eq!(
+            password_request("old pw", "new pw"),
+            json!({"msgid": 52, "old": "old pw", "new": "new pw"})
+        );
+        assert!(Command::Friends.is_query() && Command::Members(3).is_query());
+        assert!(!Command::Leave(3).is_query() && !Command::Unfriend(2).is_query());
+    }
+
+    #[test]
+    fn typing_is_noticed_in_the_text_of_a_message() {
+        assert_eq!(typing_conv("chat:5:", 7), Some(Conv::User(5)));
+        assert_eq!(typing_conv("chat:5:hel", 10), Some(Conv::User(5)));
+        assert_eq!(typing_conv("groupchat: 3 :hi", 14), Some(Conv::Group(3)));
+        // Still typing the command, or the cursor back in it.
+        assert_eq!(typing_conv("chat:5", 6), None);
+        assert_eq!(typing_conv("chat:5:hello", 5), None);
+        assert_eq!(typing_conv("chat:x:hello", 12), None);
+        assert_eq!(typing_conv("request:5:hello", 15), None);
+        assert_eq!(typing_conv("hello", 5), None);
+        assert_eq!(
+            typing_request(Conv::Group(3)),
+            json!({"msgid": 51, "conv": "g3"})
+        );
+    }
+
+    #[test]
+    fn typing_goes_out_once_then_every_few_seconds() {
+        let start = Instant::now();
+        let mut notice = TypingNotice::default();
+        assert!(notice.due(Conv::User(5), start));
+        assert!(!notice.due(Conv::User(5), start + Duration::from_secs(1)));
+        assert!(!notice.due(Conv::User(5), start + Duration::from_millis(4999)));
+        assert!(notice.due(Conv::User(5), start + TYPING_EVERY));
+        // Another conversation is news at once.
+        assert!(notice.due(Conv::Group(3), start + TYPING_EVERY));
+        assert!(notice.due(Conv::User(5), start + TYPING_EVERY));
     }
 }

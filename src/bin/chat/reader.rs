@@ -125,7 +125,11 @@ impl Reader {
     /// Prints a frame and learns from it; returns the event for the input thread if it is an answer.
     fn handle(&mut self, frame: &Value) -> Option<Event> {
         self.tracker.observe(frame);
-        let lines = render(frame, &self.tracker.view);
+        let lines = if self.tracker.is_echo(frame) {
+            Vec::new()
+        } else {
+            render(frame, &self.tracker.view)
+        };
         if !lines.is_empty() {
             self.out.lines(&lines);
         }
@@ -193,9 +197,11 @@ impl Reader {
                 Ok((client, ack)) => {
                     let Client { writer, reader } = client;
                     let epoch = self.link.reconnected(writer);
+                    let known = self.tracker.view.requests.clone();
                     self.tracker.observe(&ack);
                     self.tracker.recheck();
-                    self.out.lines(&resume_summary(&ack, &self.tracker.view));
+                    self.out
+                        .lines(&resume_summary(&ack, &self.tracker.view, &known));
                     self.send_reads();
                     let _ = self.events.send(Event::Back(epoch));
                     return Ok(reader);
@@ -286,15 +292,32 @@ pub fn as_command(frame: &Value) -> String {
     }
 }
 
+/// How long the first announcement of a group action of this connection waits for its echo.
+const ECHO_WINDOW: Duration = Duration::from_secs(10);
+
 /// Read positions: what the server has (or has been asked to take), and the highest position this
-/// client has shown of each conversation; a READ is due wherever the second is ahead.
+/// client has shown of each conversation; a READ is due wherever the second is ahead. Also what the
+/// renderer knows ([`View`]), and the group actions of this connection announced once so far.
 #[derive(Debug, Default)]
 pub struct Tracker {
     pub view: View,
     read: BTreeMap<String, i64>,
     shown: BTreeMap<String, i64>,
     due: bool,
+    announced: Vec<Announced>,
 }
+
+/// A group action shown by its ack or by its GROUP_EVENT, whichever came first; the other one is an
+/// echo.
+#[derive(Debug)]
+struct Announced {
+    action: Action,
+    by_ack: bool,
+    at: Instant,
+}
+
+/// A group action as a GROUP_EVENT names it: the group, the event and the user it is about.
+type Action = (i64, String, i64);
 
 impl Tracker {
     /// Learns from a frame before it is shown: who the user is, names, positions read and shown.
@@ -311,12 +334,11 @@ impl Tracker {
                     self.view.me = me;
                 }
                 for group in list(frame, "groups") {
-                    if let (Some(id), Some(name)) = (
-                        group.get("id").and_then(Value::as_i64),
-                        group.get("groupname").and_then(Value::as_str),
-                    ) {
-                        self.view.names.insert(format!("g{id}"), name.to_string());
-                    }
+                    self.learn_group(&group, "id");
+                }
+                self.learn_users(&list(frame, "friends"));
+                if frame.get("requests").is_some() {
+                    self.requests_are(&list(frame, "requests"));
                 }
                 self.conversations(frame, true);
                 for message in list(frame, "offlinemsg") {
@@ -324,6 +346,64 @@ impl Tracker {
                 }
             }
             Some(msgid::CONVERSATIONS_ACK) => self.conversations(frame, false),
+            Some(msgid::FRIENDS_ACK) => {
+                for key in ["friends", "outgoing", "blocked"] {
+                    self.learn_users(&list(frame, key));
+                }
+                self.requests_are(&list(frame, "incoming"));
+            }
+            Some(msgid::FRIEND_EVENT) => {
+                self.learn_users(std::slice::from_ref(frame));
+                if let Some(id) = frame.get("id").and_then(Value::as_i64) {
+                    match text(frame, "event") {
+                        "request" => {
+                            self.view.requests.insert(id);
+                        }
+                        // A withdrawn request.
+                        "removed" => {
+                            self.view.requests.remove(&id);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // Answered, completed, removed or blocked: no open request from them any more.
+            Some(
+                msgid::ADD_FRIEND_ACK
+                | msgid::FRIEND_REQUEST_ACK
+                | msgid::FRIEND_ANSWER_ACK
+                | msgid::FRIEND_REMOVE_ACK,
+            ) => {
+                if let Some(id) = frame.get("friendid").and_then(Value::as_i64)
+                    && text(frame, "state") != "requested"
+                {
+                    self.view.requests.remove(&id);
+                }
+            }
+            Some(msgid::BLOCK_ACK) if frame.get("block") == Some(&Value::Bool(true)) => {
+                if let Some(id) = frame.get("id").and_then(Value::as_i64) {
+                    self.view.requests.remove(&id);
+                }
+            }
+            Some(msgid::FIND_USER_ACK) => self.learn_users(std::slice::from_ref(frame)),
+            Some(msgid::CREATE_GROUP_ACK) => self.learn_group(frame, "groupid"),
+            Some(msgid::GROUP_INFO_ACK) => {
+                if let Some(group) = frame.get("group") {
+                    self.learn_group(group, "id");
+                }
+            }
+            Some(msgid::GROUP_LEAVE_ACK | msgid::GROUP_DISSOLVE_ACK) => {
+                self.forget_group(frame);
+            }
+            Some(msgid::GROUP_EVENT) => {
+                let me = frame.get("id").and_then(Value::as_i64) == self.view.me;
+                match text(frame, "event") {
+                    "updated" => self.learn_group(frame, "groupid"),
+                    "dissolved" => self.forget_group(frame),
+                    "left" | "kicked" if me => self.forget_group(frame),
+                    _ => {}
+                }
+            }
             Some(msgid::ONE_CHAT | msgid::GROUP_CHAT) => self.saw(frame),
             Some(msgid::HISTORY_ACK) => {
                 for message in list(frame, "messages") {
@@ -338,6 +418,110 @@ impl Tracker {
             }
             _ => {}
         }
+    }
+
+    /// Learns the names of users from objects with an `id` and a `name`.
+    fn learn_users(&mut self, users: &[Value]) {
+        for user in users {
+            if let (Some(id), Some(name)) = (
+                user.get("id").and_then(Value::as_i64),
+                user.get("name").and_then(Value::as_str),
+            ) {
+                self.view.names.insert(format!("u{id}"), name.to_string());
+            }
+        }
+    }
+
+    /// Learns a group's name (its id in `id_key`) and its members' names.
+    fn learn_group(&mut self, group: &Value, id_key: &str) {
+        if let (Some(id), Some(name)) = (
+            group.get(id_key).and_then(Value::as_i64),
+            group.get("groupname").and_then(Value::as_str),
+        ) {
+            self.view.names.insert(format!("g{id}"), name.to_string());
+        }
+        self.learn_users(&list(group, "users"));
+    }
+
+    /// The open friend requests to the user are these (their senders' names learnt too).
+    fn requests_are(&mut self, requests: &[Value]) {
+        self.learn_users(requests);
+        self.view.requests = requests
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Value::as_i64))
+            .collect();
+    }
+
+    /// The user is no longer in the group of `groupid` (or it is gone): nothing of it is marked read
+    /// any more, which the server would refuse. Its name is kept for the lines still to come.
+    fn forget_group(&mut self, frame: &Value) {
+        if let Some(id) = frame.get("groupid").and_then(Value::as_i64) {
+            let conv = format!("g{id}");
+            self.read.remove(&conv);
+            self.shown.remove(&conv);
+        }
+    }
+
+    /// Whether a frame only repeats what this connection has shown already. A group request's ack and
+    /// the GROUP_EVENT it causes both reach the connection that sent it, in either order: the first is
+    /// shown, the other is its echo. An ack counts as an echo once every event it stands for has come.
+    pub fn is_echo(&mut self, frame: &Value) -> bool {
+        let now = Instant::now();
+        self.announced
+            .retain(|a| now.saturating_duration_since(a.at) < ECHO_WINDOW);
+        let Some((actions, by_ack)) = self.actions(frame) else {
+            return false;
+        };
+        let mut echoed = 0;
+        for action in actions.iter() {
+            let first = self
+                .announced
+                .iter()
+                .position(|a| a.by_ack != by_ack && a.action == *action);
+            match first {
+                Some(i) => {
+                    self.announced.remove(i);
+                    echoed += 1;
+                }
+                None => self.announced.push(Announced {
+                    action: action.clone(),
+                    by_ack,
+                    at: now,
+                }),
+            }
+        }
+        echoed == actions.len()
+    }
+
+    /// The group actions of this user that a frame announces, and whether it is an ack.
+    fn actions(&self, frame: &Value) -> Option<(Vec<Action>, bool)> {
+        let me = self.view.me?;
+        if frame.get("errno").and_then(Value::as_i64).unwrap_or(0) != 0 {
+            return None;
+        }
+        let group = frame.get("groupid").and_then(Value::as_i64)?;
+        let id = frame.get("id").and_then(Value::as_i64);
+        let action = |event: &str, id: i64| (group, event.to_string(), id);
+        let actions = match frame.get("msgid").and_then(Value::as_i64)? {
+            msgid::GROUP_EVENT => {
+                if frame.get("by").and_then(Value::as_i64) != Some(me) {
+                    return None;
+                }
+                return Some((vec![action(text(frame, "event"), id?)], false));
+            }
+            msgid::ADD_GROUP_ACK => vec![action("joined", me)],
+            msgid::GROUP_LEAVE_ACK => vec![action("left", me)],
+            msgid::GROUP_KICK_ACK => vec![action("kicked", id?)],
+            // Handing the group over changes two roles: the new creator's, then one's own.
+            msgid::GROUP_ROLE_ACK if text(frame, "role") == "creator" => {
+                vec![action("role", id?), action("role", me)]
+            }
+            msgid::GROUP_ROLE_ACK => vec![action("role", id?)],
+            msgid::GROUP_UPDATE_ACK => vec![action("updated", me)],
+            msgid::GROUP_DISSOLVE_ACK => vec![action("dissolved", me)],
+            _ => return None,
+        };
+        Some((actions, true))
     }
 
     /// Takes names and read positions from a conversation list. A login ack's are the server's word, a
@@ -442,6 +626,7 @@ fn list(frame: &Value, key: &str) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn chat(conv: &str, pos: i64, from: i64) -> Value {
         json!({"msgid": 6, "conv": conv, "pos": pos, "id": from, "name": "bob", "toid": 1, "msg": "x"})
@@ -541,6 +726,197 @@ mod tests {
         assert_eq!(
             as_command(&json!({"msgid": 10, "groupid": 3, "msg": "hi"})),
             "groupchat:3:hi"
+        );
+    }
+
+    #[test]
+    fn names_come_from_friend_and_member_lists_and_events() {
+        let mut tracker = logged_in();
+        tracker.observe(&json!({"msgid": 34, "errno": 0,
+            "friends": [{"id": 4, "name": "carol", "state": "online"}],
+            "incoming": [{"id": 5, "name": "dave", "text": ""}],
+            "outgoing": [{"id": 6, "name": "erin", "text": ""}],
+            "blocked": [{"id": 7, "name": "mallory"}]}));
+        tracker.observe(&json!({"msgid": 36, "errno": 0, "id": 8, "name": "frank"}));
+        tracker.observe(&json!({"msgid": 26, "event": "accepted", "id": 9, "name": "grace"}));
+        tracker.observe(&json!({"msgid": 48, "errno": 0, "group": {"id": 12,
+            "groupname": "ops", "groupdesc": "", "users": [
+                {"id": 10, "name": "heidi", "state": "online", "role": "creator"}]}}));
+        tracker.observe(&json!({"msgid": 13, "errno": 0, "groupid": 13, "groupname": "new"}));
+        tracker.observe(
+            &json!({"msgid": 49, "groupid": 3, "event": "updated", "id": 2,
+            "by": 2, "groupname": "rustaceans", "groupdesc": ""}),
+        );
+        let names = &tracker.view.names;
+        for (key, name) in [
+            ("u4", "carol"),
+            ("u5", "dave"),
+            ("u6", "erin"),
+            ("u7", "mallory"),
+            ("u8", "frank"),
+            ("u9", "grace"),
+            ("u10", "heidi"),
+            ("g12", "ops"),
+            ("g13", "new"),
+            ("g3", "rustaceans"),
+        ] {
+            assert_eq!(names.get(key).map(String::as_str), Some(name), "{key}");
+        }
+        // A login ack's friends and group members too.
+        let mut tracker = Tracker::default();
+        tracker.observe(&json!({"msgid": 2, "errno": 0, "id": 1, "name": "alice",
+            "friends": [{"id": 2, "name": "bob", "state": "online"}],
+            "groups": [{"id": 3, "groupname": "devs", "groupdesc": "", "users": [
+                {"id": 4, "name": "carol", "state": "offline", "role": "normal"}]}]}));
+        assert_eq!(tracker.view.names["u2"], "bob");
+        assert_eq!(tracker.view.names["u4"], "carol");
+        assert_eq!(tracker.view.names["g3"], "devs");
+    }
+
+    #[test]
+    fn open_friend_requests_are_kept_up_to_date() {
+        let mut tracker = Tracker::default();
+        tracker.observe(&json!({"msgid": 2, "errno": 0, "id": 1, "name": "alice",
+            "requests": [{"id": 5, "name": "dave", "text": "hi"},
+                         {"id": 6, "name": "erin", "text": ""}]}));
+        assert_eq!(tracker.view.requests, BTreeSet::from([5, 6]));
+        assert_eq!(tracker.view.names["u5"], "dave");
+        tracker.observe(&json!({"msgid": 26, "event": "request", "id": 7, "name": "frank"}));
+        tracker.observe(&json!({"msgid": 28, "errno": 0, "friendid": 5, "state": "friends"}));
+        assert_eq!(tracker.view.requests, BTreeSet::from([6, 7]));
+        // Withdrawn by its sender.
+        tracker.observe(&json!({"msgid": 26, "event": "removed", "id": 7, "name": "frank"}));
+        assert_eq!(tracker.view.requests, BTreeSet::from([6]));
+        // Asking back completes it; asking someone else changes nothing here.
+        tracker.observe(&json!({"msgid": 25, "errno": 0, "friendid": 8, "state": "requested"}));
+        tracker.observe(&json!({"msgid": 26, "event": "request", "id": 8, "name": "grace"}));
+        tracker.observe(&json!({"msgid": 25, "errno": 0, "friendid": 6, "state": "friends"}));
+        assert_eq!(tracker.view.requests, BTreeSet::from([8]));
+        tracker.observe(&json!({"msgid": 32, "errno": 0, "id": 8, "block": false}));
+        assert_eq!(tracker.view.requests, BTreeSet::from([8]));
+        tracker.observe(&json!({"msgid": 32, "errno": 0, "id": 8, "block": true}));
+        assert!(tracker.view.requests.is_empty());
+        // FRIENDS says what is open.
+        tracker.observe(
+            &json!({"msgid": 34, "errno": 0, "friends": [], "outgoing": [],
+            "blocked": [], "incoming": [{"id": 9, "name": "heidi", "text": ""}]}),
+        );
+        assert_eq!(tracker.view.requests, BTreeSet::from([9]));
+        tracker.observe(&json!({"msgid": 30, "errno": 0, "friendid": 9}));
+        assert!(tracker.view.requests.is_empty());
+    }
+
+    #[test]
+    fn a_group_one_is_no_longer_in_is_not_marked_read() {
+        for gone in [
+            json!({"msgid": 38, "errno": 0, "groupid": 3}),
+            json!({"msgid": 46, "errno": 0, "groupid": 3}),
+            json!({"msgid": 49, "groupid": 3, "event": "kicked", "id": 1, "by": 2}),
+            json!({"msgid": 49, "groupid": 3, "event": "left", "id": 1, "by": 1}),
+            json!({"msgid": 49, "groupid": 3, "event": "dissolved", "id": 2, "by": 2}),
+        ] {
+            let mut tracker = logged_in();
+            tracker.observe(&chat("u2", 6, 2));
+            tracker.observe(&json!({"msgid": 10, "conv": "g3", "pos": 1, "id": 2, "groupid": 3}));
+            tracker.observe(&gone);
+            assert_eq!(
+                tracker.reads_due(),
+                [json!({"msgid": 21, "conv": "u2", "pos": 6})],
+                "{gone}"
+            );
+        }
+        // Someone else leaving changes nothing.
+        let mut tracker = logged_in();
+        tracker.reads_due();
+        tracker.observe(&json!({"msgid": 10, "conv": "g3", "pos": 1, "id": 2, "groupid": 3}));
+        tracker.observe(&json!({"msgid": 49, "groupid": 3, "event": "left", "id": 2, "by": 2}));
+        assert_eq!(
+            tracker.reads_due(),
+            [json!({"msgid": 21, "conv": "g3", "pos": 1})]
+        );
+    }
+
+    #[test]
+    fn a_group_action_is_shown_once_whatever_comes_first() {
+        let mut tracker = logged_in();
+        let leave_ack = json!({"msgid": 38, "errno": 0, "groupid": 3, "seq": 4});
+        let left = json!({"msgid": 49, "groupid": 3, "event": "left", "id": 1, "by": 1});
+        // The ack first: the event is its echo.
+        assert!(!tracker.is_echo(&leave_ack));
+        assert!(tracker.is_echo(&left));
+        // The event first: the ack is its echo.
+        assert!(!tracker.is_echo(&left));
+        assert!(tracker.is_echo(&leave_ack));
+        // Nothing is left waiting: the next time both are shown afresh.
+        assert!(tracker.announced.is_empty());
+
+        // A kick names the user kicked.
+        let kick_ack = json!({"msgid": 40, "errno": 0, "groupid": 3, "id": 4});
+        assert!(!tracker.is_echo(&kick_ack));
+        let other = json!({"msgid": 49, "groupid": 3, "event": "kicked", "id": 5, "by": 1});
+        assert!(!tracker.is_echo(&other));
+        let kicked = json!({"msgid": 49, "groupid": 3, "event": "kicked", "id": 4, "by": 1});
+        assert!(tracker.is_echo(&kicked));
+
+        // A hand-over is one ack and two events.
+        let mut tracker = logged_in();
+        let hand_over = json!({"msgid": 42, "errno": 0, "groupid": 3, "id": 2, "role": "creator"});
+        let new_creator = json!({"msgid": 49, "groupid": 3, "event": "role", "id": 2, "by": 1,
+                                 "role": "creator"});
+        let now_admin = json!({"msgid": 49, "groupid": 3, "event": "role", "id": 1, "by": 1,
+                               "role": "admin"});
+        assert!(!tracker.is_echo(&new_creator));
+        assert!(!tracker.is_echo(&hand_over));
+        assert!(tracker.is_echo(&now_admin));
+        assert!(tracker.announced.is_empty());
+
+        // Joining, updating, dissolving.
+        for (ack, event) in [
+            (
+                json!({"msgid": 14, "errno": 0, "groupid": 3}),
+                json!({"msgid": 49, "groupid": 3, "event": "joined", "id": 1, "by": 1}),
+            ),
+            (
+                json!({"msgid": 44, "errno": 0, "groupid": 3}),
+                json!({"msgid": 49, "groupid": 3, "event": "updated", "id": 1, "by": 1,
+                       "groupname": "devs", "groupdesc": ""}),
+            ),
+            (
+                json!({"msgid": 46, "errno": 0, "groupid": 3}),
+                json!({"msgid": 49, "groupid": 3, "event": "dissolved", "id": 1, "by": 1}),
+            ),
+        ] {
+            assert!(!tracker.is_echo(&ack), "{ack}");
+            assert!(tracker.is_echo(&event), "{event}");
+        }
+    }
+
+    #[test]
+    fn what_others_do_is_never_an_echo() {
+        let mut tracker = logged_in();
+        let leave_ack = json!({"msgid": 38, "errno": 0, "groupid": 3});
+        assert!(!tracker.is_echo(&leave_ack));
+        // Someone else's event, another group's, another kind.
+        for event in [
+            json!({"msgid": 49, "groupid": 3, "event": "left", "id": 2, "by": 2}),
+            json!({"msgid": 49, "groupid": 4, "event": "left", "id": 1, "by": 1}),
+            json!({"msgid": 49, "groupid": 3, "event": "kicked", "id": 1, "by": 2}),
+            json!({"msgid": 49, "groupid": 3, "event": "dissolved", "id": 1, "by": 1}),
+        ] {
+            assert!(!tracker.is_echo(&event), "{event}");
+        }
+        // Two acks do not echo each other, nor do failures or other frames count.
+        let mut tracker = logged_in();
+        assert!(!tracker.is_echo(&leave_ack));
+        assert!(!tracker.is_echo(&leave_ack));
+        assert!(!tracker.is_echo(&json!({"msgid": 38, "errno": 105, "groupid": 3})));
+        assert!(!tracker.is_echo(&chat("u2", 6, 2)));
+        // Before login nobody is "you".
+        let mut tracker = Tracker::default();
+        assert!(!tracker.is_echo(&leave_ack));
+        assert!(
+            !tracker
+                .is_echo(&json!({"msgid": 49, "groupid": 3, "event": "left", "id": 1, "by": 1}))
         );
     }
 }

@@ -2,7 +2,7 @@
 //! tested without a server. Each event starts a line of its own; a chat text with newlines continues on
 //! indented lines, so a script can still tell where one event starts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use clusterchat::protocol::msgid;
 use serde_json::Value;
@@ -58,12 +58,15 @@ impl PageInfo {
     }
 }
 
-/// What the renderer knows about the session: who "you" are, and the names of the conversations (the
-/// peer's or the group's), learnt from the login ack, CONVERSATIONS and the messages themselves.
+/// What the renderer knows about the session: who "you" are, the names of users and groups (`u5`,
+/// `g3`), learnt from the login ack, CONVERSATIONS, friend and member lists, and the messages and events
+/// themselves, and the friend requests to the user that are still open.
 #[derive(Debug, Default, Clone)]
 pub struct View {
     pub me: Option<i64>,
     pub names: HashMap<String, String>,
+    /// Who has asked to be the user's friend and has no answer yet.
+    pub requests: BTreeSet<i64>,
 }
 
 impl View {
@@ -72,6 +75,32 @@ impl View {
         match self.names.get(&format!("u{id}")) {
             Some(name) => name.clone(),
             None => format!("user {id}"),
+        }
+    }
+
+    /// `bob (2)`, or `user 2` while the name is unknown.
+    fn person(&self, id: i64) -> String {
+        match self.names.get(&format!("u{id}")) {
+            Some(name) => format!("{name} ({id})"),
+            None => format!("user {id}"),
+        }
+    }
+
+    /// The user in `frame[key]`: `you` for oneself, else as [`View::person`].
+    fn someone(&self, frame: &Value, key: &str) -> String {
+        match int(frame, key) {
+            Some(id) if Some(id) == self.me => "you".into(),
+            Some(id) => self.person(id),
+            None => format!("user {}", shown(frame, key)),
+        }
+    }
+
+    /// `group devs (3)`, or `group 3` while the name is unknown, for the group in `frame[key]`.
+    fn group(&self, frame: &Value, key: &str) -> String {
+        let id = shown(frame, key);
+        match self.names.get(&format!("g{id}")) {
+            Some(name) => format!("group {name} ({id})"),
+            None => format!("group {id}"),
         }
     }
 
@@ -104,15 +133,10 @@ pub fn render(frame: &Value, view: &View) -> Vec<String> {
             shown(frame, "id")
         ),
         Some(msgid::REG_ACK) => format!("register failed: {}", register_error(errno, errmsg)),
-        Some(msgid::ERROR) => {
-            let what = request_name(int(frame, "ref"));
-            format!("{what} failed: {}", error_sentence(errno, errmsg))
-        }
-        Some(ack) if errno != 0 => format!(
-            "{} failed: {}",
-            request_name(request_of_ack(ack)),
-            error_sentence(errno, errmsg)
-        ),
+        // TYPING is a courtesy sent while the person types: what became of it is not worth a line.
+        Some(msgid::ERROR) if int(frame, "ref") == Some(msgid::TYPING) => return Vec::new(),
+        Some(msgid::ERROR) => failure(int(frame, "ref"), errno, errmsg),
+        Some(ack) if errno != 0 => failure(request_of_ack(ack), errno, errmsg),
         Some(msgid::CHAT_ACK) => match (frame.get("conv"), int(frame, "pos")) {
             (Some(conv), Some(pos)) => format!("sent ({} #{pos})", shown_value(conv)),
             _ => "sent".to_string(),
@@ -128,9 +152,242 @@ pub fn render(frame: &Value, view: &View) -> Vec<String> {
             shown(frame, "groupid")
         ),
         Some(msgid::ADD_GROUP_ACK) => format!("joined group {}", shown(frame, "groupid")),
-        _ => format!("unrecognized message from the server: {frame}"),
+        Some(msgid::FRIENDS_ACK) => return friend_lists(frame),
+        Some(msgid::GROUP_INFO_ACK) => return group_info(frame),
+        Some(msgid::FRIEND_EVENT) => match friend_event(frame) {
+            Some(line) => line,
+            None => unrecognized(frame),
+        },
+        Some(msgid::GROUP_EVENT) => match group_event(frame, view) {
+            Some(line) => line,
+            None => unrecognized(frame),
+        },
+        Some(msgid::PRESENCE) => {
+            format!("{} is {}", view.someone(frame, "id"), text(frame, "state"))
+        }
+        Some(msgid::TYPING) => typing_line(frame, view),
+        Some(ack) => match people_ack(ack, frame, view) {
+            Some(line) => line,
+            None => unrecognized(frame),
+        },
+        None => unrecognized(frame),
     };
     vec![line]
+}
+
+fn unrecognized(frame: &Value) -> String {
+    format!("unrecognized message from the server: {frame}")
+}
+
+/// `remove failed: …`: the command and why, for an ERROR_MSG or a failed ack.
+fn failure(request: Option<i64>, errno: i64, errmsg: &str) -> String {
+    let why = match (request, errno) {
+        // Where "no such user or group" would mislead: what 104 means for these requests.
+        (Some(msgid::FRIEND_ANSWER), 104) => "no friend request from this user".to_string(),
+        (Some(msgid::GROUP_KICK | msgid::GROUP_ROLE), 104) => {
+            "no such group, or the user is not a member of it".to_string()
+        }
+        (Some(msgid::FIND_USER), 104) => "no user has this name".to_string(),
+        _ => error_sentence(errno, errmsg),
+    };
+    format!("{} failed: {why}", request_name(request))
+}
+
+/// The line for a successful answer to a friend, group or password request (`None`: not one of them).
+fn people_ack(ack: i64, frame: &Value, view: &View) -> Option<String> {
+    let friend = || view.someone(frame, "friendid");
+    let line = match ack {
+        msgid::FRIEND_REQUEST_ACK | msgid::FRIEND_ANSWER_ACK => match text(frame, "state") {
+            "friends" => format!("you and {} are friends now", friend()),
+            "requested" => format!("friend request sent to {}", friend()),
+            "declined" => format!("you declined the friend request of {}", friend()),
+            other => format!("{}: {other}", friend()),
+        },
+        msgid::FRIEND_REMOVE_ACK => format!(
+            "removed {}: no friendship or friend request between you any more",
+            friend()
+        ),
+        msgid::BLOCK_ACK => match frame.get("block").and_then(Value::as_bool) {
+            Some(false) => format!("unblocked {}", view.someone(frame, "id")),
+            _ => format!("blocked {}", view.someone(frame, "id")),
+        },
+        msgid::FIND_USER_ACK => format!("{} is user {}", text(frame, "name"), shown(frame, "id")),
+        msgid::GROUP_LEAVE_ACK => format!("you left {}", view.group(frame, "groupid")),
+        msgid::GROUP_KICK_ACK => format!(
+            "you kicked {} from {}",
+            view.someone(frame, "id"),
+            view.group(frame, "groupid")
+        ),
+        msgid::GROUP_ROLE_ACK => {
+            let (who, group) = (view.someone(frame, "id"), view.group(frame, "groupid"));
+            match text(frame, "role") {
+                "creator" => format!("{who} is now the creator of {group}; you are an admin"),
+                role => format!("{who} is now {} of {group}", role_words(role)),
+            }
+        }
+        msgid::GROUP_UPDATE_ACK => format!("{} updated", view.group(frame, "groupid")),
+        msgid::GROUP_DISSOLVE_ACK => format!("{} dissolved", view.group(frame, "groupid")),
+        msgid::PASSWORD_ACK => "password changed; your devices stay logged in, but after a lost \
+                                connection each logs in again with the new password"
+            .to_string(),
+        _ => return None,
+    };
+    Some(line)
+}
+
+/// `an admin`, `a normal member`, `the creator`.
+fn role_words(role: &str) -> String {
+    match role {
+        "creator" => "the creator".into(),
+        "admin" => "an admin".into(),
+        "normal" => "a normal member".into(),
+        other => format!("'{other}'"),
+    }
+}
+
+/// `bob (2)`: a user named in the frame itself.
+fn named(frame: &Value) -> String {
+    format!("{} ({})", text(frame, "name"), shown(frame, "id"))
+}
+
+/// FRIEND_EVENT: what someone did about being your friend.
+pub fn friend_event(event: &Value) -> Option<String> {
+    let who = named(event);
+    let line = match text(event, "event") {
+        "request" => format!("{who} {}", asks(event)),
+        "accepted" => format!("{who} accepted your friend request: you are friends now"),
+        "declined" => format!("{who} declined your friend request"),
+        "removed" => {
+            format!("{who} removed you: no friendship or friend request between you any more")
+        }
+        _ => return None,
+    };
+    Some(line)
+}
+
+/// `asks to be your friend: TEXT — accept:2 or decline:2`
+fn asks(request: &Value) -> String {
+    let id = shown(request, "id");
+    match text(request, "text") {
+        "" => format!("asks to be your friend — accept:{id} or decline:{id}"),
+        said => format!(
+            "asks to be your friend: {} — accept:{id} or decline:{id}",
+            continued(said)
+        ),
+    }
+}
+
+/// GROUP_EVENT: who did what in a group, `you` for oneself.
+pub fn group_event(event: &Value, view: &View) -> Option<String> {
+    let (who, by) = (view.someone(event, "id"), view.someone(event, "by"));
+    let group = view.group(event, "groupid");
+    let line = match text(event, "event") {
+        "joined" => format!("{who} joined {group}"),
+        "left" => format!("{who} left {group}"),
+        "kicked" => format!("{by} kicked {who} from {group}"),
+        // A hand-over's second event: the old creator, now an admin.
+        "role" if int(event, "id") == int(event, "by") => {
+            let is = if who == "you" { "are" } else { "is" };
+            format!(
+                "{who} {is} now {} of {group}",
+                role_words(text(event, "role"))
+            )
+        }
+        "role" if text(event, "role") == "creator" => format!("{by} handed {group} over to {who}"),
+        "role" => format!(
+            "{by} made {who} {} of {group}",
+            role_words(text(event, "role"))
+        ),
+        // The group's name may be the new one already: named by its id only.
+        "updated" => {
+            let desc = match text(event, "groupdesc") {
+                "" => "no description".to_string(),
+                desc => format!("description {}", continued(desc)),
+            };
+            format!(
+                "{by} updated group {}: name {}, {desc}",
+                shown(event, "groupid"),
+                text(event, "groupname")
+            )
+        }
+        "dissolved" => format!("{by} dissolved {group}"),
+        _ => return None,
+    };
+    Some(line)
+}
+
+/// TYPING: `bob (2) is typing in u2…`, with a group's name when known.
+fn typing_line(frame: &Value, view: &View) -> String {
+    let conv = shown(frame, "conv");
+    let place = match view.names.get(&conv) {
+        Some(name) if conv.starts_with('g') => format!("{conv} ({name})"),
+        _ => conv,
+    };
+    format!("{} is typing in {place}…", view.someone(frame, "id"))
+}
+
+/// FRIENDS: friends with their state, then the requests to and from the user, then the blocked.
+pub fn friend_lists(ack: &Value) -> Vec<String> {
+    let friends = list(ack, "friends");
+    let mut lines = vec![format!("friends: {}", friends.len())];
+    lines.extend(friends.iter().map(|f| format!("  {}", contact(f))));
+    lines.extend(request_lines(
+        "friend requests to you",
+        &list(ack, "incoming"),
+    ));
+    let outgoing = list(ack, "outgoing");
+    lines.push(format!("friend requests from you: {}", outgoing.len()));
+    for request in &outgoing {
+        let id = shown(request, "id");
+        let said = match text(request, "text") {
+            "" => String::new(),
+            said => format!(": {}", continued(said)),
+        };
+        lines.push(format!(
+            "  {id} {}{said} (remove:{id} withdraws it)",
+            text(request, "name")
+        ));
+    }
+    let blocked = list(ack, "blocked");
+    lines.push(format!("blocked: {}", blocked.len()));
+    for user in &blocked {
+        let id = shown(user, "id");
+        lines.push(format!("  {id} {} (unblock:{id})", text(user, "name")));
+    }
+    lines
+}
+
+/// `TITLE: 1`, then `  5 dave asks to be your friend: hi — accept:5 or decline:5` for each.
+fn request_lines(title: &str, requests: &[Value]) -> Vec<String> {
+    std::iter::once(format!("{title}: {}", requests.len()))
+        .chain(
+            requests
+                .iter()
+                .map(|r| format!("  {} {} {}", shown(r, "id"), text(r, "name"), asks(r))),
+        )
+        .collect()
+}
+
+/// GROUP_INFO: `group 3 devs, 2 members: rust people`, then each member with state and role.
+pub fn group_info(ack: &Value) -> Vec<String> {
+    let group = ack.get("group").cloned().unwrap_or_default();
+    let users = list(&group, "users");
+    let desc = text(&group, "groupdesc");
+    let count = match users.len() {
+        1 => "1 member".to_string(),
+        n => format!("{n} members"),
+    };
+    let mut lines = vec![format!(
+        "group {} {}, {count}{}{}",
+        shown(&group, "id"),
+        text(&group, "groupname"),
+        if desc.is_empty() { "" } else { ": " },
+        continued(desc)
+    )];
+    for user in &users {
+        lines.push(format!("  {} {}", contact(user), text(user, "role")));
+    }
+    lines
 }
 
 /// `[u1 #7] [time] alice(1) -> you: text`; the position only in v2 frames, which carry one. A message of
@@ -253,9 +510,10 @@ pub fn history_page(ack: &Value, view: &View) -> Vec<String> {
     lines
 }
 
-/// After an automatic reconnect: the messages kept offline meanwhile, and the conversations that have
-/// unread messages beyond those (another device of the user got them live; `history:` shows them).
-pub fn resume_summary(ack: &Value, view: &View) -> Vec<String> {
+/// After an automatic reconnect: the messages kept offline meanwhile, the conversations that have
+/// unread messages beyond those (another device of the user got them live; `history:` shows them), and
+/// the friend requests that came meanwhile (those not among the `known` ones).
+pub fn resume_summary(ack: &Value, view: &View, known: &BTreeSet<i64>) -> Vec<String> {
     let mut lines = vec![format!("reconnected (device {})", text(ack, "device"))];
     let offline = list(ack, "offlinemsg");
     let mut shown_up_to: HashMap<String, i64> = HashMap::new();
@@ -284,6 +542,11 @@ pub fn resume_summary(ack: &Value, view: &View) -> Vec<String> {
         })
         .collect();
     lines.extend(conversation_lines(&unread));
+    for request in list(ack, "requests") {
+        if int(&request, "id").is_some_and(|id| !known.contains(&id)) {
+            lines.push(format!("  {} {}", named(&request), asks(&request)));
+        }
+    }
     lines
 }
 
@@ -316,6 +579,9 @@ pub fn login_summary(ack: &Value, view: &View) -> Vec<String> {
     lines.push(format!("offline messages: {}", offline.len()));
     for message in &offline {
         lines.push(format!("  {}", message_line(message, view, Seen::Live)));
+    }
+    if ack.get("requests").is_some() {
+        lines.extend(request_lines("friend requests", &list(ack, "requests")));
     }
     lines
 }
@@ -414,6 +680,20 @@ fn request_name(request: Option<i64>) -> &'static str {
         Some(msgid::CONVERSATIONS) => "conversations",
         Some(msgid::HISTORY) => "history",
         Some(msgid::READ) => "read",
+        Some(msgid::FRIEND_REQUEST) => "friend request",
+        Some(msgid::FRIEND_ANSWER) => "accept/decline",
+        Some(msgid::FRIEND_REMOVE) => "remove",
+        Some(msgid::BLOCK) => "block/unblock",
+        Some(msgid::FRIENDS) => "friends",
+        Some(msgid::FIND_USER) => "find",
+        Some(msgid::GROUP_LEAVE) => "leave",
+        Some(msgid::GROUP_KICK) => "kick",
+        Some(msgid::GROUP_ROLE) => "role",
+        Some(msgid::GROUP_UPDATE) => "rename/desc",
+        Some(msgid::GROUP_DISSOLVE) => "dissolve",
+        Some(msgid::GROUP_INFO) => "members",
+        Some(msgid::TYPING) => "typing",
+        Some(msgid::PASSWORD) => "password",
         _ => "request",
     }
 }
@@ -424,6 +704,23 @@ fn request_of_ack(ack: i64) -> Option<i64> {
         msgid::ADD_FRIEND_ACK => Some(msgid::ADD_FRIEND),
         msgid::CREATE_GROUP_ACK => Some(msgid::CREATE_GROUP),
         msgid::ADD_GROUP_ACK => Some(msgid::ADD_GROUP),
+        // From msgid 17 on, each ack comes right after its request.
+        msgid::CONVERSATIONS_ACK
+        | msgid::HISTORY_ACK
+        | msgid::READ_ACK
+        | msgid::FRIEND_REQUEST_ACK
+        | msgid::FRIEND_ANSWER_ACK
+        | msgid::FRIEND_REMOVE_ACK
+        | msgid::BLOCK_ACK
+        | msgid::FRIENDS_ACK
+        | msgid::FIND_USER_ACK
+        | msgid::GROUP_LEAVE_ACK
+        | msgid::GROUP_KICK_ACK
+        | msgid::GROUP_ROLE_ACK
+        | msgid::GROUP_UPDATE_ACK
+        | msgid::GROUP_DISSOLVE_ACK
+        | msgid::GROUP_INFO_ACK
+        | msgid::PASSWORD_ACK => Some(ack - 1),
         _ => None,
     }
 }
@@ -673,8 +970,8 @@ mod tests {
     #[test]
     fn unknown_frames_are_shown_raw() {
         assert_eq!(
-            render(&json!({"msgid": 42}), &View::default()),
-            ["unrecognized message from the server: {\"msgid\":42}"]
+            render(&json!({"msgid": 99}), &View::default()),
+            ["unrecognized message from the server: {\"msgid\":99}"]
         );
     }
 
@@ -886,12 +1183,430 @@ mod tests {
                 {"conv": "u2", "id": 2, "msg": "b", "msgid": 6, "name": "bob", "pos": 7, "toid": 1}]
         });
         assert_eq!(
-            resume_summary(&ack, &alice()),
+            resume_summary(&ack, &alice(), &BTreeSet::new()),
             [
                 "reconnected (device phone)",
                 "  [u2 #6] bob(2) -> you: a",
                 "  [u2 #7] bob(2) -> you: b",
                 "  g3 devs  5 unread",
+            ]
+        );
+    }
+
+    #[test]
+    fn friend_acks() {
+        let cases = [
+            (
+                json!({"msgid": 25, "errno": 0, "friendid": 2, "state": "requested", "seq": 1}),
+                "friend request sent to bob (2)",
+            ),
+            (
+                json!({"msgid": 25, "errno": 0, "friendid": 2, "state": "friends"}),
+                "you and bob (2) are friends now",
+            ),
+            (
+                json!({"msgid": 28, "errno": 0, "friendid": 2, "state": "friends"}),
+                "you and bob (2) are friends now",
+            ),
+            (
+                json!({"msgid": 28, "errno": 0, "friendid": 9, "state": "declined"}),
+                "you declined the friend request of user 9",
+            ),
+            (
+                json!({"msgid": 30, "errno": 0, "friendid": 2}),
+                "removed bob (2): no friendship or friend request between you any more",
+            ),
+            (
+                json!({"msgid": 32, "errno": 0, "id": 5, "block": true}),
+                "blocked user 5",
+            ),
+            (
+                json!({"msgid": 32, "errno": 0, "id": 2, "block": false}),
+                "unblocked bob (2)",
+            ),
+            (
+                json!({"msgid": 36, "errno": 0, "id": 2, "name": "bob"}),
+                "bob is user 2",
+            ),
+            (
+                json!({"msgid": 53, "errno": 0}),
+                "password changed; your devices stay logged in, but after a lost connection each \
+                 logs in again with the new password",
+            ),
+        ];
+        for (frame, line) in cases {
+            assert_eq!(render(&frame, &alice()), [line], "{frame}");
+        }
+    }
+
+    #[test]
+    fn group_acks() {
+        let cases = [
+            (
+                json!({"msgid": 38, "errno": 0, "groupid": 3}),
+                "you left group devs (3)",
+            ),
+            (
+                json!({"msgid": 40, "errno": 0, "groupid": 3, "id": 2}),
+                "you kicked bob (2) from group devs (3)",
+            ),
+            (
+                json!({"msgid": 42, "errno": 0, "groupid": 3, "id": 2, "role": "admin"}),
+                "bob (2) is now an admin of group devs (3)",
+            ),
+            (
+                json!({"msgid": 42, "errno": 0, "groupid": 8, "id": 2, "role": "normal"}),
+                "bob (2) is now a normal member of group 8",
+            ),
+            (
+                json!({"msgid": 42, "errno": 0, "groupid": 3, "id": 2, "role": "creator"}),
+                "bob (2) is now the creator of group devs (3); you are an admin",
+            ),
+            (
+                json!({"msgid": 44, "errno": 0, "groupid": 3}),
+                "group devs (3) updated",
+            ),
+            (
+                json!({"msgid": 46, "errno": 0, "groupid": 3}),
+                "group devs (3) dissolved",
+            ),
+        ];
+        for (frame, line) in cases {
+            assert_eq!(render(&frame, &alice()), [line], "{frame}");
+        }
+    }
+
+    #[test]
+    fn people_errors_name_the_command() {
+        let cases = [
+            (
+                json!({"msgid": 15, "errno": 105, "ref": 24, "seq": 3,
+                       "errmsg": "this user does not accept requests from you"}),
+                "friend request failed: not allowed (this user does not accept requests from you)",
+            ),
+            (
+                json!({"msgid": 15, "errno": 104, "errmsg": "no pending request", "ref": 27}),
+                "accept/decline failed: no friend request from this user",
+            ),
+            (
+                json!({"msgid": 15, "errno": 104, "errmsg": "no such user", "ref": 35}),
+                "find failed: no user has this name",
+            ),
+            (
+                json!({"msgid": 15, "errno": 104, "errmsg": "not a member", "ref": 39}),
+                "kick failed: no such group, or the user is not a member of it",
+            ),
+            (
+                json!({"msgid": 15, "errno": 104, "ref": 41}),
+                "role failed: no such group, or the user is not a member of it",
+            ),
+            (
+                json!({"msgid": 15, "errno": 104, "errmsg": "no such user", "ref": 29}),
+                "remove failed: no such user or group",
+            ),
+            (
+                json!({"msgid": 15, "errno": 105, "ref": 37,
+                       "errmsg": "hand the group over or dissolve it first"}),
+                "leave failed: not allowed (hand the group over or dissolve it first)",
+            ),
+            (
+                json!({"msgid": 15, "errno": 102, "errmsg": "role: unknown", "ref": 41}),
+                "role failed: invalid field (role: unknown)",
+            ),
+            (
+                json!({"msgid": 15, "errno": 105, "errmsg": "wrong password", "ref": 52}),
+                "password failed: not allowed (wrong password)",
+            ),
+            (
+                json!({"msgid": 15, "errno": 107, "ref": 52}),
+                "password failed: too many requests, slow down",
+            ),
+            (
+                json!({"msgid": 15, "errno": 105, "errmsg": "name taken", "ref": 43}),
+                "rename/desc failed: not allowed (name taken)",
+            ),
+            (
+                json!({"msgid": 15, "errno": 104, "ref": 47}),
+                "members failed: no such user or group",
+            ),
+            (
+                json!({"msgid": 15, "errno": 105, "errmsg": "creator only", "ref": 45}),
+                "dissolve failed: not allowed (creator only)",
+            ),
+            (
+                json!({"msgid": 15, "errno": 105, "errmsg": "that is you", "ref": 31}),
+                "block/unblock failed: not allowed (that is you)",
+            ),
+            (
+                json!({"msgid": 15, "errno": 109, "ref": 33}),
+                "friends failed: the server is temporarily unavailable; it was not carried out",
+            ),
+            // A failed ack is named by its request too.
+            (
+                json!({"msgid": 38, "errno": 105, "errmsg": "not a member"}),
+                "leave failed: not allowed (not a member)",
+            ),
+        ];
+        for (frame, line) in cases {
+            assert_eq!(render(&frame, &alice()), [line], "{frame}");
+        }
+        // What became of a TYPING is not worth a line, while the person types.
+        let typing = json!({"msgid": 15, "errno": 104, "errmsg": "no such user", "ref": 51});
+        assert!(render(&typing, &alice()).is_empty());
+    }
+
+    #[test]
+    fn friend_events() {
+        let cases = [
+            (
+                json!({"msgid": 26, "event": "request", "id": 2, "name": "bob", "text": "hi, it's bob"}),
+                "bob (2) asks to be your friend: hi, it's bob — accept:2 or decline:2",
+            ),
+            (
+                json!({"msgid": 26, "event": "request", "id": 4, "name": "carol", "text": ""}),
+                "carol (4) asks to be your friend — accept:4 or decline:4",
+            ),
+            (
+                json!({"msgid": 26, "event": "request", "id": 4, "name": "carol"}),
+                "carol (4) asks to be your friend — accept:4 or decline:4",
+            ),
+            (
+                json!({"msgid": 26, "event": "request", "id": 4, "name": "carol", "text": "a\nb"}),
+                "carol (4) asks to be your friend: a\n  b — accept:4 or decline:4",
+            ),
+            (
+                json!({"msgid": 26, "event": "accepted", "id": 2, "name": "bob"}),
+                "bob (2) accepted your friend request: you are friends now",
+            ),
+            (
+                json!({"msgid": 26, "event": "declined", "id": 2, "name": "bob"}),
+                "bob (2) declined your friend request",
+            ),
+            (
+                json!({"msgid": 26, "event": "removed", "id": 2, "name": "bob"}),
+                "bob (2) removed you: no friendship or friend request between you any more",
+            ),
+        ];
+        for (frame, line) in cases {
+            assert_eq!(render(&frame, &View::default()), [line], "{frame}");
+        }
+        let odd = json!({"msgid": 26, "event": "poked", "id": 2, "name": "bob"});
+        assert!(render(&odd, &alice())[0].starts_with("unrecognized message from the server"));
+    }
+
+    #[test]
+    fn group_events_say_who_did_it() {
+        let mut view = alice();
+        view.names.insert("u4".into(), "carol".into());
+        let cases = [
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "joined", "id": 4, "by": 4}),
+                "carol (4) joined group devs (3)",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "joined", "id": 1, "by": 1}),
+                "you joined group devs (3)",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "left", "id": 9, "by": 9}),
+                "user 9 left group devs (3)",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "kicked", "id": 4, "by": 2}),
+                "bob (2) kicked carol (4) from group devs (3)",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "kicked", "id": 1, "by": 2}),
+                "bob (2) kicked you from group devs (3)",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "role", "id": 4, "by": 2,
+                       "role": "admin"}),
+                "bob (2) made carol (4) an admin of group devs (3)",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "role", "id": 1, "by": 2,
+                       "role": "normal"}),
+                "bob (2) made you a normal member of group devs (3)",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "role", "id": 1, "by": 2,
+                       "role": "creator"}),
+                "bob (2) handed group devs (3) over to you",
+            ),
+            // A hand-over's second event: the old creator is an admin now.
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "role", "id": 2, "by": 2,
+                       "role": "admin"}),
+                "bob (2) is now an admin of group devs (3)",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "role", "id": 1, "by": 1,
+                       "role": "admin"}),
+                "you are now an admin of group devs (3)",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "updated", "id": 2, "by": 2,
+                       "groupname": "rustaceans", "groupdesc": "all things rust"}),
+                "bob (2) updated group 3: name rustaceans, description all things rust",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "updated", "id": 1, "by": 1,
+                       "groupname": "devs", "groupdesc": ""}),
+                "you updated group 3: name devs, no description",
+            ),
+            (
+                json!({"msgid": 49, "groupid": 3, "event": "dissolved", "id": 2, "by": 2}),
+                "bob (2) dissolved group devs (3)",
+            ),
+        ];
+        for (frame, line) in cases {
+            assert_eq!(render(&frame, &view), [line], "{frame}");
+        }
+        let odd = json!({"msgid": 49, "groupid": 3, "event": "renamed", "id": 2, "by": 2});
+        assert!(render(&odd, &view)[0].starts_with("unrecognized message from the server"));
+    }
+
+    #[test]
+    fn presence_and_typing() {
+        let cases = [
+            (
+                json!({"msgid": 50, "id": 2, "state": "online"}),
+                "bob (2) is online",
+            ),
+            (
+                json!({"msgid": 50, "id": 7, "state": "offline"}),
+                "user 7 is offline",
+            ),
+            (
+                json!({"msgid": 51, "conv": "u2", "id": 2}),
+                "bob (2) is typing in u2…",
+            ),
+            (
+                json!({"msgid": 51, "conv": "g3", "id": 2}),
+                "bob (2) is typing in g3 (devs)…",
+            ),
+            (
+                json!({"msgid": 51, "conv": "g8", "id": 9}),
+                "user 9 is typing in g8…",
+            ),
+        ];
+        for (frame, line) in cases {
+            assert_eq!(render(&frame, &alice()), [line], "{frame}");
+        }
+        // Pushes answer nothing of ours.
+        assert_eq!(
+            Reply::of(&json!({"msgid": 51, "conv": "u2", "id": 2})),
+            None
+        );
+    }
+
+    #[test]
+    fn friend_lists_show_every_kind() {
+        let ack = json!({"msgid": 34, "errno": 0, "seq": 4,
+            "friends": [{"id": 2, "name": "bob", "state": "online"},
+                        {"id": 4, "name": "carol", "state": "offline"}],
+            "incoming": [{"id": 5, "name": "dave", "text": "hi there"},
+                         {"id": 6, "name": "erin", "text": ""}],
+            "outgoing": [{"id": 7, "name": "frank", "text": "remember me?"},
+                         {"id": 8, "name": "grace", "text": ""}],
+            "blocked": [{"id": 9, "name": "mallory"}]});
+        assert_eq!(
+            render(&ack, &alice()),
+            [
+                "friends: 2",
+                "  2 bob online",
+                "  4 carol offline",
+                "friend requests to you: 2",
+                "  5 dave asks to be your friend: hi there — accept:5 or decline:5",
+                "  6 erin asks to be your friend — accept:6 or decline:6",
+                "friend requests from you: 2",
+                "  7 frank: remember me? (remove:7 withdraws it)",
+                "  8 grace (remove:8 withdraws it)",
+                "blocked: 1",
+                "  9 mallory (unblock:9)",
+            ]
+        );
+        let empty = json!({"msgid": 34, "errno": 0, "friends": [], "incoming": [],
+                           "outgoing": [], "blocked": []});
+        assert_eq!(
+            render(&empty, &alice()),
+            [
+                "friends: 0",
+                "friend requests to you: 0",
+                "friend requests from you: 0",
+                "blocked: 0"
+            ]
+        );
+    }
+
+    #[test]
+    fn group_info_lists_members_with_roles() {
+        let ack = json!({"msgid": 48, "errno": 0, "seq": 2, "group": {
+            "id": 3, "groupname": "devs", "groupdesc": "rust people", "users": [
+                {"id": 1, "name": "alice", "state": "online", "role": "creator"},
+                {"id": 2, "name": "bob", "state": "offline", "role": "admin"},
+                {"id": 4, "name": "carol", "state": "online", "role": "normal"}]}});
+        assert_eq!(
+            render(&ack, &alice()),
+            [
+                "group 3 devs, 3 members: rust people",
+                "  1 alice online creator",
+                "  2 bob offline admin",
+                "  4 carol online normal",
+            ]
+        );
+        let alone = json!({"msgid": 48, "errno": 0, "group": {
+            "id": 5, "groupname": "me", "groupdesc": "", "users": [
+                {"id": 1, "name": "alice", "state": "online", "role": "creator"}]}});
+        assert_eq!(
+            render(&alone, &alice()),
+            ["group 5 me, 1 member", "  1 alice online creator"]
+        );
+    }
+
+    #[test]
+    fn login_lists_the_open_friend_requests() {
+        let ack = json!({
+            "msgid": 2, "errno": 0, "id": 1, "name": "alice", "device": "phone",
+            "conversations": [], "friends": [], "groups": [], "offlinemsg": [],
+            "requests": [{"id": 5, "name": "dave", "text": "hi"},
+                         {"id": 6, "name": "erin", "text": ""}]
+        });
+        assert_eq!(
+            render(&ack, &alice()),
+            [
+                "login success: alice (id 1), device phone",
+                "friends: 0",
+                "groups: 0",
+                "conversations: 0",
+                "offline messages: 0",
+                "friend requests: 2",
+                "  5 dave asks to be your friend: hi — accept:5 or decline:5",
+                "  6 erin asks to be your friend — accept:6 or decline:6",
+            ]
+        );
+        let none = json!({"msgid": 2, "errno": 0, "id": 1, "name": "alice", "requests": []});
+        assert_eq!(
+            render(&none, &alice()).last().unwrap(),
+            "friend requests: 0"
+        );
+    }
+
+    #[test]
+    fn a_resumed_login_shows_only_new_friend_requests() {
+        let ack = json!({
+            "msgid": 2, "errno": 0, "id": 1, "name": "alice", "device": "phone",
+            "conversations": [], "offlinemsg": [],
+            "requests": [{"id": 5, "name": "dave", "text": "hi"},
+                         {"id": 6, "name": "erin", "text": "me too"}]
+        });
+        let known = BTreeSet::from([5]);
+        assert_eq!(
+            resume_summary(&ack, &alice(), &known),
+            [
+                "reconnected (device phone)",
+                "  erin (6) asks to be your friend: me too — accept:6 or decline:6",
             ]
         );
     }

@@ -1,10 +1,13 @@
 //! The person's side: reading lines and printing them. On a terminal, lines are read with rustyline
 //! (editing, history, a masked password) and the reader thread prints through rustyline's external
-//! printer, which redraws the line being typed below an incoming message instead of breaking it. From a
-//! pipe or file, lines are read plainly and everything goes to stdout, flushed line by line for scripts.
+//! printer, which redraws the line being typed below an incoming message instead of breaking it; the
+//! keys typed into a command line can be watched as they come (for TYPING). From a pipe or file, lines
+//! are read plainly and everything goes to stdout, flushed line by line for scripts.
 
 use std::borrow::Cow;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use rustyline::completion::Completer;
@@ -13,15 +16,24 @@ use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
-use rustyline::{ColorMode, Config, Editor, ExternalPrinter, Helper};
+use rustyline::{
+    Cmd, ColorMode, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler,
+    ExternalPrinter, Helper, KeyCode, KeyEvent, Modifiers, RepeatCount,
+};
 use unicode_width::UnicodeWidthStr as _;
 
 /// Where lines come from.
 pub enum Input {
     /// A person at a terminal.
-    Terminal(Box<Editor<Masker, DefaultHistory>>),
+    Terminal(Box<Terminal>),
     /// A script: stdin is a pipe or a file.
     Script(io::StdinLock<'static>),
+}
+
+pub struct Terminal {
+    editor: Editor<Masker, DefaultHistory>,
+    /// Whether the key watcher is told of keys: only while a command line is read, never a password.
+    watching: Arc<AtomicBool>,
 }
 
 impl Input {
@@ -37,7 +49,10 @@ impl Input {
             .build();
         let mut editor = Editor::with_config(config).context("cannot set up the terminal")?;
         editor.set_helper(Some(Masker::default()));
-        Ok(Input::Terminal(Box::new(editor)))
+        Ok(Input::Terminal(Box::new(Terminal {
+            editor,
+            watching: Arc::new(AtomicBool::new(false)),
+        })))
     }
 
     /// Whether a person is typing (prompts and the menu are shown only then).
@@ -50,22 +65,50 @@ impl Input {
     pub fn read(&mut self, prompt: &str, secret: bool) -> anyhow::Result<Option<String>> {
         match self {
             Input::Script(stdin) => read_plain(stdin),
-            Input::Terminal(editor) => read_edited(editor, prompt, secret),
+            Input::Terminal(terminal) => read_edited(&mut terminal.editor, prompt, secret),
+        }
+    }
+
+    /// Reads a command line: as [`Input::read`], with the key watcher told of the keys typed.
+    pub fn read_command(&mut self, prompt: &str) -> anyhow::Result<Option<String>> {
+        match self {
+            Input::Script(stdin) => read_plain(stdin),
+            Input::Terminal(terminal) => {
+                terminal.watching.store(true, Ordering::Relaxed);
+                let line = read_edited(&mut terminal.editor, prompt, false);
+                terminal.watching.store(false, Ordering::Relaxed);
+                line
+            }
+        }
+    }
+
+    /// On a terminal, calls `watch` with the line being edited and the cursor's byte position each time
+    /// a key is about to insert a character into a command line ([`Input::read_command`]); the key then
+    /// does what it always does. A script's lines come whole: nothing is watched.
+    pub fn watch_keys(&mut self, watch: impl Fn(&str, usize) + Send + Sync + 'static) {
+        if let Input::Terminal(terminal) = self {
+            let watcher = KeyWatcher {
+                watching: terminal.watching.clone(),
+                watch: Box::new(watch),
+            };
+            terminal
+                .editor
+                .bind_sequence(Event::Any, EventHandler::Conditional(Box::new(watcher)));
         }
     }
 
     /// Adds a command line to the history (passwords never go there).
     pub fn remember(&mut self, line: &str) {
-        if let Input::Terminal(editor) = self {
+        if let Input::Terminal(terminal) = self {
             // A history that cannot grow is no reason to stop chatting.
-            let _ = editor.add_history_entry(line);
+            let _ = terminal.editor.add_history_entry(line);
         }
     }
 
     /// What the reader thread prints with: the external printer on a terminal, else stdout.
     pub fn output(&mut self) -> Output {
         match self {
-            Input::Terminal(editor) => match editor.create_external_printer() {
+            Input::Terminal(terminal) => match terminal.editor.create_external_printer() {
                 Ok(printer) => Output::Printer(Box::new(printer)),
                 Err(_) => Output::Stdout,
             },
@@ -106,6 +149,31 @@ fn read_edited(
 fn set_masking(editor: &mut Editor<Masker, DefaultHistory>, on: bool) {
     if let Some(masker) = editor.helper_mut() {
         masker.masking = on;
+    }
+}
+
+/// What is told of a key about to be typed: the line being edited and the cursor's byte position.
+type KeyWatch = Box<dyn Fn(&str, usize) + Send + Sync>;
+
+/// Bound to every key: tells `watch` of the keys that insert a character while `watching`, and leaves
+/// every key to rustyline's own handling.
+struct KeyWatcher {
+    watching: Arc<AtomicBool>,
+    watch: KeyWatch,
+}
+
+impl ConditionalEventHandler for KeyWatcher {
+    fn handle(&self, event: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        let inserts = match (event.get(0), event.get(1)) {
+            (Some(KeyEvent(KeyCode::Char(c), modifiers)), None) => {
+                !c.is_control() && (*modifiers == Modifiers::NONE || *modifiers == Modifiers::SHIFT)
+            }
+            _ => false,
+        };
+        if inserts && self.watching.load(Ordering::Relaxed) {
+            (self.watch)(ctx.line(), ctx.pos());
+        }
+        None
     }
 }
 
