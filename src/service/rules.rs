@@ -49,9 +49,9 @@ pub enum Leaving {
 /// Leaving: any member but a creator who still has others in the group.
 pub fn may_leave(members: &Members, me: UserId) -> Result<Leaving, Failure> {
     match member(members, me)? {
-        Role::Creator if members.list.len() > 1 => Err(denied(
-            "the creator cannot leave while others remain: hand the group over or dissolve it first",
-        )),
+        Role::Creator if members.list.len() > 1 => {
+            Err(denied("hand the group over or dissolve it first"))
+        }
         Role::Creator => Ok(Leaving::Dissolve),
         _ => Ok(Leaving::Leave),
     }

@@ -1,6 +1,6 @@
 //! Typing notices: relayed to the other participants' v2 devices, never stored, at most one per sender
-//! and conversation every [`EVERY`] (counted on each node), and never to someone who blocks the sender
-//! (who gets no answer either, so that the block stays unseen).
+//! and conversation every [`EVERY`] (counted on each node), and never between two users of whom one
+//! blocks the other (the sender gets no answer either way, so that a block stays unseen).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -62,7 +62,9 @@ pub fn typing(ctx: &Context, caller: &Caller, name: ConvName) -> Result<(), Fail
         return Ok(());
     }
     let blockers = ctx.store.blockers_of(me)?;
-    for to in others.into_iter().filter(|r| !blockers.contains(r)) {
+    let blocked = ctx.store.blocked(me)?;
+    let cut = |r: &UserId| blockers.contains(r) || blocked.iter().any(|(b, _)| b == r);
+    for to in others.into_iter().filter(|r| !cut(r)) {
         chat::push_v2(ctx, to, reply::typing(conv, to, me), None);
     }
     Ok(())
