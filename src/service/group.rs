@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::rules::{self, Leaving};
-use super::{Caller, Context, Failure, chat, presence};
+use super::{Caller, Context, Failure, Identity, chat, presence};
 use crate::model::{GroupId, Members, Role, UserId};
 use crate::protocol::{Errno, msgid, reply};
 use crate::store::{GroupUpdate, StoreError};
@@ -59,6 +59,7 @@ pub fn join(
         let members = chat::group_now(ctx, group)?;
         tell(
             ctx,
+            caller.me(),
             &members,
             reply::group_event(group, "joined", me, me, json!({})),
         );
@@ -92,6 +93,7 @@ pub fn leave(
     );
     tell(
         ctx,
+        caller.me(),
         &members,
         reply::group_event(group, event, me, me, json!({})),
     );
@@ -117,6 +119,7 @@ pub fn kick(
     );
     tell(
         ctx,
+        caller.me(),
         &members,
         reply::group_event(group, "kicked", member, me, json!({})),
     );
@@ -146,6 +149,7 @@ pub fn role(
         let extra = json!({"role": role.as_str()});
         tell(
             ctx,
+            caller.me(),
             &members,
             reply::group_event(group, "role", who, me, extra),
         );
@@ -174,6 +178,7 @@ pub fn update(
         let extra = json!({"groupname": info.name, "groupdesc": info.desc});
         tell(
             ctx,
+            caller.me(),
             &members,
             reply::group_event(group, "updated", me, me, extra),
         );
@@ -199,6 +204,7 @@ pub fn dissolve(
     );
     tell(
         ctx,
+        caller.me(),
         &members,
         reply::group_event(group, "dissolved", me, me, json!({})),
     );
@@ -229,10 +235,12 @@ fn members_changed(ctx: &Context, group: GroupId) {
     ctx.bus.group_changed(group);
 }
 
-/// Sends a GROUP_EVENT to the v2 devices of `members`: as they were before the change, so that a user
-/// who left or was removed hears of it too (and after it for a join, so that the newcomer does).
-fn tell(ctx: &Context, members: &Members, frame: String) {
+/// Sends a GROUP_EVENT to the v2 devices of `members` (as they were before the change, so that a user
+/// who left or was removed hears of it too; after it for a join, so that the newcomer's other devices
+/// do), but the acting connection, which has its ack, as the sender of a chat has its ack and no carbon.
+fn tell(ctx: &Context, me: &Identity, members: &Members, frame: String) {
     for user in members.ids() {
-        chat::push_v2(ctx, user, frame.clone(), None);
+        let except = (user == me.id).then_some(&*me.device);
+        chat::push_v2(ctx, user, frame.clone(), except);
     }
 }
