@@ -271,15 +271,21 @@ impl Session {
         }
     }
 
-    /// Both lines are read before the id is checked, so a script's following lines stay in step.
+    /// A person is told at once that an id is invalid; a script's two lines are both read first, so that
+    /// its following lines stay in step.
     fn login(&mut self, input: &mut Input) -> anyhow::Result<Step> {
         let Some(id) = input.read("userid:", false)? else {
             return Ok(Step::EndOfInput);
         };
+        let id = parse_id(&id);
+        if let (Err(e), true) = (&id, input.is_interactive()) {
+            self.out.line(&format!("login failed: {e}"));
+            return Ok(Step::Menu);
+        }
         let Some(password) = input.read("userpassword:", true)? else {
             return Ok(Step::EndOfInput);
         };
-        let id = match parse_id(&id) {
+        let id = match id {
             Ok(id) => id,
             Err(e) => {
                 self.out.line(&format!("login failed: {e}"));

@@ -141,7 +141,12 @@ fn read_edited(
     set_masking(editor, false);
     match line {
         Ok(line) => Ok(Some(line)),
-        Err(ReadlineError::Eof | ReadlineError::Interrupted) => Ok(None),
+        Err(ReadlineError::Interrupted) => {
+            // Said, so that Ctrl-C does not look like a crash.
+            eprintln!("Ctrl-C: bye. Messages sent to you meanwhile wait for your next login.");
+            Ok(None)
+        }
+        Err(ReadlineError::Eof) => Ok(None),
         Err(e) => Err(e).context("cannot read from the terminal"),
     }
 }
