@@ -17,4 +17,5 @@ mod lifecycle;
 mod limits;
 mod log;
 mod migrate;
+mod readme;
 mod people;
