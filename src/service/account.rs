@@ -20,6 +20,14 @@ pub const INVALID_LOGIN: &str = "id or password is invalid!";
 const IN_USE: &str = "this account is using, input another!";
 const THROTTLED: &str = "too many failed logins; try again later";
 
+/// The stored form of a password (argon2id); 109 if hashing fails.
+fn hash_password(ctx: &Context, password: &str) -> Result<String, Failure> {
+    ctx.hasher.hash(password).map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        Failure::new(Errno::Unavailable, "could not hash the password")
+    })
+}
+
 /// REG_MSG: creates the user and answers with their new id.
 pub fn register(
     ctx: &Context,
@@ -28,10 +36,7 @@ pub fn register(
     password: &str,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
-    let hash = ctx.hasher.hash(password).map_err(|e| {
-        tracing::error!(error = %e, "password hashing failed");
-        Failure::new(Errno::Unavailable, "could not hash the password")
-    })?;
+    let hash = hash_password(ctx, password)?;
     let id = ctx.store.create_user(name, &hash).map_err(|e| match e {
         StoreError::Conflict => {
             tracing::info!(peer = %caller.peer, "registration refused: name taken");
@@ -312,10 +317,7 @@ pub fn change_password(
         tracing::info!(user = id, peer = %caller.peer, "password change refused: wrong old password");
         return Err(Failure::new(Errno::NotAllowed, "the old password is wrong"));
     }
-    let hash = ctx.hasher.hash(new).map_err(|e| {
-        tracing::error!(error = %e, "password hashing failed");
-        Failure::new(Errno::Unavailable, "could not hash the password")
-    })?;
+    let hash = hash_password(ctx, new)?;
     ctx.store.change_password(id, &hash)?;
     tracing::info!(user = id, "password changed; resume tokens revoked");
     caller.ack_v2(json!({"msgid": msgid::PASSWORD_ACK, "errno": 0}), seq);
