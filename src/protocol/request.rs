@@ -162,7 +162,7 @@ pub enum Credential {
     Token(String),
 }
 
-/// Longest resume token accepted (ours are 43 characters).
+/// Longest resume token accepted (ours are 64 hex digits).
 const MAX_TOKEN_BYTES: usize = 128;
 
 /// A validated request.
