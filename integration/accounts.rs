@@ -3,7 +3,9 @@
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Db, Server, split_log_fields, user};
+use crate::support::{
+    Backend, Db, Server, assert_nothing_queued, joined, presence, split_log_fields, user,
+};
 
 fn decode(s: &Value) -> Value {
     serde_json::from_str(s.as_str().expect("a v1 list element is a string")).expect("JSON inside")
@@ -33,7 +35,10 @@ fn login_ack_lists_v1_and_v2(backend: Backend) {
     let created = a.req(json!({"msgid": 8, "groupname": "club", "groupdesc": "our club"}));
     let gid = created["groupid"].as_i64().unwrap();
     assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
+    // ann, a member on v2, hears of the join, and of her friend ben's only device logging out.
+    joined(&mut a, gid, b_id);
     assert_eq!(b.req(json!({"msgid": 3}))["msgid"], 11);
+    presence(&mut a, b_id, "offline");
     assert_eq!(
         a.req(json!({"msgid": 6, "toid": b_id, "msg": "hi ben", "time": "t1"}))["msgid"],
         16
@@ -42,6 +47,8 @@ fn login_ack_lists_v1_and_v2(backend: Backend) {
     // v1: every element is a string holding JSON; group users too.
     let mut b1 = server.connect(Separator::Nul);
     let ack = b1.login(b_id, "pw", 1);
+    // A v1 device coming online is presence too.
+    presence(&mut a, b_id, "online");
     let friend = decode(&ack["friends"][0]);
     assert_eq!(
         friend,
@@ -79,6 +86,8 @@ fn login_ack_lists_v1_and_v2(backend: Backend) {
     );
     assert_eq!(ack["groups"][0]["users"][1]["role"], "normal");
     assert_eq!(ack["offlinemsg"], json!([]));
+    // ben's v1 connection heard nothing of ann going and coming back.
+    assert_nothing_queued(&mut b1);
 }
 
 fn login_failures(backend: Backend) {
@@ -265,6 +274,7 @@ fn sql_metacharacters_are_just_text(backend: Backend) {
         b.req(json!({"msgid": 9, "groupid": created["groupid"]}))["msgid"],
         14
     );
+    joined(&mut a, created["groupid"].as_i64().unwrap(), b_id);
     b.req(json!({"msgid": 3}));
     let ack = b.login(b_id, "pw", 2);
     assert_eq!(ack["groups"][0]["groupdesc"], evil);

@@ -5,7 +5,9 @@ use std::time::Duration;
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, ConfigFile, Db, Server, offline_texts, split_log_fields, user};
+use crate::support::{
+    Backend, ConfigFile, Db, Server, joined, offline_texts, presence, split_log_fields, user,
+};
 
 fn chat_to(to: i64, text: &str) -> Value {
     json!({"msgid": 6, "toid": to, "msg": text})
@@ -205,16 +207,20 @@ fn friends_are_mutual_and_idempotent(backend: Backend) {
     );
     assert_eq!(a.req(json!({"msgid": 7, "friendid": a_id}))["errno"], 105);
     assert_eq!(a.req(json!({"msgid": 7, "friendid": "x"}))["errno"], 102);
-    // Mutual: quin sees pia without adding her, online; then offline once she disconnects.
-    b.req(json!({"msgid": 3}));
+    // Mutual: quin sees pia without adding her, online; then offline once she disconnects. Each of
+    // them hears (v2) of the other's only device going and coming.
+    assert_eq!(b.req(json!({"msgid": 3}))["msgid"], 11);
+    presence(&mut a, b_id, "offline");
     let ack = b.login(b_id, "pw", 2);
     assert_eq!(
         ack["friends"],
         json!([{"id": a_id, "name": "pia", "state": "online"}])
     );
+    presence(&mut a, b_id, "online");
     drop(a);
-    b.req(json!({"msgid": 3}));
-    std::thread::sleep(Duration::from_millis(200));
+    // Her connection's end is noticed: pushed to quin once she is offline.
+    presence(&mut b, a_id, "offline");
+    assert_eq!(b.req(json!({"msgid": 3}))["msgid"], 11);
     let ack = b.login(b_id, "pw", 2);
     assert_eq!(
         ack["friends"],
@@ -255,6 +261,10 @@ fn groups_create_join_and_chat(backend: Backend) {
     assert_eq!(b.req(json!({"msgid": 9, "groupid": 999_999}))["errno"], 104);
     d.send(json!({"msgid": 9, "groupid": gid})); // v1: no ack, so wait for a later reply instead
     assert_eq!(d.req(json!({"msgid": 99}))["errno"], 101);
+    // The v2 members heard of each first join (not of sue's second one), in order; the joiner has its ack.
+    joined(&mut a, gid, b_id);
+    joined(&mut a, gid, d_id);
+    joined(&mut b, gid, d_id);
     // The creator joining again stays creator.
     assert_eq!(a.req(json!({"msgid": 9, "groupid": gid}))["errno"], 0);
 
@@ -313,11 +323,19 @@ fn group_chat_to_offline_members_is_stored(backend: Backend) {
     let server = Server::start(&db, &[]);
     let (mut a, _) = user(&server, "vic");
     let (mut b, b_id) = user(&server, "wes");
-    let gid = a.req(json!({"msgid": 8, "groupname": "night"}))["groupid"].clone();
-    b.req(json!({"msgid": 9, "groupid": gid}));
-    b.req(json!({"msgid": 3}));
+    let gid = a.req(json!({"msgid": 8, "groupname": "night"}))["groupid"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
+    joined(&mut a, gid, b_id);
+    assert_eq!(b.req(json!({"msgid": 3}))["msgid"], 11);
     for i in 0..3 {
-        a.req(json!({"msgid": 10, "groupid": gid, "msg": format!("g{i}")}));
+        let ack = a.req(json!({"msgid": 10, "groupid": gid, "msg": format!("g{i}")}));
+        assert_eq!(
+            (ack["msgid"].clone(), ack["errno"].clone()),
+            (json!(16), json!(0)),
+            "{ack}"
+        );
     }
     let ack = b.login(b_id, "pw", 2);
     assert_eq!(

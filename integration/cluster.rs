@@ -8,7 +8,7 @@ use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Backend, Conn, Db, Nginx, Redis, Server, login_eventually, split_log_fields, user,
+    Backend, Conn, Db, Nginx, Redis, Server, joined, login_eventually, split_log_fields, user,
 };
 
 struct Cluster {
@@ -76,11 +76,18 @@ fn cross_node_chat_both_ways_v1_and_v2() {
 fn group_chat_with_members_on_different_nodes() {
     let c = Cluster::start(3);
     let (mut a, _) = user(&c.nodes[0], "cy");
-    let gid = a.req(json!({"msgid": 8, "groupname": "spread"}))["groupid"].clone();
-    let mut members = Vec::new();
+    let gid = a.req(json!({"msgid": 8, "groupname": "spread"}))["groupid"]
+        .as_i64()
+        .unwrap();
+    let mut members: Vec<Conn> = Vec::new();
     for (i, node) in c.nodes.iter().enumerate() {
-        let (mut m, _) = user(node, &format!("member{i}"));
+        let (mut m, id) = user(node, &format!("member{i}"));
         assert_eq!(m.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
+        // The members so far hear of the join, on whichever node they are.
+        joined(&mut a, gid, id);
+        for earlier in &mut members {
+            joined(earlier, gid, id);
+        }
         members.push(m);
     }
     assert_eq!(
@@ -97,19 +104,23 @@ fn group_chat_with_members_on_different_nodes() {
 fn joining_through_another_node_reaches_cached_member_lists() {
     let c = Cluster::start(2);
     let (mut a, _) = user(&c.nodes[0], "ola");
-    let gid = a.req(json!({"msgid": 8, "groupname": "cached"}))["groupid"].clone();
+    let gid = a.req(json!({"msgid": 8, "groupname": "cached"}))["groupid"]
+        .as_i64()
+        .unwrap();
     // Node 0 now caches the member list [ola].
     assert_eq!(
         a.req(json!({"msgid": 10, "groupid": gid, "msg": "alone"}))["msgid"],
         16
     );
-    let (mut b, _) = user(&c.nodes[1], "pat");
+    let (mut b, b_id) = user(&c.nodes[1], "pat");
     assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
     // The new member may speak at once on its node (its own list was invalidated)...
     assert_eq!(
         b.req(json!({"msgid": 10, "groupid": gid, "msg": "hello"}))["msgid"],
         16
     );
+    // (ola hears of the join first: it crossed the bus from pat's node before pat spoke.)
+    joined(&mut a, gid, b_id);
     assert_eq!(a.recv()["msg"], "hello");
     // ...and node 0 learns of the join through the bus well before its cache would expire.
     std::thread::sleep(Duration::from_millis(300));
@@ -293,8 +304,12 @@ fn concurrent_senders_on_two_nodes_get_consecutive_positions() {
     let c = Cluster::start(2);
     let (mut a, a_id) = user(&c.nodes[0], "pia");
     let (mut b, b_id) = user(&c.nodes[1], "quin");
-    let gid = a.req(json!({"msgid": 8, "groupname": "both"}))["groupid"].clone();
+    let gid = a.req(json!({"msgid": 8, "groupname": "both"}))["groupid"]
+        .as_i64()
+        .unwrap();
     assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
+    // Asserted here: what the draining below skips is then only the other sender's chat frames.
+    joined(&mut a, gid, b_id);
     for (conv_a, frame_a, frame_b) in [
         (
             format!("g{gid}"),

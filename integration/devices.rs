@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Conn, Db, Nodes, Server, device, recv_until};
+use crate::support::{Backend, Conn, Db, Nodes, Server, device, joined, recv_until};
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -74,6 +74,9 @@ fn every_device_gets_live_messages(backend: Backend) {
         .as_i64()
         .unwrap();
     assert_eq!(phone.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
+    // The join is told to the member ben and to ada's other v2 device, not to the joining one.
+    joined(&mut b, gid, a_id);
+    joined(&mut laptop, gid, a_id);
     let ack = acked(
         &mut b,
         json!({"msgid": 10, "groupid": gid, "msg": "group", "time": "t"}),
@@ -125,6 +128,9 @@ fn carbons_reach_the_other_devices(backend: Backend) {
         .as_i64()
         .unwrap();
     assert_eq!(b.req(json!({"msgid": 9, "groupid": gid}))["msgid"], 14);
+    // The join reaches both v2 devices of the member cai.
+    joined(&mut phone, gid, b_id);
+    joined(&mut laptop, gid, b_id);
     let ack = acked(
         &mut phone,
         json!({"msgid": 10, "groupid": gid, "msg": "g", "time": "t", "cid": "p-2"}),

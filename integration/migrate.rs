@@ -11,7 +11,7 @@ use r2d2_mysql::mysql::prelude::Queryable;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::support::{Backend, Conn, Db, Server, now_ms};
+use crate::support::{Backend, Conn, Db, Server, now_ms, presence};
 
 /// The resume token the old database holds for alice (only its SHA-256 is stored).
 const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -218,7 +218,7 @@ fn old_database_is_upgraded_in_place(backend: Backend) {
     let before = now_ms();
     let mut server = Server::start(&db, &[]);
     let after = now_ms();
-    assert_eq!(schema_state(&db, backend), (vec![1, 2], false));
+    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3], false));
     let frames: Vec<Value> = old_frames().into_iter().map(|(_, f)| f).collect();
     let (one, all, two, three) = (&frames[0], &frames[1], &frames[3], &frames[4]);
 
@@ -293,6 +293,8 @@ fn old_database_is_upgraded_in_place(backend: Backend) {
         (json!(0), json!("default"), json!([])),
         "{ack}"
     );
+    // Her friendship came through the upgrade: bob (v2) hears of her first device.
+    presence(&mut bob, 1, "online");
     assert_eq!(
         history(&mut alice, "u2"),
         json!([logged(one, "u2", 1, ts), logged(three, "u2", 2, ts)])
@@ -324,11 +326,11 @@ fn old_database_is_upgraded_in_place(backend: Backend) {
             .log_text()
             .matches("applied schema migration")
             .count(),
-        2,
-        "{}",
+        3,
+        "versions 1 to 3, at the first start only: {}",
         server.log_text()
     );
-    assert_eq!(schema_state(&db, backend), (vec![1, 2], false));
+    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3], false));
     let mut bob = server.connect(Separator::Newline);
     let ack = bob.login(2, "pw", 2);
     assert_eq!(ack["offlinemsg"], json!([]));

@@ -887,3 +887,25 @@ pub fn group_info(c: &mut Conn, group: i64) -> Value {
     );
     g.clone()
 }
+
+// Pushes that the setups of the older tests cause (PROTOCOL-2 sections 5 and 6), asserted exactly.
+
+/// Asserts that the next frame on `c` is the GROUP_EVENT of `user` joining `group` by ADD_GROUP (9): what
+/// the v2 devices of the members (and the joiner's other devices) get; the joining connection has its ack.
+pub fn joined(c: &mut Conn, group: i64, user: i64) {
+    assert_eq!(
+        c.recv(),
+        group_event(group, "joined", user, user),
+        "user {user} joined group {group}"
+    );
+}
+
+/// Asserts that the next frame on `c` is the PRESENCE push of `user` with `state` ("online": their first
+/// device logged in; "offline": their last one left): what the v2 devices of their online friends get.
+pub fn presence(c: &mut Conn, user: i64, state: &str) {
+    assert_eq!(
+        c.recv(),
+        json!({"msgid": 50, "id": user, "state": state}),
+        "presence of user {user}"
+    );
+}
