@@ -50,19 +50,27 @@ pub fn join(
         StoreError::NotFound => Failure::new(Errno::NotFound, "no such group"),
         other => other.into(),
     })?;
+    // The join is committed: whatever follows cannot undo it, so a failure to read the members only
+    // costs the other members their event (they see the newcomer at their next GROUP_INFO or login).
+    let members = joined.then(|| {
+        members_changed(ctx, group);
+        chat::group_now(ctx, group)
+    });
     caller.ack_v2(
         json!({"msgid": msgid::ADD_GROUP_ACK, "errno": 0, "groupid": group}),
         seq,
     );
-    if joined {
-        members_changed(ctx, group);
-        let members = chat::group_now(ctx, group)?;
-        tell(
+    match members {
+        Some(Ok(members)) => tell(
             ctx,
             caller.me(),
             &members,
             reply::group_event(group, "joined", me, me, json!({})),
-        );
+        ),
+        Some(Err(failure)) => {
+            tracing::warn!(group, error = %failure.msg, "joined, but could not tell the members")
+        }
+        None => {}
     }
     Ok(())
 }
@@ -169,7 +177,11 @@ pub fn update(
     let members = chat::group_now(ctx, group)?;
     rules::may_update(&members, me)?;
     ctx.store.update_group(group, update).map_err(name_taken)?;
-    let info = ctx.store.group_info(group)?;
+    // Committed: a failure to read the settings back only costs the members their event.
+    let info = ctx.store.group_info(group).unwrap_or_else(|e| {
+        tracing::warn!(group, error = %e, "updated, but could not tell the members");
+        None
+    });
     caller.ack_v2(
         json!({"msgid": msgid::GROUP_UPDATE_ACK, "errno": 0, "groupid": group}),
         seq,
