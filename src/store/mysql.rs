@@ -36,6 +36,8 @@ const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 const ER_LOCK_DEADLOCK: u16 = 1213;
 /// How often a transaction that lost a deadlock is tried again.
 const RETRIES: u32 = 5;
+/// Read and write timeout of the connection that migrates the schema.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
 /// Rows per multi-row insert, and the text bytes at which one is sent early (under max_allowed_packet).
 const ROWS_PER_INSERT: usize = 1000;
 const BYTES_PER_INSERT: usize = 1 << 20;
@@ -87,8 +89,11 @@ impl MysqlStore {
             .write_timeout(timeout)
             .tcp_nodelay(true);
         // One plain connection first, so that a wrong URL is said once and plainly (access denied,
-        // unknown database, nothing listening) rather than as the pool's retries timing out.
-        mysql::Conn::new(opts.clone())
+        // unknown database, nothing listening) rather than as the pool's retries timing out. It then
+        // migrates the schema, with timeouts long enough for converting a large old offline table on a
+        // busy machine (the pool's few seconds are for requests, which must fail fast).
+        let long = Some(MIGRATION_TIMEOUT);
+        let mut migrator = mysql::Conn::new(opts.clone().read_timeout(long).write_timeout(long))
             .map_err(|e| anyhow::anyhow!("cannot use the MySQL database: {e}"))?;
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
@@ -101,7 +106,7 @@ impl MysqlStore {
             pool,
             liveness: super::LIVENESS.as_secs() as i64,
         };
-        store.migrate().context("migrating the MySQL schema")?;
+        migrate_schema(&mut migrator).context("migrating the MySQL schema")?;
         Ok(store)
     }
 
@@ -131,80 +136,78 @@ impl MysqlStore {
             }
         }
     }
+}
 
-    /// Applies the migrations the database does not have yet, one node at a time (a named lock). MySQL
-    /// commits DDL statement by statement, so progress is recorded per statement and a migration cut
-    /// short goes on where it stopped.
-    fn migrate(&self) -> anyhow::Result<()> {
-        let mut conn = self.conn()?;
-        let locked: Option<i64> = conn.query_first("SELECT GET_LOCK('clusterchat.migrate', 60)")?;
-        anyhow::ensure!(
-            locked == Some(1),
-            "another node holds the migration lock for over 60 s"
-        );
-        let result = self.migrate_locked(&mut conn);
-        let _ = conn.query_drop("SELECT RELEASE_LOCK('clusterchat.migrate')");
-        result
-    }
+/// Applies the migrations the database does not have yet, one node at a time (a named lock). MySQL
+/// commits DDL statement by statement, so progress is recorded per statement and a migration cut short
+/// goes on where it stopped.
+fn migrate_schema(conn: &mut mysql::Conn) -> anyhow::Result<()> {
+    let locked: Option<i64> = conn.query_first("SELECT GET_LOCK('clusterchat.migrate', 60)")?;
+    anyhow::ensure!(
+        locked == Some(1),
+        "another node holds the migration lock for over 60 s"
+    );
+    let result = migrate_locked(conn);
+    let _ = conn.query_drop("SELECT RELEASE_LOCK('clusterchat.migrate')");
+    result
+}
 
-    fn migrate_locked(&self, conn: &mut Conn) -> anyhow::Result<()> {
-        conn.query_drop(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INT NOT NULL PRIMARY KEY, \
-             steps INT NOT NULL, done TINYINT NOT NULL, applied BIGINT NOT NULL) ENGINE = InnoDB",
-        )?;
-        let progress: Vec<(u32, usize, bool)> =
-            conn.query("SELECT version, steps, done FROM schema_version")?;
-        for m in MIGRATIONS {
-            let (steps, done) = progress
-                .iter()
-                .find(|(v, ..)| *v == m.version)
-                .map_or((0, false), |(_, s, d)| (*s, *d));
-            if done {
-                continue;
-            }
-            for (i, statement) in migrate::statements(m.mysql).iter().enumerate().skip(steps) {
-                conn.query_drop(statement)
-                    .with_context(|| format!("migration {}, statement {}", m.version, i + 1))?;
-                conn.exec_drop(
-                    "INSERT INTO schema_version (version, steps, done, applied) \
-                     VALUES (?, ?, 0, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE steps = VALUES(steps)",
-                    (m.version, i + 1),
-                )?;
-            }
-            if m.version == LEGACY_OFFLINE {
-                self.convert_legacy()?;
-            }
+fn migrate_locked(conn: &mut mysql::Conn) -> anyhow::Result<()> {
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INT NOT NULL PRIMARY KEY, \
+         steps INT NOT NULL, done TINYINT NOT NULL, applied BIGINT NOT NULL) ENGINE = InnoDB",
+    )?;
+    let progress: Vec<(u32, usize, bool)> =
+        conn.query("SELECT version, steps, done FROM schema_version")?;
+    for m in MIGRATIONS {
+        let (steps, done) = progress
+            .iter()
+            .find(|(v, ..)| *v == m.version)
+            .map_or((0, false), |(_, s, d)| (*s, *d));
+        if done {
+            continue;
+        }
+        for (i, statement) in migrate::statements(m.mysql).iter().enumerate().skip(steps) {
+            conn.query_drop(statement)
+                .with_context(|| format!("migration {}, statement {}", m.version, i + 1))?;
             conn.exec_drop(
                 "INSERT INTO schema_version (version, steps, done, applied) \
-                 VALUES (?, 0, 1, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE done = 1",
-                (m.version,),
+                 VALUES (?, ?, 0, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE steps = VALUES(steps)",
+                (m.version, i + 1),
             )?;
-            tracing::info!(version = m.version, "applied schema migration");
         }
-        Ok(())
+        if m.version == LEGACY_OFFLINE {
+            convert_legacy(conn)?;
+        }
+        conn.exec_drop(
+            "INSERT INTO schema_version (version, steps, done, applied) \
+             VALUES (?, 0, 1, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE done = 1",
+            (m.version,),
+        )?;
+        tracing::info!(version = m.version, "applied schema migration");
     }
+    Ok(())
+}
 
-    /// Turns the old offline frames into log messages and pointers in one transaction that also deletes
-    /// them (a group message stored once per member must be seen whole to become one message), then
-    /// drops their table.
-    fn convert_legacy(&self) -> Result<()> {
-        let converted = self.write(|tx| {
-            let rows: Vec<(i64, UserId, String)> =
-                tx.query("SELECT id, userid, message FROM offline_legacy ORDER BY id")?;
-            let messages = migrate::legacy_messages(&rows);
-            append_in(tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
-            tx.query_drop("DELETE FROM offline_legacy")?;
-            Ok(rows.len())
-        })?;
-        if converted > 0 {
-            tracing::info!(
-                frames = converted,
-                "converted stored offline frames into the log"
-            );
-        }
-        self.conn()?.query_drop("DROP TABLE offline_legacy")?;
-        Ok(())
+/// Turns the old offline frames into log messages and pointers in one transaction that also deletes them
+/// (a group message stored once per member must be seen whole to become one message), then drops their
+/// table.
+fn convert_legacy(conn: &mut mysql::Conn) -> Result<()> {
+    let mut tx = conn.start_transaction(TxOpts::default())?;
+    let rows: Vec<(i64, UserId, String)> =
+        tx.query("SELECT id, userid, message FROM offline_legacy ORDER BY id")?;
+    let messages = migrate::legacy_messages(&rows);
+    append_in(&mut tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
+    tx.query_drop("DELETE FROM offline_legacy")?;
+    tx.commit()?;
+    if !rows.is_empty() {
+        tracing::info!(
+            frames = rows.len(),
+            "converted stored offline frames into the log"
+        );
     }
+    conn.query_drop("DROP TABLE offline_legacy")?;
+    Ok(())
 }
 
 fn utf8(bytes: Vec<u8>) -> String {
