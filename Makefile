@@ -9,7 +9,9 @@ run:
 	$(CARGO) build --release --bin chatserver --bin chat
 	./target/release/chatserver $(ARGS)
 
-# Three nodes behind nginx with private MariaDB and Redis; Ctrl-C stops everything.
+# Three nodes behind nginx with private MariaDB and Redis; Ctrl-C (or SIGINT/SIGTERM to make) stops
+# everything. Keep the recipe one simple command: make then runs bash itself, with no /bin/sh -c in
+# between that make's SIGTERM would kill, leaving the script behind (see integration/run-cluster.sh).
 run-cluster:
 	bash integration/run-cluster.sh
 

@@ -19,3 +19,4 @@ mod log;
 mod migrate;
 mod readme;
 mod people;
+mod run_cluster;
