@@ -37,9 +37,13 @@ services_install() {
 
 # A loopback TCP port nobody listens on.
 free_port() {
-    local port
+    # Below the kernel's ephemeral range: a port there may be the local end of someone's connection,
+    # which no probe for a listener sees, and binding it then fails.
+    local low port
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$low" -gt 12000 ] || low=32768
     while true; do
-        port=$((20000 + RANDOM % 40000))
+        port=$((10000 + RANDOM % (low - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
