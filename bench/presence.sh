@@ -9,11 +9,15 @@
 #      what presence costs.
 #
 # The raw output of each run (table, then ONE JSON line) goes to bench/results-presence/ (not under
-# bench/results/, which `make bench` empties), with the commands that produced it. Nodes use cheap password
+# bench/results/, which `make bench` empties), with the commands that produced it; then, for that
+# default directory and REPORT=1 (the default), bench/presence-report.sh rewrites the section
+# "Presence: a login storm (issue 11)" of docs/BENCHMARKS.md from them. Nodes use cheap password
 # hashing (--argon2-memory-kib 64 --argon2-iterations 1), as in bench/run.sh, so the storm measures the
 # login path around the hash. Everything listens on 127.0.0.1 only and is stopped at the end; the temp
 # dir is removed. Sizes can be shrunk for a trial run:
-#   RUNS=1 USERS=500 FRIENDS=20 bash bench/presence.sh
+#   RUNS=1 USERS=500 FRIENDS=20 RESULTS=/tmp/presence-trial bash bench/presence.sh
+# The issue's own case, a user with 1,000 friends (its paragraph in the section comes from this directory):
+#   RUNS=1 USERS=1100 FRIENDS=1000 BASELINE=0 RESULTS=bench/results-presence-1000 bash bench/presence.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source integration/services.sh
@@ -25,6 +29,7 @@ STORM_CONCURRENCY=${STORM_CONCURRENCY:-128}
 SETUP_CONCURRENCY=${SETUP_CONCURRENCY:-64}
 BASELINE=${BASELINE:-2}
 RESULTS=${RESULTS:-bench/results-presence}
+REPORT=${REPORT:-1}
 TARGET=${CARGO_TARGET_DIR:-target}
 CHEAP=(--argon2-memory-kib 64 --argon2-iterations 1)
 
@@ -119,3 +124,7 @@ for i in $(seq 1 "$BASELINE"); do
     run "presence-baseline-$i" 0
 done
 say "results in $RESULTS"
+if [ "$REPORT" = 1 ] && [ "$RESULTS" = bench/results-presence ]; then
+    SPLICE=1 bash bench/presence-report.sh "$RESULTS"
+    say "docs/BENCHMARKS.md: section \"Presence: a login storm (issue 11)\" rewritten"
+fi
