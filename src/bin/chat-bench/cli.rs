@@ -46,6 +46,11 @@ pub enum Command {
     /// Give one user --peers × --per-peer messages (pipelined, acknowledged v2 sends from each peer), then
     /// time a fresh v2 login of that user reading every conversation with CONVERSATIONS and HISTORY.
     Sync(SyncArgs),
+    /// PRESENCE under a login storm: register --users, make each a friend of --friends others (a ring of
+    /// ADD_FRIEND), then log them all in with v2 as fast as --storm-concurrency allows and read every
+    /// PRESENCE frame; then log them all out. Checks at most one frame per online friend device per
+    /// login (and logout), and reports the server's CPU, memory and context switches over each storm.
+    Presence(PresenceArgs),
     /// Draw latency (p50, p99) against offered rate from the JSON lines of `one` or `group` runs (SVG).
     Plot(PlotArgs),
 }
@@ -245,6 +250,81 @@ impl SyncArgs {
     }
 }
 
+/// Flags of `presence`.
+#[derive(Debug, Clone, Args)]
+pub struct PresenceArgs {
+    /// Server address (loopback only); repeat for several nodes, users are spread over them round-robin.
+    #[arg(long = "addr", required = true, value_delimiter = ',')]
+    pub addrs: Vec<SocketAddr>,
+    /// Users, one v2 device each during the storm.
+    #[arg(short = 'n', long, default_value_t = 8_000)]
+    pub users: usize,
+    /// Friends of each user (even): user i befriends i+1 ..= i+F/2 around a ring of all users; 0 runs the
+    /// same storms without presence, as a baseline.
+    #[arg(long, default_value_t = 50)]
+    pub friends: usize,
+    /// Setup requests (register; login, ADD_FRIEND and logout) in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub login_concurrency: usize,
+    /// Logins (and logouts) of the storms awaiting their answer at once.
+    #[arg(long, default_value_t = 128)]
+    pub storm_concurrency: usize,
+    /// Reader threads following the storm's connections.
+    #[arg(long, default_value_t = 2)]
+    pub readers: usize,
+    /// Seconds to wait after each storm until no PRESENCE frame came for one second (at most this long).
+    #[arg(long, default_value_t = 5.0)]
+    pub grace: f64,
+    /// Skip the logout storm (the connections are just closed at the end).
+    #[arg(long)]
+    pub no_logout: bool,
+    /// Seed of the storms' orders (a shuffle of the users) [default: from the clock].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The server's process id, for its CPU time, memory and context switches; repeat for each node.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
+    /// Prefix of the user names [default: random].
+    #[arg(long)]
+    pub prefix: Option<String>,
+    #[arg(long, default_value = "bench-pw")]
+    pub password: String,
+    /// Seconds to wait for any one reply; a storm in which nothing is answered for this long stops.
+    #[arg(long, default_value_t = 30.0)]
+    pub reply_timeout: f64,
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+impl PresenceArgs {
+    /// Checks the bounds; returns the flags setup shares with the other scenarios.
+    pub fn common(&self) -> anyhow::Result<CommonArgs> {
+        ensure!(
+            (2..=4_096).contains(&self.storm_concurrency),
+            "--storm-concurrency must be 2 to 4096"
+        );
+        ensure!(
+            (1..=64).contains(&self.readers),
+            "--readers must be 1 to 64"
+        );
+        ensure!(self.friends <= 1_000, "--friends must be 0 to 1000");
+        check_seconds("--grace", self.grace)?;
+        let common = CommonArgs {
+            addrs: self.addrs.clone(),
+            users: self.users,
+            login_concurrency: self.login_concurrency,
+            duration: 1.0,
+            server_pids: self.server_pids.clone(),
+            prefix: self.prefix.clone(),
+            password: self.password.clone(),
+            reply_timeout: self.reply_timeout,
+            label: self.label.clone(),
+        };
+        common.validate()?;
+        Ok(common)
+    }
+}
+
 /// Flags of `plot`.
 #[derive(Debug, Clone, Args)]
 pub struct PlotArgs {
@@ -396,6 +476,26 @@ mod tests {
         assert!(parse_sweep("-5").is_err());
         assert!(parse_sweep("inf").is_err());
         assert!(parse_sweep("1e9").is_err());
+    }
+
+    #[test]
+    fn presence_flags_are_bounded() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["chat-bench", "presence", "--addr", "127.0.0.1:6000"];
+            argv.extend_from_slice(extra);
+            let Command::Presence(args) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("presence expected")
+            };
+            args
+        };
+        let args = parse(&[]);
+        assert_eq!((args.users, args.friends), (8_000, 50));
+        assert_eq!(args.common().unwrap().users, 8_000);
+        assert!(parse(&["--storm-concurrency", "0"]).common().is_err());
+        assert!(parse(&["--friends", "5000"]).common().is_err());
+        assert!(parse(&["--readers", "65"]).common().is_err());
+        assert!(parse(&["--grace", "0"]).common().is_err());
+        assert!(parse(&["--users", "0"]).common().is_err());
     }
 
     #[test]

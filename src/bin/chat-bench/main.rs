@@ -13,6 +13,9 @@
 //! - `stats`: counters, delivery tally, percentiles; `procfs`: the server's CPU, memory and context
 //!   switches; `report`: the table and the JSON line; `plot`: the latency-vs-rate SVG.
 //! - `scenario`: each scenario from setup to report; `sync`: a fresh device reading its history.
+//! - `presence`: a login storm among friends and the PRESENCE frames it causes; `presence_io`: its
+//!   storms of v2 logins and logouts over connections read all the time; `presence_tally`: the ring of
+//!   friendships and the check of every frame against the contract (no sockets, unit-tested).
 //! - `dbsize`: bytes per stored message from the node's SQLite file (read-only).
 
 mod cli;
@@ -23,6 +26,9 @@ mod load;
 mod msgtext;
 mod plot;
 mod pool;
+mod presence;
+mod presence_io;
+mod presence_tally;
 mod procfs;
 mod receive;
 mod report;
@@ -54,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Idle(common) => scenario::idle(&common),
         Command::LoginStorm(storm) => scenario::login_storm(&storm),
         Command::Sync(args) => sync::sync(&args),
+        Command::Presence(args) => presence::presence(&args),
         Command::Plot(args) => plot::plot(&args),
     }
 }

@@ -677,7 +677,7 @@ fn storm_login(
 }
 
 /// Refuses to start when this process may not open enough sockets.
-fn check_open_files(connections: usize) -> anyhow::Result<()> {
+pub fn check_open_files(connections: usize) -> anyhow::Result<()> {
     if let Some(limit) = procfs::open_files_limit() {
         let needed = connections as u64 * 2 + 64;
         ensure!(

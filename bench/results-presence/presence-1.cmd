@@ -1,0 +1,1 @@
+chat-bench presence --addr 127.0.0.1:20144 --users 8000 --friends 50 --login-concurrency 64 --storm-concurrency 128 --server-pid 31556 --label presence-1
