@@ -122,8 +122,12 @@ impl Live {
 /// One thing for a connection's writer to do.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// An ack, error or push for this connection; worthless once the connection is gone.
+    /// An ack or error for this connection; worthless once the connection is gone.
     Reply(String),
+    /// A v2 push for the user `to` (presence, typing, a receipt, an event): held until their login ack
+    /// has gone out, like a chat frame, but never recorded offline (the state it tells of is read again
+    /// at the next login).
+    Push { to: UserId, frame: String },
     /// A chat frame; recorded offline if it cannot be written.
     Chat(Live),
     /// The unwritten end of a frame that went out only in part (separator included); `chats` are the
@@ -151,7 +155,10 @@ impl Outgoing {
             Outgoing::Chat(live) => vec![live],
             Outgoing::Rest { chats, .. } => chats,
             Outgoing::LoginAck { offline, .. } => offline,
-            Outgoing::Reply(_) | Outgoing::Nudge(_) | Outgoing::LoggedOut => Vec::new(),
+            Outgoing::Reply(_)
+            | Outgoing::Push { .. }
+            | Outgoing::Nudge(_)
+            | Outgoing::LoggedOut => Vec::new(),
         }
     }
 }

@@ -107,7 +107,10 @@ impl Online {
         let users = self.users.read();
         for d in users.get(&user).into_iter().flatten() {
             if d.version == Version::V2 && Some(&*d.name) != except {
-                let _ = d.mailbox.push(Outgoing::Reply(frame.to_owned()));
+                let _ = d.mailbox.push(Outgoing::Push {
+                    to: user,
+                    frame: frame.to_owned(),
+                });
             }
         }
     }

@@ -334,7 +334,10 @@ impl Sink for FuzzSink {
         if !st.reading
             || !matches!(
                 item,
-                Outgoing::Reply(_) | Outgoing::Chat(_) | Outgoing::LoginAck { .. }
+                Outgoing::Reply(_)
+                    | Outgoing::Push { .. }
+                    | Outgoing::Chat(_)
+                    | Outgoing::LoginAck { .. }
             )
         {
             return vec![item];
@@ -1530,7 +1533,7 @@ impl Harness<'_> {
         let mut undelivered: Vec<Live> = Vec::new();
         for item in items {
             match item {
-                Outgoing::Reply(_) => self.handle(i, item),
+                Outgoing::Reply(_) | Outgoing::Push { .. } => self.handle(i, item),
                 Outgoing::Nudge(_) => {}
                 _ if client_gone => {
                     if let Outgoing::LoginAck { .. } = item {

@@ -3,8 +3,9 @@
 //! Each item a mailbox hands over becomes a list of [`Action`]s through [`Outbox::step`]; the server's
 //! writer ([`super::writer`]) carries them out on the socket (at once without blocking where it can, else
 //! on a writer thread), and the fuzz harness carries them out against its model of a client. The rules:
-//! the login ack is the first frame after a login (the C++ client reads it as such), so chat frames for
-//! the user that come before it are held and written right after it; offline messages the ack could not
+//! the login ack is the first frame after a login (the C++ client reads it as such), so chat frames and
+//! pushes for the user that come before it are held and written right after it, in the order they came
+//! (a push read before the ack could contradict what the ack lists); offline messages the ack could not
 //! carry, and any recorded while the ack was on its way, are fetched before those held frames (they were
 //! sent earlier); frames held for a login that never completed are recorded offline at logout.
 
@@ -35,8 +36,31 @@ pub struct Outbox {
     acked: Option<(UserId, Version)>,
     /// A nudge came before the login ack: fetch right after it.
     nudge_pending: bool,
-    /// Chat frames that came between the user's registration in the online map and their login ack.
-    held: Vec<Live>,
+    /// Chat frames and pushes that came between the user's registration in the online map and their
+    /// login ack, in order.
+    held: Vec<Held>,
+}
+
+/// A frame waiting for the login ack.
+#[derive(Debug)]
+enum Held {
+    Chat(Live),
+    Push(String),
+}
+
+impl Held {
+    fn write(self) -> Action {
+        match self {
+            Held::Chat(live) => Action::Write {
+                frame: live.frame.clone(),
+                chats: vec![live],
+            },
+            Held::Push(frame) => Action::Write {
+                frame: frame.into(),
+                chats: Vec::new(),
+            },
+        }
+    }
 }
 
 impl Outbox {
@@ -48,9 +72,17 @@ impl Outbox {
                 chats: Vec::new(),
             }],
             Outgoing::Chat(live) if self.acked_user() != Some(live.to) => {
-                self.held.push(live);
+                self.held.push(Held::Chat(live));
                 Vec::new()
             }
+            Outgoing::Push { to, frame } if self.acked_user() != Some(to) => {
+                self.held.push(Held::Push(frame));
+                Vec::new()
+            }
+            Outgoing::Push { frame, .. } => vec![Action::Write {
+                frame: frame.into(),
+                chats: Vec::new(),
+            }],
             Outgoing::Chat(live) => vec![Action::Write {
                 frame: live.frame.clone(),
                 chats: vec![live],
@@ -71,10 +103,7 @@ impl Outbox {
                 if more || std::mem::take(&mut self.nudge_pending) {
                     actions.push(Action::Fetch { user, version });
                 }
-                actions.extend(self.held.drain(..).map(|live| Action::Write {
-                    frame: live.frame.clone(),
-                    chats: vec![live],
-                }));
+                actions.extend(self.held.drain(..).map(Held::write));
                 actions
             }
             Outgoing::Nudge(user) => match self.acked {
@@ -87,18 +116,25 @@ impl Outbox {
             Outgoing::LoggedOut => {
                 self.acked = None;
                 self.nudge_pending = false;
-                if self.held.is_empty() {
+                let held = self.take_held();
+                if held.is_empty() {
                     Vec::new()
                 } else {
-                    vec![Action::Store(std::mem::take(&mut self.held))]
+                    vec![Action::Store(held)]
                 }
             }
         }
     }
 
-    /// The frames still held when the connection ends, to record offline.
+    /// The chat frames still held when the connection ends, to record offline (held pushes go).
     pub fn take_held(&mut self) -> Vec<Live> {
-        std::mem::take(&mut self.held)
+        self.held
+            .drain(..)
+            .filter_map(|h| match h {
+                Held::Chat(live) => Some(live),
+                Held::Push(_) => None,
+            })
+            .collect()
     }
 
     fn acked_user(&self) -> Option<UserId> {
@@ -144,6 +180,25 @@ mod tests {
         assert_eq!(writes(&actions), ["ack", "fetch", "early"]);
         assert_eq!(writes(&out.step(chat(1, "live"))), ["live"]);
         assert_eq!(writes(&out.step(Outgoing::Nudge(1))), ["fetch"]);
+    }
+
+    #[test]
+    fn pushes_before_the_login_ack_follow_it_in_order_and_are_not_stored() {
+        let mut out = Outbox::default();
+        let push = |text: &str| Outgoing::Push {
+            to: 1,
+            frame: text.into(),
+        };
+        assert!(out.step(push("presence")).is_empty(), "held");
+        assert!(out.step(chat(1, "early")).is_empty(), "held");
+        assert_eq!(
+            writes(&out.step(ack(1, false))),
+            ["ack", "presence", "early"]
+        );
+        assert_eq!(writes(&out.step(push("typing"))), ["typing"]);
+        assert!(out.step(Outgoing::LoggedOut).is_empty());
+        out.step(push("for a login that failed"));
+        assert!(out.step(Outgoing::LoggedOut).is_empty(), "nothing to store");
     }
 
     #[test]

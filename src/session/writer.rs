@@ -93,7 +93,10 @@ impl Writer {
         // store, which must not be called under the mailbox's lock.
         if !matches!(
             item,
-            Outgoing::Reply(_) | Outgoing::Chat(_) | Outgoing::LoginAck { .. }
+            Outgoing::Reply(_)
+                | Outgoing::Push { .. }
+                | Outgoing::Chat(_)
+                | Outgoing::LoginAck { .. }
         ) {
             return vec![item];
         }
@@ -179,7 +182,7 @@ impl Writer {
     /// client is gone (then they are stored rather than written into a dying socket).
     fn finish_item(&mut self, conn: &Conn, item: Outgoing, client_gone: bool) {
         match item {
-            Outgoing::Reply(_) => self.handle(conn, item),
+            Outgoing::Reply(_) | Outgoing::Push { .. } => self.handle(conn, item),
             Outgoing::Nudge(_) => {}
             _ if client_gone => self.undelivered.extend(item.undelivered()),
             _ => self.handle(conn, item),
