@@ -17,6 +17,6 @@ mod lifecycle;
 mod limits;
 mod log;
 mod migrate;
-mod readme;
 mod people;
+mod readme;
 mod run_cluster;

@@ -34,13 +34,23 @@ fn is_request(line: &str) -> bool {
 /// The line with its run-dependent values replaced by placeholders.
 fn shape(line: &str) -> String {
     let mut out = line.to_owned();
-    for (key, digits) in [("\"ts\":", true), ("\"token\":\"", false), ("\"time\":\"", false)] {
+    for (key, digits) in [
+        ("\"ts\":", true),
+        ("\"token\":\"", false),
+        ("\"time\":\"", false),
+    ] {
         let mut from = 0;
         while let Some(at) = out[from..].find(key) {
             let begin = from + at + key.len();
             let end = begin
                 + out[begin..]
-                    .find(|c: char| if digits { !c.is_ascii_digit() } else { c == '"' })
+                    .find(|c: char| {
+                        if digits {
+                            !c.is_ascii_digit()
+                        } else {
+                            c == '"'
+                        }
+                    })
                     .unwrap_or(out.len() - begin);
             out.replace_range(begin..end, "…");
             from = begin + '…'.len_utf8();
