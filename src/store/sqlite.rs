@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context as _;
+use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -42,6 +43,11 @@ macro_rules! message_columns {
 pub struct SqliteStore {
     pool: r2d2::Pool<SqliteConnectionManager>,
     liveness: i64,
+    /// Held around every write. SQLite lets one writer in at a time anyway; waiting here, in turn,
+    /// replaces its busy handler's sleep-and-retry, under which one writer among many (a login, a friend
+    /// request, while the log writer commits back to back) could wait past the busy timeout and fail
+    /// with 109.
+    writer: Mutex<()>,
 }
 
 type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
@@ -90,6 +96,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             liveness: super::LIVENESS.as_secs() as i64,
+            writer: Mutex::new(()),
         })
     }
 
@@ -97,8 +104,14 @@ impl SqliteStore {
         Ok(self.pool.get()?)
     }
 
-    /// Runs `f` in a write transaction and commits it.
+    /// One writing statement, in its turn among the writers; how many rows it changed.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+        self.write(|tx| Ok(tx.execute(sql, params)?))
+    }
+
+    /// Runs `f` in a write transaction and commits it, one writer at a time.
     fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let _turn = self.writer.lock();
         let mut conn = self.conn()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
@@ -303,12 +316,13 @@ fn log_message(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Option<LogMessa
 
 impl Accounts for SqliteStore {
     fn create_user(&self, name: &str, password_hash: &str) -> Result<UserId> {
-        let conn = self.conn()?;
-        conn.execute(
-            "INSERT INTO user (name, password) VALUES (?1, ?2)",
-            params![name, password_hash],
-        )?;
-        Ok(conn.last_insert_rowid() as UserId)
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO user (name, password) VALUES (?1, ?2)",
+                params![name, password_hash],
+            )?;
+            Ok(tx.last_insert_rowid() as UserId)
+        })
     }
 
     fn find_user(&self, id: UserId) -> Result<Option<UserRecord>> {
@@ -398,7 +412,7 @@ impl Presence for SqliteStore {
     }
 
     fn heartbeat(&self, node: &str) -> Result<()> {
-        self.conn()?.execute(
+        self.execute(
             "INSERT INTO node (id, heartbeat) VALUES (?1, unixepoch()) \
              ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
             params![node],
@@ -407,8 +421,7 @@ impl Presence for SqliteStore {
     }
 
     fn release_node(&self, node: &str) -> Result<()> {
-        self.conn()?
-            .execute("DELETE FROM device WHERE node = ?1", params![node])?;
+        self.execute("DELETE FROM device WHERE node = ?1", params![node])?;
         Ok(())
     }
 
@@ -499,7 +512,7 @@ impl Social for SqliteStore {
     }
 
     fn request_friend(&self, from: UserId, to: UserId, text: &str) -> Result<()> {
-        self.conn()?.execute(
+        self.execute(
             "INSERT OR IGNORE INTO friendrequest (userid, friendid, text, created) \
              VALUES (?1, ?2, ?3, unixepoch())",
             params![from, to, text],
@@ -521,7 +534,7 @@ impl Social for SqliteStore {
     }
 
     fn decline_request(&self, from: UserId, to: UserId) -> Result<bool> {
-        let deleted = self.conn()?.execute(
+        let deleted = self.execute(
             "DELETE FROM friendrequest WHERE userid = ?1 AND friendid = ?2",
             params![from, to],
         )?;
@@ -958,7 +971,7 @@ impl Log for SqliteStore {
 
 impl Tokens for SqliteStore {
     fn save_token(&self, user: UserId, device: &str, hash: &[u8]) -> Result<()> {
-        self.conn()?.execute(
+        self.execute(
             "INSERT INTO token (userid, device, hash, created) VALUES (?1, ?2, ?3, unixepoch()) \
              ON CONFLICT (userid, device) DO UPDATE SET hash = excluded.hash, created = excluded.created",
             params![user, device, hash],
@@ -979,7 +992,7 @@ impl Tokens for SqliteStore {
     }
 
     fn revoke_token(&self, user: UserId, device: &str) -> Result<()> {
-        self.conn()?.execute(
+        self.execute(
             "DELETE FROM token WHERE userid = ?1 AND device = ?2",
             params![user, device],
         )?;
