@@ -13,6 +13,7 @@ mod durability;
 mod faults;
 mod framing;
 mod groups;
+mod http;
 mod lifecycle;
 mod limits;
 mod log;

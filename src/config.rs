@@ -50,6 +50,9 @@ pub struct Args {
     /// Most devices a user may have logged in at once, across the cluster [default: 8].
     #[arg(long, env = "CHAT_MAX_DEVICES")]
     pub max_devices: Option<usize>,
+    /// Address of the HTTP listener for health checks (`/healthz`, `/readyz`) [default: none].
+    #[arg(long, env = "CHAT_HTTP")]
+    pub http: Option<SocketAddr>,
 }
 
 /// Every setting, as the config file spells it.
@@ -64,6 +67,8 @@ pub struct Settings {
     pub node_id: Option<String>,
     /// `None`: a single node. `redis://HOST:PORT`: a cluster node.
     pub redis: Option<String>,
+    /// `None`: no HTTP listener. Else the address of the health checks (`/healthz`, `/readyz`).
+    pub http: Option<SocketAddr>,
     /// Prefix of this deployment's Redis channels, so several deployments can share one Redis.
     pub channel_prefix: String,
     pub max_frame_bytes: usize,
@@ -92,6 +97,7 @@ impl Default for Settings {
             max_connections: None,
             node_id: None,
             redis: None,
+            http: None,
             channel_prefix: "clusterchat:".into(),
             max_frame_bytes: 64 * 1024,
             login_timeout_secs: 120,
@@ -131,6 +137,7 @@ impl Settings {
             argon2_memory_kib,
             argon2_iterations,
             max_devices,
+            http,
         } = args;
         override_with(&mut s.max_devices, max_devices);
         override_with(&mut s.listen, listen);
@@ -142,6 +149,7 @@ impl Settings {
         s.max_connections = max_connections.or(s.max_connections);
         s.node_id = node_id.or(s.node_id);
         s.redis = redis.or(s.redis);
+        s.http = http.or(s.http);
         // Nodes on separate SQLite files share no users, no log and no presence.
         anyhow::ensure!(
             s.redis.is_none() || !s.database.starts_with("sqlite://"),

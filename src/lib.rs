@@ -9,7 +9,8 @@
 //! - [`mailbox`]: a connection's bounded outgoing queue; [`online`]: user id → mailbox for this node.
 //! - [`service`]: what each request does (account, friend, group, chat), over a shared [`service::Context`].
 //! - [`store`]: the `Store` trait, MySQL and embedded SQLite; [`bus`]: delivery between nodes.
-//! - [`hasher`]: argon2id off the connection threads; [`config`]: settings; [`node`]: a whole node.
+//! - [`hasher`]: argon2id off the connection threads; [`config`]: settings; [`node`]: a whole node;
+//!   [`http`]: health checks (`--http`).
 //! - [`client`]: a blocking protocol client for the `chat` binary, the bench tool and the tests.
 //!
 //! # The path of one message
@@ -23,6 +24,7 @@ pub mod bus;
 pub mod client;
 pub mod config;
 pub mod hasher;
+pub mod http;
 pub mod limit;
 pub mod mailbox;
 pub mod model;

@@ -10,6 +10,7 @@ use crate::bus::local::LocalBus;
 use crate::bus::redis::RedisBus;
 use crate::config::{Settings, connection_ceiling, machine_limits};
 use crate::hasher::Hasher;
+use crate::http;
 use crate::limit::LoginThrottle;
 use crate::server::{self, Server, Shutdown};
 use crate::service::chat::NodeInbox;
@@ -61,6 +62,10 @@ impl Node {
             typing: Default::default(),
         });
         ctx.bus.start(Arc::new(NodeInbox(Arc::downgrade(&ctx))));
+        if let Some(addr) = settings.http {
+            let bound = http::start(addr, Arc::downgrade(&ctx))?;
+            tracing::info!(addr = %bound, "health checks on http://{bound}/healthz and /readyz");
+        }
         let (threads, nofile) = machine_limits();
         let ceiling = connection_ceiling(threads, nofile);
         let max_connections = match settings.max_connections {

@@ -15,6 +15,10 @@ impl Bus for LocalBus {
         false
     }
 
+    fn is_ready(&self) -> bool {
+        true
+    }
+
     fn forward(&self, _user: UserId, _payload: Arc<str>) -> Result<usize, BusError> {
         Ok(0)
     }

@@ -37,6 +37,10 @@ pub trait Bus: Send + Sync {
     /// Whether other nodes exist to forward to at all (false for a single node).
     fn is_cluster(&self) -> bool;
 
+    /// Whether the node takes what other nodes send it now (a single node always does; a cluster node
+    /// while its subscription stands), for readiness probes.
+    fn is_ready(&self) -> bool;
+
     /// Hands `payload` to every node that holds `user`: returns how many took it (this node counts when it
     /// holds the user; 0 when none does: they are offline, or their node is gone).
     fn forward(&self, user: UserId, payload: Arc<str>) -> Result<usize, BusError>;

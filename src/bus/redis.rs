@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
@@ -59,6 +60,8 @@ pub struct RedisBus {
     commands: Sender<Command>,
     command_rx: Mutex<Option<Receiver<Command>>>,
     publishes: Sender<Publish>,
+    /// Whether the subscriber holds a confirmed subscription now (set and cleared by it).
+    subscribed: Arc<AtomicBool>,
 }
 
 impl RedisBus {
@@ -81,6 +84,7 @@ impl RedisBus {
             commands,
             command_rx: Mutex::new(Some(command_rx)),
             publishes,
+            subscribed: Arc::default(),
         })
     }
 
@@ -104,6 +108,7 @@ impl Bus for RedisBus {
             commands,
             inbox,
             users: HashSet::new(),
+            subscribed: self.subscribed.clone(),
         };
         std::thread::Builder::new()
             .name("redis-sub".into())
@@ -113,6 +118,10 @@ impl Bus for RedisBus {
 
     fn is_cluster(&self) -> bool {
         true
+    }
+
+    fn is_ready(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed)
     }
 
     fn forward(&self, user: UserId, payload: Arc<str>) -> Result<usize, BusError> {
@@ -238,6 +247,8 @@ struct Subscriber {
     inbox: Arc<dyn Inbox>,
     /// Users who should be subscribed here: re-subscribed after every reconnection.
     users: HashSet<UserId>,
+    /// Shown to readiness probes: true from a confirmed subscription until the connection is lost.
+    subscribed: Arc<AtomicBool>,
 }
 
 impl Subscriber {
@@ -245,7 +256,9 @@ impl Subscriber {
         let mut backoff = BACKOFF_MIN;
         let mut connected_before = false;
         loop {
-            match self.session(connected_before) {
+            let ended = self.session(connected_before);
+            self.subscribed.store(false, Ordering::Relaxed);
+            match ended {
                 Ok(()) => return, // the node is going away: the command queue closed
                 Err(SessionEnd::Connected(e)) => {
                     tracing::warn!(error = %e, "lost the Redis subscription; reconnecting");
@@ -276,6 +289,7 @@ impl Subscriber {
         pubsub
             .subscribe(channels)
             .map_err(|e| SessionEnd::Connected(bus_err(e)))?;
+        self.subscribed.store(true, Ordering::Relaxed);
         if reconnected {
             tracing::info!(users = self.users.len(), "Redis is back; re-subscribed");
             // Anything stored for our users, or changed in groups, while Redis was away is caught up now.

@@ -1,0 +1,86 @@
+//! The HTTP listener's health checks: `/healthz` while the process serves, `/readyz` turning unready
+//! when the store or Redis goes away and ready again when they return, and the statuses of what it does
+//! not serve.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::{Backend, Db, Mariadb, Redis, Server, free_port};
+
+/// Sends `request` as it is and returns the status code and body of the answer.
+fn exchange(port: u16, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP listener");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("an answer");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {answer:?}"));
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    exchange(port, &format!("GET {path} HTTP/1.1\r\nHost: probe\r\n\r\n"))
+}
+
+/// Polls `/readyz` until it answers `status`, for at most `within`; returns the body.
+fn readyz_becomes(port: u16, status: u16, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (got, body) = get(port, "/readyz");
+        if got == status {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still {got} ({body:?}) after {within:?}, wanted {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn health_checks_and_what_is_not_served() {
+    let db = Db::fresh(Backend::Sqlite);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _server = Server::start(&db, &["--http", &addr]);
+    assert_eq!(get(port, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(get(port, "/readyz"), (200, "ready\n".into()));
+    assert_eq!(get(port, "/readyz?verbose=1").0, 200);
+    assert_eq!(get(port, "/nothing").0, 404);
+    assert_eq!(
+        exchange(port, "POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0,
+        405
+    );
+    assert_eq!(exchange(port, "hello\r\n\r\n").0, 400);
+}
+
+#[test]
+fn readyz_follows_the_store_and_redis() {
+    let mut mariadb = Mariadb::start();
+    let mut redis = Redis::start();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let redis_url = redis.url();
+    let _server = Server::start_on(&mariadb.url(), &["--http", &addr, "--redis", &redis_url]);
+    readyz_becomes(port, 200, Duration::from_secs(10));
+    redis.stop();
+    let body = readyz_becomes(port, 503, Duration::from_secs(10));
+    assert!(body.contains("Redis"), "{body}");
+    assert_eq!(get(port, "/healthz").0, 200, "the process still serves");
+    redis.start_again();
+    readyz_becomes(port, 200, Duration::from_secs(20));
+    mariadb.stop();
+    let body = readyz_becomes(port, 503, Duration::from_secs(20));
+    assert!(body.contains("store"), "{body}");
+    mariadb.start_again();
+    readyz_becomes(port, 200, Duration::from_secs(30));
+}
