@@ -84,3 +84,80 @@ fn readyz_follows_the_store_and_redis() {
     mariadb.start_again();
     readyz_becomes(port, 200, Duration::from_secs(30));
 }
+
+/// The value of the sample `name` whose labels include all of `labels`, from a parsed page.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(k).is_some_and(|got| got == *v))
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+}
+
+fn scrape(port: u16) -> prometheus_parse::Scrape {
+    let (status, body) = get(port, "/metrics");
+    assert_eq!(status, 200);
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    prometheus_parse::Scrape::parse(lines).expect("the metrics page parses")
+}
+
+#[test]
+fn metrics_parse_and_move_with_traffic() {
+    use clusterchat::protocol::frame::Separator;
+    use serde_json::json;
+
+    let db = Db::fresh(Backend::Sqlite);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let server = Server::start(&db, &["--http", &addr]);
+    let before = scrape(port);
+    assert_eq!(
+        sample(
+            &before,
+            "clusterchat_requests_total",
+            &[("msgid", "6"), ("errno", "0")]
+        ),
+        None
+    );
+    let mut a = server.connect(Separator::Newline);
+    let mut b = server.connect(Separator::Newline);
+    let a_id = a.register("ann", "pw");
+    let b_id = b.register("ben", "pw");
+    a.login(a_id, "pw", 2);
+    b.login(b_id, "pw", 2);
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": b_id, "msg": "hi"}))["msgid"],
+        16
+    );
+    assert_eq!(b.recv()["msg"], "hi");
+    assert_eq!(
+        a.req(json!({"msgid": 6, "toid": 999, "msg": "x"}))["errno"],
+        104
+    );
+    let after = scrape(port);
+    let count = |labels: &[(&str, &str)]| sample(&after, "clusterchat_requests_total", labels);
+    assert_eq!(count(&[("msgid", "6"), ("errno", "0")]), Some(1.0));
+    assert_eq!(count(&[("msgid", "6"), ("errno", "104")]), Some(1.0));
+    assert_eq!(count(&[("msgid", "1"), ("errno", "0")]), Some(2.0));
+    assert_eq!(
+        sample(&after, "clusterchat_deliveries_total", &[("route", "live")]),
+        Some(1.0)
+    );
+    assert_eq!(sample(&after, "clusterchat_connections", &[]), Some(2.0));
+    assert_eq!(sample(&after, "clusterchat_devices", &[]), Some(2.0));
+    assert_eq!(sample(&after, "clusterchat_users", &[]), Some(2.0));
+    assert!(
+        sample(&after, "clusterchat_log_commit_messages_count", &[]).is_some_and(|n| n >= 1.0),
+        "a commit was observed"
+    );
+}

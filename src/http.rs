@@ -1,8 +1,10 @@
-//! The node's HTTP listener (`--http ADDR`): health checks for nginx, systemd and Kubernetes probes.
+//! The node's HTTP listener (`--http ADDR`): health checks for nginx, systemd and Kubernetes probes, and
+//! metrics for Prometheus.
 //!
 //! - `GET /healthz`: 200 while the process serves (this thread answering is the proof).
 //! - `GET /readyz`: 200 when the node can do its work: the store answers and, in a cluster, the Redis
 //!   subscription stands; 503 with the reason otherwise.
+//! - `GET /metrics`: [`crate::metrics`] in the OpenMetrics text format.
 //!
 //! Anything else is 404 (an unknown path), 405 (another method) or 400 (not HTTP). One thread answers
 //! the probes one at a time, each connection bounded in time and size, and closes each connection after
@@ -10,10 +12,16 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::metrics::Now;
 use crate::service::Context;
+use crate::session::WriterCount;
+
+/// The content type of the metrics page (the text format `prometheus-client` writes).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PLAIN: &str = "text/plain; charset=utf-8";
 
 /// How long a probe may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,6 +33,7 @@ const MAX_HEAD: usize = 8 * 1024;
 struct Response {
     status: u16,
     reason: &'static str,
+    content_type: &'static str,
     body: String,
 }
 
@@ -33,16 +42,18 @@ impl Response {
         Response {
             status,
             reason,
+            content_type: PLAIN,
             body: body.into(),
         }
     }
 
     fn bytes(&self) -> Vec<u8> {
         format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
              Connection: close\r\nCache-Control: no-store\r\n\r\n{}",
             self.status,
             self.reason,
+            self.content_type,
             self.body.len(),
             self.body
         )
@@ -50,8 +61,42 @@ impl Response {
     }
 }
 
+/// What the answers need from the node.
+struct Node {
+    ctx: Arc<Context>,
+    writers: Arc<WriterCount>,
+}
+
+impl Node {
+    /// Whether the node can do its work: the store answers, and in a cluster the subscription stands.
+    fn readiness(&self) -> Result<(), String> {
+        // A read that touches the database (no user has id 0).
+        self.ctx
+            .store
+            .find_user(0)
+            .map_err(|e| format!("the store does not answer ({e})"))?;
+        if !self.ctx.bus.is_ready() {
+            return Err("not subscribed to Redis".into());
+        }
+        Ok(())
+    }
+
+    fn metrics(&self) -> String {
+        let (users, devices) = self.ctx.online.counts();
+        self.ctx.metrics.render(Now {
+            users,
+            devices,
+            writers: self.writers.alive(),
+        })
+    }
+}
+
 /// Binds `addr` and answers probes on a thread of its own for as long as the node's context lives.
-pub fn start(addr: SocketAddr, ctx: Weak<Context>) -> anyhow::Result<SocketAddr> {
+pub fn start(
+    addr: SocketAddr,
+    ctx: Weak<Context>,
+    writers: Arc<WriterCount>,
+) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
@@ -60,8 +105,12 @@ pub fn start(addr: SocketAddr, ctx: Weak<Context>) -> anyhow::Result<SocketAddr>
         .spawn(move || {
             for stream in listener.incoming() {
                 let Some(ctx) = ctx.upgrade() else { return };
+                let node = Node {
+                    ctx,
+                    writers: writers.clone(),
+                };
                 match stream {
-                    Ok(stream) => serve(&ctx, stream),
+                    Ok(stream) => serve(&node, stream),
                     Err(e) => tracing::debug!(error = %e, "HTTP accept failed"),
                 }
             }
@@ -69,11 +118,11 @@ pub fn start(addr: SocketAddr, ctx: Weak<Context>) -> anyhow::Result<SocketAddr>
     Ok(bound)
 }
 
-fn serve(ctx: &Context, mut stream: TcpStream) {
+fn serve(node: &Node, mut stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
     let response = match read_head(&mut stream) {
-        Some(head) => answer(ctx, &head),
+        Some(head) => answer(node, &head),
         None => Response::new(400, "Bad Request", "bad request\n"),
     };
     let _ = stream.write_all(&response.bytes());
@@ -94,7 +143,7 @@ fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 /// The response to a request head.
-fn answer(ctx: &Context, head: &[u8]) -> Response {
+fn answer(node: &Node, head: &[u8]) -> Response {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(head) {
@@ -103,12 +152,22 @@ fn answer(ctx: &Context, head: &[u8]) -> Response {
     }
     let path = request.path.unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
-    route(request.method.unwrap_or(""), path, || readiness(ctx))
+    route(
+        request.method.unwrap_or(""),
+        path,
+        || node.readiness(),
+        || node.metrics(),
+    )
 }
 
-/// Routing, apart from what readiness needs to find out.
-fn route(method: &str, path: &str, ready: impl FnOnce() -> Result<(), String>) -> Response {
-    if !matches!(path, "/healthz" | "/readyz") {
+/// Routing, apart from what readiness and the metrics page need to find out.
+fn route(
+    method: &str,
+    path: &str,
+    ready: impl FnOnce() -> Result<(), String>,
+    metrics: impl FnOnce() -> String,
+) -> Response {
+    if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
         return Response::new(404, "Not Found", "not found\n");
     }
     if method != "GET" && method != "HEAD" {
@@ -116,23 +175,15 @@ fn route(method: &str, path: &str, ready: impl FnOnce() -> Result<(), String>) -
     }
     match path {
         "/healthz" => Response::new(200, "OK", "ok\n"),
+        "/metrics" => Response {
+            content_type: OPENMETRICS,
+            ..Response::new(200, "OK", metrics())
+        },
         _ => match ready() {
             Ok(()) => Response::new(200, "OK", "ready\n"),
             Err(why) => Response::new(503, "Service Unavailable", format!("not ready: {why}\n")),
         },
     }
-}
-
-/// Whether the node can do its work: the store answers, and in a cluster the subscription stands.
-fn readiness(ctx: &Context) -> Result<(), String> {
-    // A read that touches the database (no user has id 0).
-    ctx.store
-        .find_user(0)
-        .map_err(|e| format!("the store does not answer ({e})"))?;
-    if !ctx.bus.is_ready() {
-        return Err("not subscribed to Redis".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -142,14 +193,22 @@ mod tests {
     #[test]
     fn routes() {
         let ok = || Ok(());
-        assert_eq!(route("GET", "/healthz", ok).status, 200);
-        assert_eq!(route("GET", "/readyz", ok).status, 200);
-        assert_eq!(route("HEAD", "/readyz", ok).status, 200);
-        let down = route("GET", "/readyz", || Err("the store does not answer".into()));
+        let page = || "# EOF\n".to_owned();
+        assert_eq!(route("GET", "/healthz", ok, page).status, 200);
+        assert_eq!(route("GET", "/readyz", ok, page).status, 200);
+        assert_eq!(route("HEAD", "/readyz", ok, page).status, 200);
+        let down = route(
+            "GET",
+            "/readyz",
+            || Err("the store does not answer".into()),
+            page,
+        );
         assert_eq!(down.status, 503);
         assert!(down.body.contains("the store does not answer"));
-        assert_eq!(route("POST", "/healthz", ok).status, 405);
-        assert_eq!(route("GET", "/nothing", ok).status, 404);
+        let metrics = route("GET", "/metrics", ok, page);
+        assert_eq!((metrics.status, metrics.content_type), (200, OPENMETRICS));
+        assert_eq!(route("POST", "/healthz", ok, page).status, 405);
+        assert_eq!(route("GET", "/nothing", ok, page).status, 404);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! - [`service`]: what each request does (account, friend, group, chat), over a shared [`service::Context`].
 //! - [`store`]: the `Store` trait, MySQL and embedded SQLite; [`bus`]: delivery between nodes.
 //! - [`hasher`]: argon2id off the connection threads; [`config`]: settings; [`node`]: a whole node;
-//!   [`http`]: health checks (`--http`).
+//!   [`http`]: health checks and [`metrics`] (`--http`).
 //! - [`client`]: a blocking protocol client for the `chat` binary, the bench tool and the tests.
 //!
 //! # The path of one message
@@ -27,6 +27,7 @@ pub mod hasher;
 pub mod http;
 pub mod limit;
 pub mod mailbox;
+pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod online;

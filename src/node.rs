@@ -12,6 +12,7 @@ use crate::config::{Settings, connection_ceiling, machine_limits};
 use crate::hasher::Hasher;
 use crate::http;
 use crate::limit::LoginThrottle;
+use crate::metrics::Metrics;
 use crate::server::{self, Server, Shutdown};
 use crate::service::chat::NodeInbox;
 use crate::service::{Context, account, presence};
@@ -45,8 +46,9 @@ impl Node {
             Some(url) => Box::new(RedisBus::open(url, &settings.channel_prefix)?),
             None => Box::new(LocalBus),
         };
+        let metrics = Arc::new(Metrics::default());
         let ctx = Arc::new(Context {
-            log: LogWriter::start(store.clone())?,
+            log: LogWriter::start(store.clone(), metrics.clone())?,
             store,
             online: Default::default(),
             bus,
@@ -60,12 +62,9 @@ impl Node {
             members: Default::default(),
             users: Default::default(),
             typing: Default::default(),
+            metrics,
         });
         ctx.bus.start(Arc::new(NodeInbox(Arc::downgrade(&ctx))));
-        if let Some(addr) = settings.http {
-            let bound = http::start(addr, Arc::downgrade(&ctx))?;
-            tracing::info!(addr = %bound, "health checks on http://{bound}/healthz and /readyz");
-        }
         let (threads, nofile) = machine_limits();
         let ceiling = connection_ceiling(threads, nofile);
         let max_connections = match settings.max_connections {
@@ -90,6 +89,10 @@ impl Node {
             )),
             rate: settings.rate_limit.clone(),
         };
+        if let Some(addr) = settings.http {
+            let bound = http::start(addr, Arc::downgrade(&ctx), session.writers.clone())?;
+            tracing::info!(addr = %bound, "health checks and metrics on http://{bound}/healthz, /readyz, /metrics");
+        }
         let server = Server::new(
             listener,
             ctx.clone(),

@@ -126,6 +126,12 @@ impl Online {
         })
     }
 
+    /// Users with a device here, and devices here.
+    pub fn counts(&self) -> (usize, usize) {
+        let users = self.users.read();
+        (users.len(), users.values().map(Vec::len).sum())
+    }
+
     /// How many devices `user` has here.
     pub fn devices(&self, user: UserId) -> usize {
         self.users.read().get(&user).map_or(0, Vec::len)

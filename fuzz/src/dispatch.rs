@@ -125,7 +125,7 @@ struct Shared {
 fn context(store: Arc<SqliteStore>, hasher: Hasher) -> Context {
     let store: Arc<dyn Store> = store;
     Context {
-        log: LogWriter::start(store.clone()).expect("log writer thread"),
+        log: LogWriter::start(store.clone(), Default::default()).expect("log writer thread"),
         store,
         online: Default::default(),
         bus: Box::new(LocalBus),
@@ -139,6 +139,7 @@ fn context(store: Arc<SqliteStore>, hasher: Hasher) -> Context {
         members: Default::default(),
         users: Default::default(),
         typing: Default::default(),
+        metrics: Default::default(),
     }
 }
 

@@ -238,6 +238,7 @@ pub fn deliver_all(
             carbon(ctx, me, &logged);
         }
     }
+    ctx.metrics.delivered("stored", nudged.len() + late.len());
     if let Err(e) = ctx.log.store_offline(late.clone()) {
         tracing::error!(count = late.len(), error = %e, "could not record messages offline; they stay in the history");
         late.clear();
@@ -288,6 +289,9 @@ pub fn frames(m: &LogMessage, viewer: UserId) -> Frames {
 /// Hands a committed message to `to`'s devices, here and on other nodes; `false` when none took it.
 fn deliver(ctx: &Context, to: UserId, frames: &Frames, at: (Conv, Pos)) -> bool {
     let here = ctx.online.deliver(to, frames, Some(at), None);
+    if here {
+        ctx.metrics.delivered("live", 1);
+    }
     let elsewhere = ctx.bus.is_cluster() && {
         let parcel = Parcel {
             origin: ctx.node.clone(),
@@ -299,6 +303,9 @@ fn deliver(ctx: &Context, to: UserId, frames: &Frames, at: (Conv, Pos)) -> bool 
         };
         forward(ctx, to, &parcel) > usize::from(ctx.online.contains(to))
     };
+    if elsewhere {
+        ctx.metrics.delivered("forwarded", 1);
+    }
     here || elsewhere
 }
 

@@ -74,6 +74,8 @@ pub struct Context {
     pub users: UserNames,
     /// When each sender's typing notices were last relayed.
     pub typing: typing::Throttle,
+    /// What the node counts, for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The logged-in user of a connection, and which of their devices it is.
@@ -241,12 +243,20 @@ fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
                     ("missing or invalid field 'msgid'", seq.as_ref())
                 }
             };
+            ctx.metrics.request(0, e.errno().code());
             caller.reply(reply::error(e.errno().code(), msg, None, seq));
             return;
         }
     };
     let seq = env.seq.as_ref();
-    if let Err(failure) = check_and_handle(ctx, caller, &env) {
+    let handled = check_and_handle(ctx, caller, &env);
+    match &handled {
+        // A chat that passed its checks is counted once its commit says how it ended.
+        Ok(()) if matches!(env.msgid, msgid::ONE_CHAT | msgid::GROUP_CHAT) => {}
+        Ok(()) => ctx.metrics.request(env.msgid, 0),
+        Err(failure) => ctx.metrics.request(env.msgid, failure.code),
+    }
+    if let Err(failure) = handled {
         let frame = match env.msgid {
             msgid::LOGIN => reply::failed_ack(msgid::LOGIN_ACK, failure.code, &failure.msg, seq),
             msgid::REG => reply::failed_ack(msgid::REG_ACK, failure.code, &failure.msg, seq),

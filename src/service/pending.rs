@@ -113,8 +113,12 @@ pub fn flush(ctx: &Context, caller: &mut Caller) {
         let frame = match entry {
             Entry::Reply(frame) => Some(frame),
             Entry::Chat(chat) => match answers.next().expect("one answer per chat") {
-                Ok(ack) => ack,
+                Ok(ack) => {
+                    ctx.metrics.request(chat.msgid, 0);
+                    ack
+                }
                 Err(failure) => {
+                    ctx.metrics.request(chat.msgid, failure.code);
                     Some(failure.frame(Some(&Value::from(chat.msgid)), chat.seq.as_ref()))
                 }
             },

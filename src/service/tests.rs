@@ -28,7 +28,7 @@ fn fixture() -> Fixture {
     };
     let store: Arc<dyn crate::store::Store> = Arc::new(store);
     let ctx = Context {
-        log: crate::store::batch::LogWriter::start(store.clone()).unwrap(),
+        log: crate::store::batch::LogWriter::start(store.clone(), Default::default()).unwrap(),
         store,
         online: Default::default(),
         bus: Box::new(LocalBus),
@@ -42,6 +42,7 @@ fn fixture() -> Fixture {
         members: Default::default(),
         users: Default::default(),
         typing: Default::default(),
+        metrics: Default::default(),
     };
     ctx.store.heartbeat("test-node").unwrap();
     Fixture { ctx, _dir: dir }

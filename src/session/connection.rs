@@ -33,6 +33,11 @@ impl WriterCount {
         }
     }
 
+    /// Writer threads alive now.
+    pub fn alive(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
+    }
+
     /// A slot for one more writer thread, unless all are taken.
     fn take(self: &Arc<Self>) -> Option<WriterSlot> {
         if self.alive.fetch_add(1, Ordering::SeqCst) >= self.max {

@@ -70,6 +70,7 @@ pub fn serve(
     let peer = peer_addr.to_string();
     let _ = stream.set_nodelay(true);
     tracing::info!(%peer, "connected");
+    let _open = ctx.metrics.connection();
     let connection = Connection::open(ctx, stream, cfg);
     let mut caller = Caller::new(connection.mailbox().clone(), peer_addr.ip());
     let end = catch_unwind(AssertUnwindSafe(|| {
@@ -121,6 +122,7 @@ fn read_loop(
                         refusals.flush(&mut turn, conn);
                     }
                     verdict => {
+                        ctx.metrics.rate_limited();
                         refusals.add(service::rate_limited(&unit));
                         if verdict == Verdict::Close {
                             refusals.flush(&mut turn, conn);

@@ -204,7 +204,7 @@ fn context(store: Arc<dyn Store>) -> Context {
         iterations: 1,
     };
     Context {
-        log: LogWriter::start(store.clone()).unwrap(),
+        log: LogWriter::start(store.clone(), Default::default()).unwrap(),
         store,
         online: Default::default(),
         bus: Box::new(LocalBus),
@@ -218,6 +218,7 @@ fn context(store: Arc<dyn Store>) -> Context {
         members: Default::default(),
         users: Default::default(),
         typing: Default::default(),
+        metrics: Default::default(),
     }
 }
 

@@ -4,11 +4,13 @@
 //! acknowledgement is only sent once its message is committed.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::{Condvar, Mutex};
 
 use super::{Appended, NewMessage, Pointer, Result, Store, StoreError};
+use crate::metrics::Metrics;
 
 /// Messages at which the writer stops adding waiting jobs to a transaction (one job may take it past
 /// this), so that one commit does not hold the database for long.
@@ -112,12 +114,12 @@ fn stopped() -> StoreError {
 }
 
 impl LogWriter {
-    /// Starts the writer thread over `store`.
-    pub fn start(store: Arc<dyn Store>) -> std::io::Result<LogWriter> {
+    /// Starts the writer thread over `store`; each commit's size and time go to `metrics`.
+    pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> std::io::Result<LogWriter> {
         let (jobs, rx) = bounded(16 * 1024);
         std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || write_loop(store.as_ref(), &rx))?;
+            .spawn(move || write_loop(store.as_ref(), &metrics, &rx))?;
         Ok(LogWriter { jobs })
     }
 
@@ -147,7 +149,7 @@ impl LogWriter {
     }
 }
 
-fn write_loop(store: &dyn Store, jobs: &Receiver<Job>) {
+fn write_loop(store: &dyn Store, metrics: &Metrics, jobs: &Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut size = first.size();
         let mut batch = vec![first];
@@ -163,19 +165,21 @@ fn write_loop(store: &dyn Store, jobs: &Receiver<Job>) {
                 Job::Offline { pointers, reply } => offline.push((pointers, reply)),
             }
         }
-        append_all(store, appends);
+        append_all(store, metrics, appends);
         store_all(store, offline);
     }
 }
 
 /// One transaction for every waiting append; each caller gets the results of its own messages.
-fn append_all(store: &dyn Store, jobs: Vec<(Vec<NewMessage>, Reply<Placed>)>) {
+fn append_all(store: &dyn Store, metrics: &Metrics, jobs: Vec<(Vec<NewMessage>, Reply<Placed>)>) {
     if jobs.is_empty() {
         return;
     }
     let all: Vec<&NewMessage> = jobs.iter().flat_map(|(m, _)| m.iter()).collect();
+    let started = Instant::now();
     let result = store.append(&all);
     let total = all.len();
+    metrics.commit(total, started.elapsed());
     drop(all);
     match result {
         Ok(committed) if committed.len() == total => {

@@ -1,0 +1,197 @@
+//! What a node counts, for Prometheus (`GET /metrics` on the HTTP listener, in the text format of the
+//! `prometheus-client` crate). Counters and histograms are updated where things happen; the gauges of
+//! what is there now (connections, users, devices, writer threads) are read when the page is asked for.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A request's kind and how it ended (errno 0 for success).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub msgid: i64,
+    pub errno: i64,
+}
+
+/// Where a committed message went for one recipient.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// `live` (a device on this node took it), `forwarded` (another node did), `stored` (offline).
+    pub route: &'static str,
+}
+
+/// The node's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    deliveries: Family<RouteLabels, Counter>,
+    commit_messages: Histogram,
+    commit_seconds: Histogram,
+    rate_limited: Counter,
+    connections: Gauge,
+    open: AtomicI64,
+    users: Gauge,
+    devices: Gauge,
+    writers: Gauge,
+}
+
+/// What is there now, read when the page is asked for.
+pub struct Now {
+    pub users: usize,
+    pub devices: usize,
+    pub writers: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("clusterchat");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests handled, by msgid and errno (0: success)",
+            requests.clone(),
+        );
+        let deliveries = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Committed messages handed to a recipient: live here, forwarded to another node, or stored offline",
+            deliveries.clone(),
+        );
+        let commit_messages = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register(
+            "log_commit_messages",
+            "Messages per log commit (group commit)",
+            commit_messages.clone(),
+        );
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "log_commit_seconds",
+            "Time of one log commit",
+            commit_seconds.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited",
+            "Frames refused by the per-connection rate limit (107)",
+            rate_limited.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let connections = gauge(&mut registry, "connections", "Open TCP connections");
+        let users = gauge(&mut registry, "users", "Users with a device on this node");
+        let devices = gauge(&mut registry, "devices", "Logged-in devices on this node");
+        let writers = gauge(
+            &mut registry,
+            "writer_threads",
+            "Connection writer threads alive",
+        );
+        Metrics {
+            registry,
+            requests,
+            deliveries,
+            commit_messages,
+            commit_seconds,
+            rate_limited,
+            connections,
+            open: AtomicI64::new(0),
+            users,
+            devices,
+            writers,
+        }
+    }
+}
+
+/// Counts a connection as open until dropped.
+pub struct OpenConnection<'a>(&'a Metrics);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// A request with `msgid` ended with `errno` (0: success).
+    pub fn request(&self, msgid: i64, errno: i64) {
+        self.requests
+            .get_or_create(&RequestLabels { msgid, errno })
+            .inc();
+    }
+
+    /// `count` recipients got a committed message by `route` (`live`, `forwarded` or `stored`).
+    pub fn delivered(&self, route: &'static str, count: usize) {
+        if count > 0 {
+            self.deliveries
+                .get_or_create(&RouteLabels { route })
+                .inc_by(count as u64);
+        }
+    }
+
+    /// One log commit of `messages` messages took `took`.
+    pub fn commit(&self, messages: usize, took: Duration) {
+        self.commit_messages.observe(messages as f64);
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A frame refused by the rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    /// Counts a connection as open while the returned guard lives.
+    pub fn connection(&self) -> OpenConnection<'_> {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self)
+    }
+
+    /// The page, with the gauges set to `now`.
+    pub fn render(&self, now: Now) -> String {
+        self.connections.set(self.open.load(Ordering::Relaxed));
+        self.users.set(now.users as i64);
+        self.devices.set(now.devices as i64);
+        self.writers.set(now.writers as i64);
+        let mut page = String::new();
+        prometheus_client::encoding::text::encode(&mut page, &self.registry)
+            .expect("writing to a String cannot fail");
+        page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_on_the_page() {
+        let m = Metrics::default();
+        m.request(6, 0);
+        m.request(6, 0);
+        m.request(6, 104);
+        m.delivered("live", 3);
+        m.commit(5, Duration::from_millis(2));
+        let _open = m.connection();
+        let page = m.render(Now {
+            users: 2,
+            devices: 3,
+            writers: 1,
+        });
+        assert!(
+            page.contains("clusterchat_requests_total{msgid=\"6\",errno=\"0\"} 2"),
+            "{page}"
+        );
+        assert!(page.contains("clusterchat_requests_total{msgid=\"6\",errno=\"104\"} 1"));
+        assert!(page.contains("clusterchat_deliveries_total{route=\"live\"} 3"));
+        assert!(page.contains("clusterchat_connections 1"));
+        assert!(page.contains("clusterchat_devices 3"));
+        assert!(page.contains("clusterchat_log_commit_messages_count 1"));
+    }
+}
