@@ -99,6 +99,16 @@ fn but(members: &[usize], actor: usize) -> Vec<usize> {
     members.iter().copied().filter(|&i| i != actor).collect()
 }
 
+/// A v2 login ack of someone in no group any more: no offline message, no group, no conversation.
+fn assert_outside_every_group(ack: &Value) {
+    assert_eq!(offline(ack), Vec::<Value>::new(), "{ack}");
+    assert_eq!(
+        (ack["groups"].clone(), ack["conversations"].clone()),
+        (json!([]), json!([])),
+        "{ack}"
+    );
+}
+
 /// The message texts of a v2 login ack's `offlinemsg`.
 fn offline(ack: &Value) -> Vec<Value> {
     ack["offlinemsg"]
@@ -590,12 +600,7 @@ fn leaving_stops_delivery(backend: Backend) {
     acked_as(&mut conns[KAY], gchat(gid, "while away"), 16);
     assert_eq!(conns[NED].recv()["msg"], "while away");
     let ack = conns[PHONE].login(max, "pw", 2);
-    assert_eq!(offline(&ack), Vec::<Value>::new(), "{ack}");
-    assert_eq!(
-        (ack["groups"].clone(), ack["conversations"].clone()),
-        (json!([]), json!([])),
-        "{ack}"
-    );
+    assert_outside_every_group(&ack);
     all_silent(&mut conns);
 }
 
@@ -657,17 +662,12 @@ fn dissolving_frees_the_name(backend: Backend) {
         json!([{"conv": format!("g{again}"), "name": "short-lived", "last": 0, "read": 0, "unread": 0}])
     );
     let ack = conns[NED].login(ned, "pw", 2);
-    assert_eq!(offline(&ack), Vec::<Value>::new(), "{ack}");
-    assert_eq!(
-        (ack["groups"].clone(), ack["conversations"].clone()),
-        (json!([]), json!([])),
-        "{ack}"
-    );
+    assert_outside_every_group(&ack);
     all_silent(&mut conns);
 }
 
-/// GROUP_EVENT reaches every v2 device of every member and of the user affected (the acting connection
-/// included), never a v1 connection; joining a group one is in already sends nothing.
+/// GROUP_EVENT reaches every v2 device of every member and of the user affected but the acting
+/// connection (which has its ack), never a v1 connection; joining a group one is in already sends nothing.
 fn group_events_reach_every_v2_device(backend: Backend) {
     const KAY1: usize = 0;
     const KAY2: usize = 1;

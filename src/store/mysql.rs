@@ -306,6 +306,13 @@ fn select_pairs<T: mysql::prelude::FromRow>(
     Ok(out)
 }
 
+/// The `userblock` row (blocker, blocked) that would refuse one-to-one message `m`: its peer blocking its
+/// sender.
+fn block_row(m: &NewMessage) -> (i64, i64) {
+    let peer = m.conv.peer_of(m.sender).unwrap_or(m.sender);
+    (i64::from(peer), i64::from(m.sender))
+}
+
 /// Checks the [`Require`] of each message (those `wanted`), with a few queries for the whole batch: the
 /// group's member-list version (0 for one-to-one) or why the message may not be appended.
 fn conditions(
@@ -316,10 +323,7 @@ fn conditions(
     let (mut blocks, mut memberships) = (Vec::new(), Vec::new());
     for (m, _) in messages.iter().zip(wanted).filter(|(_, w)| **w) {
         match (m.require, m.conv) {
-            (Require::NotBlocked, conv) => {
-                let peer = conv.peer_of(m.sender).unwrap_or(m.sender);
-                blocks.push((i64::from(peer), i64::from(m.sender)));
-            }
+            (Require::NotBlocked, _) => blocks.push(block_row(m)),
             (Require::Member, Conv::Group(g)) => {
                 memberships.push((i64::from(g), i64::from(m.sender)))
             }
@@ -355,9 +359,8 @@ fn conditions(
     Ok(messages
         .iter()
         .map(|m| match (m.require, m.conv) {
-            (Require::NotBlocked, conv) => {
-                let peer = conv.peer_of(m.sender).unwrap_or(m.sender);
-                if blocked.contains(&(i64::from(peer), i64::from(m.sender))) {
+            (Require::NotBlocked, _) => {
+                if blocked.contains(&block_row(m)) {
                     Err(Refusal::Blocked)
                 } else {
                     Ok(0)

@@ -167,7 +167,6 @@ fn convert_legacy(tx: &Transaction) -> Result<()> {
 
 /// [`Log::append`] inside a transaction, every message committed at `ts`.
 fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<Appended>> {
-    let mut conditions = Conditions::new(tx);
     let mut find_cid =
         tx.prepare_cached("SELECT conv, pos, ts FROM message WHERE sender = ?1 AND cid = ?2")?;
     let mut bump = tx.prepare_cached(
@@ -214,7 +213,7 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
                 continue;
             }
         }
-        let members_version = match conditions.check(m)? {
+        let members_version = match condition(tx, m)? {
             Ok(version) => version,
             Err(refusal) => {
                 out.push(Err(refusal));
@@ -253,47 +252,35 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
     Ok(out)
 }
 
-/// Checks a message's [`Require`] inside the append's transaction. Statements are prepared at their first
+/// Whether `m` may be appended, checking its [`Require`] inside the append's transaction `tx`: the group's
+/// member-list version (0 for one-to-one), or why not. Statements are prepared (cached) at their first
 /// use: the conversion of migration 2 appends before the tables of later migrations exist.
-struct Conditions<'t> {
-    tx: &'t Transaction<'t>,
-}
-
-impl<'t> Conditions<'t> {
-    fn new(tx: &'t Transaction) -> Self {
-        Conditions { tx }
-    }
-
-    /// Whether `m` may be appended: the group's member-list version (0 for one-to-one), or why not.
-    fn check(&mut self, m: &NewMessage) -> Result<std::result::Result<i64, Refusal>> {
-        Ok(match (m.require, m.conv) {
-            (Require::NotBlocked, conv) => {
-                let peer = conv.peer_of(m.sender).unwrap_or(m.sender);
-                let blocked = self
-                    .tx
-                    .prepare_cached("SELECT 1 FROM userblock WHERE userid = ?1 AND blockedid = ?2")?
-                    .query_row(params![peer, m.sender], |_| Ok(()))
-                    .optional()?;
-                blocked.map_or(Ok(0), |()| Err(Refusal::Blocked))
+fn condition(tx: &Transaction, m: &NewMessage) -> Result<std::result::Result<i64, Refusal>> {
+    Ok(match (m.require, m.conv) {
+        (Require::NotBlocked, conv) => {
+            let peer = conv.peer_of(m.sender).unwrap_or(m.sender);
+            let blocked = tx
+                .prepare_cached("SELECT 1 FROM userblock WHERE userid = ?1 AND blockedid = ?2")?
+                .query_row(params![peer, m.sender], |_| Ok(()))
+                .optional()?;
+            blocked.map_or(Ok(0), |()| Err(Refusal::Blocked))
+        }
+        (Require::Member, Conv::Group(group)) => {
+            let row: Option<(i64, bool)> = tx
+                .prepare_cached(
+                    "SELECT g.version, EXISTS (SELECT 1 FROM groupuser gu WHERE gu.groupid = g.id \
+                     AND gu.userid = ?2) FROM allgroup g WHERE g.id = ?1",
+                )?
+                .query_row(params![group, m.sender], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match row {
+                None => Err(Refusal::NoGroup),
+                Some((_, false)) => Err(Refusal::NotMember),
+                Some((version, true)) => Ok(version),
             }
-            (Require::Member, Conv::Group(group)) => {
-                let row: Option<(i64, bool)> = self
-                    .tx
-                    .prepare_cached(
-                        "SELECT g.version, EXISTS (SELECT 1 FROM groupuser gu WHERE gu.groupid = g.id \
-                         AND gu.userid = ?2) FROM allgroup g WHERE g.id = ?1",
-                    )?
-                    .query_row(params![group, m.sender], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                match row {
-                    None => Err(Refusal::NoGroup),
-                    Some((_, false)) => Err(Refusal::NotMember),
-                    Some((version, true)) => Ok(version),
-                }
-            }
-            _ => Ok(0),
-        })
-    }
+        }
+        _ => Ok(0),
+    })
 }
 
 /// A [`LogMessage`] from a row of [`message_columns`] (starting at column `at`).
