@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod bench_smoke;
+mod browser;
 mod chat;
 mod client;
 mod cluster;
@@ -21,3 +22,4 @@ mod migrate;
 mod people;
 mod readme;
 mod run_cluster;
+mod webdriver;

@@ -18,7 +18,14 @@ pub fn asset(path: &str) -> Option<Asset> {
             "text/javascript; charset=utf-8",
             include_bytes!("../web/app.js"),
         ),
-        "/style.css" => ("text/css; charset=utf-8", include_bytes!("../web/style.css")),
+        "/conn.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../web/conn.js"),
+        ),
+        "/style.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../web/style.css"),
+        ),
         _ => return None,
     };
     Some(Asset {
