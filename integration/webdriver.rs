@@ -50,24 +50,55 @@ fn http(
         body.len()
     );
     stream.write_all(request.as_bytes())?;
+    // chromedriver keeps the connection open after its answer whatever the request said: read the head,
+    // then exactly the body it announces.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no end of the response head"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut buf = [0u8; 16 * 1024];
+    let split = loop {
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::Error::other("the driver closed before answering"));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
     let mut content = raw[split + 4..].to_vec();
     let status = head
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad status line: {head:?}")))?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        content = dechunk(&content);
+    let length = head.lines().find_map(|l| {
+        l.strip_prefix("content-length:")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    });
+    match length {
+        Some(length) => {
+            while content.len() < length {
+                let n = stream.read(&mut buf)?;
+                if n == 0 {
+                    return Err(std::io::Error::other("the driver's answer was cut short"));
+                }
+                content.extend_from_slice(&buf[..n]);
+            }
+            content.truncate(length);
+        }
+        None if head.contains("transfer-encoding: chunked") => {
+            while !content.ends_with(b"0\r\n\r\n") {
+                let n = stream.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                content.extend_from_slice(&buf[..n]);
+            }
+            content = dechunk(&content);
+        }
+        None => {
+            stream.read_to_end(&mut content)?;
+        }
     }
     let value = if content.is_empty() {
         Value::Null

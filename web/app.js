@@ -561,7 +561,9 @@ function friendEvent(f) {
   refreshFriends();
 }
 
-function groupEvent(f) {
+async function groupEvent(f) {
+  // A joiner we know nothing of yet: learn their name first, from the member list.
+  if (f.event === 'joined' && !S.names.has(f.id) && S.groups.has(f.groupid)) await refreshGroup(f.groupid);
   const g = S.groups.get(f.groupid);
   const gname = g?.groupname ?? `group ${f.groupid}`;
   const who = nameOf(f.id);
