@@ -21,3 +21,4 @@ mod migrate;
 mod people;
 mod readme;
 mod run_cluster;
+mod websocket;
