@@ -153,7 +153,8 @@ fn metrics_parse_and_move_with_traffic() {
         sample(&after, "clusterchat_deliveries_total", &[("route", "live")]),
         Some(1.0)
     );
-    assert_eq!(sample(&after, "clusterchat_connections", &[]), Some(2.0));
+    let tcp = [("transport", "tcp")];
+    assert_eq!(sample(&after, "clusterchat_connections", &tcp), Some(2.0));
     assert_eq!(sample(&after, "clusterchat_devices", &[]), Some(2.0));
     assert_eq!(sample(&after, "clusterchat_users", &[]), Some(2.0));
     assert!(

@@ -22,3 +22,4 @@ mod people;
 mod readme;
 mod run_cluster;
 mod tls;
+mod websocket;

@@ -18,7 +18,10 @@ pub fn asset(path: &str) -> Option<Asset> {
             "text/javascript; charset=utf-8",
             include_bytes!("../web/app.js"),
         ),
-        "/style.css" => ("text/css; charset=utf-8", include_bytes!("../web/style.css")),
+        "/style.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../web/style.css"),
+        ),
         _ => return None,
     };
     Some(Asset {

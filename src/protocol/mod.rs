@@ -4,6 +4,7 @@
 pub mod frame;
 pub mod reply;
 pub mod request;
+pub mod websocket;
 
 /// Message numbers (`msgid`), as the original C++ project numbers them.
 pub mod msgid {
