@@ -485,52 +485,31 @@ impl TestCa {
              authorityKeyIdentifier = keyid\n",
         )
         .expect("write openssl.cnf");
-        let cnf = path("openssl.cnf");
-        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let openssl = |args: &[&std::ffi::OsStr]| {
+        // In the temp dir, so that every file is named by itself.
+        let openssl = |args: &str| {
             let out = Command::new("openssl")
-                .args(args)
+                .args(args.split(' '))
+                .current_dir(dir.path())
                 .output()
                 .expect("run openssl (make test installs it with nginx)");
             assert!(
                 out.status.success(),
-                "openssl {args:?} failed:\n{}",
+                "openssl {args} failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
         };
-        let os = |s: &'static str| std::ffi::OsStr::new(s);
-        let (ca_pem, ca_key) = (path("ca.pem"), path("ca.key"));
-        let (cert_pem, key_pem, csr) = (path("server.pem"), path("server.key"), path("server.csr"));
-        let mut args: Vec<&std::ffi::OsStr> = vec![os("req"), os("-x509"), os("-config")];
-        args.extend([cnf.as_os_str(), os("-extensions"), os("ca"), os("-days"), os("2")]);
-        args.extend(key.iter().map(|&k| os(k)));
-        args.extend([os("-keyout"), ca_key.as_os_str(), os("-out"), ca_pem.as_os_str()]);
-        openssl(&args);
-        let mut args: Vec<&std::ffi::OsStr> = vec![os("req"), os("-new"), os("-config")];
-        args.extend([cnf.as_os_str(), os("-subj"), os("/CN=localhost")]);
-        args.extend(key.iter().map(|&k| os(k)));
-        args.extend([os("-keyout"), key_pem.as_os_str(), os("-out"), csr.as_os_str()]);
-        openssl(&args);
-        openssl(&[
-            os("x509"),
-            os("-req"),
-            os("-in"),
-            csr.as_os_str(),
-            os("-CA"),
-            ca_pem.as_os_str(),
-            os("-CAkey"),
-            ca_key.as_os_str(),
-            os("-set_serial"),
-            os("2"),
-            os("-days"),
-            os("2"),
-            os("-extfile"),
-            cnf.as_os_str(),
-            os("-extensions"),
-            os("server"),
-            os("-out"),
-            cert_pem.as_os_str(),
-        ]);
+        let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        openssl(&format!(
+            "req -x509 -config openssl.cnf -extensions ca -days 2 {key} -keyout ca.key -out ca.pem"
+        ));
+        openssl(&format!(
+            "req -new -config openssl.cnf -subj /CN=localhost {key} -keyout server.key -out server.csr"
+        ));
+        openssl(
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 \
+             -extfile openssl.cnf -extensions server -out server.pem",
+        );
+        let (ca_pem, cert_pem, key_pem) = (path("ca.pem"), path("server.pem"), path("server.key"));
         TestCa {
             ca_pem,
             cert_pem,

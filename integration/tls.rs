@@ -12,6 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde_json::{Value, json};
+use tungstenite::{Message, WebSocket};
 
 use crate::support::{
     Backend, Db, Nginx, REPLY, Redis, Server, TestCa, free_port, is_listening, split_log_fields,
@@ -57,7 +58,9 @@ impl Front {
 fn trusting(ca: &std::path::Path) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).expect("read the CA file") {
-        roots.add(cert.expect("a PEM certificate")).expect("a usable CA");
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a usable CA");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
@@ -135,17 +138,64 @@ impl TlsConn {
     }
 }
 
+/// A `wss://` client: tungstenite's client handshake and messages over the rustls stream.
+struct WssConn {
+    ws: WebSocket<StreamOwned<ClientConnection, TcpStream>>,
+}
+
+impl WssConn {
+    /// Opens `wss://localhost:PORT/ws` on nginx's HTTPS server at `addr`.
+    fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> WssConn {
+        let name = ServerName::try_from("localhost").expect("a DNS name");
+        let tls = tls_connect(addr, name, config).expect("TLS handshake with nginx");
+        let url = format!("wss://localhost:{}/ws", addr.port());
+        let (ws, response) = tungstenite::client::client(url, tls).expect("WebSocket handshake");
+        assert_eq!(response.status(), 101);
+        WssConn { ws }
+    }
+}
+
+impl Chat for WssConn {
+    fn req(&mut self, frame: Value) -> Value {
+        self.send_frame(frame);
+        self.recv_frame()
+    }
+
+    fn send_frame(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .expect("send over wss");
+    }
+
+    /// The next text message, one JSON frame.
+    fn recv_frame(&mut self) -> Value {
+        match self.ws.read() {
+            Ok(Message::Text(text)) => serde_json::from_str(&text).expect("one JSON frame"),
+            Ok(other) => panic!("expected a text message, got {other:?}"),
+            Err(e) => panic!("no message within {REPLY:?} over wss: {e}"),
+        }
+    }
+}
+
 /// Registers `name` (password "pw") on `c` and logs in with protocol version `v`; returns the id.
 fn register_and_login(c: &mut impl Chat, name: &str, v: u8) -> i64 {
     let ack = c.req(json!({"msgid": 4, "name": name, "password": "pw"}));
-    assert_eq!((ack["msgid"].clone(), ack["errno"].clone()), (json!(5), json!(0)), "{ack}");
+    assert_eq!(
+        (ack["msgid"].clone(), ack["errno"].clone()),
+        (json!(5), json!(0)),
+        "{ack}"
+    );
     let id = ack["id"].as_i64().expect("id");
     let mut login = json!({"msgid": 1, "id": id, "password": "pw"});
     if v == 2 {
         login["v"] = json!(2);
     }
     let ack = c.req(login);
-    assert_eq!((ack["msgid"].clone(), ack["errno"].clone()), (json!(2), json!(0)), "{ack}");
+    assert_eq!(
+        (ack["msgid"].clone(), ack["errno"].clone()),
+        (json!(2), json!(0)),
+        "{ack}"
+    );
     id
 }
 
@@ -178,10 +228,19 @@ fn chat_v2_to(
     text: &str,
 ) {
     let ack = from.req(json!({"msgid": 6, "toid": to_id, "msg": text, "cid": text}));
-    assert_eq!((ack["msgid"].clone(), ack["errno"].clone()), (json!(16), json!(0)), "{ack}");
+    assert_eq!(
+        (ack["msgid"].clone(), ack["errno"].clone()),
+        (json!(16), json!(0)),
+        "{ack}"
+    );
     let got = to.recv_frame();
     assert_eq!(
-        (got["msgid"].clone(), got["id"].clone(), got["name"].clone(), got["msg"].clone()),
+        (
+            got["msgid"].clone(),
+            got["id"].clone(),
+            got["name"].clone(),
+            got["msg"].clone()
+        ),
         (json!(6), json!(from_id), json!(from_name), json!(text)),
         "{got}"
     );
@@ -209,11 +268,61 @@ fn tls_tcp_clients_chat_through_nginx_and_an_untrusted_certificate_is_refused() 
     // A client trusting another CA (nginx's certificate is not signed by it) fails the handshake.
     let other = TestCa::make();
     let name = ServerName::try_from("localhost").expect("a DNS name");
-    let err = tls_connect(front.nginx.tls_addr, name, trusting(&other.ca_pem))
-        .err()
-        .expect("a handshake against an untrusted certificate fails");
+    let Err(err) = tls_connect(front.nginx.tls_addr, name, trusting(&other.ca_pem)) else {
+        panic!("a handshake against an untrusted certificate succeeded");
+    };
     assert!(
         err.to_string().contains("invalid peer certificate"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_wss_client_and_a_tls_tcp_client_chat_through_nginx() {
+    let front = Front::start();
+    let config = trusting(&front.ca.ca_pem);
+    let mut web = WssConn::connect(front.nginx.https_addr, config.clone());
+    let web_id = register_and_login(&mut web, "web", 2);
+    let mut tcp = TlsConn::connect(front.nginx.tls_addr, config.clone(), Separator::Newline);
+    let tcp_id = register_and_login(&mut tcp, "tcp", 2);
+    chat_v2_to(
+        &mut web,
+        (web_id, "web"),
+        &mut tcp,
+        tcp_id,
+        "from the browser",
+    );
+    chat_v2_to(
+        &mut tcp,
+        (tcp_id, "tcp"),
+        &mut web,
+        web_id,
+        "from the terminal",
+    );
+    // v1 over wss too, to a second v1 TLS client: same frames as on TCP.
+    let mut web1 = WssConn::connect(front.nginx.https_addr, config.clone());
+    let web1_id = register_and_login(&mut web1, "web1", 1);
+    web1.send_frame(json!({"msgid": 6, "toid": tcp_id, "msg": "v1 over wss", "time": "t"}));
+    let got = tcp.recv();
+    assert_eq!(
+        (got["id"].clone(), got["msg"].clone()),
+        (json!(web1_id), json!("v1 over wss")),
+        "{got}"
+    );
+    // The plain HTTP server of the same block serves the same /ws (for local use).
+    let plain = TcpStream::connect(front.nginx.http_addr).expect("connect to nginx's HTTP server");
+    plain.set_read_timeout(Some(REPLY)).expect("timeout");
+    let url = format!("ws://127.0.0.1:{}/ws", front.nginx.http_addr.port());
+    let (mut ws, _) = tungstenite::client::client(url, plain).expect("WebSocket handshake");
+    ws.send(Message::text(json!({"msgid": 99}).to_string()))
+        .expect("send");
+    let reply: Value = match ws.read().expect("an answer") {
+        Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (reply["msgid"].clone(), reply["errno"].clone()),
+        (json!(15), json!(101)),
+        "{reply}"
     );
 }
