@@ -25,6 +25,12 @@ pub struct RouteLabels {
     pub route: &'static str,
 }
 
+/// What failed: `store` (the database) or `redis` (the bus between nodes).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
 /// The transport of a connection: `tcp` or `websocket`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransportLabels {
@@ -39,6 +45,7 @@ pub struct Metrics {
     commit_messages: Histogram,
     commit_seconds: Histogram,
     rate_limited: Counter,
+    errors: Family<SourceLabels, Counter>,
     connections: Family<TransportLabels, Gauge>,
     users: Gauge,
     devices: Gauge,
@@ -85,6 +92,13 @@ impl Default for Metrics {
             "Frames refused by the per-connection rate limit (107)",
             rate_limited.clone(),
         );
+        let errors = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "errors",
+            "Store and Redis operations that failed: log commits, offline records, heartbeats and requests \
+             answered 109 (store); forwards and subscriptions (redis)",
+            errors.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -110,6 +124,7 @@ impl Default for Metrics {
             commit_messages,
             commit_seconds,
             rate_limited,
+            errors,
             connections,
             users,
             devices,
@@ -155,6 +170,11 @@ impl Metrics {
         self.rate_limited.inc();
     }
 
+    /// An operation on `source` (`store` or `redis`) failed.
+    pub fn error(&self, source: &'static str) {
+        self.errors.get_or_create(&SourceLabels { source }).inc();
+    }
+
     /// Counts a connection over `transport` as open while the returned guard lives.
     pub fn connection(&self, transport: &'static str) -> OpenConnection {
         let gauge = self
@@ -188,6 +208,7 @@ mod tests {
         m.request(6, 0);
         m.request(6, 104);
         m.delivered("live", 3);
+        m.error("redis");
         m.commit(5, Duration::from_millis(2));
         let _open = m.connection("tcp");
         drop(m.connection("websocket"));
@@ -205,6 +226,7 @@ mod tests {
         assert!(page.contains("clusterchat_connections{transport=\"tcp\"} 1"));
         assert!(page.contains("clusterchat_connections{transport=\"websocket\"} 0"));
         assert!(page.contains("clusterchat_devices 3"));
+        assert!(page.contains("clusterchat_errors_total{source=\"redis\"} 1"));
         assert!(page.contains("clusterchat_log_commit_messages_count 1"));
     }
 }

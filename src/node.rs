@@ -140,6 +140,7 @@ impl Node {
 fn heartbeat(ctx: &Context, stop: &Receiver<()>) {
     loop {
         if let Err(e) = ctx.store.heartbeat(&ctx.node) {
+            ctx.metrics.error("store");
             tracing::warn!(error = %e, "heartbeat failed");
         }
         account::retry_releases(ctx);

@@ -267,7 +267,12 @@ fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
         // A chat that passed its checks is counted once its commit says how it ended.
         Ok(()) if matches!(env.msgid, msgid::ONE_CHAT | msgid::GROUP_CHAT) => {}
         Ok(()) => ctx.metrics.request(env.msgid, 0),
-        Err(failure) => ctx.metrics.request(env.msgid, failure.code),
+        Err(failure) => {
+            if failure.code == Errno::Unavailable.code() {
+                ctx.metrics.error("store");
+            }
+            ctx.metrics.request(env.msgid, failure.code)
+        }
     }
     if let Err(failure) = handled {
         let frame = match env.msgid {
