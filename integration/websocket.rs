@@ -394,7 +394,9 @@ fn the_listener_refuses_what_is_no_websocket_handshake() {
     assert_eq!(status("GET /ws/x HTTP/1.1\r\n\r\n"), 404);
     assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 200);
 
-    let _web = Ws::connect(http);
+    let mut web = Ws::connect(http);
+    // Answered once the connection is served (and counted), not just upgraded.
+    assert_eq!(web.req(json!({"msgid": 99}))["errno"], 101);
     let page = {
         let mut stream = TcpStream::connect(http).unwrap();
         stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
