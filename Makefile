@@ -4,10 +4,12 @@ CARGO ?= cargo
 
 .PHONY: run run-cluster build test fmt lint clean
 
-# Builds the client too, so that ./target/release/chat is there to talk to the node.
+# Builds the client too, so that ./target/release/chat is there to talk to the node. The web client, its
+# WebSocket, health checks and metrics are on HTTP (HTTP=0.0.0.0:8080 to reach them from elsewhere).
+HTTP ?= 127.0.0.1:8080
 run:
 	$(CARGO) build --release --bin chatserver --bin chat
-	./target/release/chatserver $(ARGS)
+	./target/release/chatserver --http $(HTTP) $(ARGS)
 
 # Three nodes behind nginx with private MariaDB and Redis; Ctrl-C (or SIGINT/SIGTERM to make) stops
 # everything. Keep the recipe one simple command: make then runs bash itself, with no /bin/sh -c in
@@ -41,7 +43,7 @@ bench:
 # to fuzz/target/artifacts/TARGET/. The default needs no nightly: no sanitizer (the code is safe Rust).
 # FUZZ_SANITIZER=address adds ASan through RUSTC_BOOTSTRAP=1 (its stale probe cache is removed first).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= frame_decoder dispatch
+FUZZ_TARGETS ?= frame_decoder websocket_decoder dispatch
 FUZZ_SANITIZER ?= none
 FUZZ_ARGS ?=
 

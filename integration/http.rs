@@ -81,6 +81,13 @@ fn readyz_follows_the_store_and_redis() {
     mariadb.stop();
     let body = readyz_becomes(port, 503, Duration::from_secs(20));
     assert!(body.contains("store"), "{body}");
+    // The heartbeat's failures (every 2 s) are counted as store errors.
+    let errors = || sample(&scrape(port), "clusterchat_errors_total", &[("source", "store")]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while errors().unwrap_or(0.0) < 1.0 {
+        assert!(Instant::now() < deadline, "no store error counted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     mariadb.start_again();
     readyz_becomes(port, 200, Duration::from_secs(30));
 }
@@ -153,7 +160,8 @@ fn metrics_parse_and_move_with_traffic() {
         sample(&after, "clusterchat_deliveries_total", &[("route", "live")]),
         Some(1.0)
     );
-    assert_eq!(sample(&after, "clusterchat_connections", &[]), Some(2.0));
+    let tcp = [("transport", "tcp")];
+    assert_eq!(sample(&after, "clusterchat_connections", &tcp), Some(2.0));
     assert_eq!(sample(&after, "clusterchat_devices", &[]), Some(2.0));
     assert_eq!(sample(&after, "clusterchat_users", &[]), Some(2.0));
     assert!(

@@ -22,4 +22,6 @@ mod migrate;
 mod people;
 mod readme;
 mod run_cluster;
+mod tls;
 mod webdriver;
+mod websocket;

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # `make run-cluster`: a real three-node cluster on this machine, for a person to use. Private MariaDB and
-# Redis (installed from Debian packages when missing), three chatserver nodes, and nginx in front.
-# Everything lives in a temp dir and stops on Ctrl-C.
+# Redis (installed from Debian packages when missing), three chatserver nodes (each with its HTTP
+# listener: web client, /ws, probes, metrics), and nginx in front, plain and with TLS (a self-signed
+# certificate made in the temp dir). Everything lives in a temp dir and stops on Ctrl-C.
 #
-# Environment:
+# Environment (for each port: a free one is taken when that one is busy):
 #   NODES=3              how many chatserver nodes
-#   FRONT_PORT=6000      nginx's port (a free one is taken when that one is busy)
+#   FRONT_PORT=6000      nginx's port for the chat protocol (TCP)
+#   TLS_PORT=6443        the same over TLS
+#   HTTP_PORT=8080       nginx's port for the web client and WebSocket, plain HTTP
+#   HTTPS_PORT=8443      the same over TLS
 #   CLUSTER_BIN_DIR=DIR  use the chatserver and chat binaries in DIR as they are and skip
 #                        `cargo build --release` (tests use the debug ones: CLUSTER_BIN_DIR=target/debug)
 #
@@ -63,6 +67,9 @@ source integration/services.sh
 
 NODES=${NODES:-3}
 FRONT_PORT=${FRONT_PORT:-6000}
+TLS_PORT=${TLS_PORT:-6443}
+HTTP_PORT=${HTTP_PORT:-8080}
+HTTPS_PORT=${HTTPS_PORT:-8443}
 
 work=""
 stopped=""
@@ -137,26 +144,42 @@ mariadb_start "$work"
 mariadb --no-defaults -S "$MARIADB_SOCKET" -u root -e "CREATE DATABASE chat CHARACTER SET utf8mb4"
 redis_start "$work"
 
-backends=()
+backends=""
+http_backends=""
 for n in $(seq 1 "$NODES"); do
     port=$(free_port)
-    "$bin/chatserver" --listen "127.0.0.1:$port" --node-id "node$n" \
+    http_port=$(free_port)
+    "$bin/chatserver" --listen "127.0.0.1:$port" --http "127.0.0.1:$http_port" --node-id "node$n" \
         --database "$MARIADB_URL/chat" --redis "$REDIS_URL" 2>"$work/node$n.log" &
     SERVICES_PIDS+=($!)
     wait_port "$port" "node$n" || { cat "$work/node$n.log" >&2; exit 1; }
-    backends+=("127.0.0.1:$port")
-    log "node$n on 127.0.0.1:$port (log: $work/node$n.log)"
+    wait_port "$http_port" "node$n (HTTP)" || { cat "$work/node$n.log" >&2; exit 1; }
+    backends+="${backends:+,}127.0.0.1:$port"
+    http_backends+="${http_backends:+,}127.0.0.1:$http_port"
+    log "node$n on 127.0.0.1:$port, HTTP on 127.0.0.1:$http_port (log: $work/node$n.log)"
 done
 
-if (exec 3<>"/dev/tcp/127.0.0.1/$FRONT_PORT") 2>/dev/null; then
-    FRONT_PORT=$(free_port)
-fi
-nginx_start "$work" "127.0.0.1:$FRONT_PORT" "${backends[@]}"
+# The port in variable $1, or a free one when something listens there.
+port_or_free() {
+    if (exec 3<>"/dev/tcp/127.0.0.1/${!1}") 2>/dev/null; then
+        printf -v "$1" %s "$(free_port)"
+    fi
+}
+for var in FRONT_PORT TLS_PORT HTTP_PORT HTTPS_PORT; do
+    port_or_free "$var"
+done
+tls_cert_make "$work"
+nginx_start "$work" listen="127.0.0.1:$FRONT_PORT" tls_listen="127.0.0.1:$TLS_PORT" \
+    http_listen="127.0.0.1:$HTTP_PORT" https_listen="127.0.0.1:$HTTPS_PORT" \
+    cert="$TLS_CERT" key="$TLS_KEY" tcp="$backends" http="$http_backends"
 
 cat <<MSG
 
-clusterchat cluster is up: $NODES nodes behind nginx on 127.0.0.1:$FRONT_PORT.
-Connect clients with:
+clusterchat cluster is up: $NODES nodes behind nginx.
+Web client (and WebSocket on /ws):
+    http://127.0.0.1:$HTTP_PORT/
+    https://127.0.0.1:$HTTPS_PORT/    (self-signed certificate: $TLS_CERT)
+Chat protocol (TCP) on 127.0.0.1:$FRONT_PORT, over TLS on 127.0.0.1:$TLS_PORT. Connect clients with:
     $bin/chat --server 127.0.0.1:$FRONT_PORT
 Logs: $work/node*.log    Press Ctrl-C to stop everything.
 MSG

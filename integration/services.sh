@@ -6,7 +6,9 @@
 #   services_install mariadb redis nginx   # apt-get install what is missing
 #   mariadb_start DIR                      # sets MARIADB_PORT, MARIADB_URL (mysql://chat:chat@127.0.0.1:PORT)
 #   redis_start DIR                        # sets REDIS_PORT, REDIS_URL
-#   nginx_start DIR LISTEN BACKEND...      # conf/nginx.conf in front of the backends
+#   tls_cert_make DIR                      # a self-signed certificate for localhost and 127.0.0.1:
+#                                          #   sets TLS_CERT, TLS_KEY (PEM files in DIR/tls)
+#   nginx_start DIR KEY=VALUE...           # conf/nginx.conf in front of the nodes (see the function)
 #   services_stop                          # stops everything started (also run it from an EXIT trap)
 
 set -euo pipefail
@@ -22,7 +24,10 @@ services_install() {
         case "$service" in
             mariadb) command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || packages+=(mariadb-server mariadb-client) ;;
             redis) command -v redis-server >/dev/null || packages+=(redis-server) ;;
-            nginx) [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || packages+=(nginx-light libnginx-mod-stream) ;;
+            nginx)
+                [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || packages+=(nginx-light libnginx-mod-stream)
+                command -v openssl >/dev/null || packages+=(openssl) # certificates for its TLS servers
+                ;;
             *) log "unknown service $service"; return 1 ;;
         esac
     done
@@ -107,21 +112,58 @@ redis_start() {
     log "Redis on 127.0.0.1:$REDIS_PORT"
 }
 
-# Starts nginx from conf/nginx.conf in $1/nginx, listening on $2, balancing over the remaining arguments.
-nginx_start() {
-    local dir=$1/nginx listen=$2
-    shift 2
+# Makes a self-signed certificate (P-256, 30 days) for localhost and 127.0.0.1 in $1/tls; sets TLS_CERT
+# and TLS_KEY to its PEM files. Clients must be told to trust TLS_CERT itself (e.g. curl --cacert).
+tls_cert_make() {
+    local dir=$1/tls
     mkdir -p "$dir"
-    local servers="" backend
-    for backend in "$@"; do
-        servers+="server $backend max_fails=3 fail_timeout=10s; "
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$dir/key.pem" -out "$dir/cert.pem" >"$dir/openssl.log" 2>&1 ||
+        { cat "$dir/openssl.log" >&2; return 1; }
+    TLS_CERT=$dir/cert.pem
+    TLS_KEY=$dir/key.pem
+    export TLS_CERT TLS_KEY
+}
+
+# The `server` lines of an nginx upstream for the comma-separated addresses $1.
+nginx_upstreams() {
+    local out="" backend
+    for backend in ${1//,/ }; do
+        out+="server $backend max_fails=3 fail_timeout=10s; "
     done
-    sed -e "s|@RUN_DIR@|$dir|g" -e "s|@LISTEN@|$listen|g" -e "s|@UPSTREAM_SERVERS@|$servers|g" \
+    echo "$out"
+}
+
+# Starts nginx from conf/nginx.conf in $1/nginx. The other arguments are KEY=VALUE, all required:
+#   listen=ADDR        the chat protocol, plain         tls_listen=ADDR    the chat protocol over TLS
+#   http_listen=ADDR   web client and /ws, plain HTTP   https_listen=ADDR  web client and /ws over TLS
+#   cert=FILE key=FILE the TLS certificate chain and key (PEM)
+#   tcp=ADDR,ADDR...   the nodes' chat listeners        http=ADDR,ADDR...  the nodes' HTTP listeners
+nginx_start() {
+    local dir=$1/nginx
+    shift
+    local -A opt=()
+    local arg key
+    for arg in "$@"; do
+        opt[${arg%%=*}]=${arg#*=}
+    done
+    for key in listen tls_listen http_listen https_listen cert key tcp http; do
+        [ -n "${opt[$key]:-}" ] || { log "nginx_start: $key= missing"; return 1; }
+    done
+    mkdir -p "$dir"
+    sed -e "s|@RUN_DIR@|$dir|g" -e "s|@LISTEN@|${opt[listen]}|g" -e "s|@TLS_LISTEN@|${opt[tls_listen]}|g" \
+        -e "s|@HTTP_LISTEN@|${opt[http_listen]}|g" -e "s|@HTTPS_LISTEN@|${opt[https_listen]}|g" \
+        -e "s|@TLS_CERT@|${opt[cert]}|g" -e "s|@TLS_KEY@|${opt[key]}|g" \
+        -e "s|@UPSTREAM_SERVERS@|$(nginx_upstreams "${opt[tcp]}")|g" \
+        -e "s|@HTTP_UPSTREAM_SERVERS@|$(nginx_upstreams "${opt[http]}")|g" \
         conf/nginx.conf >"$dir/nginx.conf"
     /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/startup-error.log" -g "daemon off;" &
     SERVICES_PIDS+=($!)
-    wait_port "${listen##*:}" nginx || { cat "$dir"/*.log >&2; return 1; }
-    log "nginx on $listen -> $*"
+    for key in listen tls_listen http_listen https_listen; do
+        wait_port "${opt[$key]##*:}" "nginx ($key)" || { cat "$dir"/*.log >&2; return 1; }
+    done
+    log "nginx on ${opt[listen]} (TLS ${opt[tls_listen]}) -> ${opt[tcp]}; HTTP ${opt[http_listen]} (TLS ${opt[https_listen]}) -> ${opt[http]}"
 }
 
 # Stops every service this shell started, newest first.

@@ -458,25 +458,115 @@ impl Drop for Redis {
     }
 }
 
-/// nginx as a TCP load balancer in front of `backends`, configured from `conf/nginx.conf`.
+/// A certificate authority of a test's own and a server certificate it signed for `localhost` and
+/// `127.0.0.1` (P-256, made with the `openssl` command in a temp dir): clients trust `ca_pem` only.
+pub struct TestCa {
+    /// The CA's certificate (PEM), the one root a client should trust.
+    pub ca_pem: PathBuf,
+    /// The server's certificate (PEM), signed by the CA.
+    pub cert_pem: PathBuf,
+    /// The server certificate's private key (PEM).
+    pub key_pem: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn make() -> TestCa {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = |name: &str| dir.path().join(name);
+        // Our own config: the system's openssl.cnf may add extensions of its own.
+        std::fs::write(
+            path("openssl.cnf"),
+            "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = clusterchat test CA\n\
+             [ca]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
+             subjectKeyIdentifier = hash\n\
+             [server]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+             extendedKeyUsage = serverAuth\nsubjectAltName = DNS:localhost,IP:127.0.0.1\n\
+             authorityKeyIdentifier = keyid\n",
+        )
+        .expect("write openssl.cnf");
+        // In the temp dir, so that every file is named by itself.
+        let openssl = |args: &str| {
+            let out = Command::new("openssl")
+                .args(args.split(' '))
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl (make test installs it with nginx)");
+            assert!(
+                out.status.success(),
+                "openssl {args} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        openssl(&format!(
+            "req -x509 -config openssl.cnf -extensions ca -days 2 {key} -keyout ca.key -out ca.pem"
+        ));
+        openssl(&format!(
+            "req -new -config openssl.cnf -subj /CN=localhost {key} -keyout server.key -out server.csr"
+        ));
+        openssl(
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 \
+             -extfile openssl.cnf -extensions server -out server.pem",
+        );
+        let (ca_pem, cert_pem, key_pem) = (path("ca.pem"), path("server.pem"), path("server.key"));
+        TestCa {
+            ca_pem,
+            cert_pem,
+            key_pem,
+            _dir: dir,
+        }
+    }
+}
+
+/// nginx from `conf/nginx.conf`: a TCP load balancer in front of the nodes' chat listeners, plain
+/// (`addr`) and with TLS (`tls_addr`), and an HTTP proxy to their HTTP listeners, plain (`http_addr`) and
+/// with TLS (`https_addr`).
 pub struct Nginx {
     child: Child,
     pub addr: SocketAddr,
+    #[allow(dead_code)]
+    pub tls_addr: SocketAddr,
+    #[allow(dead_code)]
+    pub http_addr: SocketAddr,
+    #[allow(dead_code)]
+    pub https_addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
 impl Nginx {
+    /// nginx in front of the chat listeners `backends` only (its HTTP upstream is one server marked
+    /// down, its TLS servers use a throwaway certificate).
     pub fn start(backends: &[SocketAddr]) -> Nginx {
+        Nginx::start_with(backends, &[], &TestCa::make())
+    }
+
+    /// nginx in front of the chat listeners `tcp` and the HTTP listeners `http`, its TLS servers using
+    /// `tls`'s server certificate (the files are read at start).
+    pub fn start_with(tcp: &[SocketAddr], http: &[SocketAddr], tls: &TestCa) -> Nginx {
         let dir = tempfile::tempdir().expect("temp dir");
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let servers: String = backends
-            .iter()
-            .map(|b| format!("server {b} max_fails=3 fail_timeout=10s;\n        "))
-            .collect();
+        let [addr, tls_addr, http_addr, https_addr] =
+            [(); 4].map(|()| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let servers = |backends: &[SocketAddr]| -> String {
+            if backends.is_empty() {
+                return "server 127.0.0.1:9 down;".to_owned();
+            }
+            backends
+                .iter()
+                .map(|b| format!("server {b} max_fails=3 fail_timeout=10s;\n        "))
+                .collect()
+        };
         let conf = include_str!("../conf/nginx.conf")
             .replace("@RUN_DIR@", &dir.path().display().to_string())
             .replace("@LISTEN@", &addr.to_string())
-            .replace("@UPSTREAM_SERVERS@", &servers);
+            .replace("@TLS_LISTEN@", &tls_addr.to_string())
+            .replace("@HTTP_LISTEN@", &http_addr.to_string())
+            .replace("@HTTPS_LISTEN@", &https_addr.to_string())
+            .replace("@TLS_CERT@", &tls.cert_pem.display().to_string())
+            .replace("@TLS_KEY@", &tls.key_pem.display().to_string())
+            .replace("@HTTP_UPSTREAM_SERVERS@", &servers(http))
+            .replace("@UPSTREAM_SERVERS@", &servers(tcp));
+        assert!(!conf.contains("@"), "a placeholder left in nginx.conf");
         let path = dir.path().join("nginx.conf");
         std::fs::write(&path, conf).unwrap();
         let nginx = if std::path::Path::new("/usr/sbin/nginx").exists() {
@@ -496,20 +586,25 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("start nginx (make test installs it)");
-        if !is_listening(addr.port()) {
-            let log =
-                |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
-            panic!(
-                "nginx did not listen on {addr}:\n{}{}",
-                log("startup-error.log"),
-                log("nginx-error.log")
-            );
-        }
-        Nginx {
+        let mut nginx = Nginx {
             child,
             addr,
+            tls_addr,
+            http_addr,
+            https_addr,
             _dir: dir,
+        };
+        for port in [addr, tls_addr, http_addr, https_addr].map(|a| a.port()) {
+            if !is_listening(port) {
+                let log = |name: &str| {
+                    std::fs::read_to_string(nginx._dir.path().join(name)).unwrap_or_default()
+                };
+                let logs = format!("{}{}", log("startup-error.log"), log("nginx-error.log"));
+                let _ = nginx.child.kill();
+                panic!("nginx did not listen on port {port}:\n{logs}");
+            }
         }
+        nginx
     }
 }
 
@@ -529,7 +624,7 @@ impl Drop for Nginx {
 }
 
 /// Whether something accepts connections on 127.0.0.1:`port` within 10 s.
-fn is_listening(port: u16) -> bool {
+pub fn is_listening(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {

@@ -50,7 +50,8 @@ pub struct Args {
     /// Most devices a user may have logged in at once, across the cluster [default: 8].
     #[arg(long, env = "CHAT_MAX_DEVICES")]
     pub max_devices: Option<usize>,
-    /// Address of the HTTP listener for health checks (`/healthz`, `/readyz`) [default: none].
+    /// Address of the HTTP listener: web client (`/`), WebSocket (`/ws`), health checks (`/healthz`,
+    /// `/readyz`) and metrics (`/metrics`) [default: none].
     #[arg(long, env = "CHAT_HTTP")]
     pub http: Option<SocketAddr>,
 }
@@ -67,7 +68,7 @@ pub struct Settings {
     pub node_id: Option<String>,
     /// `None`: a single node. `redis://HOST:PORT`: a cluster node.
     pub redis: Option<String>,
-    /// `None`: no HTTP listener. Else the address of the health checks (`/healthz`, `/readyz`).
+    /// `None`: no HTTP listener. Else the address of the web client, WebSocket, health checks and metrics.
     pub http: Option<SocketAddr>,
     /// Prefix of this deployment's Redis channels, so several deployments can share one Redis.
     pub channel_prefix: String,

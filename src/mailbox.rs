@@ -130,9 +130,10 @@ pub enum Outgoing {
     Push { to: UserId, frame: String },
     /// A chat frame; recorded offline if it cannot be written.
     Chat(Live),
-    /// The unwritten end of a frame that went out only in part (separator included); `chats` are the
-    /// chat frames it carries whole, recorded offline again if the rest cannot be written.
-    Rest { bytes: Vec<u8>, chats: Vec<Live> },
+    /// Bytes framed already for the connection's transport: the unwritten end of a frame that went out
+    /// only in part, replies written together, a WebSocket pong. `chats` are the chat frames they carry
+    /// whole, recorded offline if the bytes cannot be written.
+    Bytes { bytes: Vec<u8>, chats: Vec<Live> },
     /// A successful login reply carrying `offline` messages taken from storage; `more` when storage may
     /// hold further messages for `user` (the ack was full).
     LoginAck {
@@ -153,7 +154,7 @@ impl Outgoing {
     pub fn undelivered(self) -> Vec<Live> {
         match self {
             Outgoing::Chat(live) => vec![live],
-            Outgoing::Rest { chats, .. } => chats,
+            Outgoing::Bytes { chats, .. } => chats,
             Outgoing::LoginAck { offline, .. } => offline,
             Outgoing::Reply(_)
             | Outgoing::Push { .. }

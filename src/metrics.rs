@@ -2,7 +2,6 @@
 //! `prometheus-client` crate). Counters and histograms are updated where things happen; the gauges of
 //! what is there now (connections, users, devices, writer threads) are read when the page is asked for.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,6 +25,18 @@ pub struct RouteLabels {
     pub route: &'static str,
 }
 
+/// What failed: `store` (the database) or `redis` (the bus between nodes).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
+/// The transport of a connection: `tcp` or `websocket`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    pub transport: &'static str,
+}
+
 /// The node's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -34,8 +45,8 @@ pub struct Metrics {
     commit_messages: Histogram,
     commit_seconds: Histogram,
     rate_limited: Counter,
-    connections: Gauge,
-    open: AtomicI64,
+    errors: Family<SourceLabels, Counter>,
+    connections: Family<TransportLabels, Gauge>,
     users: Gauge,
     devices: Gauge,
     writers: Gauge,
@@ -81,12 +92,24 @@ impl Default for Metrics {
             "Frames refused by the per-connection rate limit (107)",
             rate_limited.clone(),
         );
+        let errors = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "errors",
+            "Store and Redis operations that failed: log commits, offline records, heartbeats and requests \
+             answered 109 (store); forwards and subscriptions (redis)",
+            errors.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
             g
         };
-        let connections = gauge(&mut registry, "connections", "Open TCP connections");
+        let connections = Family::<TransportLabels, Gauge>::default();
+        registry.register(
+            "connections",
+            "Open connections, by transport (tcp, websocket)",
+            connections.clone(),
+        );
         let users = gauge(&mut registry, "users", "Users with a device on this node");
         let devices = gauge(&mut registry, "devices", "Logged-in devices on this node");
         let writers = gauge(
@@ -101,8 +124,8 @@ impl Default for Metrics {
             commit_messages,
             commit_seconds,
             rate_limited,
+            errors,
             connections,
-            open: AtomicI64::new(0),
             users,
             devices,
             writers,
@@ -111,11 +134,11 @@ impl Default for Metrics {
 }
 
 /// Counts a connection as open until dropped.
-pub struct OpenConnection<'a>(&'a Metrics);
+pub struct OpenConnection(Gauge);
 
-impl Drop for OpenConnection<'_> {
+impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
@@ -147,15 +170,23 @@ impl Metrics {
         self.rate_limited.inc();
     }
 
-    /// Counts a connection as open while the returned guard lives.
-    pub fn connection(&self) -> OpenConnection<'_> {
-        self.open.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(self)
+    /// An operation on `source` (`store` or `redis`) failed.
+    pub fn error(&self, source: &'static str) {
+        self.errors.get_or_create(&SourceLabels { source }).inc();
+    }
+
+    /// Counts a connection over `transport` as open while the returned guard lives.
+    pub fn connection(&self, transport: &'static str) -> OpenConnection {
+        let gauge = self
+            .connections
+            .get_or_create(&TransportLabels { transport })
+            .clone();
+        gauge.inc();
+        OpenConnection(gauge)
     }
 
     /// The page, with the gauges set to `now`.
     pub fn render(&self, now: Now) -> String {
-        self.connections.set(self.open.load(Ordering::Relaxed));
         self.users.set(now.users as i64);
         self.devices.set(now.devices as i64);
         self.writers.set(now.writers as i64);
@@ -177,8 +208,10 @@ mod tests {
         m.request(6, 0);
         m.request(6, 104);
         m.delivered("live", 3);
+        m.error("redis");
         m.commit(5, Duration::from_millis(2));
-        let _open = m.connection();
+        let _open = m.connection("tcp");
+        drop(m.connection("websocket"));
         let page = m.render(Now {
             users: 2,
             devices: 3,
@@ -190,8 +223,10 @@ mod tests {
         );
         assert!(page.contains("clusterchat_requests_total{msgid=\"6\",errno=\"104\"} 1"));
         assert!(page.contains("clusterchat_deliveries_total{route=\"live\"} 3"));
-        assert!(page.contains("clusterchat_connections 1"));
+        assert!(page.contains("clusterchat_connections{transport=\"tcp\"} 1"));
+        assert!(page.contains("clusterchat_connections{transport=\"websocket\"} 0"));
         assert!(page.contains("clusterchat_devices 3"));
+        assert!(page.contains("clusterchat_errors_total{source=\"redis\"} 1"));
         assert!(page.contains("clusterchat_log_commit_messages_count 1"));
     }
 }

@@ -89,10 +89,7 @@ impl Node {
             )),
             rate: settings.rate_limit.clone(),
         };
-        if let Some(addr) = settings.http {
-            let bound = http::start(addr, Arc::downgrade(&ctx), session.writers.clone())?;
-            tracing::info!(addr = %bound, "health checks and metrics on http://{bound}/healthz, /readyz, /metrics");
-        }
+        let writers = session.writers.clone();
         let server = Server::new(
             listener,
             ctx.clone(),
@@ -100,6 +97,10 @@ impl Node {
             max_connections,
             WORKER_STACK,
         )?;
+        if let Some(addr) = settings.http {
+            let bound = http::start(addr, Arc::downgrade(&ctx), writers, server.admission())?;
+            tracing::info!(addr = %bound, "web client on http://{bound}/ (WebSocket /ws); health checks and metrics on /healthz, /readyz, /metrics");
+        }
         let mode = if settings.redis.is_some() {
             "cluster"
         } else {
@@ -139,6 +140,7 @@ impl Node {
 fn heartbeat(ctx: &Context, stop: &Receiver<()>) {
     loop {
         if let Err(e) = ctx.store.heartbeat(&ctx.node) {
+            ctx.metrics.error("store");
             tracing::warn!(error = %e, "heartbeat failed");
         }
         account::retry_releases(ctx);

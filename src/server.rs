@@ -1,4 +1,6 @@
 //! The listener: accepts connections and hands each to the worker pool, and shuts the node down.
+//! WebSocket connections come from the HTTP listener after their handshake, through the same
+//! [`Admission`], so both transports share one bound, one pool and one shutdown.
 //!
 //! Shutdown is one explicit type, [`Shutdown`]: it sets the stop flag, wakes the blocked `accept()` by
 //! connecting to our own address (signal handlers restart `accept`, they do not interrupt it), and shuts
@@ -17,7 +19,7 @@ use socket2::{Domain, Socket, Type};
 use crate::pool::Pool;
 use crate::protocol::Errno;
 use crate::service::Context;
-use crate::session::{self, SessionConfig};
+use crate::session::{self, Accepted, SessionConfig, Transport};
 
 /// Listen backlog: std's 128 overflowed when 1,000 clients connected at once.
 const BACKLOG: i32 = 4096;
@@ -108,21 +110,42 @@ impl Shutdown {
 /// A bound listener with its worker pool.
 pub struct Server {
     listener: TcpListener,
-    pool: Pool<TcpStream>,
+    admission: Arc<Admission>,
     shutdown: Arc<Shutdown>,
-    /// Connections refused at the limit, answered with 108 off the accept thread.
-    refused: Sender<TcpStream>,
+}
+
+/// Where accepted connections go: to a worker of the pool, or, at the bound, to the refuser.
+pub struct Admission {
+    pool: Pool<Accepted>,
+    /// Connections refused at the limit, answered with 108 off the accepting thread.
+    refused: Sender<Accepted>,
+}
+
+impl Admission {
+    /// Hands `accepted` to a worker, or refuses it (108) when every worker is busy.
+    pub fn admit(&self, accepted: Accepted) {
+        if let Err(accepted) = self.pool.submit(accepted) {
+            tracing::warn!(
+                busy = self.pool.busy(),
+                transport = accepted.transport.name(),
+                "connection limit reached; refusing"
+            );
+            // When even the refuser is backed up, the connection is simply closed.
+            let _ = self.refused.try_send(accepted);
+        }
+    }
 }
 
 /// Answers refused connections one after another on a thread of its own, so a flood of refusals costs one
 /// thread and never blocks `accept()`.
-fn start_refuser() -> std::io::Result<Sender<TcpStream>> {
-    let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(256);
+fn start_refuser() -> std::io::Result<Sender<Accepted>> {
+    let (tx, rx) = crossbeam_channel::bounded::<Accepted>(256);
     std::thread::Builder::new()
         .name("refuser".into())
         .spawn(move || {
-            for stream in rx {
-                session::refuse(&stream, Errno::ServerFull, "server full");
+            for accepted in rx {
+                let (stream, transport) = (&accepted.stream, accepted.transport);
+                session::refuse(stream, transport, Errno::ServerFull, "server full");
             }
         })?;
     Ok(tx)
@@ -156,21 +179,30 @@ impl Server {
             "conn",
             max_connections,
             worker_stack_bytes,
-            move |stream: TcpStream| {
-                let stream = Arc::new(stream);
+            move |accepted: Accepted| {
+                let stream = Arc::new(accepted.stream);
                 let _registered = sd.registry.register(&stream);
                 if sd.is_stopping() {
                     return;
                 }
-                session::serve(&ctx, &stream, &cfg, &sd.stopping);
+                let (transport, early) = (accepted.transport, &accepted.early);
+                session::serve(&ctx, &stream, transport, early, &cfg, &sd.stopping);
             },
         );
+        let admission = Arc::new(Admission {
+            pool,
+            refused: start_refuser()?,
+        });
         Ok(Server {
             listener,
-            pool,
+            admission,
             shutdown,
-            refused: start_refuser()?,
         })
+    }
+
+    /// Where the HTTP listener hands WebSocket connections.
+    pub fn admission(&self) -> Arc<Admission> {
+        self.admission.clone()
     }
 
     /// The handle that stops this server.
@@ -193,14 +225,11 @@ impl Server {
                     continue;
                 }
             };
-            if let Err(stream) = self.pool.submit(stream) {
-                tracing::warn!(
-                    busy = self.pool.busy(),
-                    "connection limit reached; refusing"
-                );
-                // When even the refuser is backed up, the connection is simply closed.
-                let _ = self.refused.try_send(stream);
-            }
+            self.admission.admit(Accepted {
+                stream,
+                transport: Transport::Tcp,
+                early: Vec::new(),
+            });
         }
     }
 }

@@ -99,6 +99,7 @@ pub fn login(
         return Err(Failure::ack(2, in_use(version, device)));
     };
     if first_here && let Err(e) = ctx.bus.subscribe(id) {
+        ctx.metrics.error("redis");
         tracing::warn!(user = id, error = %e, "subscribe failed; remote messages go offline");
     }
     if first {

@@ -366,6 +366,7 @@ struct Parcel {
 fn forward(ctx: &Context, user: UserId, parcel: &Parcel) -> usize {
     let payload = serde_json::to_string(parcel).expect("a parcel always serializes");
     ctx.bus.forward(user, payload.into()).unwrap_or_else(|e| {
+        ctx.metrics.error("redis");
         tracing::debug!(user, error = %e, "forward failed; recording offline");
         0
     })

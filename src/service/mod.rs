@@ -116,12 +116,25 @@ impl Caller {
 
     /// Queues a reply frame for this connection, behind any reply still waiting for a commit.
     pub fn reply(&mut self, frame: String) {
+        self.answer(Outgoing::Reply(frame));
+    }
+
+    /// Queues bytes framed already for this connection's transport (replies written together, a
+    /// WebSocket pong), like a reply.
+    pub fn send_framed(&mut self, bytes: Vec<u8>) {
+        self.answer(Outgoing::Bytes {
+            bytes,
+            chats: Vec::new(),
+        });
+    }
+
+    fn answer(&mut self, item: Outgoing) {
         if !self.pending.is_empty() {
-            self.pending.reply(frame);
+            self.pending.reply(item);
             return;
         }
         // Refused only once the connection is closing, when a reply no longer matters.
-        let _ = self.mailbox.push(Outgoing::Reply(frame));
+        let _ = self.mailbox.push(item);
     }
 
     /// The logged-in identity; dispatch guarantees one for every request but login and register.
@@ -254,7 +267,12 @@ fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
         // A chat that passed its checks is counted once its commit says how it ended.
         Ok(()) if matches!(env.msgid, msgid::ONE_CHAT | msgid::GROUP_CHAT) => {}
         Ok(()) => ctx.metrics.request(env.msgid, 0),
-        Err(failure) => ctx.metrics.request(env.msgid, failure.code),
+        Err(failure) => {
+            if failure.code == Errno::Unavailable.code() {
+                ctx.metrics.error("store");
+            }
+            ctx.metrics.request(env.msgid, failure.code)
+        }
     }
     if let Err(failure) = handled {
         let frame = match env.msgid {

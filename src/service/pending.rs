@@ -29,7 +29,7 @@ pub struct Pending {
 
 enum Entry {
     /// A reply to send as it is.
-    Reply(String),
+    Reply(Outgoing),
     /// A chat (the next of `messages`), delivered and answered once committed.
     Chat(Chat),
 }
@@ -55,8 +55,8 @@ impl Pending {
     }
 
     /// Queues a reply behind what waits.
-    pub fn reply(&mut self, frame: String) {
-        self.entries.push(Entry::Reply(frame));
+    pub fn reply(&mut self, item: Outgoing) {
+        self.entries.push(Entry::Reply(item));
     }
 
     /// Holds a chat's message until the commit; returns whether it is time to commit.
@@ -111,7 +111,11 @@ pub fn flush(ctx: &Context, caller: &mut Caller) {
     drop(chats);
     for entry in entries {
         let frame = match entry {
-            Entry::Reply(frame) => Some(frame),
+            Entry::Reply(item) => {
+                // Refused only once the connection is closing, when a reply no longer matters.
+                let _ = caller.mailbox.push(item);
+                continue;
+            }
             Entry::Chat(chat) => match answers.next().expect("one answer per chat") {
                 Ok(ack) => {
                     ctx.metrics.request(chat.msgid, 0);

@@ -4,18 +4,23 @@
 //! nothing. Writer threads count against the node's bound through a [`WriterSlot`] held for the thread's
 //! whole life, so that no path out of a thread, a panic included, can leak one.
 
+use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
+use super::transport::Framing;
 use super::{End, SessionConfig, linger, writer};
 use crate::mailbox::{Mailbox, Outgoing, Sink};
-use crate::protocol::frame::Separator;
 use crate::service::{Caller, Context, account};
+
+/// How long the last frame of a connection (a WebSocket close) may take to write.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The writer threads alive on a node, and how many may be.
 #[derive(Debug)]
@@ -61,8 +66,8 @@ impl Drop for WriterSlot {
 pub(crate) struct Conn {
     pub(super) ctx: Arc<Context>,
     pub(super) stream: Arc<TcpStream>,
-    /// The separator byte appended to frames; the reader sets it from the client's first separator.
-    pub(super) separator: AtomicU8,
+    /// How frames become bytes on this connection's transport.
+    pub(super) framing: Framing,
     /// Set before the end: write replies only, record chat frames offline.
     pub(super) client_gone: AtomicBool,
     pub(super) writer: Mutex<writer::Writer>,
@@ -129,12 +134,17 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// The write side and mailbox of a new connection on `stream`.
-    pub(crate) fn open(ctx: &Arc<Context>, stream: &Arc<TcpStream>, cfg: &SessionConfig) -> Self {
+    pub(crate) fn open(
+        ctx: &Arc<Context>,
+        stream: &Arc<TcpStream>,
+        framing: Framing,
+        cfg: &SessionConfig,
+    ) -> Self {
         let (stop_writer, close) = crossbeam_channel::bounded(0);
         let conn = Arc::new(Conn {
             ctx: ctx.clone(),
             stream: stream.clone(),
-            separator: AtomicU8::new(Separator::Newline.byte()),
+            framing,
             client_gone: AtomicBool::new(false),
             writer: Mutex::new(writer::Writer::default()),
             close,
@@ -158,7 +168,7 @@ impl Connection {
         &self.mailbox
     }
 
-    /// The write side, for the reader (it sets the separator).
+    /// The write side, for the reader (its transport frames the reader's answers).
     pub(crate) fn conn(&self) -> &Conn {
         &self.conn
     }
@@ -173,8 +183,10 @@ impl Connection {
     ///    senders who find it closed record their frames themselves, after everything older;
     /// 5. the user leaves (out of the online map, off the bus, presence released) only now, so nothing
     ///    addressed to them was routed here and then lost;
-    /// 6. a client closed for a too large frame or for abuse is drained a moment first, so that closing
-    ///    does not reset the connection before it read our last frame (106, 107); then the socket closes.
+    /// 6. a WebSocket gets its close frame, which says why, last of all;
+    /// 7. a client closed for a too large frame, for abuse or on a WebSocket is drained a moment first, so
+    ///    that closing does not reset the connection before it read our last frame (106, 107, the close
+    ///    frame); then the socket closes.
     pub(crate) fn close(self, end: End, caller: &mut Caller) {
         let Connection {
             conn,
@@ -195,7 +207,12 @@ impl Connection {
         if let Some(me) = caller.user.take() {
             account::leave(&conn.ctx, &me, caller);
         }
-        if matches!(end, End::TooLarge | End::Abuse) {
+        let goodbye = conn.framing.goodbye(end);
+        if let Some(bytes) = &goodbye {
+            let _ = conn.stream.set_write_timeout(Some(GOODBYE_TIMEOUT));
+            let _ = (&*conn.stream).write_all(bytes);
+        }
+        if goodbye.is_some() || matches!(end, End::TooLarge | End::Abuse) {
             linger(&conn.stream);
         }
         let _ = conn.stream.shutdown(Shutdown::Both);

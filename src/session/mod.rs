@@ -1,9 +1,10 @@
 //! One client connection, from accept to close.
 //!
-//! The worker thread that owns the connection reads: bytes → frames → [`service::Turn::dispatch`]. Frames for the
-//! client go through its mailbox, which writes them at once when it can and otherwise queues them for a
-//! writer thread started on demand ([`writer`]); an idle connection costs one thread. Everyone shares the
-//! socket as `&TcpStream`, which is `Read + Write`, so a connection costs one file descriptor.
+//! The worker thread that owns the connection reads: bytes → frames (through the connection's
+//! [`transport`], framed TCP or WebSocket) → [`service::Turn::dispatch`]. Frames for the client go through
+//! its mailbox, which writes them at once when it can and otherwise queues them for a writer thread started
+//! on demand ([`writer`]); an idle connection costs one thread. Everyone shares the socket as `&TcpStream`,
+//! which is `Read + Write`, so a connection costs one file descriptor.
 //!
 //! The connection's delivery state has one owner, [`connection::Connection`], which also winds it down
 //! when the reader stops, in the one order that loses nothing (its `close` says why each step comes where
@@ -11,6 +12,7 @@
 
 mod connection;
 pub mod outbox;
+mod transport;
 mod writer;
 
 use std::io::{ErrorKind, Read};
@@ -21,11 +23,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::limit::{RateConfig, RateLimiter, Verdict};
-use crate::protocol::frame::{Decoded, FrameDecoder};
+use crate::protocol::frame::Decoded;
 use crate::protocol::{Errno, reply};
 use crate::service::{self, Caller, Context};
 pub use connection::WriterCount;
 use connection::{Conn, Connection};
+pub use transport::Transport;
+use transport::{Framing, Inbound, Unit};
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
@@ -55,12 +59,26 @@ pub(crate) enum End {
     Panicked,
     /// Kept sending far over the rate limit after being refused (107).
     Abuse,
+    /// Broke its transport's protocol (a WebSocket frame unmasked, say).
+    Broken,
+    /// Never served: the node was full (108).
+    Refused,
+}
+
+/// A connection handed to the worker pool: its socket, the transport it speaks, and what was read past
+/// the WebSocket handshake (nothing, from a well-behaved client).
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub transport: Transport,
+    pub early: Vec<u8>,
 }
 
 /// Serves one connection until it closes. Runs on a worker thread of the connection pool.
 pub fn serve(
     ctx: &Arc<Context>,
     stream: &Arc<TcpStream>,
+    transport: Transport,
+    early: &[u8],
     cfg: &SessionConfig,
     stopping: &AtomicBool,
 ) {
@@ -69,12 +87,19 @@ pub fn serve(
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let peer = peer_addr.to_string();
     let _ = stream.set_nodelay(true);
-    tracing::info!(%peer, "connected");
-    let _open = ctx.metrics.connection();
-    let connection = Connection::open(ctx, stream, cfg);
+    tracing::info!(%peer, transport = transport.name(), "connected");
+    let _open = ctx.metrics.connection(transport.name());
+    let connection = Connection::open(ctx, stream, Framing::new(transport), cfg);
     let mut caller = Caller::new(connection.mailbox().clone(), peer_addr.ip());
+    let mut inbound = Inbound::new(transport, cfg.max_frame_bytes);
+    inbound.feed(early);
     let end = catch_unwind(AssertUnwindSafe(|| {
-        read_loop(ctx, stream, &mut caller, cfg, connection.conn(), stopping)
+        let reader = Reader {
+            stream,
+            inbound,
+            conn: connection.conn(),
+        };
+        read_loop(ctx, reader, &mut caller, cfg, stopping)
     }))
     .unwrap_or_else(|_| {
         tracing::error!(%peer, user = ?caller.user.as_ref().map(|u| u.id), "handler panicked; closing");
@@ -84,84 +109,115 @@ pub fn serve(
     tracing::info!(%peer, reason = ?end, "closed");
 }
 
+/// The reading side of a connection: its socket, its transport's decoder, and its write side (where
+/// the decoder leaves the TCP separator).
+struct Reader<'a> {
+    stream: &'a TcpStream,
+    inbound: Inbound,
+    conn: &'a Conn,
+}
+
 /// Reads frames and dispatches them until the connection ends.
 fn read_loop(
     ctx: &Context,
-    stream: &TcpStream,
+    mut reader: Reader,
     caller: &mut Caller,
     cfg: &SessionConfig,
-    conn: &Conn,
     stopping: &AtomicBool,
 ) -> End {
-    let mut decoder = FrameDecoder::new(cfg.max_frame_bytes);
     let mut buf = vec![0u8; READ_BYTES];
     let mut idle = IdleClock::new(cfg.login_timeout);
     let mut rate = RateLimiter::new(&cfg.rate);
     loop {
-        if idle.arm(stream, caller.user.is_some()).is_err() {
-            return End::Idle;
-        }
-        let n = match (&*stream).read(&mut buf) {
-            Ok(0) => return stop_reason(stopping, End::ClientGone),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(_) => return stop_reason(stopping, End::ClientGone),
+        // First what is there already (bytes sent right behind a WebSocket handshake), then each read.
+        let refused = match handle_units(ctx, &mut reader, caller, cfg, &mut rate, &mut idle) {
+            Ok(refused) => refused,
+            Err(end) => return end,
         };
-        decoder.feed(&buf[..n]);
-        let mut refusals = Refusals::default();
-        // The read's chats are committed and answered when the turn ends, however it ends.
-        let mut turn = caller.turn(ctx);
-        while let Some(unit) = decoder.next_frame() {
-            if let Some(sep) = decoder.separator() {
-                conn.separator.store(sep.byte(), Ordering::Relaxed);
-            }
-            if unit != Decoded::TooLarge {
-                match rate.check() {
-                    Verdict::Allow => {
-                        refusals.flush(&mut turn, conn);
-                    }
-                    verdict => {
-                        ctx.metrics.rate_limited();
-                        refusals.add(service::rate_limited(&unit));
-                        if verdict == Verdict::Close {
-                            refusals.flush(&mut turn, conn);
-                            return End::Abuse;
-                        }
-                        continue;
-                    }
-                }
-            }
-            match unit {
-                Decoded::Frame(bytes) => {
-                    let was_logged_in = turn.user.is_some();
-                    turn.dispatch(&bytes);
-                    if was_logged_in && turn.user.is_none() {
-                        idle.restart();
-                    }
-                }
-                Decoded::Malformed => turn.reply(reply::error(
-                    Errno::Malformed.code(),
-                    "malformed frame: expected one JSON object",
-                    None,
-                    None,
-                )),
-                Decoded::TooLarge => {
-                    let msg = format!("frame larger than {} bytes", cfg.max_frame_bytes);
-                    turn.reply(reply::error(Errno::TooLarge.code(), &msg, None, None));
-                    return End::TooLarge;
-                }
-            }
-        }
-        let refused = refusals.flush(&mut turn, conn);
-        drop(turn);
         if refused {
             // Over the limit: let the client's next frames gather in the socket while the bucket refills,
             // so a flood costs one wake-up, one read and one commit per pause rather than per frame.
             std::thread::sleep(rate.pause());
         }
         size_read(&mut buf, refused);
+        if idle.arm(reader.stream, caller.user.is_some()).is_err() {
+            return End::Idle;
+        }
+        match reader.stream.read(&mut buf) {
+            Ok(0) => return stop_reason(stopping, End::ClientGone),
+            Ok(n) => reader.inbound.feed(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return stop_reason(stopping, End::ClientGone),
+        }
     }
+}
+
+/// Handles every whole unit the decoder holds, as one turn (the read's chats are committed and
+/// answered when it ends, however it ends). `Ok` says whether the rate limit refused any; `Err` why
+/// the connection ends.
+fn handle_units(
+    ctx: &Context,
+    reader: &mut Reader,
+    caller: &mut Caller,
+    cfg: &SessionConfig,
+    rate: &mut RateLimiter,
+    idle: &mut IdleClock,
+) -> Result<bool, End> {
+    let framing = &reader.conn.framing;
+    let mut refusals = Refusals::default();
+    let mut turn = caller.turn(ctx);
+    while let Some(unit) = reader.inbound.next(framing) {
+        if !matches!(unit, Unit::Frame(Decoded::TooLarge) | Unit::End(_)) {
+            match rate.check() {
+                Verdict::Allow => {
+                    refusals.flush(&mut turn, framing);
+                }
+                verdict => {
+                    ctx.metrics.rate_limited();
+                    match &unit {
+                        Unit::Frame(unit) => refusals.add(service::rate_limited(unit)),
+                        Unit::Refused(_) => {
+                            refusals.add(service::rate_limited(&Decoded::Malformed))
+                        }
+                        // An unanswered ping costs nothing more.
+                        _ => {}
+                    }
+                    if verdict == Verdict::Close {
+                        refusals.flush(&mut turn, framing);
+                        return Err(End::Abuse);
+                    }
+                    continue;
+                }
+            }
+        }
+        match unit {
+            Unit::Frame(Decoded::Frame(bytes)) => {
+                let was_logged_in = turn.user.is_some();
+                turn.dispatch(&bytes);
+                if was_logged_in && turn.user.is_none() {
+                    idle.restart();
+                }
+            }
+            Unit::Frame(Decoded::Malformed) => {
+                turn.reply(malformed("malformed frame: expected one JSON object"))
+            }
+            Unit::Refused(why) => turn.reply(malformed(why)),
+            Unit::Frame(Decoded::TooLarge) => {
+                let msg = format!("frame larger than {} bytes", cfg.max_frame_bytes);
+                turn.reply(reply::error(Errno::TooLarge.code(), &msg, None, None));
+                return Err(End::TooLarge);
+            }
+            Unit::Answer(bytes) => turn.send_framed(bytes),
+            Unit::End(end) => return Err(end),
+        }
+    }
+    Ok(refusals.flush(&mut turn, framing))
+}
+
+/// The 100 answer to a unit that is no frame.
+fn malformed(why: &str) -> String {
+    reply::error(Errno::Malformed.code(), why, None, None)
 }
 
 /// Bytes read at once: frames accumulate in the decoder, so this only bounds one read (and costs every
@@ -197,12 +253,11 @@ impl Refusals {
     }
 
     /// Queues the gathered answers as one write; returns whether there were any.
-    fn flush(&mut self, caller: &mut Caller, conn: &Conn) -> bool {
+    fn flush(&mut self, caller: &mut Caller, framing: &Framing) -> bool {
         if self.0.is_empty() {
             return false;
         }
-        let separator = char::from(conn.separator.load(Ordering::Relaxed)).to_string();
-        caller.reply(self.0.join(&separator));
+        caller.send_framed(framing.encode_all(&self.0));
         self.0.clear();
         true
     }
@@ -255,13 +310,15 @@ impl IdleClock {
     }
 }
 
-/// Writes one error frame straight to a socket that has no session (the pool or a thread was refused).
-pub fn refuse(stream: &TcpStream, errno: Errno, msg: &str) {
+/// Writes one error frame straight to a socket that has no session (the pool or a thread was refused),
+/// then closes it (a WebSocket with 1013, try again later).
+pub fn refuse(stream: &TcpStream, transport: Transport, errno: Errno, msg: &str) {
     use std::io::Write;
-    let mut frame = reply::error(errno.code(), msg, None, None).into_bytes();
-    frame.push(b'\n');
+    let framing = Framing::new(transport);
+    let mut bytes = framing.encode(&reply::error(errno.code(), msg, None, None));
+    bytes.extend(framing.goodbye(End::Refused).unwrap_or_default());
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-    let _ = (&*stream).write_all(&frame);
+    let _ = (&*stream).write_all(&bytes);
     linger(stream);
 }
 

@@ -21,8 +21,8 @@ pub enum Action {
     /// Write `frame` and the connection's separator in one call; `chats` are the chat frames it carries
     /// (itself, or the offline messages inside a login ack), recorded offline if it cannot be written.
     Write { frame: Arc<str>, chats: Vec<Live> },
-    /// Write the unwritten end of a frame that went out only in part.
-    WriteRest { bytes: Vec<u8>, chats: Vec<Live> },
+    /// Write bytes framed already (the unwritten end of a frame that went out only in part, say).
+    WriteBytes { bytes: Vec<u8>, chats: Vec<Live> },
     /// Fetch `user`'s offline messages as `version` frames and write them, batch after batch.
     Fetch { user: UserId, version: Version },
     /// Record these chat frames offline: they were held for a login that did not complete.
@@ -87,7 +87,7 @@ impl Outbox {
                 frame: live.frame.clone(),
                 chats: vec![live],
             }],
-            Outgoing::Rest { bytes, chats } => vec![Action::WriteRest { bytes, chats }],
+            Outgoing::Bytes { bytes, chats } => vec![Action::WriteBytes { bytes, chats }],
             Outgoing::LoginAck {
                 user,
                 version,

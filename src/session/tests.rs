@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{SessionConfig, serve};
+use super::{SessionConfig, Transport, serve};
 use crate::bus::local::LocalBus;
 use crate::client::Client;
 use crate::hasher::{HashCost, Hasher};
@@ -193,7 +193,14 @@ fn serve_on(
         let stopping = AtomicBool::new(false);
         for _ in 0..connections {
             let (stream, _) = listener.accept().unwrap();
-            serve(&ctx, &Arc::new(stream), &config(), &stopping);
+            serve(
+                &ctx,
+                &Arc::new(stream),
+                Transport::Tcp,
+                &[],
+                &config(),
+                &stopping,
+            );
         }
     })
 }

@@ -1,6 +1,7 @@
 //! A connection's write side: the only code that writes to its socket.
 //!
-//! Frames are written with their separator in one call (the C++ client parses one frame per read). The
+//! Frames are written as the connection's transport frames them, each in one call (the C++ client parses
+//! one frame per read). The
 //! mailbox first offers each item to [`Writer::try_direct`], which writes it on the pushing thread without
 //! blocking; what cannot go out at once waits in the queue for a writer thread ([`run`]), started on
 //! demand and stopped when the queue stays empty. What is written when follows the rules of
@@ -96,6 +97,7 @@ impl Writer {
             Outgoing::Reply(_)
                 | Outgoing::Push { .. }
                 | Outgoing::Chat(_)
+                | Outgoing::Bytes { .. }
                 | Outgoing::LoginAck { .. }
         ) {
             return vec![item];
@@ -123,11 +125,11 @@ impl Writer {
     /// never stepped directly, so this does not happen).
     fn queue_item(&mut self, conn: &Conn, action: Action) -> Option<Outgoing> {
         match action {
-            Action::Write { frame, chats } => Some(Outgoing::Rest {
-                bytes: with_separator(conn, &frame),
+            Action::Write { frame, chats } => Some(Outgoing::Bytes {
+                bytes: conn.framing.encode(&frame),
                 chats,
             }),
-            Action::WriteRest { bytes, chats } => Some(Outgoing::Rest { bytes, chats }),
+            Action::WriteBytes { bytes, chats } => Some(Outgoing::Bytes { bytes, chats }),
             Action::Fetch { user, .. } => Some(Outgoing::Nudge(user)),
             Action::Store(chats) => {
                 self.undelivered.extend(chats);
@@ -139,18 +141,18 @@ impl Writer {
     /// One non-blocking send of `frame` and its separator: `None` when all of it went out (or the
     /// connection is broken and `chats` kept for storage), else the rest for a writer thread.
     fn send_now(&mut self, conn: &Conn, frame: &str, chats: Vec<Live>) -> Option<Outgoing> {
-        let mut bytes = with_separator(conn, frame);
+        let mut bytes = conn.framing.encode(frame);
         match SockRef::from(&*conn.stream).send_with_flags(&bytes, libc::MSG_DONTWAIT) {
             Ok(n) if n == bytes.len() => {
                 chats.into_iter().for_each(Live::written);
                 None
             }
-            Ok(n) => Some(Outgoing::Rest {
+            Ok(n) => Some(Outgoing::Bytes {
                 bytes: bytes.split_off(n),
                 chats,
             }),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
-                Some(Outgoing::Rest { bytes, chats })
+                Some(Outgoing::Bytes { bytes, chats })
             }
             Err(_) => {
                 self.broken = true;
@@ -169,9 +171,9 @@ impl Writer {
         for action in self.outbox.step(item) {
             match action {
                 Action::Write { frame, chats } => {
-                    self.write_bytes(conn, &with_separator(conn, &frame), chats)
+                    self.write_bytes(conn, &conn.framing.encode(&frame), chats)
                 }
-                Action::WriteRest { bytes, chats } => self.write_bytes(conn, &bytes, chats),
+                Action::WriteBytes { bytes, chats } => self.write_bytes(conn, &bytes, chats),
                 Action::Fetch { user, version } => self.fetch(conn, user, version),
                 Action::Store(held) => chat::store_undelivered(&conn.ctx, held),
             }
@@ -201,7 +203,7 @@ impl Writer {
             };
             let full = frames.len() == conn.ctx.offline_batch;
             for live in frames {
-                let bytes = with_separator(conn, &live.frame);
+                let bytes = conn.framing.encode(&live.frame);
                 self.write_bytes(conn, &bytes, vec![live]);
             }
             if !full || self.broken {
@@ -222,12 +224,4 @@ impl Writer {
             chats.into_iter().for_each(Live::written);
         }
     }
-}
-
-/// A frame and the connection's separator, written in one call (the C++ client parses one per read).
-fn with_separator(conn: &Conn, frame: &str) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(frame.len() + 1);
-    bytes.extend_from_slice(frame.as_bytes());
-    bytes.push(conn.separator.load(Ordering::Relaxed));
-    bytes
 }

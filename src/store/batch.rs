@@ -166,7 +166,7 @@ fn write_loop(store: &dyn Store, metrics: &Metrics, jobs: &Receiver<Job>) {
             }
         }
         append_all(store, metrics, appends);
-        store_all(store, offline);
+        store_all(store, metrics, offline);
     }
 }
 
@@ -190,6 +190,7 @@ fn append_all(store: &dyn Store, metrics: &Metrics, jobs: Vec<(Vec<NewMessage>, 
             }
         }
         result => {
+            metrics.error("store");
             let text = match result {
                 Err(e) => e.to_string(),
                 Ok(c) => format!("the store committed {} of {total} messages", c.len()),
@@ -202,12 +203,15 @@ fn append_all(store: &dyn Store, metrics: &Metrics, jobs: Vec<(Vec<NewMessage>, 
 }
 
 /// One transaction for every waiting offline record.
-fn store_all(store: &dyn Store, jobs: Vec<(Vec<Pointer>, Reply<()>)>) {
+fn store_all(store: &dyn Store, metrics: &Metrics, jobs: Vec<(Vec<Pointer>, Reply<()>)>) {
     if jobs.is_empty() {
         return;
     }
     let all: Vec<Pointer> = jobs.iter().flat_map(|(p, _)| p.iter().copied()).collect();
     let result = store.store_offline(&all).map_err(|e| e.to_string());
+    if result.is_err() {
+        metrics.error("store");
+    }
     for (_, reply) in jobs {
         reply.send(result.clone().map_err(StoreError::Unavailable));
     }

@@ -1,0 +1,184 @@
+//! How frames travel on a connection: the one place that knows whether it is framed TCP (the
+//! original's JSON objects followed by a separator) or WebSocket (one JSON frame per text message).
+//!
+//! The reader turns the bytes it read into [`Unit`]s through [`Inbound`]; the write side turns frames
+//! into bytes through [`Framing`]. Everything else in the session, and everything above it, handles frames
+//! and never bytes, so both transports get the same checks, limits and delivery.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use tungstenite::protocol::frame::coding::CloseCode;
+
+use super::End;
+use crate::protocol::frame::{Decoded, FrameDecoder, Separator};
+use crate::protocol::websocket::{self, Message};
+
+/// The transport a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The chat listener: JSON frames and a separator.
+    Tcp,
+    /// `/ws` on the HTTP listener, after the opening handshake.
+    WebSocket,
+}
+
+impl Transport {
+    /// The name used in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// One thing the client sent, as the read loop handles it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Unit {
+    /// A request frame, or what stood in for one (malformed, too large).
+    Frame(Decoded),
+    /// Not a frame at all on this transport (a WebSocket binary message): errno 100 with these words.
+    Refused(&'static str),
+    /// Bytes to answer at once, framed already (a WebSocket pong).
+    Answer(Vec<u8>),
+    /// The client ends the connection (a WebSocket close, or a frame that breaks its protocol).
+    End(End),
+}
+
+/// The reading half of a transport.
+pub(crate) enum Inbound {
+    Tcp(FrameDecoder),
+    WebSocket(websocket::Decoder),
+}
+
+impl Inbound {
+    /// A decoder for `transport`, refusing frames over `max_frame` bytes.
+    pub(crate) fn new(transport: Transport, max_frame: usize) -> Inbound {
+        match transport {
+            Transport::Tcp => Inbound::Tcp(FrameDecoder::new(max_frame)),
+            Transport::WebSocket => Inbound::WebSocket(websocket::Decoder::new(max_frame)),
+        }
+    }
+
+    /// Appends bytes read from the socket.
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        match self {
+            Inbound::Tcp(decoder) => decoder.feed(bytes),
+            Inbound::WebSocket(decoder) => decoder.feed(bytes),
+        }
+    }
+
+    /// The next unit, or `None` when more bytes are needed. A TCP client's first separator becomes the
+    /// one written after every frame to it.
+    pub(crate) fn next(&mut self, framing: &Framing) -> Option<Unit> {
+        match self {
+            Inbound::Tcp(decoder) => {
+                let unit = decoder.next_frame()?;
+                if let (Some(sep), Framing::Tcp(byte)) = (decoder.separator(), framing) {
+                    byte.store(sep.byte(), Ordering::Relaxed);
+                }
+                Some(Unit::Frame(unit))
+            }
+            Inbound::WebSocket(decoder) => Some(match decoder.next_message()? {
+                Message::Text(bytes) => Unit::Frame(Decoded::Frame(bytes)),
+                Message::TooLarge => Unit::Frame(Decoded::TooLarge),
+                Message::Binary => {
+                    Unit::Refused("malformed frame: send each JSON frame as a text message")
+                }
+                Message::Ping(payload) => Unit::Answer(websocket::pong(&payload)),
+                Message::Close => Unit::End(End::ClientGone),
+                Message::Broken(why) => {
+                    tracing::debug!(why, "WebSocket protocol error");
+                    Unit::End(End::Broken)
+                }
+            }),
+        }
+    }
+}
+
+/// The writing half of a transport: frames to bytes.
+#[derive(Debug)]
+pub(crate) enum Framing {
+    /// Each frame followed by the separator byte (newline until the client has used one).
+    Tcp(AtomicU8),
+    /// Each frame in a text message of its own.
+    WebSocket,
+}
+
+impl Framing {
+    pub(crate) fn new(transport: Transport) -> Framing {
+        match transport {
+            Transport::Tcp => Framing::Tcp(AtomicU8::new(Separator::Newline.byte())),
+            Transport::WebSocket => Framing::WebSocket,
+        }
+    }
+
+    /// One frame as it goes on the wire, written in one call (the C++ client parses one per read).
+    pub(crate) fn encode(&self, frame: &str) -> Vec<u8> {
+        match self {
+            Framing::Tcp(separator) => {
+                let mut bytes = Vec::with_capacity(frame.len() + 1);
+                bytes.extend_from_slice(frame.as_bytes());
+                bytes.push(separator.load(Ordering::Relaxed));
+                bytes
+            }
+            Framing::WebSocket => websocket::text(frame),
+        }
+    }
+
+    /// Several frames as one write.
+    pub(crate) fn encode_all(&self, frames: &[String]) -> Vec<u8> {
+        frames.iter().flat_map(|f| self.encode(f)).collect()
+    }
+
+    /// What is written last, before the socket closes, for a connection that ended for `end`: a
+    /// WebSocket close frame whose code says why; nothing on TCP.
+    pub(crate) fn goodbye(&self, end: End) -> Option<Vec<u8>> {
+        if matches!(self, Framing::Tcp(_)) {
+            return None;
+        }
+        let (code, reason) = match end {
+            End::ClientGone => (CloseCode::Normal, ""),
+            End::Shutdown => (CloseCode::Away, "server shutting down"),
+            End::Idle => (CloseCode::Policy, "no login in time"),
+            End::TooLarge => (CloseCode::Size, "frame too large"),
+            End::Panicked => (CloseCode::Error, "internal error"),
+            End::Abuse => (CloseCode::Policy, "rate limited"),
+            End::Broken => (CloseCode::Protocol, "WebSocket protocol error"),
+            End::Refused => (CloseCode::Again, "server full"),
+        };
+        Some(websocket::close(code, reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_frames_end_with_the_clients_separator() {
+        let framing = Framing::new(Transport::Tcp);
+        let mut inbound = Inbound::new(Transport::Tcp, 100);
+        assert_eq!(framing.encode("{}"), b"{}\n");
+        inbound.feed(b"{\"a\":1}\0");
+        assert_eq!(
+            inbound.next(&framing),
+            Some(Unit::Frame(Decoded::Frame(b"{\"a\":1}".to_vec())))
+        );
+        assert_eq!(framing.encode_all(&["{}".into(), "[]".into()]), b"{}\0[]\0");
+        assert_eq!(framing.goodbye(End::TooLarge), None);
+    }
+
+    #[test]
+    fn websocket_frames_are_messages() {
+        let framing = Framing::new(Transport::WebSocket);
+        assert_eq!(framing.encode("{}"), websocket::text("{}"));
+        assert_eq!(
+            framing.encode_all(&["{}".into(), "{}".into()]).len(),
+            8,
+            "two messages"
+        );
+        let close = framing.goodbye(End::TooLarge).expect("a close frame");
+        assert_eq!(&close[2..4], 1009u16.to_be_bytes());
+    }
+}
