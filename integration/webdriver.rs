@@ -412,12 +412,21 @@ impl Session {
         }
     }
 
-    /// Asserts that the page logged no error (a script exception, a failed load).
+    /// Asserts that the page logged no error (a script exception, a failed load) since the last call.
     pub fn assert_no_errors(&self) {
+        self.assert_no_errors_but(&[]);
+    }
+
+    /// Asserts that the page logged no error but those whose message contains one of `expected`.
+    pub fn assert_no_errors_but(&self, expected: &[&str]) {
         let errors: Vec<Value> = self
             .console()
             .into_iter()
             .filter(|e| e["level"] == "SEVERE")
+            .filter(|e| {
+                let text = e["message"].as_str().unwrap_or_default();
+                !expected.iter().any(|x| text.contains(x))
+            })
             .collect();
         assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
     }
