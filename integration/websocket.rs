@@ -409,3 +409,26 @@ fn the_listener_refuses_what_is_no_websocket_handshake() {
         "{page}"
     );
 }
+
+/// The close frame says why the server ends a connection: 1008 for no login in time, 1001 when the node
+/// shuts down (after what was queued).
+#[test]
+fn close_frames_say_why() {
+    let db = Db::fresh(Backend::Sqlite);
+    let (mut server, http) = node(&db, &["--login-timeout-secs", "1"]);
+    let mut idle = Ws::connect(http);
+    let (frames, code) = idle.until_close();
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_eq!(code, u16::from(CloseCode::Policy));
+
+    let mut web = Ws::connect(http);
+    let id = web.register("stay");
+    web.login(id, 2);
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("the node stops");
+    assert!(status.success(), "{status:?}");
+    let (frames, code) = web.until_close();
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_eq!(code, u16::from(CloseCode::Away));
+}
