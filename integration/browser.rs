@@ -354,6 +354,55 @@ fn two_users_befriend_chat_reload_and_survive_a_restart() {
         .collect();
     assert_eq!(texts.len(), 45, "{history}");
     assert_eq!(texts.last(), Some(&&json!("while you were away")));
+    // Alice blocks bob: his next message is refused, and his page says so.
+    a.click("[data-test=tab-friends]");
+    a.click(&format!(
+        "[data-test=friend][data-id='{bob}'] [data-test=block]"
+    ));
+    a.wait_texts("bob blocked", "[data-test=blocked] .name", |t| {
+        t == [format!("bob #{bob}")]
+    });
+    assert!(a.texts("[data-test=friend]").is_empty());
+    b.type_into("[data-test=composer]", &format!("are you there?{ENTER}"));
+    wait_last_message(&b, "are you there?", Some("refused"));
+    assert_eq!(
+        b.texts("[data-test=msg-status]").last().unwrap(),
+        "failed: this user does not accept your messages"
+    );
+    b.click("[data-test=discard]");
+    wait_last_message(&b, "while you were away", None);
+    // Unblocked, then asked again, and declined this time.
+    a.click(&format!(
+        "[data-test=blocked][data-id='{bob}'] [data-test=unblock]"
+    ));
+    a.wait_for("nobody blocked", |s| {
+        s.texts("[data-test=blocked]").is_empty().then_some(())
+    });
+    b.click("[data-test=tab-friends]");
+    // Bob's page still lists alice (a block tells him nothing); removing her changes nothing there.
+    b.click(&format!(
+        "[data-test=friend][data-id='{alice}'] [data-test=remove]"
+    ));
+    b.wait_for("alice gone from bob's friends", |s| {
+        s.texts("[data-test=friend]").is_empty().then_some(())
+    });
+    b.type_into("[data-test=find-name]", "alice");
+    b.click("[data-test=find-submit]");
+    b.click("[data-test=request-send]");
+    a.wait_texts("bob's new request", "[data-test=incoming] .name", |t| {
+        t == [format!("bob #{bob}")]
+    });
+    a.click(&format!(
+        "[data-test=incoming][data-id='{bob}'] [data-test=decline]"
+    ));
+    b.wait_texts("bob told of the answer", "[data-test=toast]", |t| {
+        t.iter().any(|t| t == "alice declined your friend request")
+    });
+    b.wait_for("bob's request gone", |s| {
+        s.texts("[data-test=outgoing]").is_empty().then_some(())
+    });
+    assert!(a.texts("[data-test=incoming]").is_empty());
+
     // The reconnection attempts while the server was down are the only errors.
     a.assert_no_errors_but(&["ERR_CONNECTION_REFUSED"]);
     b.assert_no_errors_but(&["ERR_CONNECTION_REFUSED"]);
@@ -457,6 +506,46 @@ fn group_created_joined_chatted_kicked_and_dissolved() {
         event,
         json!({"msgid": 49, "groupid": gid, "event": "kicked", "id": bob, "by": alice})
     );
+
+    // Bob joins again, and leaves by himself (a second click confirms).
+    b.click("[data-test=tab-groups]");
+    b.type_into("[data-test=join-id]", &gid.to_string());
+    b.click("[data-test=join-submit]");
+    b.wait_for("bob's composer back", |s| {
+        s.visible("[data-test=composer]").then_some(())
+    });
+    let (event, _) = recv_until(&mut carol, 49);
+    assert_eq!(
+        event,
+        json!({"msgid": 49, "groupid": gid, "event": "joined", "id": bob, "by": bob})
+    );
+    a.wait_texts("bob back", "[data-test=member] [data-test=role]", |t| {
+        t == ["creator", "normal", "admin"]
+    });
+    b.click("[data-test=members-toggle]");
+    b.click("[data-test=leave]");
+    b.wait_texts("leaving asks first", "[data-test=leave]", |t| {
+        t == ["Leave: sure?"]
+    });
+    b.click("[data-test=leave]");
+    let (event, _) = recv_until(&mut carol, 49);
+    assert_eq!(
+        event,
+        json!({"msgid": 49, "groupid": gid, "event": "left", "id": bob, "by": bob})
+    );
+    a.wait_texts("bob left", "[data-test=toast]", |t| {
+        t.iter().any(|t| t == "bob left rustaceans")
+    });
+    a.wait_texts(
+        "bob gone again",
+        "[data-test=member] [data-test=role]",
+        |t| t == ["creator", "admin"],
+    );
+    b.wait_for("the group gone from bob's list", |s| {
+        s.attrs("[data-test=group]", "data-id")
+            .is_empty()
+            .then_some(())
+    });
 
     // Renamed, then handed over to carol (a second click confirms).
     a.clear("[data-test=rename-name]");

@@ -638,6 +638,7 @@ async function refreshGroup(id) {
     ack.group.users.forEach((u) => learn(u.id, u.name));
     const c = conv(`g${id}`, ack.group.groupname);
     c.name = ack.group.groupname;
+    delete c.gone; // a member again (joined anew)
     renderAll();
   } catch (err) {
     if (err instanceof Refused) {
@@ -704,6 +705,8 @@ function renderConvList() {
   });
   list.replaceChildren(...items);
   T('conv-empty').hidden = items.length > 0;
+  const total = [...S.convs.values()].reduce((n, c) => n + unread(c), 0);
+  document.title = total > 0 ? `(${total}) clusterchat` : 'clusterchat';
 }
 
 function renderFriends() {
