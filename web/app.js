@@ -172,7 +172,7 @@ function updateBannerText() {
     ? 'Cannot reach the server. Connecting…'
     : `Cannot reach the server. Reconnecting${secs > 0 ? ` in ${secs} s` : ''}…`;
 }
-setInterval(() => { if (!T('banner').hidden) updateBannerText(); }, 1000);
+setInterval(() => { if (!T('banner').hidden && !conn.open) updateBannerText(); }, 1000);
 
 function defaultDevice() {
   let d = store.get('device');
@@ -228,7 +228,13 @@ async function tokenLogin() {
       // After a reload the server may not have seen the old page's socket close yet.
       tokenRetries += 1;
       setTimeout(() => { if (conn.open && !S.me) tokenLogin(); }, 300 * tokenRetries);
-    } else if (err instanceof Refused && err.errno !== 107 && err.errno !== 109) {
+    } else if (err instanceof Refused && (err.errno === 107 || err.errno === 109) && tokenRetries < 20) {
+      // Storage down or throttled: the token is still good; try it again in a while.
+      tokenRetries += 1;
+      showBanner(true);
+      T('banner-text').textContent = `The server cannot log you in right now (${err.message}); trying again…`;
+      setTimeout(() => { if (conn.open && !S.me) tokenLogin(); }, 3000);
+    } else if (err instanceof Refused && err.errno === 1) {
       store.set('token', null);
       showLogin('Your session has ended; log in again.');
     } else if (err instanceof Unanswered) {
@@ -243,6 +249,7 @@ function loggedIn(ack) {
   const first = !S.me || S.me.id !== ack.id;
   if (first) resetState();
   S.me = { id: ack.id, name: ack.name, device: ack.device, online: true };
+  showBanner(false);
   learn(ack.id, ack.name);
   store.set('token', ack.token);
   document.body.dataset.screen = 'main';
@@ -420,7 +427,7 @@ function openConv(id) {
 /** Sends READ for what the open conversation shows, if that moves the read position. */
 function markRead() {
   const c = S.current && S.convs.get(S.current);
-  if (!c || !c.loaded || !S.me || !conn.open || document.visibilityState !== 'visible') return;
+  if (!c || !c.loaded || !S.me?.online || !conn.open || document.visibilityState !== 'visible') return;
   if (window.matchMedia('(max-width: 720px)').matches && S.view === 'list') return;
   const top = c.msgs.size ? Math.max(...c.msgs.keys()) : 0;
   if (top <= c.read || top <= c.readSent) return;
@@ -464,7 +471,8 @@ function sendText(text) {
 
 let retryTimer = null;
 async function transmit(m) {
-  if (!conn.open || !S.me) { m.state = 'failed'; renderChat(); return; }
+  // Only once this connection is logged in (its login ack came): before that it would be 103.
+  if (!conn.open || !S.me?.online) { m.state = 'failed'; renderChat(); return; }
   m.state = 'sending';
   m.tries += 1;
   const n = Number(m.conv.slice(1));
@@ -486,7 +494,7 @@ async function transmit(m) {
     c.last = Math.max(c.last, ack.pos);
     c.read = Math.max(c.read, ack.pos);
   } catch (err) {
-    if (err instanceof Refused && err.errno !== 109 && err.errno !== 107) {
+    if (err instanceof Refused && ![103, 107, 109].includes(err.errno)) {
       m.state = 'refused';
       m.error = err.message;
       saveOutbox();
