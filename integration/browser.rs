@@ -600,7 +600,8 @@ fn group_created_joined_chatted_kicked_and_dissolved() {
 }
 
 /// A browser user on one node and a v1 TCP user (NUL-framed, as the original client) on another, over
-/// Redis and MariaDB: both ways, the v1 side getting exactly the original's frame.
+/// Redis and MariaDB: both ways, the v1 side getting exactly the original's frame. The browser is a
+/// phone's width: one pane at a time.
 #[test]
 fn browser_and_v1_tcp_user_chat_across_two_nodes() {
     let db = Db::fresh(Backend::Mysql);
@@ -615,6 +616,7 @@ fn browser_and_v1_tcp_user_chat_across_two_nodes() {
 
     let driver = Driver::start();
     let e = driver.session(DESKTOP.0, DESKTOP.1);
+    e.set_viewport(PHONE.0, PHONE.1, true);
     let eve = register(&e, &url, "eve");
     e.click("[data-test=tab-friends]");
     e.type_into("[data-test=find-name]", "dan");
@@ -623,6 +625,8 @@ fn browser_and_v1_tcp_user_chat_across_two_nodes() {
     e.wait_texts("the chat with dan", "[data-test=chat-title]", |t| {
         t == ["dan"]
     });
+    assert!(e.visible("[data-test=composer]"));
+    assert!(!e.visible("[data-test=conv-list]") && !e.visible("[data-test=find-name]"));
     e.type_into(
         "[data-test=composer]",
         &format!("hello over the bus{ENTER}"),
@@ -672,5 +676,11 @@ fn browser_and_v1_tcp_user_chat_across_two_nodes() {
         (&json!(15), &json!(101)),
         "{reply}"
     );
+    // Back to the list: the chat gives way to it.
+    e.click("[data-test=back]");
+    e.wait_for("the list instead of the chat", |s| {
+        (s.visible("[data-test=conv-list]") && !s.visible("[data-test=composer]")).then_some(())
+    });
+    assert_eq!(e.texts("[data-test=conv-name]"), ["dan"]);
     e.assert_no_errors();
 }

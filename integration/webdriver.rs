@@ -23,7 +23,6 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The W3C key code of Enter, for `type_into`.
-#[allow(dead_code)]
 pub const ENTER: &str = "\u{E007}";
 
 /// A WebDriver error: the `error` code and its message.

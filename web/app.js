@@ -715,6 +715,9 @@ function renderConvList() {
   T('conv-empty').hidden = items.length > 0;
   const total = [...S.convs.values()].reduce((n, c) => n + unread(c), 0);
   document.title = total > 0 ? `(${total}) clusterchat` : 'clusterchat';
+  const badge = T('unread-badge');
+  badge.hidden = total === 0 || S.tab === 'chats';
+  badge.textContent = String(total);
 }
 
 function renderFriends() {
