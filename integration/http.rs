@@ -82,7 +82,13 @@ fn readyz_follows_the_store_and_redis() {
     let body = readyz_becomes(port, 503, Duration::from_secs(20));
     assert!(body.contains("store"), "{body}");
     // The heartbeat's failures (every 2 s) are counted as store errors.
-    let errors = || sample(&scrape(port), "clusterchat_errors_total", &[("source", "store")]);
+    let errors = || {
+        sample(
+            &scrape(port),
+            "clusterchat_errors_total",
+            &[("source", "store")],
+        )
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
     while errors().unwrap_or(0.0) < 1.0 {
         assert!(Instant::now() < deadline, "no store error counted");
