@@ -4,6 +4,10 @@
 #   - 8,000 idle logged-in connections: the node's RSS over each transport.
 # Rounds alternate TCP and WS (ROUNDS of each, 3 by default) so that whatever else runs on the machine
 # weighs on both alike; each run gets a fresh node on a fresh SQLite database, with its HTTP listener.
+# The databases live in DB_DIR (default /dev/shm, a tmpfs): the comparison is of transports, and on this
+# shared machine other people's disk traffic made log commits (fsync) take seconds.
+# SCENARIOS="one idle" (the default) picks which to run; SWEEP the rates of the one-to-one runs, every
+# one of which runs (--sweep-all: on a shared machine one disturbed step would end a sweep early).
 # The JSON line of every run goes to $OUT (bench/results-websocket); bench/websocket-report.sh turns them
 # into the section. Uses the release binaries in $BIN_DIR (default ./target/release: build them first
 # with `cargo build --release --bin chatserver --bin chat-bench`). Loopback only; every node it starts
@@ -15,13 +19,15 @@ source integration/services.sh
 BIN_DIR=${BIN_DIR:-./target/release}
 OUT=${OUT:-bench/results-websocket}
 ROUNDS=${ROUNDS:-3}
-SWEEP=${SWEEP:-10000,15000,20000,25000,30000,35000,40000}
+SWEEP=${SWEEP:-2000,3000,4000,5000,6000,7000,8000,9000,10000,12000,14000}
+SCENARIOS=${SCENARIOS:-one idle}
 STEP_S=${STEP_S:-5}
 IDLE_USERS=${IDLE_USERS:-8000}
+DB_DIR=${DB_DIR:-/dev/shm}
 
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$OUT"
-work=$(mktemp -d /tmp/clusterchat-bench-ws.XXXXXX)
+work=$(mktemp -d "$DB_DIR/clusterchat-bench-ws.XXXXXX")
 node_pid=""
 stop_node() {
     if [ -n "$node_pid" ]; then
@@ -58,16 +64,18 @@ bench() {
 addr_for() { if [ "$1" = ws ]; then echo "$HTTP_ADDR"; else echo "$TCP_ADDR"; fi; }
 
 for round in $(seq 1 "$ROUNDS"); do
+    [[ " $SCENARIOS " == *" one "* ]] || break
     for transport in tcp ws; do
         name=one-$transport-$round
         start_node "$name"
         bench "$name" one --transport "$transport" --addr "$(addr_for "$transport")" --users 1000 \
-            --sweep "$SWEEP" --duration "$STEP_S" --server-pid "$node_pid" --label "$name"
+            --sweep "$SWEEP" --sweep-all --duration "$STEP_S" --server-pid "$node_pid" --label "$name"
         stop_node
     done
 done
 
 for round in $(seq 1 "$ROUNDS"); do
+    [[ " $SCENARIOS " == *" idle "* ]] || break
     for transport in tcp ws; do
         name=idle-$transport-$round
         start_node "$name"

@@ -8,6 +8,7 @@ mod bench_smoke;
 mod chat;
 mod client;
 mod cluster;
+mod dashboard;
 mod devices;
 mod durability;
 mod faults;
