@@ -43,7 +43,7 @@ bench:
 # to fuzz/target/artifacts/TARGET/. The default needs no nightly: no sanitizer (the code is safe Rust).
 # FUZZ_SANITIZER=address adds ASan through RUSTC_BOOTSTRAP=1 (its stale probe cache is removed first).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= frame_decoder dispatch
+FUZZ_TARGETS ?= frame_decoder websocket_decoder dispatch
 FUZZ_SANITIZER ?= none
 FUZZ_ARGS ?=
 

@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod bench_smoke;
+mod browser;
 mod chat;
 mod client;
 mod cluster;
@@ -23,4 +24,5 @@ mod people;
 mod readme;
 mod run_cluster;
 mod tls;
+mod webdriver;
 mod websocket;

@@ -12,7 +12,7 @@ if [ "${services_apt_build_tools:-0}" = 1 ]; then
     apt-get update -qq && apt-get install -y -qq --no-install-recommends build-essential pkg-config >/dev/null
 fi
 
-services_install mariadb redis nginx
+services_install mariadb redis nginx chromium
 
 work=$(mktemp -d /tmp/clusterchat-test.XXXXXX)
 cleanup() {

@@ -3,7 +3,7 @@
 # missing, started on free loopback ports in a temp dir, never touching the machine's own MariaDB or Redis
 # (which may run on the standard ports). Source this file, then call the functions.
 #
-#   services_install mariadb redis nginx   # apt-get install what is missing
+#   services_install mariadb redis nginx chromium   # apt-get install what is missing
 #   mariadb_start DIR                      # sets MARIADB_PORT, MARIADB_URL (mysql://chat:chat@127.0.0.1:PORT)
 #   redis_start DIR                        # sets REDIS_PORT, REDIS_URL
 #   tls_cert_make DIR                      # a self-signed certificate for localhost and 127.0.0.1:
@@ -28,6 +28,9 @@ services_install() {
                 [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || packages+=(nginx-light libnginx-mod-stream)
                 command -v openssl >/dev/null || packages+=(openssl) # certificates for its TLS servers
                 ;;
+            # The browser tests (integration/browser.rs): Debian's headless-capable Chromium and its
+            # WebDriver; nothing is downloaded at test time.
+            chromium) [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || packages+=(chromium chromium-driver) ;;
             *) log "unknown service $service"; return 1 ;;
         esac
     done

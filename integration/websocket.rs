@@ -394,7 +394,9 @@ fn the_listener_refuses_what_is_no_websocket_handshake() {
     assert_eq!(status("GET /ws/x HTTP/1.1\r\n\r\n"), 404);
     assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 200);
 
-    let _web = Ws::connect(http);
+    let mut web = Ws::connect(http);
+    // Answered once the connection is served (and counted), not just upgraded.
+    assert_eq!(web.req(json!({"msgid": 99}))["errno"], 101);
     let page = {
         let mut stream = TcpStream::connect(http).unwrap();
         stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
@@ -406,4 +408,27 @@ fn the_listener_refuses_what_is_no_websocket_handshake() {
         page.contains("clusterchat_connections{transport=\"websocket\"} 1"),
         "{page}"
     );
+}
+
+/// The close frame says why the server ends a connection: 1008 for no login in time, 1001 when the node
+/// shuts down (after what was queued).
+#[test]
+fn close_frames_say_why() {
+    let db = Db::fresh(Backend::Sqlite);
+    let (mut server, http) = node(&db, &["--login-timeout-secs", "1"]);
+    let mut idle = Ws::connect(http);
+    let (frames, code) = idle.until_close();
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_eq!(code, u16::from(CloseCode::Policy));
+
+    let mut web = Ws::connect(http);
+    let id = web.register("stay");
+    web.login(id, 2);
+    let status = server
+        .terminate(Duration::from_secs(10))
+        .expect("the node stops");
+    assert!(status.success(), "{status:?}");
+    let (frames, code) = web.until_close();
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_eq!(code, u16::from(CloseCode::Away));
 }

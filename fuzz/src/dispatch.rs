@@ -364,9 +364,11 @@ impl Sink for FuzzSink {
                 Action::Write { frame, chats } => {
                     let mut bytes = frame.as_bytes().to_vec();
                     bytes.push(SEPARATOR);
-                    queued.push(Outgoing::Rest { bytes, chats });
+                    queued.push(Outgoing::Bytes { bytes, chats });
                 }
-                Action::WriteRest { bytes, chats } => queued.push(Outgoing::Rest { bytes, chats }),
+                Action::WriteBytes { bytes, chats } => {
+                    queued.push(Outgoing::Bytes { bytes, chats })
+                }
                 // A fetch reads the store: the nudge that leads to it goes to the writer.
                 Action::Fetch { user, .. } => queued.push(Outgoing::Nudge(user)),
                 Action::Store(held) => {
@@ -1605,7 +1607,7 @@ impl Harness<'_> {
                 Action::Write { frame, chats } => {
                     self.written(i, &frame, chats, login_ack && n == 0)
                 }
-                Action::WriteRest { mut bytes, chats } => {
+                Action::WriteBytes { mut bytes, chats } => {
                     assert_eq!(
                         bytes.pop(),
                         Some(SEPARATOR),

@@ -43,7 +43,7 @@ impl<'a> Input<'a> {
     }
 
     /// The stream cut into pieces (empty pieces included: feeding nothing must change nothing).
-    fn chunks(&self) -> Vec<&'a [u8]> {
+    pub fn chunks(&self) -> Vec<&'a [u8]> {
         let mut out = Vec::new();
         let mut at = 0;
         let mut lengths = self.pieces.iter().copied().cycle();

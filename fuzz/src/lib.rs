@@ -5,6 +5,7 @@
 //! - [`frame`]: the `frame_decoder` target: arbitrary bytes, whole and in pieces, into the frame codec.
 //! - [`dispatch`]: the `dispatch` target: three connections' bytes through the codec into the service,
 //!   on the real SQLite store, checked against a model of the protocol.
+//! - [`websocket`]: the `websocket_decoder` target: bytes, whole and in pieces, into the WebSocket codec.
 //! - [`db`]: the dispatch target's database (a file in a directory of the process, emptied per input).
 //!
 //! `fuzz_targets/` holds the targets, `seeds/` the committed seed corpus of each. How to run them:
@@ -13,6 +14,7 @@
 pub mod db;
 pub mod dispatch;
 pub mod frame;
+pub mod websocket;
 
 #[cfg(test)]
 mod seeds;

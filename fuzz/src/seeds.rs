@@ -51,6 +51,134 @@ fn frame_decoder_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// A masked client frame, as raw bytes for the WebSocket decoder's raw mode.
+fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![first];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// WebSocket-decoder seeds: raw streams (mode byte 0) and lists of messages (mode byte 1).
+fn websocket_decoder_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let raw = |frames: &[Vec<u8>]| {
+        let mut stream = vec![0u8];
+        stream.extend(frames.concat());
+        stream
+    };
+    let list = |messages: &[(u8, &[u8])]| {
+        let mut stream = vec![1u8];
+        for (kind, payload) in messages {
+            stream.push(*kind);
+            stream.push(payload.len() as u8);
+            stream.extend_from_slice(payload);
+        }
+        stream
+    };
+    let login = br#"{"msgid":1,"id":1,"password":"pw","v":2,"device":"browser"}"#;
+    vec![
+        (
+            "raw_login_text",
+            fd(DEFAULT, &[7], &raw(&[ws_frame(0x81, login)])),
+        ),
+        (
+            "raw_fragments_ping_between",
+            fd(
+                DEFAULT,
+                BYTEWISE,
+                &raw(&[
+                    ws_frame(0x01, b"{\"msgid\":"),
+                    ws_frame(0x89, b"hi"),
+                    ws_frame(0x80, b"3}"),
+                ]),
+            ),
+        ),
+        (
+            "raw_binary_close",
+            fd(
+                DEFAULT,
+                &[3],
+                &raw(&[
+                    ws_frame(0x82, b"\x00\x01"),
+                    ws_frame(0x88, &1000u16.to_be_bytes()),
+                ]),
+            ),
+        ),
+        ("raw_unmasked", fd(DEFAULT, &[2], b"\x00\x81\x02{}")),
+        (
+            "raw_reserved_bits_and_opcode",
+            fd(
+                DEFAULT,
+                &[4],
+                &raw(&[ws_frame(0xc1, b"{}"), ws_frame(0x83, b"{}")]),
+            ),
+        ),
+        (
+            "raw_huge_length",
+            fd(
+                DEFAULT,
+                &[5],
+                b"\x00\x81\xff\x7f\xff\xff\xff\xff\xff\xff\xff\x01\x02\x03\x04",
+            ),
+        ),
+        (
+            "raw_continuation_alone",
+            fd(DEFAULT, &[1], &raw(&[ws_frame(0x80, b"x")])),
+        ),
+        (
+            "raw_long_control",
+            fd(DEFAULT, &[9], &raw(&[ws_frame(0x89, &[b'p'; 126])])),
+        ),
+        (
+            "raw_too_large_small_limit",
+            fd(3, &[2], &raw(&[ws_frame(0x81, b"{\"msgid\":12345}")])),
+        ),
+        (
+            "raw_http_garbage",
+            fd(DEFAULT, &[6], b"\x00GET / HTTP/1.1\r\n\r\n"),
+        ),
+        (
+            "list_text_binary_ping",
+            fd(
+                DEFAULT,
+                &[11, 2],
+                &list(&[(0, login), (1, b"\x00\xff"), (2, b"ping")]),
+            ),
+        ),
+        (
+            "list_fragmented_with_pings",
+            fd(
+                DEFAULT,
+                BYTEWISE,
+                &list(&[
+                    (0x80 | 9, b"{\"msgid\":17,\"seq\":\"fragments\"}"),
+                    (0x80 | 10, b"binary in parts"),
+                ]),
+            ),
+        ),
+        (
+            "list_over_the_limit",
+            fd(
+                4,
+                &[8],
+                &list(&[(0, b"{}"), (0x80 | 6, &[b'x'; 40]), (0, b"never")]),
+            ),
+        ),
+        (
+            "list_empty_messages",
+            fd(DEFAULT, &[1], &list(&[(0, b""), (1, b""), (2, b"")])),
+        ),
+    ]
+}
+
 fn nl(v: Value) -> Vec<u8> {
     let mut f = v.to_string().into_bytes();
     f.push(b'\n');
@@ -392,6 +520,7 @@ fn committed(target: &str) -> Vec<(String, Vec<u8>)> {
 fn write_seeds() {
     for (target, seeds) in [
         ("frame_decoder", frame_decoder_seeds()),
+        ("websocket_decoder", websocket_decoder_seeds()),
         ("dispatch", all_dispatch_seeds()),
     ] {
         let d = dir(target);
@@ -407,6 +536,7 @@ fn write_seeds() {
 fn committed_seeds_are_the_generated_ones() {
     for (target, seeds) in [
         ("frame_decoder", frame_decoder_seeds()),
+        ("websocket_decoder", websocket_decoder_seeds()),
         ("dispatch", all_dispatch_seeds()),
     ] {
         let mut generated: Vec<(String, Vec<u8>)> =
@@ -428,6 +558,14 @@ fn frame_decoder_seeds_pass() {
 }
 
 #[test]
+fn websocket_decoder_seeds_pass() {
+    for (name, bytes) in committed("websocket_decoder") {
+        eprintln!("{name}");
+        crate::websocket::run(&bytes);
+    }
+}
+
+#[test]
 fn dispatch_seeds_pass() {
     for (name, bytes) in committed("dispatch") {
         eprintln!("{name}");
@@ -437,8 +575,8 @@ fn dispatch_seeds_pass() {
 }
 
 /// Replays the files or directories (every file in them) named in `FUZZ_REPLAY` (colon-separated)
-/// through their target, chosen by the path: a path with `frame_decoder` in it goes to that target, any
-/// other to dispatch. Prints each dispatch outcome, and how many inputs reordered after a re-store.
+/// through their target, chosen by the path: a path with `frame_decoder` or `websocket_decoder` in it
+/// goes to that target, any other to dispatch. Prints each dispatch outcome, and how many inputs reordered after a re-store.
 #[test]
 fn replay() {
     let Ok(paths) = std::env::var("FUZZ_REPLAY") else {
@@ -461,8 +599,11 @@ fn replay() {
     let (mut reordered, mut runs) = (0, 0);
     for file in files {
         let bytes = std::fs::read(&file).expect("replay file");
-        if file.to_string_lossy().contains("frame_decoder") {
+        let name = file.to_string_lossy();
+        if name.contains("frame_decoder") {
             crate::frame::run(&bytes);
+        } else if name.contains("websocket_decoder") {
+            crate::websocket::run(&bytes);
         } else {
             let outcome = crate::dispatch::run(&bytes);
             eprintln!("{}: {outcome:?}", file.display());

@@ -6,6 +6,8 @@
 //! and several frames in one read both work, and so that garbage can be skipped up to the next NUL or newline
 //! without losing the frames after it.
 
+use super::unread::Unread;
+
 /// The byte written after every server frame; sticky per connection, chosen by the client's first separator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Separator {
@@ -49,9 +51,7 @@ struct Scan {
 /// Incremental decoder over a byte stream; feed it what `read` returned, then drain it with `next`.
 #[derive(Debug)]
 pub struct FrameDecoder {
-    buf: Vec<u8>,
-    /// Start of unconsumed bytes in `buf`.
-    start: usize,
+    input: Unread,
     scan: Scan,
     /// Discarding bytes up to the next NUL or newline after reporting `Malformed`.
     skipping: bool,
@@ -63,8 +63,7 @@ impl FrameDecoder {
     /// A decoder that refuses frames longer than `max_frame` bytes (separator not counted).
     pub fn new(max_frame: usize) -> Self {
         FrameDecoder {
-            buf: Vec::new(),
-            start: 0,
+            input: Unread::default(),
             scan: Scan::default(),
             skipping: false,
             max_frame,
@@ -79,14 +78,7 @@ impl FrameDecoder {
 
     /// Appends bytes read from the socket.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > 4096 && self.start * 2 > self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(bytes);
+        self.input.feed(bytes);
     }
 
     /// The next complete unit, or `None` when more bytes are needed.
@@ -95,10 +87,8 @@ impl FrameDecoder {
             return None;
         }
         self.skip_separators();
-        if self.start == self.buf.len() {
-            return None;
-        }
-        if self.buf[self.start] != b'{' {
+        let first = *self.input.bytes().first()?;
+        if first != b'{' {
             self.skipping = true;
             self.skip_garbage();
             return Some(Decoded::Malformed);
@@ -108,14 +98,14 @@ impl FrameDecoder {
 
     /// Scans the object starting at `start`, resuming where the last call stopped.
     fn scan_frame(&mut self) -> Option<Decoded> {
-        let frame = &self.buf[self.start..];
+        let frame = self.input.bytes();
         let mut scan = self.scan;
         while scan.len < frame.len() {
             let byte = frame[scan.len];
             scan.len += 1;
             if scan.len > self.max_frame {
                 self.scan = Scan::default();
-                self.start = self.buf.len();
+                self.input.consume_all();
                 return Some(Decoded::TooLarge);
             }
             match (scan.in_string, scan.escaped, byte) {
@@ -123,7 +113,7 @@ impl FrameDecoder {
                 // frame is broken, so resynchronise right after that byte.
                 (_, _, 0) | (true, _, b'\n') => {
                     self.note_separator(byte);
-                    self.start += scan.len;
+                    self.input.consume(scan.len);
                     self.scan = Scan::default();
                     return Some(Decoded::Malformed);
                 }
@@ -137,7 +127,7 @@ impl FrameDecoder {
                     scan.depth = scan.depth.saturating_sub(1);
                     if scan.depth == 0 && byte == b'}' {
                         let bytes = frame[..scan.len].to_vec();
-                        self.start += scan.len;
+                        self.input.consume(scan.len);
                         self.scan = Scan::default();
                         self.skip_separators();
                         return Some(Decoded::Frame(bytes));
@@ -152,27 +142,27 @@ impl FrameDecoder {
 
     /// Consumes NULs and whitespace, noting the first NUL or newline as the connection's separator.
     fn skip_separators(&mut self) {
-        while let Some(&byte) = self.buf.get(self.start) {
+        while let Some(&byte) = self.input.bytes().first() {
             if byte != 0 && !byte.is_ascii_whitespace() {
                 break;
             }
             self.note_separator(byte);
-            self.start += 1;
+            self.input.consume(1);
         }
     }
 
     /// Discards bytes through the next NUL or newline; `true` once past it.
     fn skip_garbage(&mut self) -> bool {
-        let rest = &self.buf[self.start..];
+        let rest = self.input.bytes();
         match rest.iter().position(|&b| b == 0 || b == b'\n') {
             Some(at) => {
                 self.note_separator(rest[at]);
-                self.start += at + 1;
+                self.input.consume(at + 1);
                 self.skipping = false;
                 true
             }
             None => {
-                self.start = self.buf.len();
+                self.input.consume_all();
                 false
             }
         }
@@ -351,6 +341,6 @@ mod tests {
             d.feed(format!("{{\"i\":{i}}}\0").as_bytes());
             assert_eq!(decode_all(&mut d).len(), 1);
         }
-        assert!(d.buf.len() < 16 * 1024);
+        assert!(d.input.held() < 16 * 1024);
     }
 }

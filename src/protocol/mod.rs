@@ -4,6 +4,7 @@
 pub mod frame;
 pub mod reply;
 pub mod request;
+mod unread;
 pub mod websocket;
 
 /// Message numbers (`msgid`), as the original C++ project numbers them.

@@ -10,6 +10,8 @@
 use std::io::Cursor;
 
 use tungstenite::protocol::frame::FrameHeader;
+
+use super::unread::Unread;
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 /// The largest control frame payload (RFC 6455 §5.5).
@@ -45,9 +47,7 @@ struct Partial {
 /// [`Decoder::next_message`].
 #[derive(Debug)]
 pub struct Decoder {
-    buf: Vec<u8>,
-    /// Start of unconsumed bytes in `buf`.
-    start: usize,
+    input: Unread,
     max_message: usize,
     partial: Option<Partial>,
     /// A message was too large or a frame broke the protocol: nothing more is decoded.
@@ -58,8 +58,7 @@ impl Decoder {
     /// A decoder that refuses messages longer than `max_message` bytes of payload.
     pub fn new(max_message: usize) -> Decoder {
         Decoder {
-            buf: Vec::new(),
-            start: 0,
+            input: Unread::default(),
             max_message,
             partial: None,
             failed: false,
@@ -68,18 +67,7 @@ impl Decoder {
 
     /// Appends bytes read from the socket.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > 4096 && self.start * 2 > self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(bytes);
-        if self.buf.is_empty() {
-            // Nothing waits: give back what a large message left allocated.
-            self.buf.shrink_to(4096);
-        }
+        self.input.feed(bytes);
     }
 
     /// The next whole message or control frame, or `None` when more bytes are needed.
@@ -88,7 +76,8 @@ impl Decoder {
             if self.failed {
                 return None;
             }
-            let mut cursor = Cursor::new(&self.buf[self.start..]);
+            let unread = self.input.bytes();
+            let mut cursor = Cursor::new(unread);
             let (header, len) = match FrameHeader::parse(&mut cursor) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => return None,
@@ -104,13 +93,13 @@ impl Decoder {
             if in_progress as u64 + len > self.max_message as u64 {
                 return Some(self.fail(Message::TooLarge));
             }
-            let body = self.start + cursor.position() as usize;
+            let body = cursor.position() as usize;
             let end = body + len as usize;
-            if self.buf.len() < end {
+            if unread.len() < end {
                 return None;
             }
-            let mut payload = self.buf[body..end].to_vec();
-            self.start = end;
+            let mut payload = unread[body..end].to_vec();
+            self.input.consume(end);
             if let Some(mask) = header.mask {
                 unmask(&mut payload, mask);
             }
