@@ -1,15 +1,28 @@
 //! The load generator against a real server: a tiny one-to-one run must deliver every message.
 
+use std::net::SocketAddr;
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{Backend, Db, Server};
+use crate::support::{Backend, Db, Server, free_port, is_listening};
 
 #[test]
 fn chat_bench_one_to_one_delivers_everything() {
     let report = run_one(&[]);
     assert_eq!(report["flood"], Value::Null, "{report}");
+    assert_eq!(report["transport"], "tcp", "{report}");
+}
+
+/// `--transport ws`: the same run over WebSocket, on the node's `/ws`.
+#[test]
+fn chat_bench_one_to_one_over_websocket_delivers_everything() {
+    let db = Db::fresh(Backend::Sqlite);
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let _server = Server::start(&db, &["--http", &http.to_string()]);
+    assert!(is_listening(http.port()), "HTTP listener on {http}");
+    let report = run_one_on(http, &["--transport", "ws"]);
+    assert_eq!(report["transport"], "ws", "{report}");
 }
 
 /// The flooder runs beside the load, is refused (107) by the server's rate limit, and the load still
@@ -30,8 +43,13 @@ fn chat_bench_flood_is_refused_while_the_load_gets_through() {
 fn run_one(extra: &[&str]) -> Value {
     let db = Db::fresh(Backend::Sqlite);
     let server = Server::start(&db, &[]);
+    run_one_on(server.addr, extra)
+}
+
+/// The same against the node already listening on `addr`.
+fn run_one_on(addr: SocketAddr, extra: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
-        .args(["one", "--addr", &server.addr.to_string()])
+        .args(["one", "--addr", &addr.to_string()])
         .args(["--users", "20", "--rate", "200", "--duration", "2"])
         .args(["--login-concurrency", "8", "--grace", "5"])
         .args(extra)

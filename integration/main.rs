@@ -9,6 +9,7 @@ mod browser;
 mod chat;
 mod client;
 mod cluster;
+mod dashboard;
 mod devices;
 mod durability;
 mod faults;

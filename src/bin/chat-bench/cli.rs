@@ -9,6 +9,7 @@ use anyhow::{Context as _, bail, ensure};
 use clap::{Args, Parser, Subcommand};
 
 use crate::flood::FloodKind;
+use crate::ws::Transport;
 
 /// Most users (connections) one run may hold.
 pub const MAX_USERS: usize = 100_000;
@@ -59,8 +60,13 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Server address (loopback only); repeat for several nodes, users are spread over them round-robin.
+    /// With `--transport ws`, each node's HTTP listener (`--http`).
     #[arg(long = "addr", required = true, value_delimiter = ',')]
     pub addrs: Vec<SocketAddr>,
+    /// How connections reach the nodes: their chat port (NUL-terminated frames, as the C++ client), or
+    /// WebSocket on `/ws` of their HTTP listener (one frame per masked text message).
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
     /// Users, one connection each.
     #[arg(short = 'n', long, default_value_t = 1_000)]
     pub users: usize,
@@ -244,6 +250,7 @@ impl SyncArgs {
             password: self.password.clone(),
             reply_timeout: self.reply_timeout,
             label: self.label.clone(),
+            transport: Transport::Tcp,
         };
         common.validate()?;
         Ok(common)
@@ -319,6 +326,7 @@ impl PresenceArgs {
             password: self.password.clone(),
             reply_timeout: self.reply_timeout,
             label: self.label.clone(),
+            transport: Transport::Tcp,
         };
         common.validate()?;
         Ok(common)
@@ -377,6 +385,10 @@ impl LoadArgs {
         ensure!(
             !self.ack || self.flood_rate.is_none(),
             "--ack and --flood-rate do not go together"
+        );
+        ensure!(
+            self.common.transport == Transport::Tcp || self.flood_rate.is_none(),
+            "--flood-rate speaks TCP only: leave out --transport ws"
         );
         self.common.validate()?;
         ensure!(

@@ -10,10 +10,11 @@ use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::conn::{WriteError, write_frame};
+use crate::conn::{WriteError, wire, write_frame};
 use crate::msgtext::{self, Stamp};
 use crate::setup::User;
 use crate::stats::{Clock, Step};
+use crate::ws::{Masks, Transport};
 
 /// How long a frame may wait for room in a full socket before the connection counts as failed.
 const STALL_LIMIT: Duration = Duration::from_secs(2);
@@ -26,6 +27,10 @@ pub struct Writer {
     pub alive: bool,
     /// The user's group, in the group scenario.
     pub group: Option<i64>,
+    /// NUL-terminated frames, or WebSocket text messages (masked with `masks`, built in `wire`).
+    pub transport: Transport,
+    pub masks: Masks,
+    pub wire: Vec<u8>,
 }
 
 /// A possible recipient of one-to-one messages.
@@ -226,7 +231,8 @@ fn resend_late(
 }
 
 /// Writes one frame and counts the outcome; `false` when the connection failed (it is not used again).
-fn write_one(writer: &mut Writer, bytes: &[u8], step: &Step, clock: &Clock) -> bool {
+fn write_one(writer: &mut Writer, frame: &[u8], step: &Step, clock: &Clock) -> bool {
+    let bytes = wire(writer.transport, &mut writer.masks, frame, &mut writer.wire);
     match write_frame(&mut writer.stream, bytes, STALL_LIMIT) {
         Ok(split) => {
             step.last_send_ns
@@ -415,6 +421,9 @@ mod tests {
             stream: TcpStream::connect(listener.local_addr().unwrap()).unwrap(),
             alive: true,
             group: None,
+            transport: Transport::Tcp,
+            masks: Masks::new(1),
+            wire: Vec::new(),
         };
         let stamp = Stamp {
             step: 3,

@@ -17,6 +17,7 @@
 //!   storms of v2 logins and logouts over connections read all the time; `presence_tally`: the ring of
 //!   friendships and the check of every frame against the contract (no sockets, unit-tested).
 //! - `dbsize`: bytes per stored message from the node's SQLite file (read-only).
+//! - `ws`: `--transport ws`, the same frames as WebSocket text messages on a node's `/ws`.
 
 mod cli;
 mod conn;
@@ -36,6 +37,7 @@ mod scenario;
 mod setup;
 mod stats;
 mod sync;
+mod ws;
 
 use std::process::ExitCode;
 

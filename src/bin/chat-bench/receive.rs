@@ -12,18 +12,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use clusterchat::protocol::frame::{Decoded, FrameDecoder};
+use clusterchat::protocol::frame::Decoded;
 use mio::{Events, Interest, Poll, Token};
 use serde::Deserialize;
 
 use crate::conn::ERROR_MSG;
 use crate::msgtext;
 use crate::stats::{Shared, Step};
+use crate::ws::Inbound;
 
 /// The reading half of one connection.
 pub struct Reader {
     pub stream: TcpStream,
-    pub decoder: FrameDecoder,
+    pub decoder: Inbound,
 }
 
 /// The running receiver threads; [`Receivers::stop`] ends them.
@@ -72,7 +73,7 @@ impl Receivers {
 /// One connection as its receiver holds it.
 struct Slot {
     stream: mio::net::TcpStream,
-    decoder: FrameDecoder,
+    decoder: Inbound,
     open: bool,
 }
 
@@ -142,6 +143,9 @@ fn read_ready(slot: &mut Slot, buf: &mut [u8], ctx: &mut Context<'_>) {
             Ok(n) => {
                 slot.decoder.feed(&buf[..n]);
                 drain_decoder(&mut slot.decoder, ctx.shared.clock.now_ns(), ctx);
+                if slot.decoder.closed() {
+                    close(slot, ctx);
+                }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -155,7 +159,7 @@ fn close(slot: &mut Slot, ctx: &mut Context<'_>) {
     ctx.shared.disconnects.fetch_add(1, Ordering::Relaxed);
 }
 
-fn drain_decoder(decoder: &mut FrameDecoder, now_ns: u64, ctx: &mut Context<'_>) {
+fn drain_decoder(decoder: &mut Inbound, now_ns: u64, ctx: &mut Context<'_>) {
     while let Some(unit) = decoder.next_frame() {
         match unit {
             Decoded::Frame(bytes) => handle_frame(&bytes, now_ns, ctx),

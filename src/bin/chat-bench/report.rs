@@ -13,6 +13,8 @@ use crate::flood::FloodReport;
 pub struct StepResult {
     pub scenario: String,
     pub label: String,
+    /// "tcp" or "ws" (`--transport`); empty in lines of older runs.
+    pub transport: String,
     /// Users asked for, and those whose setup succeeded.
     pub n: usize,
     pub live_users: usize,
@@ -162,6 +164,7 @@ pub struct StorageReport {
 pub struct IdleReport {
     pub scenario: String,
     pub label: String,
+    pub transport: String,
     pub n: usize,
     pub connected: usize,
     pub nodes: usize,

@@ -19,6 +19,7 @@ use crate::receive::{Reader, Receivers};
 use crate::report::{self, IdleReport, RunReport, StepResult, StormReport};
 use crate::setup::{self, Credential, Failure, Groups, Session, SetupReport};
 use crate::stats::{self, Shared, Step};
+use crate::ws::Masks;
 
 /// How long before message 0 is due the senders are started.
 const LEAD: Duration = Duration::from_millis(20);
@@ -97,6 +98,7 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
     let template = StepResult {
         scenario: scenario.into(),
         label: common.label.clone(),
+        transport: common.transport.name().into(),
         n,
         live_users: writers.len(),
         nodes: common.addrs.len(),
@@ -211,7 +213,7 @@ fn split_sessions(
     let mut writers = Vec::new();
     let mut readers = Vec::new();
     for (i, session) in sessions.into_iter().enumerate() {
-        let Some(Session { user, conn }) = session else {
+        let Some(Session { user, mut conn }) = session else {
             continue;
         };
         let stream = match conn.stream.try_clone() {
@@ -226,6 +228,9 @@ fn split_sessions(
             user,
             stream,
             alive: true,
+            transport: conn.transport,
+            masks: std::mem::replace(&mut conn.masks, Masks::new(1)),
+            wire: Vec::new(),
         });
         readers.push(Reader {
             stream: conn.stream,
@@ -514,6 +519,7 @@ pub fn idle(common: &CommonArgs) -> anyhow::Result<()> {
     let report = IdleReport {
         scenario: "idle".into(),
         label: common.label.clone(),
+        transport: common.transport.name().into(),
         n: common.users,
         connected,
         nodes: common.addrs.len(),
@@ -666,7 +672,7 @@ fn storm_login(
 ) -> Result<(Conn, Duration), Failure> {
     let start = Instant::now();
     let (_, addr) = setup::addr_of(&common.addrs, user.index);
-    let mut conn = Conn::connect(addr, common.reply_timeout())
+    let mut conn = Conn::connect_with(addr, common.reply_timeout(), common.transport)
         .map_err(|e| Failure::Connect(format!("{addr}: {e}")))?;
     let (credential, v) = match token {
         Some(t) => (Credential::Token(t), 2),

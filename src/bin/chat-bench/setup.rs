@@ -139,7 +139,7 @@ pub fn connect_and_register(
     index: usize,
 ) -> Result<(Conn, User), Failure> {
     let (addr_index, addr) = addr_of(&common.addrs, index);
-    let mut conn = Conn::connect(addr, common.reply_timeout())
+    let mut conn = Conn::connect_with(addr, common.reply_timeout(), common.transport)
         .map_err(|e| Failure::Connect(format!("{addr}: {e}")))?;
     let name = format!("{prefix}{index}");
     let ack = conn

@@ -1,0 +1,1 @@
+chat-bench idle --transport tcp --addr 127.0.0.1:28314 --users 8000 --duration 10 --login-concurrency 64 --server-pid PID --label idle-tcp-1
