@@ -228,13 +228,32 @@ fn two_users_befriend_chat_reload_and_survive_a_restart() {
     wait_last_message(&b, "sure, see you there", Some("read"));
     screenshots(&b, "chat", "chat");
 
-    // Bob reloads: still logged in (the resume token), the conversation still there.
+    // Bob reloads: still logged in (the resume token), the conversation still there. His page also
+    // resends what its outbox holds, with its cid: here his last message, as if its ack had been lost
+    // (it was committed): the server answers with the first ack and delivers nothing again.
+    let conv_a = format!("u{alice}");
+    let cid = b
+        .attrs(&format!("[data-test=msg][data-from='{bob}']"), "data-cid")
+        .pop()
+        .expect("bob's last message has a cid");
+    assert_eq!(cid.len(), 24, "{cid}");
+    b.script(
+        "localStorage.setItem('clusterchat.outbox.' + arguments[0], \
+         JSON.stringify([{cid: arguments[1], conv: arguments[2], msg: 'sure, see you there'}]))",
+        json!([bob, cid, conv_a]),
+    );
     b.refresh();
     b.wait_for("bob logged in again after the reload", |s| {
         (screen(s) == "main").then_some(())
     });
     assert_eq!(b.texts("[data-test=me]"), ["bob"]);
-    let conv_a = format!("u{alice}");
+    b.wait_for("the outbox emptied by the resend's ack", |s| {
+        (s.script(
+            "return localStorage.getItem('clusterchat.outbox.' + arguments[0])",
+            json!([bob]),
+        ) == Value::Null)
+            .then_some(())
+    });
     b.wait_texts(
         "the conversation with alice",
         "[data-test=conv-name]",
@@ -305,6 +324,14 @@ fn two_users_befriend_chat_reload_and_survive_a_restart() {
         json!({"msgid": 23, "conv": format!("u{bob}"), "id": bob, "read": 44})
     );
     wait_last_message(&a, "line 40", Some("read"));
+    assert_eq!(
+        messages(&a)
+            .iter()
+            .filter(|m| *m == "sure, see you there")
+            .count(),
+        1,
+        "the resend was not delivered again"
+    );
     drop(tcp);
 
     a.assert_no_errors();
