@@ -29,8 +29,11 @@ services_install() {
                 command -v openssl >/dev/null || packages+=(openssl) # certificates for its TLS servers
                 ;;
             # The browser tests (integration/browser.rs): Debian's headless-capable Chromium and its
-            # WebDriver; nothing is downloaded at test time.
-            chromium) [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || packages+=(chromium chromium-driver) ;;
+            # WebDriver (nothing is downloaded at test time), and a font for legible screenshots.
+            chromium)
+                [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || packages+=(chromium chromium-driver)
+                [ -d /usr/share/fonts/truetype/dejavu ] || packages+=(fonts-dejavu-core)
+                ;;
             *) log "unknown service $service"; return 1 ;;
         esac
     done

@@ -260,6 +260,10 @@ function loggedIn(ack) {
   S.incoming = ack.requests;
   S.groups = new Map(ack.groups.map((g) => [g.id, g]));
   ack.groups.forEach((g) => g.users.forEach((u) => learn(u.id, u.name)));
+  // Groups left, kicked from or dissolved while away are gone from the list.
+  for (const id of [...S.convs.keys()]) {
+    if (id[0] === 'g' && !S.groups.has(Number(id.slice(1)))) forgetConv(id);
+  }
   mergeConversations(ack.conversations);
   for (const m of ack.offlinemsg) addMessage(m);
   if (first) loadOutbox();
