@@ -3,6 +3,8 @@
 # bench/websocket.sh: `websocket-report.sh [RESULTS_DIR]` prints it; with SPLICE=1 it replaces the section
 # in docs/BENCHMARKS.md in place (the first time, it goes right before the notes by hand that end the
 # page, which come from bench/notes.md). Every figure comes from the JSON lines in the results directory.
+# `make bench` rewrites the page without this section: run `SPLICE=1 bash bench/websocket-report.sh` after
+# it to put the section back from the committed results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${1:-bench/results-websocket}
