@@ -5,7 +5,7 @@
 //!
 //! Screenshots of the main screens, at a desktop's and a phone's width, go to `$CLUSTERCHAT_SCREENSHOTS`
 //! when it is set (`CLUSTERCHAT_SCREENSHOTS=docs/screenshots cargo test --test integration browser`
-//! refreshes the README's), to a temp dir otherwise.
+//! refreshes the README's); otherwise they are taken and checked, not kept.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,27 +84,17 @@ fn open_conv(s: &Session, conv: &str) {
     });
 }
 
-/// Where screenshots go.
-fn shots_dir() -> PathBuf {
-    match std::env::var_os("CLUSTERCHAT_SCREENSHOTS") {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            // Relative to the repository, whatever directory cargo runs the tests in.
-            let dir = if dir.is_relative() {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir)
-            } else {
-                dir
-            };
-            std::fs::create_dir_all(&dir).expect("screenshot dir");
-            dir
-        }
-        None => {
-            let dir =
-                std::env::temp_dir().join(format!("clusterchat-shots-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("screenshot dir");
-            dir
-        }
-    }
+/// Where screenshots go: `$CLUSTERCHAT_SCREENSHOTS` (relative to the repository), or nowhere (they
+/// are still taken and checked).
+fn shots_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("CLUSTERCHAT_SCREENSHOTS")?);
+    let dir = if dir.is_relative() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir)
+    } else {
+        dir
+    };
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    Some(dir)
 }
 
 /// Saves `name`-desktop.png and `name`-phone.png of what the page shows; `phone_view` is the pane a
@@ -126,7 +116,9 @@ fn screenshots(s: &Session, name: &str, phone_view: &str) {
         );
         let png = s.screenshot();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a PNG");
-        std::fs::write(dir.join(format!("{name}-{suffix}.png")), png).expect("save screenshot");
+        if let Some(dir) = &dir {
+            std::fs::write(dir.join(format!("{name}-{suffix}.png")), png).expect("save screenshot");
+        }
     }
     s.set_viewport(DESKTOP.0, DESKTOP.1, false);
 }
