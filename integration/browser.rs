@@ -13,7 +13,10 @@ use std::time::Duration;
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, Conn, Db, Redis, Server, free_port, recv_until, recv_within, user};
+use crate::support::{
+    Backend, Conn, Db, Nginx, Redis, Server, TestCa, free_port, is_listening, recv_until,
+    recv_within, user,
+};
 use crate::webdriver::{Driver, ENTER, Session};
 
 const DESKTOP: (u32, u32) = (1280, 800);
@@ -702,4 +705,41 @@ fn browser_and_v1_tcp_user_chat_across_two_nodes() {
     });
     assert_eq!(e.texts("[data-test=conv-name]"), ["dan"]);
     e.assert_no_errors();
+}
+
+/// The web client behind nginx with TLS, as in production: the page over `https://`, its WebSocket
+/// therefore over `wss://` (a browser refuses plain `ws://` from an https page), proxied to the node.
+#[test]
+fn browser_through_nginx_with_tls() {
+    let db = Db::fresh(Backend::Sqlite);
+    let http_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let node = Server::start(&db, &["--http", &http_addr.to_string()]);
+    assert!(
+        is_listening(http_addr.port()),
+        "HTTP listener on {http_addr}"
+    );
+    let ca = TestCa::make();
+    let nginx = Nginx::start_with(&[node.addr], &[http_addr], &ca);
+    let url = format!("https://127.0.0.1:{}/", nginx.https_addr.port());
+    let (mut tom, _) = user(&node, "tom");
+
+    let driver = Driver::start();
+    let t = driver.session(DESKTOP.0, DESKTOP.1);
+    register(&t, &url, "tina");
+    assert_eq!(
+        t.script("return location.protocol", json!([])),
+        json!("https:")
+    );
+    t.click("[data-test=tab-friends]");
+    t.type_into("[data-test=find-name]", "tom");
+    t.click("[data-test=find-submit]");
+    t.click("[data-test=found-chat]");
+    t.type_into("[data-test=composer]", &format!("over wss{ENTER}"));
+    wait_last_message(&t, "over wss", Some("sent"));
+    let (got, _) = recv_until(&mut tom, 6);
+    assert_eq!(got["msg"], "over wss", "{got}");
+    let ack = tom.req(json!({"msgid": 6, "toid": got["id"], "msg": "and back"}));
+    assert_eq!(ack["msgid"], 16, "{ack}");
+    wait_last_message(&t, "and back", None);
+    t.assert_no_errors();
 }

@@ -189,6 +189,8 @@ impl Driver {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
             "goog:loggingPrefs": {"browser": "ALL"},
+            // The tests' nginx serves a certificate of their own throwaway CA.
+            "acceptInsecureCerts": true,
         }}});
         let (status, reply) =
             http(self.port, "POST", "/session", Some(&caps)).expect("talk to chromedriver");
