@@ -24,7 +24,7 @@ trap cleanup EXIT INT TERM
 echo "== building"
 cargo build --all-targets --locked
 
-mariadb_start "$work"
+MARIADB_NOSYNC=1 mariadb_start "$work"
 export CLUSTERCHAT_TEST_MYSQL=$MARIADB_URL
 
 echo "== tests"
