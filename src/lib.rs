@@ -2,19 +2,22 @@
 //! project (see `docs/PROTOCOL.md`).
 //!
 //! # Layout
-//! - [`protocol`]: msgid and errno numbers, the frame codec, request parsing, reply encoding.
+//! - [`protocol`]: msgid and errno numbers, the frame codec and the WebSocket codec, request parsing, reply
+//!   encoding.
 //! - [`server`]: the `std::net` listener, the connection limit and shutdown; [`pool`]: the bounded pool of
 //!   connection workers.
-//! - [`session`]: one connection: its read loop and its writer.
+//! - [`session`]: one connection: its read loop, its writer, and its transport (framed TCP or WebSocket).
 //! - [`mailbox`]: a connection's bounded outgoing queue; [`online`]: user id → mailbox for this node.
 //! - [`service`]: what each request does (account, friend, group, chat), over a shared [`service::Context`].
 //! - [`store`]: the `Store` trait, MySQL and embedded SQLite; [`bus`]: delivery between nodes.
 //! - [`hasher`]: argon2id off the connection threads; [`config`]: settings; [`node`]: a whole node;
-//!   [`http`]: health checks and [`metrics`] (`--http`).
+//!   [`http`]: the HTTP listener (`--http`): the web client ([`web`]), WebSocket upgrades, health checks
+//!   and [`metrics`].
 //! - [`client`]: a blocking protocol client for the `chat` binary, the bench tool and the tests.
 //!
 //! # The path of one message
-//! Socket → [`session`] reads bytes → [`protocol::frame`] cuts a frame → [`service::dispatch`] parses and
+//! Socket → [`session`] reads bytes → its transport cuts a frame ([`protocol::frame`], or
+//! [`protocol::websocket`] for a WebSocket) → [`service::dispatch`] parses and
 //! checks it → [`service::chat`] builds the forwarded frame once and routes it: to the recipient's mailbox
 //! through [`online`] when they are on this node, else through the [`bus`] to their node, else into the
 //! [`store`] as an offline message → the recipient's writer writes it to their socket.
