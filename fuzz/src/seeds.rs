@@ -172,6 +172,15 @@ fn websocket_decoder_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 &list(&[(0, b"{}"), (0x80 | 6, &[b'x'; 40]), (0, b"never")]),
             ),
         ),
+        // Found by fuzzing: a ping is no message, so the message limit does not apply to it.
+        (
+            "list_ping_longer_than_the_limit",
+            fd(
+                3,
+                &[2],
+                &list(&[(2, b"a ping of 23 bytes here"), (0x80 | 3, b"12345678")]),
+            ),
+        ),
         (
             "list_empty_messages",
             fd(DEFAULT, &[1], &list(&[(0, b""), (1, b""), (2, b"")])),

@@ -89,9 +89,12 @@ impl Decoder {
             if let Err(why) = check(&header, len) {
                 return Some(self.fail(why));
             }
-            let in_progress = self.partial.as_ref().map_or(0, |p| p.payload.len());
-            if in_progress as u64 + len > self.max_message as u64 {
-                return Some(self.fail(Message::TooLarge));
+            // The limit is on messages (all their fragments); control frames have their own (125 bytes).
+            if matches!(header.opcode, OpCode::Data(_)) {
+                let in_progress = self.partial.as_ref().map_or(0, |p| p.payload.len());
+                if in_progress as u64 + len > self.max_message as u64 {
+                    return Some(self.fail(Message::TooLarge));
+                }
             }
             let body = cursor.position() as usize;
             let end = body + len as usize;
@@ -316,6 +319,18 @@ mod tests {
             all(&mut decoder),
             [Message::TooLarge],
             "counted over fragments"
+        );
+        let mut decoder = Decoder::new(10);
+        decoder.feed(&client(0x01, b"123456789"));
+        decoder.feed(&client(0x89, b"ping"));
+        decoder.feed(&client(0x80, b"0"));
+        assert_eq!(
+            all(&mut decoder),
+            [
+                Message::Ping(b"ping".to_vec()),
+                Message::Text(b"1234567890".to_vec())
+            ],
+            "a ping between fragments does not count toward the message"
         );
         let cases: [(Vec<u8>, &str); 5] = [
             (vec![0x81, 0x01, b'x'], "masked"),
