@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Alternating A/B of server binaries, one-to-one on a fresh SQLite node per run:
+#   bench/ab.sh ROUNDS SWEEP BINARY...      e.g. bench/ab.sh 3 5000,10000,15000 /tmp/chatserver-a /tmp/chatserver-b
+# Each round runs every binary once, in the order given: a node on a new temp database (cheap argon2), then
+# `chat-bench one --users 1000 --sweep SWEEP --duration 10` against it (the sweep stops at the first rate
+# that fails). One line per binary, round and rate: server CPU per message, context switches per message,
+# p99 and whether the step passed. CHAT_BENCH names the tool (default ./target/release/chat-bench).
+set -uo pipefail
+rounds=$1 sweep=$2
+shift 2
+bench=${CHAT_BENCH:-./target/release/chat-bench}
+for r in $(seq 1 "$rounds"); do
+    for bin in "$@"; do
+        dir=$(mktemp -d /tmp/ab.XXXXXX)
+        port=$((20000 + RANDOM % 20000))
+        RUST_LOG=warn "$bin" --listen "127.0.0.1:$port" --database "sqlite://$dir/bench.db" --node-id ab \
+            --argon2-memory-kib 64 --argon2-iterations 1 >"$dir/log" 2>&1 &
+        pid=$!
+        sleep 1
+        "$bench" one --addr "127.0.0.1:$port" --users 1000 --sweep "$sweep" --duration 10 \
+            --server-pid "$pid" >"$dir/out.json" 2>/dev/null
+        kill "$pid"
+        wait "$pid" 2>/dev/null
+        python3 - "$bin" "$r" "$dir/out.json" <<'PY'
+import json, sys
+binary, rnd, path = sys.argv[1:]
+for line in open(path):
+    try:
+        run = json.loads(line)
+    except ValueError:
+        continue
+    for s in run.get("steps", []) if isinstance(run, dict) else []:
+        print(f"{binary.split('/')[-1]:24} r{rnd} rate={s.get('rate')} cpu_us={s.get('server_cpu_us_per_msg')} "
+              f"cs={s.get('ctx_switches_per_msg')} p99={s.get('p99_ms')} pass={s.get('passed')}")
+PY
+        rm -rf "$dir"
+    done
+done
