@@ -172,6 +172,18 @@ fn websocket_decoder_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 &list(&[(0, b"{}"), (0x80 | 6, &[b'x'; 40]), (0, b"never")]),
             ),
         ),
+        // Found by fuzzing: a continuation announcing 2^64 - 1 bytes overflowed the size check.
+        (
+            "raw_huge_continuation",
+            fd(
+                DEFAULT,
+                &[4],
+                &raw(&[
+                    ws_frame(0x01, b"{}"),
+                    b"\x80\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x02\x03\x04".to_vec(),
+                ]),
+            ),
+        ),
         // Found by fuzzing: a ping is no message, so the message limit does not apply to it.
         (
             "list_ping_longer_than_the_limit",

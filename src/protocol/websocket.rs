@@ -92,7 +92,8 @@ impl Decoder {
             // The limit is on messages (all their fragments); control frames have their own (125 bytes).
             if matches!(header.opcode, OpCode::Data(_)) {
                 let in_progress = self.partial.as_ref().map_or(0, |p| p.payload.len());
-                if in_progress as u64 + len > self.max_message as u64 {
+                // Saturating: a header may announce up to 2^64 - 1 bytes.
+                if len.saturating_add(in_progress as u64) > self.max_message as u64 {
                     return Some(self.fail(Message::TooLarge));
                 }
             }
@@ -332,6 +333,13 @@ mod tests {
             ],
             "a ping between fragments does not count toward the message"
         );
+        // A fragment announcing 2^64 - 1 bytes after a first one: refused, without overflow.
+        let mut decoder = Decoder::new(10);
+        decoder.feed(&client(0x01, b"12345"));
+        decoder.feed(&[
+            0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4,
+        ]);
+        assert_eq!(all(&mut decoder), [Message::TooLarge]);
         let cases: [(Vec<u8>, &str); 5] = [
             (vec![0x81, 0x01, b'x'], "masked"),
             (client(0xC1, b"x"), "reserved bits"),
