@@ -10,9 +10,9 @@
 use std::io::Cursor;
 
 use tungstenite::protocol::frame::FrameHeader;
+use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 use super::unread::Unread;
-use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 
 /// The largest control frame payload (RFC 6455 §5.5).
 const MAX_CONTROL: u64 = 125;

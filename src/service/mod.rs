@@ -204,15 +204,15 @@ impl Turn<'_> {
 pub struct Failure {
     pub code: i64,
     pub msg: Cow<'static, str>,
+    /// The part that failed under the request (`store`), for the error metric; `None` when the request
+    /// itself was refused.
+    source: Option<&'static str>,
 }
 
 impl Failure {
     /// A failure with an ERROR_MSG errno.
     pub fn new(errno: Errno, msg: impl Into<Cow<'static, str>>) -> Self {
-        Failure {
-            code: errno.code(),
-            msg: msg.into(),
-        }
+        Failure::ack(errno.code(), msg)
     }
 
     /// A failure with one of the login/register ack errnos (1, 2, 3).
@@ -220,6 +220,7 @@ impl Failure {
         Failure {
             code,
             msg: msg.into(),
+            source: None,
         }
     }
 
@@ -236,10 +237,13 @@ impl From<StoreError> for Failure {
             StoreError::NotFound => Failure::new(Errno::NotFound, "no such user or group"),
             StoreError::Unavailable(detail) | StoreError::Busy(detail) => {
                 tracing::warn!(%detail, "storage unavailable");
-                Failure::new(
-                    Errno::Unavailable,
-                    "storage temporarily unavailable; the request was not carried out",
-                )
+                Failure {
+                    source: Some("store"),
+                    ..Failure::new(
+                        Errno::Unavailable,
+                        "storage temporarily unavailable; the request was not carried out",
+                    )
+                }
             }
         }
     }
@@ -268,8 +272,8 @@ fn dispatch(ctx: &Context, caller: &mut Caller, frame: &[u8]) {
         Ok(()) if matches!(env.msgid, msgid::ONE_CHAT | msgid::GROUP_CHAT) => {}
         Ok(()) => ctx.metrics.request(env.msgid, 0),
         Err(failure) => {
-            if failure.code == Errno::Unavailable.code() {
-                ctx.metrics.error("store");
+            if let Some(source) = failure.source {
+                ctx.metrics.error(source);
             }
             ctx.metrics.request(env.msgid, failure.code)
         }
@@ -323,10 +327,7 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
     }
     let request = Request::parse(env, &ctx.limits).map_err(|e| match env.msgid {
         msgid::LOGIN => Failure::ack(1, account::INVALID_LOGIN),
-        msgid::REG => Failure {
-            code: 1,
-            msg: e.0.into(),
-        },
+        msgid::REG => Failure::ack(1, e.0),
         _ => Failure::new(Errno::InvalidField, e.0),
     })?;
     if !matches!(request, Request::Chat { .. } | Request::GroupChat { .. }) {
