@@ -6,6 +6,7 @@
 # figure comes from the JSON lines in the results directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/report-lib.sh
 R=${1:-bench/results-presence}
 # A run of users with 1,000 friends each (bench/presence.sh with USERS=1100 FRIENDS=1000), when present.
 R1000=${2:-bench/results-presence-1000}
@@ -15,15 +16,7 @@ if [ "${SPLICE:-}" = 1 ]; then
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     SPLICE= bash "$0" "$R" "$R1000" >"$tmp/section.md"
-    notes_head=$(head -1 bench/notes.md)
-    awk -v section="$tmp/section.md" -v notes_head="$notes_head" '
-        function put() { while ((getline line < section) > 0) print line; print ""; done = 1 }
-        /^## Presence: a login storm \(issue 11\)/ { put(); skip = 1; next }
-        skip && /^## / { skip = 0 }
-        !skip && !done && $0 == notes_head { put() }
-        !skip { print }
-        END { if (!done) { print ""; put() } }' docs/BENCHMARKS.md >"$tmp/page.md"
-    cp "$tmp/page.md" docs/BENCHMARKS.md
+    splice_section "## Presence: a login storm (issue 11)" "$tmp/section.md"
     exit 0
 fi
 

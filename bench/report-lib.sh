@@ -1,4 +1,4 @@
-# Helpers of bench/report.sh and bench/durable-report.sh (sourced): jq look-ups into the JSON lines of
+# Helpers of the bench/*report.sh scripts (sourced): jq look-ups into the JSON lines of
 # chat-bench in $R, rounding, ratios against targets, and the step table of a sweep.
 
 # j FILE FILTER: a jq filter over one result (raw output), "n/a" when missing or null.
@@ -74,4 +74,21 @@ other() { num "$(step "$1" "$2" other_cpu_s)" 1; }
 
 target_row() { # what, target, measured (shown), ratio, source, other CPU s during the step
     echo "| $1 | $2 | $3 | $4 | $(verdict "$4") | $5 | ${6:-} |"
+}
+
+# splice_section TITLE FILE: puts FILE in docs/BENCHMARKS.md in place of the section whose heading line is
+# TITLE (up to the next "## " heading), or, the first time, right before the notes by hand that end the
+# page (they come from bench/notes.md, so bench/durable-splice.sh keeps the section).
+splice_section() {
+    local title=$1 section=$2 page
+    page=$(mktemp)
+    awk -v section="$section" -v notes_head="$(head -1 bench/notes.md)" -v title="$title" '
+        function put() { while ((getline line < section) > 0) print line; print ""; done = 1 }
+        $0 == title { put(); skip = 1; next }
+        skip && /^## / { skip = 0 }
+        !skip && !done && $0 == notes_head { put() }
+        !skip { print }
+        END { if (!done) { print ""; put() } }' docs/BENCHMARKS.md >"$page"
+    cp "$page" docs/BENCHMARKS.md
+    rm -f "$page"
 }

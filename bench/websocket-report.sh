@@ -7,6 +7,7 @@
 # it to put the section back from the committed results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/report-lib.sh
 R=${1:-bench/results-websocket}
 # The two steps of the sweep shown per round.
 LOW=${LOW:-3000}
@@ -18,15 +19,7 @@ if [ "${SPLICE:-}" = 1 ]; then
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     SPLICE= bash "$0" "$R" >"$tmp/section.md"
-    notes_head=$(head -1 bench/notes.md)
-    awk -v section="$tmp/section.md" -v notes_head="$notes_head" -v title="$title" '
-        function put() { while ((getline line < section) > 0) print line; print ""; done = 1 }
-        $0 == title { put(); skip = 1; next }
-        skip && /^## / { skip = 0 }
-        !skip && !done && $0 == notes_head { put() }
-        !skip { print }
-        END { if (!done) { print ""; put() } }' docs/BENCHMARKS.md >"$tmp/page.md"
-    cp "$tmp/page.md" docs/BENCHMARKS.md
+    splice_section "$title" "$tmp/section.md"
     exit 0
 fi
 
