@@ -43,11 +43,14 @@ macro_rules! message_columns {
 pub struct SqliteStore {
     pool: r2d2::Pool<SqliteConnectionManager>,
     liveness: i64,
-    /// Held around every write. SQLite lets one writer in at a time anyway; waiting here, in turn,
-    /// replaces its busy handler's sleep-and-retry, under which one writer among many (a login, a friend
-    /// request, while the log writer commits back to back) could wait past the busy timeout and fail
-    /// with 109.
-    writer: Mutex<()>,
+    /// The one connection every write goes through, held for the write. SQLite lets one writer in at
+    /// a time anyway; waiting here, in turn, replaces its busy handler's sleep-and-retry, under which one
+    /// writer among many (a login, a friend request, while the log writer commits back to back) could
+    /// wait past the busy timeout and fail with 109. Being the only writer also keeps its page cache
+    /// valid from one commit to the next: a connection discards its cache whenever another one has
+    /// committed, and the log's writes taking turns on pooled connections re-read their pages from the
+    /// file at every commit (docs/BENCHMARKS.md, "The writer's own connection").
+    writer: Mutex<rusqlite::Connection>,
 }
 
 type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
@@ -80,22 +83,17 @@ impl SqliteStore {
             );
         }
         // WAL is a property of the database file: set it once, before the pool opens connections in
-        // parallel (each asking for it would contend for the lock at start-up).
-        let mut first = rusqlite::Connection::open(path)
+        // parallel (each asking for it would contend for the lock at start-up). This first connection
+        // migrates the schema and then stays the writer's.
+        let mut writer = rusqlite::Connection::open(path)
             .with_context(|| format!("cannot open the SQLite database {path:?}"))?;
-        first.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
-        migrate(&mut first).context("migrating the SQLite schema")?;
-        drop(first);
-        // A checkpoint runs in the commit that fills the WAL past `wal_autocheckpoint` pages, on the log
-        // writer's thread: every 10,000 pages (40 MB) instead of SQLite's 1,000, the log's commits meet a
-        // checkpoint a tenth as often (docs/BENCHMARKS.md, "The log writer's wake-up": the p99 at
-        // 5,000 msg/s).
-        let manager = SqliteConnectionManager::file(path).with_init(|c| {
-            c.execute_batch(
-                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; \
-                 PRAGMA wal_autocheckpoint = 10000;",
-            )
-        });
+        writer.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
+        migrate(&mut writer).context("migrating the SQLite schema")?;
+        configure(&writer)?;
+        // The log's pages stay cached between its commits (see `writer`): 64 MiB holds the recently
+        // written leaves of a busy node's conversations, where SQLite's default is 2 MB.
+        writer.execute_batch("PRAGMA cache_size = -65536")?;
+        let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .connection_timeout(std::time::Duration::from_secs(5))
@@ -103,7 +101,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             liveness: super::LIVENESS.as_secs() as i64,
-            writer: Mutex::new(()),
+            writer: Mutex::new(writer),
         })
     }
 
@@ -118,13 +116,22 @@ impl SqliteStore {
 
     /// Runs `f` in a write transaction and commits it, one writer at a time.
     fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        let _turn = self.writer.lock();
-        let mut conn = self.conn()?;
+        let mut conn = self.writer.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// The settings of every connection, the pool's and the writer's. A checkpoint runs in the commit that
+/// fills the WAL past `wal_autocheckpoint` pages, on the log writer's thread: every 10,000 pages (40 MB)
+/// instead of SQLite's 1,000, the log's commits meet a checkpoint a tenth as often (docs/BENCHMARKS.md,
+/// "The log writer's wake-up": the p99 at 5,000 msg/s).
+fn configure(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+    c.execute_batch(
+        "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
+    )
 }
 
 /// Applies the migrations the database does not have yet, all in one transaction.
