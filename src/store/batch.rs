@@ -292,7 +292,10 @@ mod tests {
             pace.batch(100);
         }
         let linger = pace.linger().expect("about 100,000 messages a second");
-        assert!(linger <= MAX_LINGER && linger > Duration::ZERO, "{linger:?}");
+        assert!(
+            linger <= MAX_LINGER && linger > Duration::ZERO,
+            "{linger:?}"
+        );
     }
 
     #[test]
