@@ -87,9 +87,9 @@ impl SqliteStore {
         // migrates the schema and then stays the writer's.
         let mut writer = rusqlite::Connection::open(path)
             .with_context(|| format!("cannot open the SQLite database {path:?}"))?;
-        writer.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
-        migrate(&mut writer).context("migrating the SQLite schema")?;
+        writer.execute_batch("PRAGMA journal_mode = WAL")?;
         configure(&writer)?;
+        migrate(&mut writer).context("migrating the SQLite schema")?;
         // The log's pages stay cached between its commits (see `writer`): 64 MiB holds the recently
         // written leaves of a busy node's conversations, where SQLite's default is 2 MB.
         writer.execute_batch("PRAGMA cache_size = -65536")?;
