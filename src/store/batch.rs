@@ -211,10 +211,14 @@ impl Pace {
         self.rate = 0.8 * self.rate + 0.2 * (messages as f64 / secs);
     }
 
-    /// How long to wait for more work, if it is worth waiting.
+    /// How long to wait for more work, if it is worth waiting. The time since the last batch was taken
+    /// (the commit that followed it, or an idle spell) has gathered work already and counts against the
+    /// wait, so a writer back from a long commit, or a lone message after a quiet spell whose rate the
+    /// average still remembers as high, does not wait at all.
     fn linger(&self) -> Option<Duration> {
-        let wait = GATHER / self.rate;
-        (wait <= MAX_LINGER.as_secs_f64()).then(|| Duration::from_secs_f64(wait))
+        let gather = GATHER / self.rate;
+        let wait = gather - self.since.elapsed().as_secs_f64();
+        (gather <= MAX_LINGER.as_secs_f64() && wait > 0.0).then(|| Duration::from_secs_f64(wait))
     }
 }
 
@@ -295,6 +299,12 @@ mod tests {
         assert!(
             linger <= MAX_LINGER && linger > Duration::ZERO,
             "{linger:?}"
+        );
+        pace.since -= Duration::from_secs(1);
+        assert_eq!(
+            pace.linger(),
+            None,
+            "a second idle since: the rate is stale"
         );
     }
 
