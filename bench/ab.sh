@@ -4,15 +4,18 @@
 # Each round runs every binary once, in the order given: a node on a new temp database (cheap argon2), then
 # `chat-bench one --users 1000 --sweep SWEEP --duration 10` against it (the sweep stops at the first rate
 # that fails). One line per binary, round and rate: server CPU per message, context switches per message,
-# p99 and whether the step passed. CHAT_BENCH names the tool (default ./target/release/chat-bench).
+# p99 and whether the step passed. CHAT_BENCH names the tool (default ./target/release/chat-bench); the
+# databases go under TMPDIR (default /tmp; TMPDIR=/dev/shm takes the disk out of the figures).
 set -uo pipefail
+source "$(dirname "$0")/../integration/services.sh" # free_port
+set +e # a failed step still lets the other runs go on
 rounds=$1 sweep=$2
 shift 2
 bench=${CHAT_BENCH:-./target/release/chat-bench}
 for r in $(seq 1 "$rounds"); do
     for bin in "$@"; do
-        dir=$(mktemp -d /tmp/ab.XXXXXX)
-        port=$((20000 + RANDOM % 20000))
+        dir=$(mktemp -d "${TMPDIR:-/tmp}/ab.XXXXXX")
+        port=$(free_port)
         RUST_LOG=warn "$bin" --listen "127.0.0.1:$port" --database "sqlite://$dir/bench.db" --node-id ab \
             --argon2-memory-kib 64 --argon2-iterations 1 >"$dir/log" 2>&1 &
         pid=$!

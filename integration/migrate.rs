@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use clusterchat::hasher::{HashCost, Hasher};
+use clusterchat::model::Conv;
 use clusterchat::protocol::frame::Separator;
 use clusterchat::store::migrate;
 use r2d2_mysql::mysql::prelude::Queryable;
@@ -218,7 +219,7 @@ fn old_database_is_upgraded_in_place(backend: Backend) {
     let before = now_ms();
     let mut server = Server::start(&db, &[]);
     let after = now_ms();
-    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3], false));
+    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3, 4], false));
     let frames: Vec<Value> = old_frames().into_iter().map(|(_, f)| f).collect();
     let (one, all, two, three) = (&frames[0], &frames[1], &frames[3], &frames[4]);
 
@@ -326,11 +327,11 @@ fn old_database_is_upgraded_in_place(backend: Backend) {
             .log_text()
             .matches("applied schema migration")
             .count(),
-        3,
-        "versions 1 to 3, at the first start only: {}",
+        4,
+        "versions 1 to 4, at the first start only: {}",
         server.log_text()
     );
-    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3], false));
+    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3, 4], false));
     let mut bob = server.connect(Separator::Newline);
     let ack = bob.login(2, "pw", 2);
     assert_eq!(ack["offlinemsg"], json!([]));
@@ -465,7 +466,161 @@ fn mysql_group_frame_across_a_conversion_batch_is_one_message() {
     assert_eq!(got, vec![json!(["edge", 1])]);
 }
 
+/// A database at migration 3 (read positions in `readpos`, one-to-one participants listed there too):
+/// alice 1, bob 2, carol 3. alice and bob wrote 3 messages (alice read all, bob up to 1), bob wrote carol
+/// one (carol read none), alice one to herself (read), alice one to group 1 (alice and bob, she read it).
+fn create_v3_database(db: &Db, backend: Backend) {
+    let rows = old_rows();
+    let (ab, bc, aa) = (
+        Conv::direct(1, 2).key(),
+        Conv::direct(2, 3).key(),
+        Conv::direct(1, 1).key(),
+    );
+    let mut data: Vec<String> = rows
+        .users
+        .iter()
+        .map(|(id, name, hash, _)| {
+            format!("INSERT INTO user (id, name, password) VALUES ({id}, '{name}', '{hash}')")
+        })
+        .collect();
+    data.extend([
+        "INSERT INTO allgroup (id, groupname, groupdesc) VALUES (1, 'band', '')".to_owned(),
+        "INSERT INTO groupuser (groupid, userid, grouprole) VALUES (1, 1, 'creator'), (1, 2, 'normal')"
+            .to_owned(),
+        format!(
+            "INSERT INTO conversation (id, last_pos, last_ts) VALUES ({ab}, 3, 30), ({bc}, 1, 40), \
+             ({aa}, 1, 20), (-1, 1, 10)"
+        ),
+        format!(
+            "INSERT INTO message (conv, pos, sender, ts, cid, time, text) VALUES \
+             ({ab}, 1, 1, 28, NULL, 't', 'a1'), ({ab}, 2, 2, 29, NULL, 't', 'b2'), \
+             ({ab}, 3, 1, 30, NULL, 't', 'a3'), ({bc}, 1, 2, 40, NULL, 't', 'b1'), \
+             ({aa}, 1, 1, 20, NULL, 't', 'me'), (-1, 1, 1, 10, NULL, 't', 'all')"
+        ),
+        format!(
+            "INSERT INTO readpos (userid, conv, peer, pos) VALUES (1, {ab}, 2, 3), (2, {ab}, 1, 1), \
+             (2, {bc}, 3, 1), (3, {bc}, 2, 0), (1, {aa}, 1, 1), (1, -1, NULL, 1)"
+        ),
+    ]);
+    let scripts = &migrate::MIGRATIONS[..3];
+    match backend {
+        Backend::Sqlite => {
+            let path = db.url.strip_prefix("sqlite://").unwrap();
+            let conn = rusqlite::Connection::open(path).unwrap();
+            for m in scripts {
+                conn.execute_batch(m.sqlite).unwrap();
+            }
+            conn.execute_batch(
+                "DROP TABLE offline_legacy; \
+                 CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL); \
+                 INSERT INTO schema_version VALUES (1, 0), (2, 0), (3, 0);",
+            )
+            .unwrap();
+            for statement in data {
+                conn.execute_batch(&statement).unwrap();
+            }
+        }
+        Backend::Mysql => {
+            let mut conn =
+                r2d2_mysql::mysql::Conn::new(r2d2_mysql::mysql::Opts::from_url(&db.url).unwrap())
+                    .unwrap();
+            for m in scripts {
+                for statement in migrate::statements(m.mysql) {
+                    conn.query_drop(statement).unwrap();
+                }
+            }
+            conn.query_drop("DROP TABLE offline_legacy").unwrap();
+            conn.query_drop(
+                "CREATE TABLE schema_version (version INT NOT NULL PRIMARY KEY, steps INT NOT NULL, \
+                 done TINYINT NOT NULL, applied BIGINT NOT NULL)",
+            )
+            .unwrap();
+            conn.query_drop(
+                "INSERT INTO schema_version VALUES (1, 0, 1, 0), (2, 0, 1, 0), (3, 0, 1, 0)",
+            )
+            .unwrap();
+            for statement in data {
+                conn.query_drop(statement).unwrap();
+            }
+        }
+    }
+}
+
+/// `(conv, last, read)` of each conversation a login ack lists, by conv.
+fn listed(ack: &Value) -> Vec<(String, i64, i64)> {
+    let mut out: Vec<(String, i64, i64)> = ack["conversations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("conversations in {ack}"))
+        .iter()
+        .map(|c| {
+            (
+                c["conv"].as_str().unwrap().to_owned(),
+                c["last"].as_i64().unwrap(),
+                c["read"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn read_positions_survive_migration_4(backend: Backend) {
+    let db = Db::fresh(backend);
+    create_v3_database(&db, backend);
+    let server = Server::start(&db, &[]);
+    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3, 4], false));
+    let row = |conv: &str, last: i64, read: i64| (conv.to_owned(), last, read);
+    let mut alice = server.connect(Separator::Newline);
+    let ack = alice.login(1, "pw", 2);
+    assert_eq!(
+        listed(&ack),
+        vec![row("g1", 1, 1), row("u1", 1, 1), row("u2", 3, 3)]
+    );
+    let mut bob = server.connect(Separator::Newline);
+    let ack = bob.login(2, "pw", 2);
+    assert_eq!(
+        listed(&ack),
+        vec![row("g1", 1, 0), row("u1", 3, 1), row("u3", 1, 1)]
+    );
+    let mut carol = server.connect(Separator::Newline);
+    assert_eq!(listed(&carol.login(3, "pw", 2)), vec![row("u2", 1, 0)]);
+
+    // After the move: a send reads the sender up to it and leaves the peer's position; READ moves one side.
+    let ack = bob.req(json!({"msgid": 6, "toid": 1, "msg": "b4", "cid": "c1"}));
+    assert_eq!(
+        (ack["msgid"].clone(), ack["pos"].clone()),
+        (json!(16), json!(4)),
+        "{ack}"
+    );
+    assert_eq!(alice.recv()["pos"], 4);
+    let ack = carol.req(json!({"msgid": 21, "conv": "u2", "pos": 1}));
+    assert_eq!(
+        (ack["msgid"].clone(), ack["read"].clone()),
+        (json!(22), json!(1)),
+        "{ack}"
+    );
+    let receipt = bob.recv();
+    assert_eq!(
+        (receipt["msgid"].clone(), receipt["conv"].clone()),
+        (json!(23), json!("u3")),
+        "{receipt}"
+    );
+    assert_eq!(
+        listed(&alice.req(json!({"msgid": 17}))),
+        vec![row("g1", 1, 1), row("u1", 1, 1), row("u2", 4, 3)]
+    );
+    assert_eq!(
+        listed(&bob.req(json!({"msgid": 17}))),
+        vec![row("g1", 1, 0), row("u1", 4, 4), row("u3", 1, 1)]
+    );
+    assert_eq!(
+        listed(&carol.req(json!({"msgid": 17}))),
+        vec![row("u2", 1, 1)]
+    );
+}
+
 crate::on_both_backends!(
     old_database_is_upgraded_in_place,
     identical_group_frames_stay_two_messages,
+    read_positions_survive_migration_4,
 );

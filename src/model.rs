@@ -170,6 +170,23 @@ impl Conv {
         (lo <= hi).then_some(Conv::Direct { lo, hi })
     }
 
+    /// Which of a one-to-one conversation's two read positions are `user`'s, as `[lo's, hi's]` (both for a
+    /// chat with oneself, neither for someone else); neither for a group, whose read positions are kept
+    /// per member instead.
+    pub fn read_sides(self, user: UserId) -> [bool; 2] {
+        match self {
+            Conv::Direct { lo, hi } => [lo == user, hi == user],
+            Conv::Group(_) => [false, false],
+        }
+    }
+
+    /// The keys of the one-to-one conversations in which `user` is the lower id: a range, since the
+    /// lower id is the key's upper part.
+    pub fn keys_led_by(user: UserId) -> (i64, i64) {
+        let first = i64::from(user) * ID_SPAN;
+        (first, first + ID_SPAN - 1)
+    }
+
     /// The other participant of a one-to-one conversation, as `viewer` sees it (themselves for a chat
     /// with themselves); `None` for a group or a conversation `viewer` is not in.
     pub fn peer_of(self, viewer: UserId) -> Option<UserId> {

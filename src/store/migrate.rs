@@ -3,8 +3,9 @@
 //! Each migration has a number, an SQLite script and a MySQL script (`sql/sqlite/`, `sql/mysql/`). The
 //! table `schema_version` records what a database has; a store applies every later migration in order
 //! at start. Migration 1 is the original schema, written so that a database made before migrations
-//! existed takes it as a no-op. Migration 2 turns the old offline list of rendered frames into log
-//! messages: [`legacy_messages`] reads those frames back.
+//! existed takes it as a no-op. Migration 2 renames the old offline list of rendered frames to
+//! `offline_legacy`; once every migration is applied, a store turns those frames into log messages
+//! ([`legacy_messages`] reads them back) with the append of the current schema, then drops the table.
 
 use std::collections::HashMap;
 
@@ -28,7 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
         mysql: include_str!("../../sql/mysql/001_base.sql"),
     },
     Migration {
-        version: LEGACY_OFFLINE,
+        version: 2,
         sqlite: include_str!("../../sql/sqlite/002_log.sql"),
         mysql: include_str!("../../sql/mysql/002_log.sql"),
     },
@@ -37,10 +38,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../sql/sqlite/003_people.sql"),
         mysql: include_str!("../../sql/mysql/003_people.sql"),
     },
+    Migration {
+        version: 4,
+        sqlite: include_str!("../../sql/sqlite/004_reads.sql"),
+        mysql: include_str!("../../sql/mysql/004_reads.sql"),
+    },
 ];
-
-/// The migration after whose script the old offline frames (table `offline_legacy`) are converted.
-pub const LEGACY_OFFLINE: u32 = 2;
 
 /// The statements of a script: comment lines dropped, then split at `;`.
 pub fn statements(script: &str) -> Vec<String> {

@@ -17,7 +17,7 @@ use r2d2_mysql::MySqlConnectionManager;
 use r2d2_mysql::mysql::prelude::Queryable;
 use r2d2_mysql::mysql::{self, Opts, OptsBuilder, TxOpts, Value};
 
-use super::migrate::{self, LEGACY_OFFLINE, MIGRATIONS};
+use super::migrate::{self, MIGRATIONS};
 use super::{
     Accounts, Appended, Claim, Committed, GroupRow, GroupUpdate, Groups, Log, MemberRow,
     NewMessage, Pointer, Presence, Refusal, Require, Result, Social, StoreError, Tokens,
@@ -176,9 +176,6 @@ fn migrate_locked(conn: &mut mysql::Conn) -> anyhow::Result<()> {
                 (m.version, i + 1),
             )?;
         }
-        if m.version == LEGACY_OFFLINE {
-            convert_legacy(conn)?;
-        }
         conn.exec_drop(
             "INSERT INTO schema_version (version, steps, done, applied) \
              VALUES (?, 0, 1, UNIX_TIMESTAMP()) ON DUPLICATE KEY UPDATE done = 1",
@@ -186,13 +183,19 @@ fn migrate_locked(conn: &mut mysql::Conn) -> anyhow::Result<()> {
         )?;
         tracing::info!(version = m.version, "applied schema migration");
     }
+    convert_legacy(conn)?;
     Ok(())
 }
 
-/// Turns the old offline frames into log messages and pointers in one transaction that also deletes them
-/// (a group message stored once per member must be seen whole to become one message), then drops their
-/// table.
+/// Turns the old offline frames left by migration 2, if any, into log messages and pointers in one
+/// transaction that also deletes them (a group message stored once per member must be seen whole to
+/// become one message), then drops their table. A crash before the drop leaves an empty table, converted
+/// again as nothing at the next start.
 fn convert_legacy(conn: &mut mysql::Conn) -> Result<()> {
+    let legacy: Vec<String> = conn.query("SHOW TABLES LIKE 'offline_legacy'")?;
+    if legacy.is_empty() {
+        return Ok(());
+    }
     let mut tx = conn.start_transaction(TxOpts::default())?;
     let rows: Vec<(i64, UserId, String)> =
         tx.query("SELECT id, userid, message FROM offline_legacy ORDER BY id")?;
@@ -393,9 +396,9 @@ fn append_in(
     } else {
         committed_cids(tx, &wanted)?
     };
-    // Which messages are new (the first of their cid), and how many each conversation gets.
+    // Which messages are new (the first of their cid), and what each conversation gets.
     let mut fresh = Vec::with_capacity(messages.len());
-    let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut bumps: BTreeMap<i64, Bump> = BTreeMap::new();
     let mut batch_cids: HashMap<(UserId, &str), usize> = HashMap::new();
     for (i, m) in messages.iter().enumerate() {
         let first = match m.cid.as_deref() {
@@ -408,30 +411,36 @@ fn append_in(
     let allowed = conditions(tx, messages, &fresh)?;
     for ((m, first), allowed) in messages.iter().zip(&fresh).zip(&allowed) {
         if *first && allowed.is_ok() {
-            *counts.entry(m.conv.key()).or_default() += 1;
+            bumps
+                .entry(m.conv.key())
+                .or_insert_with(|| Bump::new(m.conv))
+                .add(m.sender);
         }
     }
     let mut next = HashMap::new();
-    if !counts.is_empty() {
-        let rows = counts
-            .iter()
-            .map(|(&key, &n)| vec![Value::from(key), Value::from(n), Value::from(ts)])
-            .collect();
+    if !bumps.is_empty() {
+        let rows = bumps.values().map(|bump| bump.row(ts)).collect();
+        // A side's read position is the old last_pos plus its offset; MySQL assigns left to right, so
+        // the reads come before last_pos changes (MariaDB's SIMULTANEOUS_ASSIGNMENT reads the old
+        // last_pos anyway).
         insert_rows(
             tx,
-            "INSERT INTO conversation (id, last_pos, last_ts)",
-            3,
-            "ON DUPLICATE KEY UPDATE last_pos = last_pos + VALUES(last_pos), last_ts = VALUES(last_ts)",
+            "INSERT INTO conversation (id, lo, hi, last_pos, last_ts, lo_read, hi_read)",
+            7,
+            "ON DUPLICATE KEY UPDATE \
+             lo_read = IF(VALUES(lo_read) > 0, last_pos + VALUES(lo_read), lo_read), \
+             hi_read = IF(VALUES(hi_read) > 0, last_pos + VALUES(hi_read), hi_read), \
+             last_pos = last_pos + VALUES(last_pos), last_ts = VALUES(last_ts)",
             rows,
         )?;
-        let keys: Vec<Value> = counts.keys().map(|&k| Value::from(k)).collect();
+        let keys: Vec<Value> = bumps.keys().map(|&k| Value::from(k)).collect();
         let marks = vec!["?"; keys.len()].join(", ");
         let lasts: Vec<(i64, Pos)> = tx.exec(
             format!("SELECT id, last_pos FROM conversation WHERE id IN ({marks})"),
             keys,
         )?;
         for (key, last) in lasts {
-            next.insert(key, last - counts[&key] + 1);
+            next.insert(key, last - bumps[&key].count + 1);
         }
     }
     let mut out = Vec::with_capacity(messages.len());
@@ -471,10 +480,8 @@ fn append_in(
             Value::from(m.time.as_str()),
             Value::from(m.text.as_str()),
         ]);
-        let peer = m.conv.peer_of(m.sender);
-        reads.push((m.sender, key, peer, pos));
-        if let Some(peer) = peer.filter(|&p| p != m.sender) {
-            reads.push((peer, key, Some(m.sender), 0));
+        if let Conv::Group(_) = m.conv {
+            reads.push((m.sender, key, pos));
         }
         pointers.extend(m.offline.iter().map(|&user| Pointer {
             user,
@@ -503,24 +510,67 @@ fn append_in(
     reads.sort_unstable();
     let reads = reads
         .into_iter()
-        .map(|(user, key, peer, pos)| {
-            vec![
-                Value::from(user),
-                Value::from(key),
-                peer.map_or(Value::NULL, Value::from),
-                Value::from(pos),
-            ]
-        })
+        .map(|(user, key, pos)| vec![Value::from(user), Value::from(key), Value::from(pos)])
         .collect();
     insert_rows(
         tx,
-        "INSERT INTO readpos (userid, conv, peer, pos)",
-        4,
+        "INSERT INTO readpos (userid, conv, pos)",
+        3,
         "ON DUPLICATE KEY UPDATE pos = GREATEST(pos, VALUES(pos))",
         reads,
     )?;
     insert_pointers(tx, &pointers)?;
     Ok(out)
+}
+
+/// What one batch's messages do to their conversation's row: how many positions they take, and for each
+/// side of a one-to-one conversation the offset (1-based, within the batch's messages) of that side's
+/// last message, where its read position moves to; 0 for a side that sent none.
+struct Bump {
+    conv: Conv,
+    count: i64,
+    lo_read: i64,
+    hi_read: i64,
+}
+
+impl Bump {
+    fn new(conv: Conv) -> Bump {
+        Bump {
+            conv,
+            count: 0,
+            lo_read: 0,
+            hi_read: 0,
+        }
+    }
+
+    fn add(&mut self, sender: UserId) {
+        self.count += 1;
+        let [lo, hi] = self.conv.read_sides(sender);
+        if lo {
+            self.lo_read = self.count;
+        }
+        if hi {
+            self.hi_read = self.count;
+        }
+    }
+
+    /// The row `(id, lo, hi, last_pos, last_ts, lo_read, hi_read)` that inserts the conversation with
+    /// these messages, or whose values update it.
+    fn row(&self, ts: i64) -> Vec<Value> {
+        let (lo, hi) = match self.conv {
+            Conv::Direct { lo, hi } => (Value::from(lo), Value::from(hi)),
+            Conv::Group(_) => (Value::NULL, Value::NULL),
+        };
+        vec![
+            Value::from(self.conv.key()),
+            lo,
+            hi,
+            Value::from(self.count),
+            Value::from(ts),
+            Value::from(self.lo_read),
+            Value::from(self.hi_read),
+        ]
+    }
 }
 
 fn insert_pointers(tx: &mut mysql::Transaction, pointers: &[Pointer]) -> Result<()> {
@@ -1097,11 +1147,14 @@ impl Log for MysqlStore {
 
     fn conversations(&self, user: UserId) -> Result<Vec<Summary>> {
         let mut conn = self.conn()?;
+        let (first, last) = Conv::keys_led_by(user);
         let direct: Vec<(i64, Vec<u8>, Pos, i64, Pos)> = conn.exec(
-            "SELECT r.conv, u.name, c.last_pos, c.last_ts, r.pos FROM readpos r \
-             JOIN conversation c ON c.id = r.conv JOIN user u ON u.id = r.peer \
-             WHERE r.userid = ? AND r.conv > 0",
-            (user,),
+            "SELECT c.id, u.name, c.last_pos, c.last_ts, c.lo_read FROM conversation c \
+             JOIN user u ON u.id = c.hi WHERE c.id BETWEEN ? AND ? \
+             UNION ALL \
+             SELECT c.id, u.name, c.last_pos, c.last_ts, c.hi_read FROM conversation c \
+             JOIN user u ON u.id = c.lo WHERE c.hi = ? AND c.lo <> ?",
+            (first, last, user, user),
         )?;
         let groups: Vec<(GroupId, Vec<u8>, Pos, i64, Pos)> = conn.exec(
             "SELECT g.id, g.groupname, COALESCE(c.last_pos, 0), COALESCE(c.last_ts, 0), \
@@ -1161,21 +1214,41 @@ impl Log for MysqlStore {
     fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)> {
         self.write(|tx| {
             let key = conv.key();
-            let last: Option<Pos> =
-                tx.exec_first("SELECT last_pos FROM conversation WHERE id = ?", (key,))?;
-            let current: Option<Pos> = tx.exec_first(
-                "SELECT pos FROM readpos WHERE userid = ? AND conv = ? FOR UPDATE",
-                (user, key),
-            )?;
-            let (current, target) = (current.unwrap_or(0), pos.min(last.unwrap_or(0)));
+            let [lo_reads, hi_reads] = conv.read_sides(user);
+            let (last, current): (Pos, Pos) = if let Conv::Group(_) = conv {
+                let last: Option<Pos> =
+                    tx.exec_first("SELECT last_pos FROM conversation WHERE id = ?", (key,))?;
+                let current: Option<Pos> = tx.exec_first(
+                    "SELECT pos FROM readpos WHERE userid = ? AND conv = ? FOR UPDATE",
+                    (user, key),
+                )?;
+                (last.unwrap_or(0), current.unwrap_or(0))
+            } else {
+                let row: Option<(Pos, Pos, Pos)> = tx.exec_first(
+                    "SELECT last_pos, lo_read, hi_read FROM conversation WHERE id = ? FOR UPDATE",
+                    (key,),
+                )?;
+                row.map_or((0, 0), |(last, lo, hi)| {
+                    (last, if lo_reads { lo } else if hi_reads { hi } else { 0 })
+                })
+            };
+            let target = pos.min(last);
             if target <= current {
                 return Ok((current, false));
             }
-            tx.exec_drop(
-                "INSERT INTO readpos (userid, conv, peer, pos) VALUES (?, ?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE pos = VALUES(pos)",
-                (user, key, conv.peer_of(user), target),
-            )?;
+            if let Conv::Group(_) = conv {
+                tx.exec_drop(
+                    "INSERT INTO readpos (userid, conv, pos) VALUES (?, ?, ?) \
+                     ON DUPLICATE KEY UPDATE pos = VALUES(pos)",
+                    (user, key, target),
+                )?;
+            } else {
+                tx.exec_drop(
+                    "UPDATE conversation SET lo_read = IF(?, ?, lo_read), hi_read = IF(?, ?, hi_read) \
+                     WHERE id = ?",
+                    (lo_reads, target, hi_reads, target, key),
+                )?;
+            }
             Ok((target, true))
         })
     }

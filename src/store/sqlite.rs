@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::migrate::{self, LEGACY_OFFLINE, MIGRATIONS};
+use super::migrate::{self, MIGRATIONS};
 use super::{
     Accounts, Appended, Claim, Committed, GroupRow, GroupUpdate, Groups, Log, MemberRow,
     NewMessage, Pointer, Presence, Refusal, Require, Result, Social, StoreError, Tokens,
@@ -147,21 +147,28 @@ fn migrate(conn: &mut rusqlite::Connection) -> Result<()> {
     )?;
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
         tx.execute_batch(m.sqlite)?;
-        if m.version == LEGACY_OFFLINE {
-            convert_legacy(&tx)?;
-        }
         tx.execute(
             "INSERT INTO schema_version (version, applied) VALUES (?1, unixepoch())",
             params![m.version],
         )?;
         tracing::info!(version = m.version, "applied schema migration");
     }
+    convert_legacy(&tx)?;
     tx.commit()?;
     Ok(())
 }
 
-/// Turns the old offline frames into log messages and pointers, then drops their table.
+/// Turns the old offline frames left by migration 2, if any, into log messages and pointers, then drops
+/// their table.
 fn convert_legacy(tx: &Transaction) -> Result<()> {
+    let legacy: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'offline_legacy')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !legacy {
+        return Ok(());
+    }
     let rows: Vec<(i64, UserId, String)> = tx
         .prepare("SELECT id, userid, message FROM offline_legacy ORDER BY id")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -183,22 +190,27 @@ fn convert_legacy(tx: &Transaction) -> Result<()> {
 fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<Appended>> {
     let mut find_cid =
         tx.prepare_cached("SELECT conv, pos, ts FROM message WHERE sender = ?1 AND cid = ?2")?;
+    // The sender's side of a one-to-one row reads up to the new message (?5, ?6: whether the sender is
+    // lo, hi); the right-hand sides see the row as it was.
     let mut bump = tx.prepare_cached(
-        "INSERT INTO conversation (id, last_pos, last_ts) VALUES (?1, 1, ?2) \
-         ON CONFLICT (id) DO UPDATE SET last_pos = last_pos + 1, last_ts = excluded.last_ts \
+        "INSERT INTO conversation (id, lo, hi, last_pos, last_ts, lo_read, hi_read) \
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) \
+         ON CONFLICT (id) DO UPDATE SET last_pos = last_pos + 1, last_ts = excluded.last_ts, \
+         lo_read = iif(excluded.lo_read, last_pos + 1, lo_read), \
+         hi_read = iif(excluded.hi_read, last_pos + 1, hi_read) \
          RETURNING last_pos",
     )?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO message (conv, pos, sender, ts, cid, time, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     let mut read = tx.prepare_cached(
-        "INSERT INTO readpos (userid, conv, peer, pos) VALUES (?1, ?2, ?3, ?4) \
+        "INSERT INTO readpos (userid, conv, pos) VALUES (?1, ?2, ?3) \
          ON CONFLICT (userid, conv) DO UPDATE SET pos = max(pos, excluded.pos)",
     )?;
     let mut offline =
         tx.prepare_cached("INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)")?;
     let mut seen: HashMap<(UserId, &str), Committed> = HashMap::new();
-    let mut reads: HashMap<(UserId, i64), (Option<UserId>, Pos)> = HashMap::new();
+    let mut group_reads: HashMap<(UserId, i64), Pos> = HashMap::new();
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         if let Some(cid) = m.cid.as_deref() {
@@ -235,14 +247,16 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
             }
         };
         let key = m.conv.key();
-        let pos: Pos = bump.query_row(params![key, ts], |r| r.get(0))?;
+        let (lo, hi) = match m.conv {
+            Conv::Direct { lo, hi } => (Some(lo), Some(hi)),
+            Conv::Group(_) => (None, None),
+        };
+        let [lo_reads, hi_reads] = m.conv.read_sides(m.sender);
+        let pos: Pos =
+            bump.query_row(params![key, lo, hi, ts, lo_reads, hi_reads], |r| r.get(0))?;
         insert.execute(params![key, pos, m.sender, ts, m.cid, m.time, m.text])?;
-        let peer = m.conv.peer_of(m.sender);
-        let mine = reads.entry((m.sender, key)).or_insert((peer, pos));
-        mine.1 = mine.1.max(pos);
-        // A conversation's first message lists it for the peer too.
-        if let Some(peer) = peer.filter(|&p| p != m.sender && pos == 1) {
-            reads.entry((peer, key)).or_insert((Some(m.sender), 0));
+        if let Conv::Group(_) = m.conv {
+            group_reads.insert((m.sender, key), pos);
         }
         for &user in &m.offline {
             offline.execute(params![user, key, pos])?;
@@ -259,9 +273,9 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
         }
         out.push(Ok(committed));
     }
-    // Read positions once per user and conversation of the batch, not once per message.
-    for ((user, key), (peer, pos)) in reads {
-        read.execute(params![user, key, peer, pos])?;
+    // Group read positions once per member and group of the batch, not once per message.
+    for ((user, key), pos) in group_reads {
+        read.execute(params![user, key, pos])?;
     }
     Ok(out)
 }
@@ -873,13 +887,18 @@ impl Log for SqliteStore {
                     read: r.get(4).unwrap_or_default(),
                 }))
             };
+        let (first, last) = Conv::keys_led_by(user);
         let mut out: Vec<Summary> = conn
             .prepare_cached(
-                "SELECT r.conv, u.name, c.last_pos, c.last_ts, r.pos FROM readpos r \
-                 JOIN conversation c ON c.id = r.conv JOIN user u ON u.id = r.peer \
-                 WHERE r.userid = ?1 AND r.conv > 0",
+                "SELECT c.id, u.name, c.last_pos, c.last_ts, c.lo_read FROM conversation c \
+                 JOIN user u ON u.id = c.hi WHERE c.id BETWEEN ?2 AND ?3 \
+                 UNION ALL \
+                 SELECT c.id, u.name, c.last_pos, c.last_ts, c.hi_read FROM conversation c \
+                 JOIN user u ON u.id = c.lo WHERE c.hi = ?1 AND c.lo <> ?1",
             )?
-            .query_map(params![user], |r| summary(r, Conv::from_key(r.get(0)?)))?
+            .query_map(params![user, first, last], |r| {
+                summary(r, Conv::from_key(r.get(0)?))
+            })?
             .filter_map(|s| s.transpose())
             .collect::<rusqlite::Result<_>>()?;
         let groups = conn
@@ -940,31 +959,35 @@ impl Log for SqliteStore {
     fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)> {
         self.write(|tx| {
             let key = conv.key();
-            let last: Pos = tx
+            let [lo_reads, hi_reads] = conv.read_sides(user);
+            let (last, current): (Pos, Pos) = tx
                 .query_row(
-                    "SELECT last_pos FROM conversation WHERE id = ?1",
-                    params![key],
-                    |r| r.get(0),
+                    "SELECT c.last_pos, CASE WHEN c.id < 0 THEN \
+                     (SELECT r.pos FROM readpos r WHERE r.userid = ?2 AND r.conv = c.id) \
+                     WHEN ?3 THEN c.lo_read WHEN ?4 THEN c.hi_read END \
+                     FROM conversation c WHERE c.id = ?1",
+                    params![key, user, lo_reads, hi_reads],
+                    |r| Ok((r.get(0)?, r.get::<_, Option<Pos>>(1)?.unwrap_or(0))),
                 )
                 .optional()?
-                .unwrap_or(0);
-            let current: Pos = tx
-                .query_row(
-                    "SELECT pos FROM readpos WHERE userid = ?1 AND conv = ?2",
-                    params![user, key],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
+                .unwrap_or((0, 0));
             let target = pos.min(last);
             if target <= current {
                 return Ok((current, false));
             }
-            tx.execute(
-                "INSERT INTO readpos (userid, conv, peer, pos) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (userid, conv) DO UPDATE SET pos = excluded.pos",
-                params![user, key, conv.peer_of(user), target],
-            )?;
+            if let Conv::Group(_) = conv {
+                tx.execute(
+                    "INSERT INTO readpos (userid, conv, pos) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (userid, conv) DO UPDATE SET pos = excluded.pos",
+                    params![user, key, target],
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE conversation SET lo_read = iif(?2, ?4, lo_read), \
+                     hi_read = iif(?3, ?4, hi_read) WHERE id = ?1",
+                    params![key, lo_reads, hi_reads, target],
+                )?;
+            }
             Ok((target, true))
         })
     }
