@@ -298,6 +298,13 @@ fn two_users_befriend_chat_reload_and_survive_a_restart() {
         );
         (messages(s).len() == 44).then_some(())
     });
+    // Alice had read up to bob's last message before his reload; the conversation list he got after it
+    // says so, so his messages show as read.
+    b.wait_texts(
+        "bob's messages read, from the list after the reload",
+        &format!("[data-test=msg][data-from='{bob}'] [data-test=msg-status]"),
+        |t| t == ["read", "read"],
+    );
     let mut all: Vec<String> = [
         "hello bob",
         "hi alice",

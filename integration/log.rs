@@ -96,8 +96,16 @@ fn conversations(c: &mut Conn) -> Value {
     reply["conversations"].clone()
 }
 
+/// A group as CONVERSATIONS lists it.
 fn summary(conv: String, name: &str, last: i64, read: i64) -> Value {
     json!({"conv": conv, "name": name, "last": last, "read": read, "unread": last - read})
+}
+
+/// A one-to-one conversation as CONVERSATIONS lists it: a group's fields and the peer's read position.
+fn talk(conv: String, name: &str, last: i64, read: i64, peer_read: i64) -> Value {
+    let mut entry = summary(conv, name, last, read);
+    entry["peerread"] = json!(peer_read);
+    entry
 }
 
 fn create_group(c: &mut Conn, name: &str) -> i64 {
@@ -463,10 +471,10 @@ fn conversations_order_and_unread(backend: Backend) {
     let mut empty = vec![summary(g1, "quiet1", 0, 0), summary(g2, "quiet2", 0, 0)];
     empty.sort_by_key(|s| s["conv"].as_str().unwrap().to_owned());
     let mut expected = vec![
-        summary(ub.clone(), "lia", 2, 1),
+        talk(ub.clone(), "lia", 2, 1, 2),
         summary(format!("g{busy}"), "busy", 2, 0),
-        summary(ua.clone(), "kai", 1, 1),
-        summary(uc, "moe", 2, 0),
+        talk(ua.clone(), "kai", 1, 1, 1),
+        talk(uc, "moe", 2, 0, 2),
     ];
     expected.extend(empty);
     let list = conversations(&mut a);
@@ -476,11 +484,11 @@ fn conversations_order_and_unread(backend: Backend) {
     assert_eq!(
         conversations(&mut b),
         json!([
-            summary(ua.clone(), "kai", 2, 2),
+            talk(ua.clone(), "kai", 2, 2, 1),
             summary(format!("g{busy}"), "busy", 2, 2)
         ])
     );
-    assert_eq!(conversations(&mut c), json!([summary(ua, "kai", 2, 2)]));
+    assert_eq!(conversations(&mut c), json!([talk(ua, "kai", 2, 2, 0)]));
     // A v2 login ack carries the same list; seq is echoed by CONVERSATIONS.
     let (_tab, ack) = device(&server, a_id, "tab");
     assert_eq!(ack["conversations"], json!(expected));
@@ -491,7 +499,7 @@ fn conversations_order_and_unread(backend: Backend) {
     acked(&mut c, chat(a_id, "3"));
     a.recv();
     let list = conversations(&mut a);
-    assert_eq!(list[0], summary(format!("u{c_id}"), "moe", 3, 0));
+    assert_eq!(list[0], talk(format!("u{c_id}"), "moe", 3, 0, 3));
     assert_eq!(list[1], expected[0]);
 }
 
@@ -524,7 +532,7 @@ fn read_moves_forward_and_clamps(backend: Backend) {
     assert_eq!(read(&mut a, &ub, 3), 3);
     assert_eq!(
         conversations(&mut a),
-        json!([summary(ub.clone(), "pam", 5, 3)])
+        json!([talk(ub.clone(), "pam", 5, 3, 5)])
     );
     assert_eq!(read(&mut a, &ub, 100), 5, "clamped to last");
     assert_eq!(b.recv(), receipt(5));
@@ -533,13 +541,13 @@ fn read_moves_forward_and_clamps(backend: Backend) {
     b.expect_silence(QUIET);
     assert_eq!(
         conversations(&mut a),
-        json!([summary(ub.clone(), "pam", 5, 5)])
+        json!([talk(ub.clone(), "pam", 5, 5, 5)])
     );
     acked(&mut b, chat(a_id, "6"));
     a.recv();
     assert_eq!(
         conversations(&mut a),
-        json!([summary(ub.clone(), "pam", 6, 5)])
+        json!([talk(ub.clone(), "pam", 6, 5, 6)])
     );
     // seq is echoed.
     let reply = a.req(json!({"msgid": 21, "conv": ub, "pos": 6, "seq": 1}));
@@ -716,13 +724,13 @@ fn sending_moves_own_read_position(backend: Backend) {
     let ub = format!("u{b_id}");
     assert_eq!(
         conversations(&mut a),
-        json!([summary(ub.clone(), "ulf", 3, 0)])
+        json!([talk(ub.clone(), "ulf", 3, 0, 3)])
     );
     assert_eq!(acked(&mut a, chat(b_id, "reply"))["pos"], 4);
     b.recv();
     assert_eq!(
         conversations(&mut a),
-        json!([summary(ub.clone(), "ulf", 4, 4)])
+        json!([talk(ub.clone(), "ulf", 4, 4, 3)])
     );
     assert_eq!(a.req(json!({"msgid": 21, "conv": ub, "pos": 2}))["read"], 4);
     let gid = create_group(&mut b, "own");
@@ -903,7 +911,7 @@ fn v1_connections_get_no_answer_to_queries(backend: Backend) {
     );
     assert_eq!(
         conversations(&mut a2),
-        json!([summary(ub.clone(), "bo", 2, 2)])
+        json!([talk(ub.clone(), "bo", 2, 2, 2)])
     );
     // Failures are ERROR_MSG on v1 too.
     refused(&mut a, json!({"msgid": 19, "conv": "u999999"}), 104);
@@ -948,13 +956,13 @@ fn login_ack_has_conversations_and_device(backend: Backend) {
     assert_eq!(first["device"], "default");
     assert_eq!(
         first["conversations"],
-        json!([summary(format!("u{a_id}"), "dot", 1, 0)])
+        json!([talk(format!("u{a_id}"), "dot", 1, 0, 1)])
     );
     let (_phone, ack) = device(&server, b_id, "phone");
     assert_eq!(ack["device"], "phone");
     assert_eq!(
         ack["conversations"],
-        json!([summary(format!("u{a_id}"), "dot", 1, 0)])
+        json!([talk(format!("u{a_id}"), "dot", 1, 0, 1)])
     );
     assert_eq!(ack["offlinemsg"], json!([]), "taken by the first device");
     let mut v1 = server.connect(Separator::Nul);
@@ -1071,7 +1079,7 @@ fn queries_behind_pipelined_chats_see_them(backend: Backend) {
         .collect();
     assert_eq!(texts, vec![json!("p1"), json!("p2")]);
     assert_eq!(replies[3]["pos"], 3);
-    assert_eq!(replies[4]["conversations"][0], summary(ub, "qin", 3, 3));
+    assert_eq!(replies[4]["conversations"][0], talk(ub, "qin", 3, 3, 0));
     assert_eq!(replies[5]["pos"], 1);
     assert_eq!(replies[6]["messages"][0]["msg"], "self");
 }

@@ -269,8 +269,8 @@ fn old_database_is_upgraded_in_place(backend: Backend) {
         ack["conversations"],
         json!([
             {"conv": "g1", "name": "old band", "last": 1, "read": 0, "unread": 1},
-            {"conv": "u1", "name": "alice", "last": 2, "read": 0, "unread": 2},
-            {"conv": "u3", "name": "carol", "last": 1, "read": 0, "unread": 1},
+            {"conv": "u1", "name": "alice", "last": 2, "read": 0, "unread": 2, "peerread": 2},
+            {"conv": "u3", "name": "carol", "last": 1, "read": 0, "unread": 1, "peerread": 1},
         ]),
         "all at one ts: ties by conv"
     );
@@ -546,9 +546,9 @@ fn create_v3_database(db: &Db, backend: Backend) {
     }
 }
 
-/// `(conv, last, read)` of each conversation a login ack lists, by conv.
-fn listed(ack: &Value) -> Vec<(String, i64, i64)> {
-    let mut out: Vec<(String, i64, i64)> = ack["conversations"]
+/// `(conv, last, read, peerread)` of each conversation a login ack lists, by conv.
+fn listed(ack: &Value) -> Vec<(String, i64, i64, Option<i64>)> {
+    let mut out: Vec<(String, i64, i64, Option<i64>)> = ack["conversations"]
         .as_array()
         .unwrap_or_else(|| panic!("conversations in {ack}"))
         .iter()
@@ -557,6 +557,7 @@ fn listed(ack: &Value) -> Vec<(String, i64, i64)> {
                 c["conv"].as_str().unwrap().to_owned(),
                 c["last"].as_i64().unwrap(),
                 c["read"].as_i64().unwrap(),
+                c["peerread"].as_i64(),
             )
         })
         .collect();
@@ -569,21 +570,33 @@ fn read_positions_survive_migration_4(backend: Backend) {
     create_v3_database(&db, backend);
     let server = Server::start(&db, &[]);
     assert_eq!(schema_state(&db, backend), (vec![1, 2, 3, 4], false));
-    let row = |conv: &str, last: i64, read: i64| (conv.to_owned(), last, read);
+    let row =
+        |conv: &str, last: i64, read: i64, peer: Option<i64>| (conv.to_owned(), last, read, peer);
     let mut alice = server.connect(Separator::Newline);
     let ack = alice.login(1, "pw", 2);
     assert_eq!(
         listed(&ack),
-        vec![row("g1", 1, 1), row("u1", 1, 1), row("u2", 3, 3)]
+        vec![
+            row("g1", 1, 1, None),
+            row("u1", 1, 1, Some(1)),
+            row("u2", 3, 3, Some(1))
+        ]
     );
     let mut bob = server.connect(Separator::Newline);
     let ack = bob.login(2, "pw", 2);
     assert_eq!(
         listed(&ack),
-        vec![row("g1", 1, 0), row("u1", 3, 1), row("u3", 1, 1)]
+        vec![
+            row("g1", 1, 0, None),
+            row("u1", 3, 1, Some(3)),
+            row("u3", 1, 1, Some(0))
+        ]
     );
     let mut carol = server.connect(Separator::Newline);
-    assert_eq!(listed(&carol.login(3, "pw", 2)), vec![row("u2", 1, 0)]);
+    assert_eq!(
+        listed(&carol.login(3, "pw", 2)),
+        vec![row("u2", 1, 0, Some(1))]
+    );
 
     // After the move: a send reads the sender up to it and leaves the peer's position; READ moves one side.
     let ack = bob.req(json!({"msgid": 6, "toid": 1, "msg": "b4", "cid": "c1"}));
@@ -607,15 +620,23 @@ fn read_positions_survive_migration_4(backend: Backend) {
     );
     assert_eq!(
         listed(&alice.req(json!({"msgid": 17}))),
-        vec![row("g1", 1, 1), row("u1", 1, 1), row("u2", 4, 3)]
+        vec![
+            row("g1", 1, 1, None),
+            row("u1", 1, 1, Some(1)),
+            row("u2", 4, 3, Some(4))
+        ]
     );
     assert_eq!(
         listed(&bob.req(json!({"msgid": 17}))),
-        vec![row("g1", 1, 0), row("u1", 4, 4), row("u3", 1, 1)]
+        vec![
+            row("g1", 1, 0, None),
+            row("u1", 4, 4, Some(3)),
+            row("u3", 1, 1, Some(1))
+        ]
     );
     assert_eq!(
         listed(&carol.req(json!({"msgid": 17}))),
-        vec![row("u2", 1, 1)]
+        vec![row("u2", 1, 1, Some(1))]
     );
 }
 

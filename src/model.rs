@@ -230,6 +230,9 @@ pub struct Summary {
     pub name: String,
     pub last: Pos,
     pub read: Pos,
+    /// The peer's read position in a one-to-one conversation (one's own in the chat with oneself);
+    /// `None` for a group, where read positions are private.
+    pub peer_read: Option<Pos>,
     /// The commit time of the last message; 0 without messages.
     pub last_ts: i64,
 }

@@ -302,6 +302,7 @@ function mergeConversations(list) {
     c.name = e.name;
     c.last = Math.max(c.last, e.last);
     c.read = Math.max(c.read, e.read);
+    if (e.peerread !== undefined) c.peerRead = Math.max(c.peerRead, e.peerread);
     seen.push(e.conv);
   }
   S.order = [...seen, ...S.order.filter((id) => !seen.includes(id))];

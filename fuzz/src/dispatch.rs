@@ -468,6 +468,8 @@ struct Listing {
     name: String,
     last: Pos,
     read: Pos,
+    /// The peer's read position, one-to-one only.
+    peer_read: Option<Pos>,
 }
 
 /// A friend or group member as a login ack lists them.
@@ -689,7 +691,8 @@ impl Model {
 
     /// The user's conversations: one-to-one ones with a message, and their groups.
     fn listing(&self, user: UserId) -> Vec<Listing> {
-        let read = |conv| self.read.get(&(user, conv)).copied().unwrap_or(0);
+        let read_of = |who, conv| self.read.get(&(who, conv)).copied().unwrap_or(0);
+        let read = |conv| read_of(user, conv);
         let mut out: Vec<Listing> = self
             .log
             .iter()
@@ -701,6 +704,7 @@ impl Model {
                         name: self.users[&peer].name.clone(),
                         last: msgs.len() as Pos,
                         read: read(conv),
+                        peer_read: Some(read_of(peer, conv)),
                     })
                 }
                 _ => None,
@@ -714,6 +718,7 @@ impl Model {
                     name: group.name.clone(),
                     last: self.last(conv),
                     read: read(conv),
+                    peer_read: None,
                 });
             }
         }
@@ -737,8 +742,12 @@ impl Model {
         });
         list.iter()
             .map(|l| {
-                json!({"conv": conv_name(l.conv, viewer), "name": l.name, "last": l.last,
-                       "read": l.read, "unread": l.last - l.read})
+                let mut entry = json!({"conv": conv_name(l.conv, viewer), "name": l.name,
+                                       "last": l.last, "read": l.read, "unread": l.last - l.read});
+                if let Some(peer_read) = l.peer_read {
+                    entry["peerread"] = json!(peer_read);
+                }
+                entry
             })
             .collect()
     }

@@ -100,13 +100,17 @@ pub fn chat_ack(
 
 /// One conversation as CONVERSATIONS and the v2 login ack list it.
 pub fn conversation(s: &Summary, viewer: UserId) -> Value {
-    json!({
+    let mut entry = json!({
         "conv": s.conv.name_for(viewer),
         "name": s.name,
         "last": s.last,
         "read": s.read,
         "unread": (s.last - s.read).max(0),
-    })
+    });
+    if let Some(peer_read) = s.peer_read {
+        entry["peerread"] = json!(peer_read);
+    }
+    entry
 }
 
 /// RECEIPT: `reader` has read `conv` (as `viewer` names it) up to `read`.

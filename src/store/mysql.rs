@@ -1148,11 +1148,11 @@ impl Log for MysqlStore {
     fn conversations(&self, user: UserId) -> Result<Vec<Summary>> {
         let mut conn = self.conn()?;
         let (first, last) = Conv::keys_led_by(user);
-        let direct: Vec<(i64, Vec<u8>, Pos, i64, Pos)> = conn.exec(
-            "SELECT c.id, u.name, c.last_pos, c.last_ts, c.lo_read FROM conversation c \
+        let direct: Vec<(i64, Vec<u8>, Pos, i64, Pos, Pos)> = conn.exec(
+            "SELECT c.id, u.name, c.last_pos, c.last_ts, c.lo_read, c.hi_read FROM conversation c \
              JOIN user u ON u.id = c.hi WHERE c.id BETWEEN ? AND ? \
              UNION ALL \
-             SELECT c.id, u.name, c.last_pos, c.last_ts, c.hi_read FROM conversation c \
+             SELECT c.id, u.name, c.last_pos, c.last_ts, c.hi_read, c.lo_read FROM conversation c \
              JOIN user u ON u.id = c.lo WHERE c.hi = ? AND c.lo <> ?",
             (first, last, user, user),
         )?;
@@ -1163,17 +1163,19 @@ impl Log for MysqlStore {
              LEFT JOIN readpos r ON r.userid = gu.userid AND r.conv = -g.id WHERE gu.userid = ?",
             (user,),
         )?;
-        let direct = direct
-            .into_iter()
-            .filter_map(|(key, name, last, last_ts, read)| {
-                Some(Summary {
-                    conv: Conv::from_key(key)?,
-                    name: utf8(name),
-                    last,
-                    read,
-                    last_ts,
-                })
-            });
+        let direct =
+            direct
+                .into_iter()
+                .filter_map(|(key, name, last, last_ts, read, peer_read)| {
+                    Some(Summary {
+                        conv: Conv::from_key(key)?,
+                        name: utf8(name),
+                        last,
+                        read,
+                        peer_read: Some(peer_read),
+                        last_ts,
+                    })
+                });
         let groups = groups
             .into_iter()
             .map(|(g, name, last, last_ts, read)| Summary {
@@ -1181,6 +1183,7 @@ impl Log for MysqlStore {
                 name: utf8(name),
                 last,
                 read,
+                peer_read: None,
                 last_ts,
             });
         Ok(direct.chain(groups).collect())

@@ -879,21 +879,23 @@ impl Log for SqliteStore {
         let conn = self.conn()?;
         let summary =
             |r: &rusqlite::Row, conv: Option<Conv>| -> rusqlite::Result<Option<Summary>> {
+                let peer_read: Option<Pos> = r.get(5)?;
                 Ok(conv.map(|conv| Summary {
                     conv,
                     name: r.get(1).unwrap_or_default(),
                     last: r.get(2).unwrap_or_default(),
                     last_ts: r.get(3).unwrap_or_default(),
                     read: r.get(4).unwrap_or_default(),
+                    peer_read,
                 }))
             };
         let (first, last) = Conv::keys_led_by(user);
         let mut out: Vec<Summary> = conn
             .prepare_cached(
-                "SELECT c.id, u.name, c.last_pos, c.last_ts, c.lo_read FROM conversation c \
+                "SELECT c.id, u.name, c.last_pos, c.last_ts, c.lo_read, c.hi_read FROM conversation c \
                  JOIN user u ON u.id = c.hi WHERE c.id BETWEEN ?2 AND ?3 \
                  UNION ALL \
-                 SELECT c.id, u.name, c.last_pos, c.last_ts, c.hi_read FROM conversation c \
+                 SELECT c.id, u.name, c.last_pos, c.last_ts, c.hi_read, c.lo_read FROM conversation c \
                  JOIN user u ON u.id = c.lo WHERE c.hi = ?1 AND c.lo <> ?1",
             )?
             .query_map(params![user, first, last], |r| {
@@ -904,7 +906,7 @@ impl Log for SqliteStore {
         let groups = conn
             .prepare_cached(
                 "SELECT g.id, g.groupname, COALESCE(c.last_pos, 0), COALESCE(c.last_ts, 0), \
-                 COALESCE(r.pos, 0) FROM groupuser gu JOIN allgroup g ON g.id = gu.groupid \
+                 COALESCE(r.pos, 0), NULL FROM groupuser gu JOIN allgroup g ON g.id = gu.groupid \
                  LEFT JOIN conversation c ON c.id = -g.id \
                  LEFT JOIN readpos r ON r.userid = gu.userid AND r.conv = -g.id WHERE gu.userid = ?1",
             )?
