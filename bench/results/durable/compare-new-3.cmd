@@ -1,1 +1,1 @@
-chat-bench one --addr 127.0.0.1:24943 --users 1000 --sweep 5000,10000,15000,20000,22500,25000,27500,30000,32500,35000,37500,40000 --duration 10 --server-pid 28025 --label new
+chat-bench one --addr 127.0.0.1:28995 --users 1000 --sweep 5000,10000,15000,20000,22500,25000,27500,30000,32500,35000,37500,40000 --duration 10 --server-pid 30895 --label new

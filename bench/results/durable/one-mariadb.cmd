@@ -1,1 +1,1 @@
-chat-bench one --addr 127.0.0.1:31329 --users 1000 --sweep 10000 --duration 10 --server-pid 2667 --label mariadb
+chat-bench one --addr 127.0.0.1:24615 --users 1000 --sweep 10000 --duration 10 --server-pid 2971 --label mariadb
