@@ -125,12 +125,13 @@ impl SqliteStore {
 }
 
 /// The settings of every connection, the pool's and the writer's. A checkpoint runs in the commit that
-/// fills the WAL past `wal_autocheckpoint` pages, on the log writer's thread: every 10,000 pages (40 MB)
-/// instead of SQLite's 1,000, the log's commits meet a checkpoint a tenth as often (docs/BENCHMARKS.md,
-/// "The log writer's wake-up": the p99 at 5,000 msg/s).
+/// fills the WAL past `wal_autocheckpoint` pages, on the log writer's thread, and every connection waiting
+/// for a commit waits for it: SQLite's 1,000 pages (4 MB) keep that wait short. Since the writer has its
+/// own connection, 10,000 pages made each wait ten times as long on a slow disk and tripled the p99 at
+/// 5,000 msg/s (docs/BENCHMARKS.md, "The checkpoint interval back at 1,000 pages").
 fn configure(c: &rusqlite::Connection) -> rusqlite::Result<()> {
     c.execute_batch(
-        "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
+        "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 1000;",
     )
 }
 
