@@ -312,5 +312,8 @@ if [ ${#plot_inputs[@]} -gt 0 ]; then
 fi
 
 cut -d' ' -f1-3 /proc/loadavg >>"$RESULTS/loadavg.txt"
-bash bench/report.sh "$RESULTS" "$(($(date +%s) - started))" >docs/BENCHMARKS.md
+bash bench/report.sh "$RESULTS" "$(($(date +%s) - started))" >"$work/generated.md"
+# Sections by hand (and by the presence and WebSocket scripts) are not in report.sh's output: keep them.
+python3 bench/keep-sections.py docs/BENCHMARKS.md "$work/generated.md" bench/notes.md >"$work/page.md"
+cp "$work/page.md" docs/BENCHMARKS.md
 say "wrote docs/BENCHMARKS.md and docs/latency-vs-rate.svg in $(($(date +%s) - started)) s"
