@@ -1,1 +1,1 @@
-chat-bench one --addr 127.0.0.1:32801 --users 1000 --rate 10000 --duration 10 --server-pid 31213 --label tmpfs-quiet
+chat-bench one --addr 127.0.0.1:17298 --users 1000 --rate 10000 --duration 10 --server-pid 10169 --label tmpfs-quiet

@@ -1,1 +1,0 @@
-chat-bench one --ack --addr 127.0.0.1:25386 --users 1000 --sweep 2500,5000,7500,10000,12500,15000,17500,20000,25000,30000 --duration 10 --sqlite-db /tmp/clusterchat-bench.ryTwtX/ack.db --server-pid 31965 --label ack-sqlite
