@@ -170,6 +170,14 @@ impl Conv {
         (lo <= hi).then_some(Conv::Direct { lo, hi })
     }
 
+    /// The two users of a one-to-one conversation, `(lo, hi)`; `None` for a group.
+    pub fn users(self) -> Option<(UserId, UserId)> {
+        match self {
+            Conv::Direct { lo, hi } => Some((lo, hi)),
+            Conv::Group(_) => None,
+        }
+    }
+
     /// Which of a one-to-one conversation's two read positions are `user`'s, as `[lo's, hi's]` (both for a
     /// chat with oneself, neither for someone else); neither for a group, whose read positions are kept
     /// per member instead.

@@ -3,7 +3,8 @@
 -- conversation row holds its read positions"). `lo` and `hi` are the two users (Conv::key is
 -- lo * 2^31 + hi, so the key's range finds lo's conversations and `ix_conversation_hi` finds hi's); both
 -- are NULL for a group, whose read positions stay in `readpos`. A conversation's row also says that both
--- users take part in it, so `readpos` no longer lists one-to-one participants. Applied statement by
+-- users take part in it, so `readpos` no longer lists one-to-one participants and loses its `peer`
+-- column. Applied statement by
 -- statement with recorded progress (src/store/mysql.rs); the UPDATE may run twice and means the same.
 ALTER TABLE conversation
     ADD COLUMN lo INT NULL,
@@ -18,3 +19,4 @@ UPDATE conversation c
         c.lo_read = COALESCE(l.pos, 0), c.hi_read = COALESCE(h.pos, 0)
     WHERE c.id > 0;
 DELETE FROM readpos WHERE conv > 0;
+ALTER TABLE readpos DROP COLUMN peer;

@@ -557,14 +557,11 @@ impl Bump {
     /// The row `(id, lo, hi, last_pos, last_ts, lo_read, hi_read)` that inserts the conversation with
     /// these messages, or whose values update it.
     fn row(&self, ts: i64) -> Vec<Value> {
-        let (lo, hi) = match self.conv {
-            Conv::Direct { lo, hi } => (Value::from(lo), Value::from(hi)),
-            Conv::Group(_) => (Value::NULL, Value::NULL),
-        };
+        let (lo, hi) = self.conv.users().unzip();
         vec![
             Value::from(self.conv.key()),
-            lo,
-            hi,
+            Value::from(lo),
+            Value::from(hi),
             Value::from(self.count),
             Value::from(ts),
             Value::from(self.lo_read),

@@ -248,10 +248,7 @@ fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<
             }
         };
         let key = m.conv.key();
-        let (lo, hi) = match m.conv {
-            Conv::Direct { lo, hi } => (Some(lo), Some(hi)),
-            Conv::Group(_) => (None, None),
-        };
+        let (lo, hi) = m.conv.users().unzip();
         let [lo_reads, hi_reads] = m.conv.read_sides(m.sender);
         let pos: Pos =
             bump.query_row(params![key, lo, hi, ts, lo_reads, hi_reads], |r| r.get(0))?;
