@@ -19,9 +19,12 @@ const MAX_MESSAGES: usize = 4096;
 /// The longest the writer waits for more work before it commits.
 const MAX_LINGER: Duration = Duration::from_millis(1);
 
-/// How many messages the writer waits to gather for one commit, when appends arrive fast enough to
-/// gather them within [`MAX_LINGER`].
+/// How many messages the writer waits to gather for one commit, never longer than [`MAX_LINGER`].
 const GATHER: f64 = 8.0;
+
+/// The fewest messages worth waiting for: below this many within [`MAX_LINGER`], the writer commits at
+/// once.
+const MIN_GATHER: f64 = 2.0;
 
 /// One caller's work, done in the same transaction as everything else of its kind that is waiting.
 enum Job {
@@ -185,10 +188,12 @@ fn write_loop(store: &dyn Store, metrics: &Metrics, jobs: &Receiver<Job>) {
 }
 
 /// The rate work reaches the writer, and from it how long to wait before a commit. A commit costs
-/// about the same for one message as for ten (the transaction, the WAL write of the pages touched, the
-/// checkpoints it brings on), so under load the writer waits for [`GATHER`] messages, never longer than
-/// [`MAX_LINGER`]; when work comes slower than that, it commits at once and adds no latency (this is
-/// PostgreSQL's `commit_delay` with `commit_siblings`, computed instead of configured).
+/// about the same for one message as for ten (the transaction, the wake-up of the writer and of each
+/// caller), so under load the writer waits for [`GATHER`] messages, never longer than [`MAX_LINGER`];
+/// when fewer than [`MIN_GATHER`] would come in that time, it commits at once and adds no latency (this
+/// is PostgreSQL's `commit_delay` with `commit_siblings`, computed instead of configured). Waiting from
+/// two messages a millisecond on, not from eight, took a tenth off the CPU of a message at 5,000 msg/s
+/// (docs/BENCHMARKS.md, "Checkpoints off the writer's thread").
 struct Pace {
     /// Messages per second, a moving average over batches.
     rate: f64,
@@ -216,9 +221,9 @@ impl Pace {
     /// wait, so a writer back from a long commit, or a lone message after a quiet spell whose rate the
     /// average still remembers as high, does not wait at all.
     fn linger(&self) -> Option<Duration> {
-        let gather = GATHER / self.rate;
-        let wait = gather - self.since.elapsed().as_secs_f64();
-        (gather <= MAX_LINGER.as_secs_f64() && wait > 0.0).then(|| Duration::from_secs_f64(wait))
+        let max = MAX_LINGER.as_secs_f64();
+        let wait = (GATHER / self.rate).min(max) - self.since.elapsed().as_secs_f64();
+        (self.rate * max >= MIN_GATHER && wait > 0.0).then(|| Duration::from_secs_f64(wait))
     }
 }
 
@@ -300,6 +305,13 @@ mod tests {
             linger <= MAX_LINGER && linger > Duration::ZERO,
             "{linger:?}"
         );
+        pace.rate = 3000.0;
+        pace.since = Instant::now();
+        let linger = pace.linger().expect("3 messages a millisecond");
+        assert!(linger <= MAX_LINGER, "{linger:?}");
+        pace.rate = 1000.0;
+        assert_eq!(pace.linger(), None, "1 message a millisecond");
+        pace.rate = 100_000.0;
         pace.since -= Duration::from_secs(1);
         assert_eq!(
             pace.linger(),

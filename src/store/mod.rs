@@ -13,6 +13,7 @@
 //! ([`migrate`]).
 
 pub mod batch;
+mod checkpoint;
 pub mod migrate;
 pub mod mysql;
 pub mod sqlite;

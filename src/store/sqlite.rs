@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::checkpoint::Checkpointer;
 use super::migrate::{self, MIGRATIONS};
 use super::{
     Accounts, Appended, Claim, Committed, GroupRow, GroupUpdate, Groups, Log, MemberRow,
@@ -51,6 +52,8 @@ pub struct SqliteStore {
     /// committed, and the log's writes taking turns on pooled connections re-read their pages from the
     /// file at every commit (docs/BENCHMARKS.md, "The writer's own connection").
     writer: Mutex<rusqlite::Connection>,
+    /// Copies the WAL back into the database off the writer's thread (see [`Checkpointer`]).
+    _checkpointer: Checkpointer,
 }
 
 type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
@@ -93,6 +96,8 @@ impl SqliteStore {
         // The log's pages stay cached between its commits (see `writer`): 64 MiB holds the recently
         // written leaves of a busy node's conversations, where SQLite's default is 2 MB.
         writer.execute_batch("PRAGMA cache_size = -65536")?;
+        let checkpointer = rusqlite::Connection::open(path)?;
+        configure(&checkpointer)?;
         let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
@@ -102,6 +107,7 @@ impl SqliteStore {
             pool,
             liveness: super::LIVENESS.as_secs() as i64,
             writer: Mutex::new(writer),
+            _checkpointer: Checkpointer::start(checkpointer)?,
         })
     }
 
@@ -124,14 +130,12 @@ impl SqliteStore {
     }
 }
 
-/// The settings of every connection, the pool's and the writer's. A checkpoint runs in the commit that
-/// fills the WAL past `wal_autocheckpoint` pages, on the log writer's thread, and every connection waiting
-/// for a commit waits for it: SQLite's 1,000 pages (4 MB) keep that wait short. Since the writer has its
-/// own connection, 10,000 pages made each wait ten times as long on a slow disk and tripled the p99 at
-/// 5,000 msg/s (docs/BENCHMARKS.md, "The checkpoint interval back at 1,000 pages").
+/// The settings of every connection, the pool's, the writer's and the checkpointer's. None checkpoints
+/// when it commits: [`Checkpointer`] does it on its own thread, so no commit waits for a checkpoint's
+/// copying and syncing (docs/BENCHMARKS.md, "Checkpoints off the writer's thread").
 fn configure(c: &rusqlite::Connection) -> rusqlite::Result<()> {
     c.execute_batch(
-        "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 1000;",
+        "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;",
     )
 }
 
