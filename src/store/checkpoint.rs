@@ -21,7 +21,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 const EVERY: Duration = Duration::from_millis(100);
 
 /// The WAL's length, in pages, at which the checkpointer makes it start again (64 MiB of 4 KiB pages).
-pub const RESTART_FRAMES: i64 = 16 * 1024;
+const RESTART_FRAMES: i64 = 16 * 1024;
 
 /// The thread that checkpoints one database; it stops when this is dropped.
 pub struct Checkpointer {
@@ -69,7 +69,7 @@ fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
 }
 
 /// Runs one checkpoint in `mode`; the WAL's length in pages when it ran.
-pub fn wal_checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<i64> {
+fn wal_checkpoint(conn: &rusqlite::Connection, mode: &str) -> rusqlite::Result<i64> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get(1))
 }
 
@@ -86,6 +86,16 @@ mod tests {
         conn
     }
 
+    /// A new database in `dir` with one table, and the writer's connection to it.
+    fn database(dir: &tempfile::TempDir) -> (std::path::PathBuf, rusqlite::Connection) {
+        let path = dir.path().join("c.db");
+        let writer = open(&path);
+        writer
+            .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+            .unwrap();
+        (path, writer)
+    }
+
     fn eventually(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !done() {
@@ -97,11 +107,7 @@ mod tests {
     #[test]
     fn what_the_writer_commits_reaches_the_database_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let writer = open(&path);
-        writer
-            .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
-            .unwrap();
+        let (path, writer) = database(&dir);
         let _checkpointer = Checkpointer::start(open(&path)).unwrap();
         let size = || std::fs::metadata(&path).unwrap().len();
         let before = size();
@@ -116,11 +122,7 @@ mod tests {
     #[test]
     fn a_long_wal_starts_again_though_a_reader_held_it_back() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
-        let writer = open(&path);
-        writer
-            .execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
-            .unwrap();
+        let (path, writer) = database(&dir);
         // A reader on an early snapshot: a passive checkpoint copies nothing past it.
         let reader = open(&path);
         reader.execute_batch("BEGIN").unwrap();
