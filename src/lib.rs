@@ -18,9 +18,12 @@
 //! # The path of one message
 //! Socket → [`session`] reads bytes → its transport cuts a frame ([`protocol::frame`], or
 //! [`protocol::websocket`] for a WebSocket) → [`service::dispatch`] parses and
-//! checks it → [`service::chat`] builds the forwarded frame once and routes it: to the recipient's mailbox
-//! through [`online`] when they are on this node, else through the [`bus`] to their node, else into the
-//! [`store`] as an offline message → the recipient's writer writes it to their socket.
+//! checks it → [`service::chat`] sets the chat aside until the read's frames are handled
+//! ([`service::pending`]) → the log writer ([`store::batch`]) commits them, with whatever else waits, in
+//! one transaction that gives each its position → the chat is routed, on the log's completion thread (on a
+//! node alone) or the sender's (in a cluster): to the recipient's mailbox through [`online`] when they
+//! are on this node, else through the [`bus`] to their node, else into their offline list, a pointer into
+//! the log → the recipient's connection writes it to their socket, and the sender gets its acknowledgement.
 #![forbid(unsafe_code)]
 
 pub mod bus;

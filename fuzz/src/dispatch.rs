@@ -116,15 +116,15 @@ fn throttle_config() -> LoginThrottleConfig {
 /// The context and its database, built once per process (the hasher and the log writer own threads)
 /// and emptied before every input.
 struct Shared {
-    ctx: Context,
+    ctx: Arc<Context>,
     db: Db,
     reset: Reset,
     files: usize,
 }
 
-fn context(store: Arc<SqliteStore>, hasher: Hasher) -> Context {
+fn context(store: Arc<SqliteStore>, hasher: Hasher) -> Arc<Context> {
     let store: Arc<dyn Store> = store;
-    Context {
+    Arc::new(Context {
         log: LogWriter::start(store.clone(), Default::default()).expect("log writer thread"),
         store,
         online: Default::default(),
@@ -140,7 +140,7 @@ fn context(store: Arc<SqliteStore>, hasher: Hasher) -> Context {
         users: Default::default(),
         typing: Default::default(),
         metrics: Default::default(),
-    }
+    })
 }
 
 fn hasher() -> Hasher {
@@ -168,7 +168,8 @@ impl Shared {
         match self.reset {
             Reset::Rows => {
                 self.db.clear();
-                let ctx = &mut self.ctx;
+                // Every turn of the last input has landed, so nothing else holds the context.
+                let ctx = Arc::get_mut(&mut self.ctx).expect("the context is the harness's alone");
                 ctx.online = Default::default();
                 ctx.members = Default::default();
                 ctx.users = Default::default();
@@ -792,7 +793,7 @@ fn is_server_time(s: &str) -> bool {
 }
 
 struct Harness<'a> {
-    ctx: &'a Context,
+    ctx: &'a Arc<Context>,
     db: &'a Db,
     conns: Vec<Conn>,
     model: Model,
@@ -840,6 +841,8 @@ impl Harness<'_> {
             // The end of the read: its chats are committed and delivered, and the answers sent.
             self.commit(i);
         }
+        // The turn handed its chats on to the log; the harness reads what they did once they landed.
+        caller.settle();
         self.conns[i].caller = Some(caller);
         self.learn();
         if too_large {

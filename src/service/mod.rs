@@ -8,8 +8,9 @@
 //! ack), ERROR_MSG for everything else.
 //!
 //! Chats wait in the caller's [`pending`] list until the turn ends (or another kind of request comes), so
-//! that a read's messages are committed to the log together; dropping the turn commits and delivers
-//! them, so no caller can forget to.
+//! that a read's messages are committed to the log together; dropping the turn hands them to the log,
+//! which commits and delivers them, so no caller can forget to. What the connection does next waits
+//! for them to have landed where it could overtake them.
 
 pub mod account;
 pub mod chat;
@@ -110,7 +111,7 @@ impl Caller {
 
     /// Starts handling the frames of one read; the chats among them are committed and delivered when the
     /// returned turn is dropped.
-    pub fn turn<'a>(&'a mut self, ctx: &'a Context) -> Turn<'a> {
+    pub fn turn<'a>(&'a mut self, ctx: &'a Arc<Context>) -> Turn<'a> {
         Turn { ctx, caller: self }
     }
 
@@ -133,8 +134,15 @@ impl Caller {
             self.pending.reply(item);
             return;
         }
+        self.pending.settle();
         // Refused only once the connection is closing, when a reply no longer matters.
         let _ = self.mailbox.push(item);
+    }
+
+    /// Waits until the chats of the last turn are delivered and answered (they are handed on when it ends):
+    /// the connection closes only after.
+    pub fn settle(&mut self) {
+        self.pending.settle();
     }
 
     /// The logged-in identity; dispatch guarantees one for every request but login and register.
@@ -162,11 +170,11 @@ impl Caller {
     }
 }
 
-/// The frames of one read being handled for a caller. Dropping it commits the chats it set aside,
-/// delivers them and sends the answers that waited for them, whatever happened meanwhile (a handler's
-/// panic included), so that nothing accepted is left unstored or unanswered.
+/// The frames of one read being handled for a caller. Dropping it hands the chats it set aside to the
+/// log, which commits them, delivers them and sends the answers that waited for them, whatever happened
+/// meanwhile (a handler's panic included), so that nothing accepted is left unstored or unanswered.
 pub struct Turn<'a> {
-    ctx: &'a Context,
+    ctx: &'a Arc<Context>,
     caller: &'a mut Caller,
 }
 
@@ -186,7 +194,7 @@ impl DerefMut for Turn<'_> {
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         let (ctx, caller) = (self.ctx, &mut *self.caller);
-        if catch_unwind(AssertUnwindSafe(|| pending::flush(ctx, caller))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| pending::hand_on(ctx, caller))).is_err() {
             tracing::error!("committing a connection's chats panicked");
         }
     }

@@ -14,7 +14,7 @@ use crate::protocol::request::Limits;
 use crate::store::sqlite::SqliteStore;
 
 struct Fixture {
-    ctx: Context,
+    ctx: Arc<Context>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,7 +45,10 @@ fn fixture() -> Fixture {
         metrics: Default::default(),
     };
     ctx.store.heartbeat("test-node").unwrap();
-    Fixture { ctx, _dir: dir }
+    Fixture {
+        ctx: Arc::new(ctx),
+        _dir: dir,
+    }
 }
 
 struct Conn {
@@ -63,16 +66,19 @@ impl Conn {
     }
 
     /// Handles one frame, as a connection does when it is the only one of a read.
-    fn send(&mut self, ctx: &Context, frame: Value) {
+    fn send(&mut self, ctx: &Arc<Context>, frame: Value) {
         self.pipeline(ctx, &[frame]);
     }
 
-    /// Handles frames that arrived in one read: each dispatched, then what they left waiting flushed.
-    fn pipeline(&mut self, ctx: &Context, frames: &[Value]) {
+    /// Handles frames that arrived in one read: each dispatched, then what they left waiting handed on
+    /// and landed.
+    fn pipeline(&mut self, ctx: &Arc<Context>, frames: &[Value]) {
         let mut turn = self.caller.turn(ctx);
         for frame in frames {
             turn.dispatch(frame.to_string().as_bytes());
         }
+        drop(turn);
+        self.caller.settle();
     }
 
     /// The next queued item as JSON (replies, chat frames and login acks alike).
@@ -86,13 +92,13 @@ impl Conn {
         }
     }
 
-    fn req(&mut self, ctx: &Context, frame: Value) -> Value {
+    fn req(&mut self, ctx: &Arc<Context>, frame: Value) -> Value {
         self.send(ctx, frame);
         self.next()
     }
 
     /// A connection that registered `name` (password "pw") and did not log in.
-    fn registered(ctx: &Context, name: &str) -> (Conn, i64) {
+    fn registered(ctx: &Arc<Context>, name: &str) -> (Conn, i64) {
         let mut c = Conn::new();
         let id = c.req(ctx, json!({"msgid": 4, "name": name, "password": "pw"}))["id"]
             .as_i64()
@@ -100,7 +106,7 @@ impl Conn {
         (c, id)
     }
 
-    fn signed_up(ctx: &Context, name: &str) -> (Conn, i64) {
+    fn signed_up(ctx: &Arc<Context>, name: &str) -> (Conn, i64) {
         let (mut c, id) = Conn::registered(ctx, name);
         let ack = c.req(ctx, json!({"msgid": 1, "id": id, "password": "pw", "v": 2}));
         assert_eq!(ack["errno"], 0, "{ack}");
@@ -332,6 +338,7 @@ fn pipelined_chats_are_committed_together_and_answered_in_order() {
         );
         assert!(a.rx.try_recv().is_err(), "every reply waits for the commit");
     }
+    a.caller.settle();
     assert_eq!(b.next()["msg"], "live");
     let answers: Vec<(Value, Value)> = (0..frames.len())
         .map(|_| a.next())
@@ -371,6 +378,29 @@ fn a_resent_cid_gets_the_first_ack_and_is_not_delivered_twice() {
     assert!(b.rx.try_recv().is_err(), "not delivered again");
 }
 
+/// A turn's chats are committed and answered after the turn ended, yet before anything the connection's
+/// next turn answers.
+#[test]
+fn the_next_turns_answers_wait_for_the_chats_handed_on() {
+    let f = fixture();
+    let (mut a, _) = Conn::signed_up(&f.ctx, "a");
+    let (b, b_id) = Conn::signed_up(&f.ctx, "b");
+    let chat = json!({"msgid": 6, "toid": b_id, "msg": "x", "seq": 1});
+    a.caller.turn(&f.ctx).dispatch(chat.to_string().as_bytes());
+    let unknown = json!({"msgid": 99, "seq": 2});
+    a.caller
+        .turn(&f.ctx)
+        .dispatch(unknown.to_string().as_bytes());
+    let history = json!({"msgid": 19, "conv": format!("u{b_id}"), "seq": 3});
+    a.send(&f.ctx, history);
+    assert_eq!(a.next()["seq"], 1, "the chat's ack first");
+    assert_eq!(a.next()["seq"], 2);
+    let page = a.next();
+    assert_eq!(page["seq"], 3);
+    assert_eq!(page["messages"][0]["msg"], "x", "{page}");
+    assert_eq!(b.next()["msg"], "x");
+}
+
 /// A recipient who comes online while a message for them waits to be committed gets it once: from the
 /// offline list, fetched after the nudge.
 #[test]
@@ -391,6 +421,7 @@ fn a_recipient_logging_in_during_the_commit_gets_it_once() {
     );
     turn.dispatch(chat("second").as_bytes());
     drop(turn);
+    a.caller.settle();
     let mut live = Vec::new();
     while let Ok(item) = c.rx.try_recv() {
         match item {

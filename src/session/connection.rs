@@ -175,16 +175,18 @@ impl Connection {
 
     /// Winds the connection down after its reader stopped for `end`, in this order, each step for a
     /// reason:
-    /// 1. a client that went away (or a panic) gets no more chat frames written: they are recorded
+    /// 1. the chats of the last read land (committed, delivered, answered): its answers come before
+    ///    everything below;
+    /// 2. a client that went away (or a panic) gets no more chat frames written: they are recorded
     ///    offline instead of written into a dying socket (replies are still tried);
-    /// 2. the mailbox starts closing: from now on items are set aside, in order, not queued or written;
-    /// 3. the writer thread, if one runs, is stopped and joined: nobody else touches the socket after;
-    /// 4. what is still queued is written or recorded, then what was set aside, and the mailbox closes:
+    /// 3. the mailbox starts closing: from now on items are set aside, in order, not queued or written;
+    /// 4. the writer thread, if one runs, is stopped and joined: nobody else touches the socket after;
+    /// 5. what is still queued is written or recorded, then what was set aside, and the mailbox closes:
     ///    senders who find it closed record their frames themselves, after everything older;
-    /// 5. the user leaves (out of the online map, off the bus, presence released) only now, so nothing
+    /// 6. the user leaves (out of the online map, off the bus, presence released) only now, so nothing
     ///    addressed to them was routed here and then lost;
-    /// 6. a WebSocket gets its close frame, which says why, last of all;
-    /// 7. a client closed for a too large frame, for abuse or on a WebSocket is drained a moment first, so
+    /// 7. a WebSocket gets its close frame, which says why, last of all;
+    /// 8. a client closed for a too large frame, for abuse or on a WebSocket is drained a moment first, so
     ///    that closing does not reset the connection before it read our last frame (106, 107, the close
     ///    frame); then the socket closes.
     pub(crate) fn close(self, end: End, caller: &mut Caller) {
@@ -194,6 +196,7 @@ impl Connection {
             mail,
             stop_writer,
         } = self;
+        caller.settle();
         if matches!(end, End::ClientGone | End::Panicked) {
             conn.client_gone.store(true, Ordering::SeqCst);
         }

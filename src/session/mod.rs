@@ -119,7 +119,7 @@ struct Reader<'a> {
 
 /// Reads frames and dispatches them until the connection ends.
 fn read_loop(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     mut reader: Reader,
     caller: &mut Caller,
     cfg: &SessionConfig,
@@ -157,7 +157,7 @@ fn read_loop(
 /// answered when it ends, however it ends). `Ok` says whether the rate limit refused any; `Err` why
 /// the connection ends.
 fn handle_units(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     reader: &mut Reader,
     caller: &mut Caller,
     cfg: &SessionConfig,

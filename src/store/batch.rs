@@ -1,12 +1,14 @@
 //! Group commit for the log: one thread takes every append (and every late offline record) that has
 //! queued up and writes them in one transaction each, so a burst of messages costs one commit (one fsync)
-//! per batch instead of one per message. Each caller still waits for its own result, so an
-//! acknowledgement is only sent once its message is committed.
+//! per batch instead of one per message. Each caller gets its own result only once its messages are
+//! committed, so an acknowledgement is only sent then: either it waits for it, or it leaves work to run
+//! with it on a second thread, which runs the work of each commit in commit order.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use parking_lot::{Condvar, Mutex};
 
 use super::{Appended, NewMessage, Pointer, Result, Store, StoreError};
@@ -17,14 +19,18 @@ use crate::metrics::Metrics;
 const MAX_MESSAGES: usize = 4096;
 
 /// The longest the writer waits for more work before it commits.
-const MAX_LINGER: Duration = Duration::from_millis(1);
+const MAX_LINGER: Duration = Duration::from_millis(2);
 
-/// How many messages the writer waits to gather for one commit, never longer than [`MAX_LINGER`].
-const GATHER: f64 = 8.0;
+/// How many messages the writer waits to gather for one commit, never longer than [`MAX_LINGER`]. A
+/// commit's own cost is large beside a message's on SQLite: besides the transaction and the wake-ups,
+/// SQLite scans the writer's whole page-cache hash at the end of nearly every commit (a b-tree balance
+/// parks a page at the pending-byte page number, which makes the cache look larger than the file), so
+/// 32 at up to 2 ms, not 8 at up to 1 ms (docs/BENCHMARKS.md, "Delivery after the commit").
+const GATHER: f64 = 32.0;
 
-/// The fewest messages worth waiting for: below this many within [`MAX_LINGER`], the writer commits at
-/// once.
-const MIN_GATHER: f64 = 2.0;
+/// The fewest messages worth waiting for: below this many within [`MAX_LINGER`] (2 a millisecond), the
+/// writer commits at once.
+const MIN_GATHER: f64 = 4.0;
 
 /// One caller's work, done in the same transaction as everything else of its kind that is waiting.
 enum Job {
@@ -48,19 +54,24 @@ impl Job {
 }
 
 /// What an append comes to: the messages placed, or why the log could not write at all.
-type Done = Result<Placed>;
+pub type Done = Result<Placed>;
 
 /// A caller's messages handed back with where the log put each one (or why not).
-type Placed = (Vec<NewMessage>, Vec<Appended>);
+pub type Placed = (Vec<NewMessage>, Vec<Appended>);
 
-/// Where the writer puts one caller's result, and the caller sleeps until it does. The caller parks at
-/// once rather than spinning and yielding first, as a channel's receiver does: with a thousand
-/// connections waiting for commits, that spinning took a seventh of the node's CPU (docs/BENCHMARKS.md,
-/// the durable log's profile). A reply dropped unfilled (the writer stopped) wakes its caller with an
-/// error, so no caller waits for ever.
+/// Where the writer puts one caller's result: a slot the caller sleeps on until it is filled, or work to
+/// run with the result once committed ([`LogWriter::append_then`]). The caller parks at once rather than
+/// spinning and yielding first, as a channel's receiver does: with a thousand connections waiting for
+/// commits, that spinning took a seventh of the node's CPU (docs/BENCHMARKS.md, the durable log's
+/// profile). A reply dropped unfilled (the writer stopped) gets an error, so no caller waits for ever and
+/// no work is left unrun.
 struct Reply<T> {
-    slot: Arc<Slot<T>>,
-    filled: bool,
+    to: Option<To<T>>,
+}
+
+enum To<T> {
+    Slot(Arc<Slot<T>>),
+    Then(Box<dyn FnOnce(Result<T>) + Send>),
 }
 
 struct Slot<T> {
@@ -68,7 +79,10 @@ struct Slot<T> {
     ready: Condvar,
 }
 
-impl<T> Reply<T> {
+/// Work the writer leaves to the completion thread, with its result bound in.
+type Later = Box<dyn FnOnce() + Send>;
+
+impl<T: Send + 'static> Reply<T> {
     /// A reply and the slot its caller waits on.
     fn new() -> (Reply<T>, Arc<Slot<T>>) {
         let slot = Arc::new(Slot {
@@ -76,27 +90,51 @@ impl<T> Reply<T> {
             ready: Condvar::new(),
         });
         let reply = Reply {
-            slot: slot.clone(),
-            filled: false,
+            to: Some(To::Slot(slot.clone())),
         };
         (reply, slot)
     }
 
-    fn send(mut self, result: Result<T>) {
-        self.put(result);
+    /// A reply that runs `then` with the result.
+    fn then(then: impl FnOnce(Result<T>) + Send + 'static) -> Reply<T> {
+        Reply {
+            to: Some(To::Then(Box::new(then))),
+        }
     }
 
-    fn put(&mut self, result: Result<T>) {
-        *self.slot.value.lock() = Some(result);
-        self.slot.ready.notify_one();
-        self.filled = true;
+    /// Fills the slot, or runs the work here.
+    fn send(mut self, result: Result<T>) {
+        if let Some(to) = self.to.take() {
+            to.fill(result);
+        }
+    }
+
+    /// Fills the slot now, or leaves the work, with its result, to `later`.
+    fn send_later(mut self, result: Result<T>, later: &mut Vec<Later>) {
+        match self.to.take() {
+            Some(To::Then(then)) => later.push(Box::new(move || then(result))),
+            Some(to) => to.fill(result),
+            None => {}
+        }
+    }
+}
+
+impl<T> To<T> {
+    fn fill(self, result: Result<T>) {
+        match self {
+            To::Slot(slot) => {
+                *slot.value.lock() = Some(result);
+                slot.ready.notify_one();
+            }
+            To::Then(then) => then(result),
+        }
     }
 }
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        if !self.filled {
-            self.put(Err(stopped()));
+        if let Some(to) = self.to.take() {
+            to.fill(Err(stopped()));
         }
     }
 }
@@ -114,6 +152,16 @@ impl<T> Slot<T> {
     }
 }
 
+/// An append handed on with [`LogWriter::append_then`]: wait on it for its work to have run.
+pub struct Landing(Arc<Slot<()>>);
+
+impl Landing {
+    /// Sleeps until the append's work has run (or the writer stopped).
+    pub fn wait(self) {
+        let _ = self.0.wait();
+    }
+}
+
 /// The handle through which the service writes to the log.
 pub struct LogWriter {
     jobs: Sender<Job>,
@@ -127,9 +175,15 @@ impl LogWriter {
     /// Starts the writer thread over `store`; each commit's size and time go to `metrics`.
     pub fn start(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> std::io::Result<LogWriter> {
         let (jobs, rx) = bounded(16 * 1024);
+        // Unbounded: the writer never waits for the work it leaves, which may itself wait for the writer
+        // (recording offline what it could not deliver).
+        let (later, run) = unbounded();
+        std::thread::Builder::new()
+            .name("log-landed".into())
+            .spawn(move || run_later(&run))?;
         std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || write_loop(store.as_ref(), &metrics, &rx))?;
+            .spawn(move || write_loop(store.as_ref(), &metrics, &rx, &later))?;
         Ok(LogWriter { jobs })
     }
 
@@ -146,6 +200,27 @@ impl LogWriter {
         slot.wait()
     }
 
+    /// Appends `messages` like [`append`](Self::append), without waiting: `then` runs with the outcome
+    /// once it is committed, on the log's completion thread, the work of one commit after the work of the
+    /// commit before. A connection hands its chats on this way, so that its thread goes back to reading
+    /// instead of sleeping until the commit and being woken for it, a cost per message on this machine's
+    /// cores comparable to the commit's own (docs/BENCHMARKS.md, "Delivery after the commit on a thread
+    /// of its own"). The returned [`Landing`] says when `then` has run.
+    pub fn append_then(
+        &self,
+        messages: Vec<NewMessage>,
+        then: impl FnOnce(Done) + Send + 'static,
+    ) -> Landing {
+        let (landed, slot) = Reply::new();
+        let reply = Reply::then(move |done| {
+            then(done);
+            landed.send(Ok(()));
+        });
+        // A writer that stopped drops the job, whose reply then runs `then` with the error, here.
+        let _ = self.jobs.send(Job::Append { messages, reply });
+        Landing(slot)
+    }
+
     /// Records messages offline (see [`super::Log::store_offline`]), batched likewise.
     pub fn store_offline(&self, pointers: Vec<Pointer>) -> Result<()> {
         if pointers.is_empty() {
@@ -159,7 +234,24 @@ impl LogWriter {
     }
 }
 
-fn write_loop(store: &dyn Store, metrics: &Metrics, jobs: &Receiver<Job>) {
+/// Runs what the writer left after each commit, in commit order; a panic in one caller's work is that
+/// caller's (its [`Landing`] still ends), not the thread's.
+fn run_later(run: &Receiver<Vec<Later>>) {
+    for batch in run {
+        for work in batch {
+            if catch_unwind(AssertUnwindSafe(work)).is_err() {
+                tracing::error!("the work after a commit panicked");
+            }
+        }
+    }
+}
+
+fn write_loop(
+    store: &dyn Store,
+    metrics: &Metrics,
+    jobs: &Receiver<Job>,
+    later: &Sender<Vec<Later>>,
+) {
     let mut pace = Pace::new();
     while let Ok(first) = jobs.recv() {
         if let Some(linger) = pace.linger() {
@@ -182,8 +274,12 @@ fn write_loop(store: &dyn Store, metrics: &Metrics, jobs: &Receiver<Job>) {
                 Job::Offline { pointers, reply } => offline.push((pointers, reply)),
             }
         }
-        append_all(store, metrics, appends);
+        let mut landed = Vec::new();
+        append_all(store, metrics, appends, &mut landed);
         store_all(store, metrics, offline);
+        if !landed.is_empty() {
+            let _ = later.send(landed);
+        }
     }
 }
 
@@ -228,7 +324,12 @@ impl Pace {
 }
 
 /// One transaction for every waiting append; each caller gets the results of its own messages.
-fn append_all(store: &dyn Store, metrics: &Metrics, jobs: Vec<(Vec<NewMessage>, Reply<Placed>)>) {
+fn append_all(
+    store: &dyn Store,
+    metrics: &Metrics,
+    jobs: Vec<(Vec<NewMessage>, Reply<Placed>)>,
+    later: &mut Vec<Later>,
+) {
     if jobs.is_empty() {
         return;
     }
@@ -243,7 +344,7 @@ fn append_all(store: &dyn Store, metrics: &Metrics, jobs: Vec<(Vec<NewMessage>, 
             let mut committed = committed.into_iter();
             for (messages, reply) in jobs {
                 let mine = committed.by_ref().take(messages.len()).collect();
-                reply.send(Ok((messages, mine)));
+                reply.send_later(Ok((messages, mine)), later);
             }
         }
         result => {
@@ -253,7 +354,7 @@ fn append_all(store: &dyn Store, metrics: &Metrics, jobs: Vec<(Vec<NewMessage>, 
                 Ok(c) => format!("the store committed {} of {total} messages", c.len()),
             };
             for (_, reply) in jobs {
-                reply.send(Err(StoreError::Unavailable(text.clone())));
+                reply.send_later(Err(StoreError::Unavailable(text.clone())), later);
             }
         }
     }
@@ -277,6 +378,9 @@ fn store_all(store: &dyn Store, metrics: &Metrics, jobs: Vec<(Vec<Pointer>, Repl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Conv, Pos};
+    use crate::store::Require;
+    use crate::store::sqlite::SqliteStore;
 
     #[test]
     fn a_reply_dropped_unfilled_wakes_its_caller_with_an_error() {
@@ -325,5 +429,79 @@ mod tests {
         let (reply, slot) = Reply::new();
         reply.send(Ok(7));
         assert_eq!(slot.wait().unwrap(), 7);
+    }
+
+    fn message(conv: Conv, n: usize) -> NewMessage {
+        NewMessage {
+            conv,
+            sender: 1,
+            cid: None,
+            time: String::new(),
+            text: n.to_string(),
+            offline: Vec::new(),
+            require: Require::Nothing,
+        }
+    }
+
+    /// Work handed on runs once committed, the work of each commit after that of the commit before: the
+    /// positions it sees in one conversation only grow, though four threads append at once.
+    #[test]
+    fn work_after_commits_runs_in_commit_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+        let writer = Arc::new(LogWriter::start(Arc::new(store), Default::default()).unwrap());
+        let conv = Conv::direct(1, 2);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let senders: Vec<_> = (0..4)
+            .map(|_| {
+                let (writer, seen) = (writer.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    for n in 0..200 {
+                        let seen = seen.clone();
+                        writer
+                            .append_then(vec![message(conv, n)], move |done| {
+                                let (_, appended) = done.unwrap();
+                                seen.lock().push(appended[0].unwrap().pos);
+                            })
+                            .wait();
+                    }
+                })
+            })
+            .collect();
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        let seen = seen.lock();
+        assert_eq!(*seen, (1..=800).collect::<Vec<Pos>>());
+    }
+
+    /// A panic in the work after a commit ends its landing (nobody waits for ever), and the work of
+    /// later commits still runs.
+    #[test]
+    fn a_panic_after_a_commit_is_only_its_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.db");
+        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+        let writer = LogWriter::start(Arc::new(store), Default::default()).unwrap();
+        let conv = Conv::direct(1, 2);
+        writer
+            .append_then(vec![message(conv, 0)], |_| panic!("a handler's bug"))
+            .wait();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        writer
+            .append_then(vec![message(conv, 1)], move |done| {
+                tx.send(done.is_ok()).unwrap()
+            })
+            .wait();
+        assert!(rx.try_recv().unwrap(), "the next append ran its work");
+    }
+
+    #[test]
+    fn work_left_for_a_stopped_writer_runs_with_an_error() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let reply = Reply::<u8>::then(move |r| tx.send(r.is_err()).unwrap());
+        drop(reply);
+        assert!(rx.try_recv().unwrap());
     }
 }
