@@ -5,7 +5,11 @@
 # `chat-bench one --users 1000 --sweep SWEEP --duration 10` against it (the sweep stops at the first rate
 # that fails). One line per binary, round and rate: server CPU per message, context switches per message,
 # p99 and whether the step passed. CHAT_BENCH names the tool (default ./target/release/chat-bench); the
-# databases go under TMPDIR (default /tmp; TMPDIR=/dev/shm takes the disk out of the figures).
+# databases go under TMPDIR (default /tmp; TMPDIR=/dev/shm takes the disk out of the figures). BENCH_ARGS
+# adds flags to every run (BENCH_ARGS=--ack: acknowledged v2 sends with resends; the lines then also give
+# the ack p99 and the resends). SCENARIO names another chat-bench scenario than `one` (SCENARIO=group
+# BENCH_ARGS="--group-size 20"). RENICE=-10 renices the node's log threads (log-writer, log-landed,
+# wal-checkpoint) a second after start: how a binary from before src/priority.rs compares with one after.
 set -uo pipefail
 source "$(dirname "$0")/../integration/services.sh" # free_port
 set +e # a failed step still lets the other runs go on
@@ -20,8 +24,15 @@ for r in $(seq 1 "$rounds"); do
             --argon2-memory-kib 64 --argon2-iterations 1 >"$dir/log" 2>&1 &
         pid=$!
         sleep 1
-        "$bench" one --addr "127.0.0.1:$port" --users 1000 --sweep "$sweep" --duration 10 \
-            --server-pid "$pid" >"$dir/out.json" 2>/dev/null
+        if [ -n "${RENICE:-}" ]; then
+            for t in /proc/"$pid"/task/*; do
+                case "$(cat "$t/comm")" in
+                log-writer | log-landed | wal-checkpoint) renice -n "$RENICE" -p "${t##*/}" >/dev/null ;;
+                esac
+            done
+        fi
+        "$bench" ${SCENARIO:-one} --addr "127.0.0.1:$port" --users 1000 --sweep "$sweep" --duration 10 \
+            --server-pid "$pid" ${BENCH_ARGS:-} >"$dir/out.json" 2>/dev/null
         kill "$pid"
         wait "$pid" 2>/dev/null
         python3 - "$bin" "$r" "$dir/out.json" <<'PY'
@@ -34,7 +45,9 @@ for line in open(path):
         continue
     for s in run.get("steps", []) if isinstance(run, dict) else []:
         print(f"{binary.split('/')[-1]:24} r{rnd} rate={s.get('rate')} cpu_us={s.get('server_cpu_us_per_msg')} "
-              f"cs={s.get('ctx_switches_per_msg')} p99={s.get('p99_ms')} pass={s.get('passed')}")
+              f"cs={s.get('ctx_switches_per_msg')} p99={s.get('p99_ms')} pass={s.get('passed')}"
+              + (f" ack_p99={s.get('ack_p99_ms')} resends={s.get('resends')} dups={s.get('duplicates')}"
+                 if s.get('ack') else ""))
 PY
         rm -rf "$dir"
     done

@@ -9,7 +9,8 @@
 //! - [`session`]: one connection: its read loop, its writer, and its transport (framed TCP or WebSocket).
 //! - [`mailbox`]: a connection's bounded outgoing queue; [`online`]: user id → mailbox for this node.
 //! - [`service`]: what each request does (account, friend, group, chat), over a shared [`service::Context`].
-//! - [`store`]: the `Store` trait, MySQL and embedded SQLite; [`bus`]: delivery between nodes.
+//! - [`store`]: the `Store` trait, MySQL and embedded SQLite, and the log's group commit; [`bus`]: delivery
+//!   between nodes; [`priority`]: the log's threads run ahead of the connections'.
 //! - [`hasher`]: argon2id off the connection threads; [`config`]: settings; [`node`]: a whole node;
 //!   [`http`]: the HTTP listener (`--http`): the web client ([`web`]), WebSocket upgrades, health checks
 //!   and [`metrics`].
@@ -38,6 +39,7 @@ pub mod model;
 pub mod node;
 pub mod online;
 pub mod pool;
+pub mod priority;
 pub mod protocol;
 pub mod server;
 pub mod service;

@@ -13,6 +13,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::{Appended, NewMessage, Pointer, Result, Store, StoreError};
 use crate::metrics::Metrics;
+use crate::priority::spawn_log_thread;
 
 /// Messages at which the writer stops adding waiting jobs to a transaction (one job may take it past
 /// this), so that one commit does not hold the database for long.
@@ -178,12 +179,10 @@ impl LogWriter {
         // Unbounded: the writer never waits for the work it leaves, which may itself wait for the writer
         // (recording offline what it could not deliver).
         let (later, run) = unbounded();
-        std::thread::Builder::new()
-            .name("log-landed".into())
-            .spawn(move || run_later(&run))?;
-        std::thread::Builder::new()
-            .name("log-writer".into())
-            .spawn(move || write_loop(store.as_ref(), &metrics, &rx, &later))?;
+        spawn_log_thread("log-landed", move || run_later(&run))?;
+        spawn_log_thread("log-writer", move || {
+            write_loop(store.as_ref(), &metrics, &rx, &later)
+        })?;
         Ok(LogWriter { jobs })
     }
 

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
+use crate::priority::spawn_log_thread;
+
 /// How often the WAL is copied back into the database.
 const EVERY: Duration = Duration::from_millis(100);
 
@@ -33,9 +35,7 @@ impl Checkpointer {
     /// Checkpoints, through `conn`, the database it is open on.
     pub fn start(conn: rusqlite::Connection) -> std::io::Result<Checkpointer> {
         let (stop, stopped) = bounded(0);
-        let thread = std::thread::Builder::new()
-            .name("wal-checkpoint".into())
-            .spawn(move || run(&conn, &stopped))?;
+        let thread = spawn_log_thread("wal-checkpoint", move || run(&conn, &stopped))?;
         Ok(Checkpointer {
             stop: Some(stop),
             thread: Some(thread),
