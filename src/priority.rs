@@ -6,7 +6,7 @@
 //! a thousand busy connection threads leave those few, through which all their messages must go, a
 //! thousandth each: queues build up in front of them and the tail latency grows, though the cores are not
 //! all busy with the log. Run at a higher priority (nice −10), the log's threads take the core as soon
-//! as they have work: one node on two cores went from 12,000–14,000 to 18,000 one-to-one messages a
+//! as they have work: one node on two cores went from 14,000 to 16,000–18,000 one-to-one messages a
 //! second within the latency bound, with fewer context switches per message (docs/BENCHMARKS.md,
 //! "Delivery after the commit").
 //!
