@@ -22,8 +22,12 @@ use crate::priority::spawn_log_thread;
 /// How often the WAL is copied back into the database.
 const EVERY: Duration = Duration::from_millis(100);
 
-/// The WAL's length, in pages, at which the checkpointer makes it start again (64 MiB of 4 KiB pages).
-const RESTART_FRAMES: i64 = 16 * 1024;
+/// The WAL's length, in pages, at which the checkpointer makes it start again (256 MiB of 4 KiB pages:
+/// the WAL file grows to that and stays). Each restart holds the writer up; at 10,000 one-to-one msg/s
+/// the bench's load writes over 100 MB of WAL a second (three random pages a message), so with 64 MiB
+/// the writer was held up about twice a second, and the p99 at 10,000 to 16,000 msg/s was longer in
+/// each of five alternating rounds (docs/BENCHMARKS.md, "Delivery after the commit").
+const RESTART_FRAMES: i64 = 64 * 1024;
 
 /// The thread that checkpoints one database; it stops when this is dropped.
 pub struct Checkpointer {
