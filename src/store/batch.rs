@@ -202,9 +202,9 @@ impl LogWriter {
     /// Appends `messages` like [`append`](Self::append), without waiting: `then` runs with the outcome
     /// once it is committed, on the log's completion thread, the work of one commit after the work of the
     /// commit before. A connection hands its chats on this way, so that its thread goes back to reading
-    /// instead of sleeping until the commit and being woken for it, a cost per message on this machine's
-    /// cores comparable to the commit's own (docs/BENCHMARKS.md, "Delivery after the commit on a thread
-    /// of its own"). The returned [`Landing`] says when `then` has run.
+    /// instead of sleeping until the commit and being woken for it: that took about a fifth off the
+    /// node's CPU per message and half its context switches (docs/BENCHMARKS.md, "Delivery after the
+    /// commit, and the log's priority"). The returned [`Landing`] says when `then` has run.
     pub fn append_then(
         &self,
         messages: Vec<NewMessage>,
