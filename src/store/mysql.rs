@@ -41,6 +41,12 @@ const MIGRATION_TIMEOUT: Duration = Duration::from_secs(600);
 /// Rows per multi-row insert, and the text bytes at which one is sent early (under max_allowed_packet).
 const ROWS_PER_INSERT: usize = 1000;
 const BYTES_PER_INSERT: usize = 1 << 20;
+/// Prepared statements the log writer's connection keeps (the driver's default is 32). A batch's
+/// multi-row statements are prepared once per row count, and with 32 the writer prepared and closed one
+/// for nearly every batch it committed under load (docs/BENCHMARKS.md, "MariaDB: the log writer's own
+/// connection"). One such connection per node, so a node adds at most this many to the server's
+/// `max_prepared_stmt_count` (16,382 by default) beyond its pool's 32 per connection.
+const LOG_STMT_CACHE: usize = 512;
 
 /// SQL true when user `u` has a device online: held by a node whose heartbeat is fresh (liveness bound).
 macro_rules! online {
@@ -57,9 +63,14 @@ macro_rules! message_columns {
     };
 }
 
-/// MySQL through an r2d2 pool.
+/// MySQL through r2d2 pools: one for requests, and one connection of its own for the log's writer.
 pub struct MysqlStore {
     pool: r2d2::Pool<MySqlConnectionManager>,
+    /// The log writer's connection ([`Log::append`], [`Log::store_offline`]): its multi-row statements
+    /// differ with every batch size, so it caches [`LOG_STMT_CACHE`] prepared statements where the pool's
+    /// connections keep the driver's default; and the writer never queues behind requests for a
+    /// connection.
+    log: r2d2::Pool<MySqlConnectionManager>,
     liveness: i64,
 }
 
@@ -95,15 +106,11 @@ impl MysqlStore {
         let long = Some(MIGRATION_TIMEOUT);
         let mut migrator = mysql::Conn::new(opts.clone().read_timeout(long).write_timeout(long))
             .map_err(|e| anyhow::anyhow!("cannot use the MySQL database: {e}"))?;
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
-            .min_idle(Some(pool_size.clamp(1, 2)))
-            .connection_timeout(Duration::from_secs(3))
-            // Our own callers report what a failed checkout means (109); the pool need not log each try.
-            .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build(MySqlConnectionManager::new(opts))?;
+        let url_cache = Opts::from(opts.clone()).get_stmt_cache_size();
+        let log_opts = opts.clone().stmt_cache_size(url_cache.max(LOG_STMT_CACHE));
         let store = MysqlStore {
-            pool,
+            pool: pool(opts, pool_size.max(1))?,
+            log: pool(log_opts, 1)?,
             liveness: super::LIVENESS.as_secs() as i64,
         };
         migrate_schema(&mut migrator).context("migrating the MySQL schema")?;
@@ -114,26 +121,46 @@ impl MysqlStore {
         Ok(self.pool.get()?)
     }
 
-    /// Runs `f` in a transaction and commits it (a dropped, uncommitted transaction rolls back). InnoDB
-    /// resolves deadlocks by rolling one transaction back (for example taking a user's stored messages
-    /// while new ones are inserted for them): such a transaction is run again, a few times.
-    fn write<T>(&self, mut f: impl FnMut(&mut mysql::Transaction) -> Result<T>) -> Result<T> {
-        let mut attempt = 0;
-        loop {
-            let result = self.conn().and_then(|mut conn| {
-                let mut tx = conn.start_transaction(TxOpts::default())?;
-                let out = f(&mut tx)?;
-                tx.commit()?;
-                Ok(out)
-            });
-            match result {
-                Err(StoreError::Busy(detail)) if attempt < RETRIES => {
-                    attempt += 1;
-                    tracing::debug!(attempt, %detail, "transaction rolled back by a deadlock; retrying");
-                    std::thread::sleep(std::time::Duration::from_millis(2 << attempt));
-                }
-                other => return other,
+    /// Runs `f` in a transaction on one of the pool's connections and commits it.
+    fn write<T>(&self, f: impl FnMut(&mut mysql::Transaction) -> Result<T>) -> Result<T> {
+        write_on(&self.pool, f)
+    }
+}
+
+/// A pool of `size` connections with `opts`, at least one (two at most) kept open.
+fn pool(opts: OptsBuilder, size: u32) -> anyhow::Result<r2d2::Pool<MySqlConnectionManager>> {
+    Ok(r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(size.clamp(1, 2)))
+        .connection_timeout(Duration::from_secs(3))
+        // Our own callers report what a failed checkout means (109); the pool need not log each try.
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build(MySqlConnectionManager::new(opts))?)
+}
+
+/// Runs `f` in a transaction on a connection of `pool` and commits it (a dropped, uncommitted
+/// transaction rolls back). InnoDB resolves deadlocks by rolling one transaction back (for example taking
+/// a user's stored messages while new ones are inserted for them): such a transaction is run again, a
+/// few times.
+fn write_on<T>(
+    pool: &r2d2::Pool<MySqlConnectionManager>,
+    mut f: impl FnMut(&mut mysql::Transaction) -> Result<T>,
+) -> Result<T> {
+    let mut attempt = 0;
+    loop {
+        let result = pool.get().map_err(StoreError::from).and_then(|mut conn| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            let out = f(&mut tx)?;
+            tx.commit()?;
+            Ok(out)
+        });
+        match result {
+            Err(StoreError::Busy(detail)) if attempt < RETRIES => {
+                attempt += 1;
+                tracing::debug!(attempt, %detail, "transaction rolled back by a deadlock; retrying");
+                std::thread::sleep(std::time::Duration::from_millis(2 << attempt));
             }
+            other => return other,
         }
     }
 }
@@ -1100,7 +1127,7 @@ fn bump_version(tx: &mut mysql::Transaction, group: GroupId) -> Result<()> {
 impl Log for MysqlStore {
     fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
         let ts = now_ms();
-        self.write(|tx| {
+        write_on(&self.log, |tx| {
             // The same cid committed by another node a moment ago: run again, and find it.
             append_in(tx, messages, ts).map_err(|e| match e {
                 StoreError::Conflict => StoreError::Busy("a cid committed concurrently".into()),
@@ -1113,7 +1140,7 @@ impl Log for MysqlStore {
         if pointers.is_empty() {
             return Ok(());
         }
-        self.write(|tx| insert_pointers(tx, pointers))
+        write_on(&self.log, |tx| insert_pointers(tx, pointers))
     }
 
     fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>> {
