@@ -180,9 +180,8 @@ pub struct StormArgs {
 /// Flags of `sync`.
 #[derive(Debug, Clone, Args)]
 pub struct SyncArgs {
-    /// Server address (loopback only; the first is used).
-    #[arg(long = "addr", required = true, value_delimiter = ',')]
-    pub addrs: Vec<SocketAddr>,
+    #[command(flatten)]
+    pub setup: SetupArgs,
     /// Users who each write to the one user: one conversation each.
     #[arg(long, default_value_t = 100)]
     pub peers: usize,
@@ -201,22 +200,9 @@ pub struct SyncArgs {
     /// Peers writing at once while the messages are prepared.
     #[arg(long, default_value_t = 32)]
     pub login_concurrency: usize,
-    /// The server's process id, for its CPU time during the sync.
-    #[arg(long = "server-pid", value_delimiter = ',')]
-    pub server_pids: Vec<u32>,
-    /// Prefix of the user names [default: random].
-    #[arg(long)]
-    pub prefix: Option<String>,
-    #[arg(long, default_value = "bench-pw")]
-    pub password: String,
-    /// Seconds to wait for any one reply.
-    #[arg(long, default_value_t = 30.0)]
-    pub reply_timeout: f64,
     /// The node's SQLite database file, for bytes per stored message (see `one --sqlite-db`).
     #[arg(long)]
     pub sqlite_db: Option<PathBuf>,
-    #[arg(long, default_value = "")]
-    pub label: String,
 }
 
 impl SyncArgs {
@@ -240,29 +226,15 @@ impl SyncArgs {
             "--msg-bytes must be {} to 16384",
             crate::msgtext::MIN_BYTES
         );
-        let common = CommonArgs {
-            addrs: self.addrs.iter().take(1).copied().collect(),
-            users: self.peers + 1,
-            login_concurrency: self.login_concurrency,
-            duration: 1.0,
-            server_pids: self.server_pids.clone(),
-            prefix: self.prefix.clone(),
-            password: self.password.clone(),
-            reply_timeout: self.reply_timeout,
-            label: self.label.clone(),
-            transport: Transport::Tcp,
-        };
-        common.validate()?;
-        Ok(common)
+        self.setup.common(1, self.peers + 1, self.login_concurrency)
     }
 }
 
 /// Flags of `presence`.
 #[derive(Debug, Clone, Args)]
 pub struct PresenceArgs {
-    /// Server address (loopback only); repeat for several nodes, users are spread over them round-robin.
-    #[arg(long = "addr", required = true, value_delimiter = ',')]
-    pub addrs: Vec<SocketAddr>,
+    #[command(flatten)]
+    pub setup: SetupArgs,
     /// Users, one v2 device each during the storm.
     #[arg(short = 'n', long, default_value_t = 8_000)]
     pub users: usize,
@@ -288,19 +260,6 @@ pub struct PresenceArgs {
     /// Seed of the storms' orders (a shuffle of the users) [default: from the clock].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// The server's process id, for its CPU time, memory and context switches; repeat for each node.
-    #[arg(long = "server-pid", value_delimiter = ',')]
-    pub server_pids: Vec<u32>,
-    /// Prefix of the user names [default: random].
-    #[arg(long)]
-    pub prefix: Option<String>,
-    #[arg(long, default_value = "bench-pw")]
-    pub password: String,
-    /// Seconds to wait for any one reply; a storm in which nothing is answered for this long stops.
-    #[arg(long, default_value_t = 30.0)]
-    pub reply_timeout: f64,
-    #[arg(long, default_value = "")]
-    pub label: String,
 }
 
 impl PresenceArgs {
@@ -316,10 +275,49 @@ impl PresenceArgs {
         );
         ensure!(self.friends <= 1_000, "--friends must be 0 to 1000");
         check_seconds("--grace", self.grace)?;
+        self.setup
+            .common(self.setup.addrs.len(), self.users, self.login_concurrency)
+    }
+}
+
+/// The flags of `sync` and `presence` that mean what [`CommonArgs`]' do; each scenario has its own
+/// users, setup concurrency and timing, so they do not take [`CommonArgs`] whole.
+#[derive(Debug, Clone, Args)]
+pub struct SetupArgs {
+    /// Server address (loopback only); repeat for several nodes, users are spread over them round-robin
+    /// (`sync` uses the first).
+    #[arg(long = "addr", required = true, value_delimiter = ',')]
+    pub addrs: Vec<SocketAddr>,
+    /// The server's process id, for its CPU time, memory and context switches; repeat for each node.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pids: Vec<u32>,
+    /// Prefix of the user names [default: random].
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Password of every bench user.
+    #[arg(long, default_value = "bench-pw")]
+    pub password: String,
+    /// Seconds to wait for any one reply (`presence`: a storm in which nothing is answered for this long
+    /// stops).
+    #[arg(long, default_value_t = 30.0)]
+    pub reply_timeout: f64,
+    /// A free-form label copied into the JSON line.
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
+impl SetupArgs {
+    /// The [`CommonArgs`] for `users` users over the first `nodes` addresses, over TCP, checked.
+    fn common(
+        &self,
+        nodes: usize,
+        users: usize,
+        login_concurrency: usize,
+    ) -> anyhow::Result<CommonArgs> {
         let common = CommonArgs {
-            addrs: self.addrs.clone(),
-            users: self.users,
-            login_concurrency: self.login_concurrency,
+            addrs: self.addrs.iter().take(nodes).copied().collect(),
+            users,
+            login_concurrency,
             duration: 1.0,
             server_pids: self.server_pids.clone(),
             prefix: self.prefix.clone(),
@@ -508,6 +506,42 @@ mod tests {
         assert!(parse(&["--readers", "65"]).common().is_err());
         assert!(parse(&["--grace", "0"]).common().is_err());
         assert!(parse(&["--users", "0"]).common().is_err());
+    }
+
+    #[test]
+    fn sync_and_presence_pass_the_setup_flags_on() {
+        let shared = [
+            "--addr",
+            "127.0.0.1:6000,127.0.0.1:6001",
+            "--server-pid",
+            "7",
+            "--prefix",
+            "p",
+            "--label",
+            "l",
+        ];
+        let parse = |scenario: &str| {
+            let mut argv = vec!["chat-bench", scenario];
+            argv.extend_from_slice(&shared);
+            Cli::try_parse_from(argv).unwrap().command
+        };
+        let Command::Sync(sync) = parse("sync") else {
+            panic!("sync expected")
+        };
+        let Command::Presence(presence) = parse("presence") else {
+            panic!("presence expected")
+        };
+        let (sync, presence) = (sync.common().unwrap(), presence.common().unwrap());
+        assert_eq!(sync.addrs.len(), 1, "sync uses the first node only");
+        assert_eq!(presence.addrs.len(), 2);
+        assert_eq!((sync.users, presence.users), (101, 8_000));
+        for common in [sync, presence] {
+            assert_eq!(common.server_pids, vec![7]);
+            assert_eq!(
+                (common.prefix.as_deref(), common.label.as_str()),
+                (Some("p"), "l")
+            );
+        }
     }
 
     #[test]
