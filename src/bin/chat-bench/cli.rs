@@ -59,10 +59,8 @@ pub enum Command {
 /// Flags every scenario shares.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Server address (loopback only); repeat for several nodes, users are spread over them round-robin.
-    /// With `--transport ws`, each node's HTTP listener (`--http`).
-    #[arg(long = "addr", required = true, value_delimiter = ',')]
-    pub addrs: Vec<SocketAddr>,
+    #[command(flatten)]
+    pub setup: SetupArgs,
     /// How connections reach the nodes: their chat port (NUL-terminated frames, as the C++ client), or
     /// WebSocket on `/ws` of their HTTP listener (one frame per masked text message).
     #[arg(long, value_enum, default_value_t = Transport::Tcp)]
@@ -76,21 +74,6 @@ pub struct CommonArgs {
     /// Seconds of load per step (for `idle`: seconds to hold the connections).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
-    /// The server's process id, for its CPU time, memory and context switches; repeat for each node.
-    #[arg(long = "server-pid", value_delimiter = ',')]
-    pub server_pids: Vec<u32>,
-    /// Prefix of the user and group names [default: random, so that runs against one database never clash].
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// Password of every bench user.
-    #[arg(long, default_value = "bench-pw")]
-    pub password: String,
-    /// Seconds to wait for a setup reply (register, login, group) before counting a failure.
-    #[arg(long, default_value_t = 30.0)]
-    pub reply_timeout: f64,
-    /// A free-form label copied into the JSON line (e.g. "sqlite"), used as the series name by `plot`.
-    #[arg(long, default_value = "")]
-    pub label: String,
 }
 
 /// Flags of the chat scenarios.
@@ -280,28 +263,29 @@ impl PresenceArgs {
     }
 }
 
-/// The flags of `sync` and `presence` that mean what [`CommonArgs`]' do; each scenario has its own
-/// users, setup concurrency and timing, so they do not take [`CommonArgs`] whole.
+/// Where the nodes are, how to name and log in the bench's users, and how to label the run: the flags of
+/// every scenario, and all that `sync` and `presence` take of [`CommonArgs`] (they have their own users,
+/// setup concurrency and timing).
 #[derive(Debug, Clone, Args)]
 pub struct SetupArgs {
     /// Server address (loopback only); repeat for several nodes, users are spread over them round-robin
-    /// (`sync` uses the first).
+    /// (`sync` uses the first). With `--transport ws`, each node's HTTP listener (`--http`).
     #[arg(long = "addr", required = true, value_delimiter = ',')]
     pub addrs: Vec<SocketAddr>,
     /// The server's process id, for its CPU time, memory and context switches; repeat for each node.
     #[arg(long = "server-pid", value_delimiter = ',')]
     pub server_pids: Vec<u32>,
-    /// Prefix of the user names [default: random].
+    /// Prefix of the user and group names [default: random, so that runs against one database never clash].
     #[arg(long)]
     pub prefix: Option<String>,
     /// Password of every bench user.
     #[arg(long, default_value = "bench-pw")]
     pub password: String,
-    /// Seconds to wait for any one reply (`presence`: a storm in which nothing is answered for this long
-    /// stops).
+    /// Seconds to wait for a setup reply (register, login, group) before counting a failure (`presence`:
+    /// a storm in which nothing is answered for this long stops).
     #[arg(long, default_value_t = 30.0)]
     pub reply_timeout: f64,
-    /// A free-form label copied into the JSON line.
+    /// A free-form label copied into the JSON line (e.g. "sqlite"), used as the series name by `plot`.
     #[arg(long, default_value = "")]
     pub label: String,
 }
@@ -315,15 +299,13 @@ impl SetupArgs {
         login_concurrency: usize,
     ) -> anyhow::Result<CommonArgs> {
         let common = CommonArgs {
-            addrs: self.addrs.iter().take(nodes).copied().collect(),
+            setup: SetupArgs {
+                addrs: self.addrs.iter().take(nodes).copied().collect(),
+                ..self.clone()
+            },
             users,
             login_concurrency,
             duration: 1.0,
-            server_pids: self.server_pids.clone(),
-            prefix: self.prefix.clone(),
-            password: self.password.clone(),
-            reply_timeout: self.reply_timeout,
-            label: self.label.clone(),
             transport: Transport::Tcp,
         };
         common.validate()?;
@@ -348,8 +330,8 @@ pub struct PlotArgs {
 impl CommonArgs {
     /// Checks the bounds; the tool refuses anything but loopback targets.
     pub fn validate(&self) -> anyhow::Result<()> {
-        ensure!(!self.addrs.is_empty(), "give at least one --addr");
-        for addr in &self.addrs {
+        ensure!(!self.setup.addrs.is_empty(), "give at least one --addr");
+        for addr in &self.setup.addrs {
             ensure!(
                 addr.ip().is_loopback(),
                 "{addr} is not a loopback address: chat-bench only loads servers on this machine"
@@ -364,7 +346,7 @@ impl CommonArgs {
             "--login-concurrency must be 1 to 4096"
         );
         check_seconds("--duration", self.duration)?;
-        check_seconds("--reply-timeout", self.reply_timeout)?;
+        check_seconds("--reply-timeout", self.setup.reply_timeout)?;
         Ok(())
     }
 
@@ -373,7 +355,7 @@ impl CommonArgs {
     }
 
     pub fn reply_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.reply_timeout)
+        Duration::from_secs_f64(self.setup.reply_timeout)
     }
 }
 
@@ -400,7 +382,7 @@ impl LoadArgs {
         );
         check_seconds("--grace", self.grace)?;
         ensure!(
-            !self.cross_node || self.common.addrs.len() >= 2,
+            !self.cross_node || self.common.setup.addrs.len() >= 2,
             "--cross-node needs two or more --addr"
         );
         if self.ack {
@@ -532,13 +514,13 @@ mod tests {
             panic!("presence expected")
         };
         let (sync, presence) = (sync.common().unwrap(), presence.common().unwrap());
-        assert_eq!(sync.addrs.len(), 1, "sync uses the first node only");
-        assert_eq!(presence.addrs.len(), 2);
+        assert_eq!(sync.setup.addrs.len(), 1, "sync uses the first node only");
+        assert_eq!(presence.setup.addrs.len(), 2);
         assert_eq!((sync.users, presence.users), (101, 8_000));
         for common in [sync, presence] {
-            assert_eq!(common.server_pids, vec![7]);
+            assert_eq!(common.setup.server_pids, vec![7]);
             assert_eq!(
-                (common.prefix.as_deref(), common.label.as_str()),
+                (common.setup.prefix.as_deref(), common.setup.label.as_str()),
                 (Some("p"), "l")
             );
         }
@@ -561,7 +543,7 @@ mod tests {
         let Command::Idle(common) = cli.command else {
             panic!("idle expected")
         };
-        assert_eq!(common.addrs.len(), 2);
+        assert_eq!(common.setup.addrs.len(), 2);
         assert!(common.validate().is_ok());
     }
 }

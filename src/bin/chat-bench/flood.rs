@@ -171,10 +171,10 @@ impl Flooder {
     }
 
     fn login(&self) -> Option<Conn> {
-        let (_, addr) = setup::addr_of(&self.common.addrs, self.user.index);
+        let (_, addr) = setup::addr_of(&self.common.setup.addrs, self.user.index);
         let timeout = self.common.reply_timeout();
         let outcome = Conn::connect(addr, timeout).ok().and_then(|mut conn| {
-            let password = Credential::Password(&self.common.password);
+            let password = Credential::Password(&self.common.setup.password);
             setup::login(&mut conn, &self.user, password, 1, timeout)
                 .ok()
                 .map(|_| conn)

@@ -154,7 +154,11 @@ pub fn presence(args: &PresenceArgs) -> anyhow::Result<()> {
     let common = args.common()?;
     let ring = Ring::new(args.users, args.friends)?;
     scenario::check_open_files(args.users)?;
-    let prefix = common.prefix.clone().unwrap_or_else(setup::run_prefix);
+    let prefix = common
+        .setup
+        .prefix
+        .clone()
+        .unwrap_or_else(setup::run_prefix);
     let seed = args.seed.unwrap_or_else(clock_seed);
     let timeout = common.reply_timeout();
     eprintln!(
@@ -163,7 +167,7 @@ pub fn presence(args: &PresenceArgs) -> anyhow::Result<()> {
         ring.users(),
         ring.friends(),
         ring.pairs(),
-        common.addrs.len()
+        common.setup.addrs.len()
     );
     let start = Instant::now();
     let users = register_all(&common, &prefix)?;
@@ -176,12 +180,12 @@ pub fn presence(args: &PresenceArgs) -> anyhow::Result<()> {
     let mut storms = Storms::start(users.len(), args.readers).context("starting the readers")?;
     let logins: Vec<(usize, SocketAddr, i64)> = shuffled(users.len(), seed)
         .into_iter()
-        .map(|i| (i, setup::addr_of(&common.addrs, i).1, users[i].id))
+        .map(|i| (i, setup::addr_of(&common.setup.addrs, i).1, users[i].id))
         .collect();
-    let meter = Meter::start(&common.server_pids);
+    let meter = Meter::start(&common.setup.server_pids);
     let login_run = storms.login_storm(
         &logins,
-        &common.password,
+        &common.setup.password,
         STORM_DEVICE,
         args.storm_concurrency,
         timeout,
@@ -194,7 +198,7 @@ pub fn presence(args: &PresenceArgs) -> anyhow::Result<()> {
         None
     } else {
         let order = shuffled(users.len(), seed ^ 0x5EED_0FF1_CE00_0000);
-        let meter = Meter::start(&common.server_pids);
+        let meter = Meter::start(&common.setup.server_pids);
         let run = storms.logout_storm(&order, args.storm_concurrency, timeout);
         storms.settle(QUIET, Duration::from_secs_f64(args.grace));
         Some((run, meter.finish(), storms.last_presence_ns()))
@@ -230,11 +234,11 @@ pub fn presence(args: &PresenceArgs) -> anyhow::Result<()> {
     }
     let report = PresenceReport {
         scenario: "presence".into(),
-        label: common.label.clone(),
+        label: common.setup.label.clone(),
         users: ring.users(),
         friends: ring.friends(),
         friendships: ring.pairs(),
-        nodes: common.addrs.len(),
+        nodes: common.setup.addrs.len(),
         storm_concurrency: args.storm_concurrency,
         readers: args.readers,
         seed,
@@ -323,9 +327,9 @@ fn befriend(
 ) -> Result<u64, FriendFailure> {
     let timeout = common.reply_timeout();
     let user = &users[index];
-    let (_, addr) = setup::addr_of(&common.addrs, index);
+    let (_, addr) = setup::addr_of(&common.setup.addrs, index);
     let mut conn = Conn::connect(addr, timeout).map_err(FriendFailure::Connect)?;
-    let login = json!({"msgid": 1, "id": user.id, "password": common.password, "v": 2, "device": SETUP_DEVICE});
+    let login = json!({"msgid": 1, "id": user.id, "password": common.setup.password, "v": 2, "device": SETUP_DEVICE});
     let mut retries = 0;
     loop {
         let ack = conn.request(&login, 2, timeout)?;

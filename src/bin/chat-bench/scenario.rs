@@ -31,10 +31,14 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
     let scenario = if group_size.is_some() { "group" } else { "one" };
     let n = users_for(common.users, group_size)?;
     check_open_files(n)?;
-    let prefix = common.prefix.clone().unwrap_or_else(setup::run_prefix);
+    let prefix = common
+        .setup
+        .prefix
+        .clone()
+        .unwrap_or_else(setup::run_prefix);
     eprintln!(
         "chat-bench {scenario}: {n} users over {} node(s), names {prefix}*",
-        common.addrs.len()
+        common.setup.addrs.len()
     );
 
     // Group setup needs v2 acks to learn the groups' ids; acknowledged sends need v2 for the load too.
@@ -97,11 +101,11 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
     };
     let template = StepResult {
         scenario: scenario.into(),
-        label: common.label.clone(),
+        label: common.setup.label.clone(),
         transport: common.transport.name().into(),
         n,
         live_users: writers.len(),
-        nodes: common.addrs.len(),
+        nodes: common.setup.addrs.len(),
         group_size,
         cross_node: load.cross_node,
         msg_bytes: load.msg_bytes,
@@ -259,7 +263,7 @@ impl StepRunner<'_> {
         let step = Arc::new(Step::new(id, planned, load.receivers, load.ack));
         self.shared.set_step(Some(step.clone()));
         let counters_before = self.shared.snapshot();
-        let server_before = procfs::sample_all(&load.common.server_pids);
+        let server_before = procfs::sample_all(&load.common.setup.server_pids);
         let bench_before = procfs::sample(std::process::id());
         let machine_before = procfs::machine_ticks();
         let clock = &self.shared.clock;
@@ -311,7 +315,7 @@ impl StepRunner<'_> {
         }
         // Receivers move latencies into the histograms after each batch of events.
         std::thread::sleep(Duration::from_millis(100));
-        let server_after = procfs::sample_all(&load.common.server_pids);
+        let server_after = procfs::sample_all(&load.common.setup.server_pids);
         let bench_after = procfs::sample(std::process::id());
         let machine_after = procfs::machine_ticks();
         self.shared.set_step(None);
@@ -478,13 +482,17 @@ impl<'a> Progress<'a> {
 pub fn idle(common: &CommonArgs) -> anyhow::Result<()> {
     common.validate()?;
     check_open_files(common.users)?;
-    let prefix = common.prefix.clone().unwrap_or_else(setup::run_prefix);
-    let pids = &common.server_pids;
+    let prefix = common
+        .setup
+        .prefix
+        .clone()
+        .unwrap_or_else(setup::run_prefix);
+    let pids = &common.setup.server_pids;
     let before = procfs::sample_all(pids);
     eprintln!(
         "chat-bench idle: {} users over {} node(s), names {prefix}*",
         common.users,
-        common.addrs.len()
+        common.setup.addrs.len()
     );
     let (sessions, setup_report) = setup::login_all(common, &prefix, common.users, 1);
     setup_report.warn();
@@ -518,11 +526,11 @@ pub fn idle(common: &CommonArgs) -> anyhow::Result<()> {
     let mib = |kib: u64| kib as f64 / 1024.0;
     let report = IdleReport {
         scenario: "idle".into(),
-        label: common.label.clone(),
+        label: common.setup.label.clone(),
         transport: common.transport.name().into(),
         n: common.users,
         connected,
-        nodes: common.addrs.len(),
+        nodes: common.setup.addrs.len(),
         conn_failures: setup_report.failures(),
         setup_s: setup_report.elapsed.as_secs_f64(),
         hold_s: start.elapsed().as_secs_f64(),
@@ -551,11 +559,15 @@ pub fn login_storm(args: &StormArgs) -> anyhow::Result<()> {
     let common = &args.common;
     common.validate()?;
     check_open_files(common.users)?;
-    let prefix = common.prefix.clone().unwrap_or_else(setup::run_prefix);
+    let prefix = common
+        .setup
+        .prefix
+        .clone()
+        .unwrap_or_else(setup::run_prefix);
     eprintln!(
         "chat-bench login-storm: {} users over {} node(s), {} at once, names {prefix}*",
         common.users,
-        common.addrs.len(),
+        common.setup.addrs.len(),
         common.login_concurrency
     );
     let start = Instant::now();
@@ -581,7 +593,7 @@ pub fn login_storm(args: &StormArgs) -> anyhow::Result<()> {
     // Connections closed after registration are logged out by the server in the background.
     std::thread::sleep(Duration::from_secs(1));
 
-    let pids = &common.server_pids;
+    let pids = &common.setup.server_pids;
     let before = procfs::sample_all(pids);
     let start = Instant::now();
     let outcomes = pool::map(
@@ -609,9 +621,9 @@ pub fn login_storm(args: &StormArgs) -> anyhow::Result<()> {
         .map(|(b, a)| procfs::usage(&b, &a, procfs::ticks_per_second()).cpu_s);
     let report = StormReport {
         scenario: "login-storm".into(),
-        label: common.label.clone(),
+        label: common.setup.label.clone(),
         n: common.users,
-        nodes: common.addrs.len(),
+        nodes: common.setup.addrs.len(),
         use_tokens: args.use_tokens,
         login_concurrency: common.login_concurrency,
         registered,
@@ -651,7 +663,7 @@ fn register_for_storm(
     let (ack, _) = setup::login(
         &mut conn,
         &user,
-        Credential::Password(&common.password),
+        Credential::Password(&common.setup.password),
         2,
         common.reply_timeout(),
     )?;
@@ -671,12 +683,12 @@ fn storm_login(
     token: Option<&str>,
 ) -> Result<(Conn, Duration), Failure> {
     let start = Instant::now();
-    let (_, addr) = setup::addr_of(&common.addrs, user.index);
+    let (_, addr) = setup::addr_of(&common.setup.addrs, user.index);
     let mut conn = Conn::connect_with(addr, common.reply_timeout(), common.transport)
         .map_err(|e| Failure::Connect(format!("{addr}: {e}")))?;
     let (credential, v) = match token {
         Some(t) => (Credential::Token(t), 2),
-        None => (Credential::Password(&common.password), 1),
+        None => (Credential::Password(&common.setup.password), 1),
     };
     setup::login(&mut conn, user, credential, v, common.reply_timeout())?;
     Ok((conn, start.elapsed()))

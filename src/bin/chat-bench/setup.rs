@@ -138,13 +138,13 @@ pub fn connect_and_register(
     prefix: &str,
     index: usize,
 ) -> Result<(Conn, User), Failure> {
-    let (addr_index, addr) = addr_of(&common.addrs, index);
+    let (addr_index, addr) = addr_of(&common.setup.addrs, index);
     let mut conn = Conn::connect_with(addr, common.reply_timeout(), common.transport)
         .map_err(|e| Failure::Connect(format!("{addr}: {e}")))?;
     let name = format!("{prefix}{index}");
     let ack = conn
         .request(
-            &json!({"msgid": 4, "name": name, "password": common.password}),
+            &json!({"msgid": 4, "name": name, "password": common.setup.password}),
             5,
             common.reply_timeout(),
         )
@@ -213,7 +213,7 @@ pub fn login_all(
             let (_, took) = login(
                 &mut conn,
                 &user,
-                Credential::Password(&common.password),
+                Credential::Password(&common.setup.password),
                 v,
                 common.reply_timeout(),
             )?;
@@ -272,7 +272,7 @@ pub fn make_groups(
         common.login_concurrency,
         "setup: groups",
         |number, members| {
-            let password = relogin_v1.then_some(common.password.as_str());
+            let password = relogin_v1.then_some(common.setup.password.as_str());
             setup_group(members, number, prefix, password, timeout)
         },
     );

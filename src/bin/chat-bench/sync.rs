@@ -65,7 +65,11 @@ pub struct SyncReport {
 
 pub fn sync(args: &SyncArgs) -> anyhow::Result<()> {
     let common = args.common()?;
-    let prefix = common.prefix.clone().unwrap_or_else(setup::run_prefix);
+    let prefix = common
+        .setup
+        .prefix
+        .clone()
+        .unwrap_or_else(setup::run_prefix);
     let timeout = common.reply_timeout();
     eprintln!(
         "chat-bench sync: {} peers × {} messages to one user, names {prefix}*",
@@ -133,15 +137,15 @@ pub fn sync(args: &SyncArgs) -> anyhow::Result<()> {
          the reader got {live_received} live"
     );
 
-    let before = procfs::sample_all(&common.server_pids);
+    let before = procfs::sample_all(&common.setup.server_pids);
     let timed = timed_sync(
         args,
-        &common.addrs[0],
+        &common.setup.addrs[0],
         &reader_user,
-        &common.password,
+        &common.setup.password,
         timeout,
     )?;
-    let after = procfs::sample_all(&common.server_pids);
+    let after = procfs::sample_all(&common.setup.server_pids);
     let mut problems = timed.problems;
     if timed.messages_read != prepared {
         problems.push(format!(
@@ -151,7 +155,7 @@ pub fn sync(args: &SyncArgs) -> anyhow::Result<()> {
     }
     let report = SyncReport {
         scenario: "sync".into(),
-        label: common.label.clone(),
+        label: common.setup.label.clone(),
         peers: args.peers,
         per_peer: args.per_peer,
         msg_bytes: args.msg_bytes,
