@@ -26,18 +26,10 @@ for r in $(seq 1 "$rounds"); do
             flags=()
             [ "$mode" = ack ] && flags=(--ack)
             ./target/release/chat-bench one "${flags[@]}" --addr "127.0.0.1:$port" --users 1000 --sweep "$sweep" \
-                --duration 10 --server-pid "$pid" 2>/dev/null | grep '^{' >"$work/out.json"
+                --duration 10 --server-pid "$pid" 2>/dev/null >"$work/out.json"
             kill "$pid"
             wait "$pid" 2>/dev/null
-            python3 - "$bin" "$r" "$mode" "$work/out.json" <<'PY'
-import json, sys
-binary, rnd, mode, path = sys.argv[1:]
-for line in open(path):
-    for s in json.loads(line).get("steps", []):
-        print(f"{binary.split('/')[-1]:24} r{rnd} {mode} rate={s['rate']} cpu_us={s['server_cpu_us_per_msg']:.1f} "
-              f"cs={s['ctx_switches_per_msg']:.2f} p99={s['p99_ms']} ack_p99={s.get('ack_p99_ms')} "
-              f"other_cpu_s={s.get('other_cpu_s')} pass={s['passed']}")
-PY
+            python3 bench/steps.py "$(printf '%-24s r%s %s' "${bin##*/}" "$r" "$mode")" "$work/out.json"
         done
     done
 done

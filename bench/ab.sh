@@ -35,20 +35,7 @@ for r in $(seq 1 "$rounds"); do
             --server-pid "$pid" ${BENCH_ARGS:-} >"$dir/out.json" 2>/dev/null
         kill "$pid"
         wait "$pid" 2>/dev/null
-        python3 - "$bin" "$r" "$dir/out.json" <<'PY'
-import json, sys
-binary, rnd, path = sys.argv[1:]
-for line in open(path):
-    try:
-        run = json.loads(line)
-    except ValueError:
-        continue
-    for s in run.get("steps", []) if isinstance(run, dict) else []:
-        print(f"{binary.split('/')[-1]:24} r{rnd} rate={s.get('rate')} cpu_us={s.get('server_cpu_us_per_msg')} "
-              f"cs={s.get('ctx_switches_per_msg')} p99={s.get('p99_ms')} pass={s.get('passed')}"
-              + (f" ack_p99={s.get('ack_p99_ms')} resends={s.get('resends')} dups={s.get('duplicates')}"
-                 if s.get('ack') else ""))
-PY
+        python3 "$(dirname "$0")/steps.py" "$(printf '%-24s r%s' "${bin##*/}" "$r")" "$dir/out.json"
         rm -rf "$dir"
     done
 done
