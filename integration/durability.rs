@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Conn, Nodes, REPLY};
+use crate::support::{Backend, ConfigFile, Conn, Db, Nodes, REPLY, Server, user};
 
 const SENDERS: usize = 4;
 const EACH: usize = 300;
@@ -257,4 +257,93 @@ fn kill9_mid_stream_loses_and_duplicates_nothing() {
     }
     let took = started.elapsed();
     assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+/// A SQLite node indexes its log in batches of about two thousand messages (src/store/sqlite/log.rs).
+/// Killed with -9 when messages past the last batch are committed but not indexed, it indexes them at
+/// its next start: positions go on from the last one, a resent cid gets its first ack, and the offline
+/// list, unread counts and history hold every message once, in order.
+#[test]
+fn sqlite_node_killed_with_an_unindexed_tail_restarts_whole() {
+    const SENT: usize = 2_600;
+    let db = Db::fresh(Backend::Sqlite);
+    let conf = ConfigFile::new("[rate_limit]\nper_sec = 100000.0\nburst = 1000.0\n");
+    let mut server = Server::start(&db, &["--config", &conf.path]);
+    let (mut a, a_id) = user(&server, "ann");
+    let mut b = server.connect(Separator::Newline);
+    let b_id = b.register("bob", "pw");
+    drop(b);
+    let chat = |k: usize| json!({"msgid": 6, "toid": b_id, "msg": format!("m{k}"), "cid": format!("k{k}")});
+    let mut acks = Vec::with_capacity(SENT);
+    for window in (0..SENT).collect::<Vec<_>>().chunks(100) {
+        for &k in window {
+            a.send(chat(k));
+        }
+        for &k in window {
+            let ack = a.recv();
+            assert_eq!(
+                (ack["msgid"].clone(), ack["pos"].clone()),
+                (json!(16), json!(k + 1)),
+                "{ack}"
+            );
+            acks.push(ack);
+        }
+    }
+    drop(a);
+    server.restart();
+
+    let mut a = login(server.addr, a_id, "default");
+    assert_eq!(
+        a.req(chat(SENT - 1)),
+        acks[SENT - 1],
+        "a resent cid gets its first ack"
+    );
+    assert_eq!(a.req(chat(SENT))["pos"], json!(SENT + 1));
+    let everything: Vec<String> = (0..=SENT).map(|k| format!("m{k}")).collect();
+
+    let mut phone = server.connect(Separator::Newline);
+    let ack = phone.login(b_id, "pw", 1);
+    let mut offline: Vec<String> = ack["offlinemsg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            serde_json::from_str::<Value>(s.as_str().unwrap()).unwrap()["msg"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    while offline.len() < everything.len() {
+        let frame = phone.recv();
+        assert_eq!(frame["msgid"], 6, "{frame}");
+        offline.push(frame["msg"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(offline, everything);
+
+    let mut web = Conn::connect(server.addr, Separator::Newline);
+    let ack = web.req(json!({"msgid": 1, "id": b_id, "password": "pw", "v": 2, "device": "web"}));
+    let conv = format!("u{a_id}");
+    let listed: Vec<(Value, Value, Value)> = ack["conversations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{ack}"))
+        .iter()
+        .map(|c| (c["conv"].clone(), c["last"].clone(), c["read"].clone()))
+        .collect();
+    assert_eq!(listed, vec![(json!(conv), json!(SENT + 1), json!(0))]);
+    let history: Vec<(i64, String)> = whole_history(&mut web, &conv)
+        .iter()
+        .map(|m| {
+            (
+                m["pos"].as_i64().unwrap(),
+                m["msg"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(i64, String)> = everything
+        .into_iter()
+        .zip(1..)
+        .map(|(t, p)| (p, t))
+        .collect();
+    assert_eq!(history, expected);
 }

@@ -155,6 +155,14 @@ fn create_old_database(db: &Db, backend: Backend) {
     }
 }
 
+/// Every schema version there is: what an upgraded database records.
+fn all_versions() -> Vec<i64> {
+    migrate::MIGRATIONS
+        .iter()
+        .map(|m| i64::from(m.version))
+        .collect()
+}
+
 /// The schema versions the database records, and whether the old offline table is still there.
 fn schema_state(db: &Db, backend: Backend) -> (Vec<i64>, bool) {
     match backend {
@@ -219,7 +227,7 @@ fn old_database_is_upgraded_in_place(backend: Backend) {
     let before = now_ms();
     let mut server = Server::start(&db, &[]);
     let after = now_ms();
-    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3, 4], false));
+    assert_eq!(schema_state(&db, backend), (all_versions(), false));
     let frames: Vec<Value> = old_frames().into_iter().map(|(_, f)| f).collect();
     let (one, all, two, three) = (&frames[0], &frames[1], &frames[3], &frames[4]);
 
@@ -327,11 +335,11 @@ fn old_database_is_upgraded_in_place(backend: Backend) {
             .log_text()
             .matches("applied schema migration")
             .count(),
-        4,
-        "versions 1 to 4, at the first start only: {}",
+        migrate::MIGRATIONS.len(),
+        "every version, at the first start only: {}",
         server.log_text()
     );
-    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3, 4], false));
+    assert_eq!(schema_state(&db, backend), (all_versions(), false));
     let mut bob = server.connect(Separator::Newline);
     let ack = bob.login(2, "pw", 2);
     assert_eq!(ack["offlinemsg"], json!([]));
@@ -525,7 +533,7 @@ fn create_v3_database(db: &Db, backend: Backend) {
                 r2d2_mysql::mysql::Conn::new(r2d2_mysql::mysql::Opts::from_url(&db.url).unwrap())
                     .unwrap();
             for m in scripts {
-                for statement in migrate::statements(m.mysql) {
+                for statement in migrate::statements(m.mysql.unwrap_or_default()) {
                     conn.query_drop(statement).unwrap();
                 }
             }
@@ -569,7 +577,7 @@ fn read_positions_survive_migration_4(backend: Backend) {
     let db = Db::fresh(backend);
     create_v3_database(&db, backend);
     let server = Server::start(&db, &[]);
-    assert_eq!(schema_state(&db, backend), (vec![1, 2, 3, 4], false));
+    assert_eq!(schema_state(&db, backend), (all_versions(), false));
     let row =
         |conv: &str, last: i64, read: i64, peer: Option<i64>| (conv.to_owned(), last, read, peer);
     let mut alice = server.connect(Separator::Newline);
@@ -637,6 +645,22 @@ fn read_positions_survive_migration_4(backend: Backend) {
     assert_eq!(
         listed(&carol.req(json!({"msgid": 17}))),
         vec![row("u2", 1, 1, Some(1))]
+    );
+    // The old messages and the new one read as one history (on SQLite, migration 5 moved the old ones).
+    let texts: Vec<(i64, String)> = history(&mut alice, "u2")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["pos"].as_i64().unwrap(),
+                m["msg"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [(1, "a1"), (2, "b2"), (3, "a3"), (4, "b4")].map(|(p, t)| (p, t.to_owned()))
     );
 }
 

@@ -194,7 +194,11 @@ fn migrate_locked(conn: &mut mysql::Conn) -> anyhow::Result<()> {
         if done {
             continue;
         }
-        for (i, statement) in migrate::statements(m.mysql).iter().enumerate().skip(steps) {
+        for (i, statement) in migrate::statements(m.mysql.unwrap_or_default())
+            .iter()
+            .enumerate()
+            .skip(steps)
+        {
             conn.query_drop(statement)
                 .with_context(|| format!("migration {}, statement {}", m.version, i + 1))?;
             conn.exec_drop(

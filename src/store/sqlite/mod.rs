@@ -1,10 +1,11 @@
 //! The embedded default store: SQLite (bundled, no server needed) behind an r2d2 pool.
 //!
 //! Writes take the database lock up front (`BEGIN IMMEDIATE`) so two writers never deadlock upgrading a
-//! read lock; WAL lets readers go on meanwhile. One writer at a time also makes positions in the log
-//! simple: a conversation's next position is its row's `last_pos` plus one, inside the transaction.
+//! read lock; WAL lets readers go on meanwhile. One writer at a time also lets the log give out
+//! positions from memory ([`log`]).
 
-use std::collections::HashMap;
+mod log;
+
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -15,14 +16,10 @@ use rusqlite::{ErrorCode, OptionalExtension, Transaction, TransactionBehavior, p
 use super::checkpoint::Checkpointer;
 use super::migrate::{self, MIGRATIONS};
 use super::{
-    Accounts, Appended, Claim, Committed, GroupRow, GroupUpdate, Groups, Log, MemberRow,
-    NewMessage, Pointer, Presence, Refusal, Require, Result, Social, StoreError, Tokens,
-    assemble_groups, now_ms,
+    Accounts, Claim, GroupRow, GroupUpdate, Groups, MemberRow, Presence, Result, Social,
+    StoreError, Tokens, assemble_groups, now_ms,
 };
-use crate::model::{
-    Contact, Conv, Group, LogMessage, Members, Page, Pos, Relation, Request, Requests, Role,
-    Summary, UserRecord,
-};
+use crate::model::{Contact, Conv, Group, Members, Relation, Request, Requests, Role, UserRecord};
 use crate::model::{GroupId, UserId};
 
 /// SQL true when user `u` has a device online: held by a node whose heartbeat is fresh (liveness in `?2`).
@@ -30,13 +27,6 @@ macro_rules! online {
     () => {
         "EXISTS (SELECT 1 FROM device d JOIN node n ON n.id = d.node WHERE d.userid = u.id \
          AND n.heartbeat >= unixepoch() - ?2)"
-    };
-}
-
-/// The columns of a [`LogMessage`] row, from `message m` joined with its sender `u`.
-macro_rules! message_columns {
-    () => {
-        "m.conv, m.pos, m.ts, m.sender, u.name, m.cid, m.time, m.text"
     };
 }
 
@@ -51,12 +41,19 @@ pub struct SqliteStore {
     /// valid from one commit to the next: a connection discards its cache whenever another one has
     /// committed, and the log's writes taking turns on pooled connections re-read their pages from the
     /// file at every commit (docs/BENCHMARKS.md, "The writer's own connection").
-    writer: Mutex<rusqlite::Connection>,
+    writer: Mutex<Writer>,
     /// Copies the WAL back into the database off the writer's thread (see [`Checkpointer`]).
     _checkpointer: Checkpointer,
 }
 
 type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+
+/// The writer's connection and what it remembers of the log, owned together: only the holder of the
+/// connection appends, so only it may give out positions.
+struct Writer {
+    conn: rusqlite::Connection,
+    tail: log::Tail,
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -96,6 +93,9 @@ impl SqliteStore {
         // The log's pages stay cached between its commits (see `writer`): 64 MiB holds the recently
         // written leaves of a busy node's conversations, where SQLite's default is 2 MB.
         writer.execute_batch("PRAGMA cache_size = -65536")?;
+        // Messages a stopped node appended but had not indexed yet.
+        let mut tail = log::Tail::default();
+        log::index(&mut writer, &mut tail).context("indexing the log's tail")?;
         let checkpointer = rusqlite::Connection::open(path)?;
         configure(&checkpointer)?;
         let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
@@ -106,7 +106,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             liveness: super::LIVENESS.as_secs() as i64,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer { conn: writer, tail }),
             _checkpointer: Checkpointer::start(checkpointer)?,
         })
     }
@@ -122,8 +122,10 @@ impl SqliteStore {
 
     /// Runs `f` in a write transaction and commits it, one writer at a time.
     fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        let mut conn = self.writer.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut writer = self.writer.lock();
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -179,7 +181,7 @@ fn convert_legacy(tx: &Transaction) -> Result<()> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let messages = migrate::legacy_messages(&rows);
-    append_in(tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
+    log::append_indexed(tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
     tx.execute_batch("DROP TABLE offline_legacy")?;
     if !rows.is_empty() {
         tracing::info!(
@@ -189,146 +191,6 @@ fn convert_legacy(tx: &Transaction) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// [`Log::append`] inside a transaction, every message committed at `ts`.
-fn append_in(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<Vec<Appended>> {
-    let mut find_cid =
-        tx.prepare_cached("SELECT conv, pos, ts FROM message WHERE sender = ?1 AND cid = ?2")?;
-    // The sender's side of a one-to-one row reads up to the new message (?5, ?6: whether the sender is
-    // lo, hi); the right-hand sides see the row as it was.
-    let mut bump = tx.prepare_cached(
-        "INSERT INTO conversation (id, lo, hi, last_pos, last_ts, lo_read, hi_read) \
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) \
-         ON CONFLICT (id) DO UPDATE SET last_pos = last_pos + 1, last_ts = excluded.last_ts, \
-         lo_read = iif(excluded.lo_read, last_pos + 1, lo_read), \
-         hi_read = iif(excluded.hi_read, last_pos + 1, hi_read) \
-         RETURNING last_pos",
-    )?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO message (conv, pos, sender, ts, cid, time, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    let mut read = tx.prepare_cached(
-        "INSERT INTO readpos (userid, conv, pos) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (userid, conv) DO UPDATE SET pos = max(pos, excluded.pos)",
-    )?;
-    let mut offline =
-        tx.prepare_cached("INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)")?;
-    let mut seen: HashMap<(UserId, &str), Committed> = HashMap::new();
-    let mut group_reads: HashMap<(UserId, i64), Pos> = HashMap::new();
-    let mut out = Vec::with_capacity(messages.len());
-    for m in messages {
-        if let Some(cid) = m.cid.as_deref() {
-            let earlier = match seen.get(&(m.sender, cid)) {
-                Some(c) => Some(*c),
-                None => find_cid
-                    .query_row(params![m.sender, cid], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .optional()?
-                    .and_then(|(key, pos, ts)| {
-                        Some(Committed {
-                            conv: Conv::from_key(key)?,
-                            pos,
-                            ts,
-                            duplicate: true,
-                            members_version: 0,
-                        })
-                    }),
-            };
-            if let Some(first) = earlier {
-                out.push(Ok(Committed {
-                    duplicate: true,
-                    ..first
-                }));
-                continue;
-            }
-        }
-        let members_version = match condition(tx, m)? {
-            Ok(version) => version,
-            Err(refusal) => {
-                out.push(Err(refusal));
-                continue;
-            }
-        };
-        let key = m.conv.key();
-        let (lo, hi) = m.conv.users().unzip();
-        let [lo_reads, hi_reads] = m.conv.read_sides(m.sender);
-        let pos: Pos =
-            bump.query_row(params![key, lo, hi, ts, lo_reads, hi_reads], |r| r.get(0))?;
-        insert.execute(params![key, pos, m.sender, ts, m.cid, m.time, m.text])?;
-        if let Conv::Group(_) = m.conv {
-            group_reads.insert((m.sender, key), pos);
-        }
-        for &user in &m.offline {
-            offline.execute(params![user, key, pos])?;
-        }
-        let committed = Committed {
-            conv: m.conv,
-            pos,
-            ts,
-            duplicate: false,
-            members_version,
-        };
-        if let Some(cid) = m.cid.as_deref() {
-            seen.insert((m.sender, cid), committed);
-        }
-        out.push(Ok(committed));
-    }
-    // Group read positions once per member and group of the batch, not once per message.
-    for ((user, key), pos) in group_reads {
-        read.execute(params![user, key, pos])?;
-    }
-    Ok(out)
-}
-
-/// Whether `m` may be appended, checking its [`Require`] inside the append's transaction `tx`: the group's
-/// member-list version (0 for one-to-one), or why not. Statements are prepared (cached) at their first
-/// use: the conversion of migration 2 appends before the tables of later migrations exist.
-fn condition(tx: &Transaction, m: &NewMessage) -> Result<std::result::Result<i64, Refusal>> {
-    Ok(match (m.require, m.conv) {
-        (Require::NotBlocked, conv) => {
-            let peer = conv.peer_of(m.sender).unwrap_or(m.sender);
-            let blocked = tx
-                .prepare_cached("SELECT 1 FROM userblock WHERE userid = ?1 AND blockedid = ?2")?
-                .query_row(params![peer, m.sender], |_| Ok(()))
-                .optional()?;
-            blocked.map_or(Ok(0), |()| Err(Refusal::Blocked))
-        }
-        (Require::Member, Conv::Group(group)) => {
-            let row: Option<(i64, bool)> = tx
-                .prepare_cached(
-                    "SELECT g.version, EXISTS (SELECT 1 FROM groupuser gu WHERE gu.groupid = g.id \
-                     AND gu.userid = ?2) FROM allgroup g WHERE g.id = ?1",
-                )?
-                .query_row(params![group, m.sender], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            match row {
-                None => Err(Refusal::NoGroup),
-                Some((_, false)) => Err(Refusal::NotMember),
-                Some((version, true)) => Ok(version),
-            }
-        }
-        _ => Ok(0),
-    })
-}
-
-/// A [`LogMessage`] from a row of [`message_columns`] (starting at column `at`).
-fn log_message(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Option<LogMessage>> {
-    let key: i64 = r.get(at)?;
-    let Some(conv) = Conv::from_key(key) else {
-        return Ok(None);
-    };
-    Ok(Some(LogMessage {
-        conv,
-        pos: r.get(at + 1)?,
-        ts: r.get(at + 2)?,
-        sender: r.get(at + 3)?,
-        sender_name: r.get(at + 4)?,
-        cid: r.get(at + 5)?,
-        time: r.get(at + 6)?,
-        text: r.get(at + 7)?,
-    }))
 }
 
 impl Accounts for SqliteStore {
@@ -779,7 +641,14 @@ impl Groups for SqliteStore {
             let key = Conv::Group(group).key();
             tx.execute("DELETE FROM allgroup WHERE id = ?1", params![group])?;
             tx.execute("DELETE FROM groupuser WHERE groupid = ?1", params![group])?;
-            for table in ["message", "readpos", "offlinemessage"] {
+            // `sent` keeps the cids of the messages deleted here: the lookup of a cid joins `message`.
+            for messages in [
+                "DELETE FROM message WHERE seq IN (SELECT seq FROM position WHERE conv = ?1)",
+                "DELETE FROM message WHERE seq > (SELECT seq FROM indexed) AND conv = ?1",
+            ] {
+                tx.execute(messages, params![key])?;
+            }
+            for table in ["position", "readpos", "offlinemessage"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE conv = ?1"),
                     params![key],
@@ -832,169 +701,6 @@ fn bump_version(tx: &Transaction, group: GroupId) -> Result<()> {
         params![group],
     )?;
     Ok(())
-}
-
-impl Log for SqliteStore {
-    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
-        self.write(|tx| append_in(tx, messages, now_ms()))
-    }
-
-    fn store_offline(&self, pointers: &[Pointer]) -> Result<()> {
-        if pointers.is_empty() {
-            return Ok(());
-        }
-        self.write(|tx| {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)",
-            )?;
-            for p in pointers {
-                insert.execute(params![p.user, p.conv.key(), p.pos])?;
-            }
-            Ok(())
-        })
-    }
-
-    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>> {
-        self.write(|tx| {
-            let mut select = tx.prepare_cached(concat!(
-                "SELECT o.id, ",
-                message_columns!(),
-                " FROM offlinemessage o JOIN message m ON m.conv = o.conv AND m.pos = o.pos \
-                 JOIN user u ON u.id = m.sender WHERE o.userid = ?1 ORDER BY o.id LIMIT ?2"
-            ))?;
-            let rows: Vec<(i64, Option<LogMessage>)> = select
-                .query_map(params![user, limit as i64], |r| {
-                    Ok((r.get(0)?, log_message(r, 1)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            if let Some((last, _)) = rows.last() {
-                tx.execute(
-                    "DELETE FROM offlinemessage WHERE userid = ?1 AND id <= ?2",
-                    params![user, last],
-                )?;
-            }
-            Ok(rows.into_iter().filter_map(|(_, m)| m).collect())
-        })
-    }
-
-    fn conversations(&self, user: UserId) -> Result<Vec<Summary>> {
-        let conn = self.conn()?;
-        let summary =
-            |r: &rusqlite::Row, conv: Option<Conv>| -> rusqlite::Result<Option<Summary>> {
-                let peer_read: Option<Pos> = r.get(5)?;
-                Ok(conv.map(|conv| Summary {
-                    conv,
-                    name: r.get(1).unwrap_or_default(),
-                    last: r.get(2).unwrap_or_default(),
-                    last_ts: r.get(3).unwrap_or_default(),
-                    read: r.get(4).unwrap_or_default(),
-                    peer_read,
-                }))
-            };
-        let (first, last) = Conv::keys_led_by(user);
-        let mut out: Vec<Summary> = conn
-            .prepare_cached(
-                "SELECT c.id, u.name, c.last_pos, c.last_ts, c.lo_read, c.hi_read FROM conversation c \
-                 JOIN user u ON u.id = c.hi WHERE c.id BETWEEN ?2 AND ?3 \
-                 UNION ALL \
-                 SELECT c.id, u.name, c.last_pos, c.last_ts, c.hi_read, c.lo_read FROM conversation c \
-                 JOIN user u ON u.id = c.lo WHERE c.hi = ?1 AND c.lo <> ?1",
-            )?
-            .query_map(params![user, first, last], |r| {
-                summary(r, Conv::from_key(r.get(0)?))
-            })?
-            .filter_map(|s| s.transpose())
-            .collect::<rusqlite::Result<_>>()?;
-        let groups = conn
-            .prepare_cached(
-                "SELECT g.id, g.groupname, COALESCE(c.last_pos, 0), COALESCE(c.last_ts, 0), \
-                 COALESCE(r.pos, 0), NULL FROM groupuser gu JOIN allgroup g ON g.id = gu.groupid \
-                 LEFT JOIN conversation c ON c.id = -g.id \
-                 LEFT JOIN readpos r ON r.userid = gu.userid AND r.conv = -g.id WHERE gu.userid = ?1",
-            )?
-            .query_map(params![user], |r| summary(r, Some(Conv::Group(r.get(0)?))))?
-            .filter_map(|s| s.transpose())
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        out.extend(groups);
-        Ok(out)
-    }
-
-    fn history(&self, conv: Conv, page: Page, limit: usize) -> Result<(Vec<LogMessage>, bool)> {
-        let conn = self.conn()?;
-        let (sql, at) = match page {
-            Page::Latest => (
-                concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM message m JOIN user u ON u.id = m.sender \
-                         WHERE m.conv = ?1 AND ?3 = ?3 ORDER BY m.pos DESC LIMIT ?2"
-                ),
-                0,
-            ),
-            Page::Before(p) => (
-                concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM message m JOIN user u ON u.id = m.sender \
-                         WHERE m.conv = ?1 AND m.pos < ?3 ORDER BY m.pos DESC LIMIT ?2"
-                ),
-                p,
-            ),
-            Page::After(p) => (
-                concat!(
-                    "SELECT ",
-                    message_columns!(),
-                    " FROM message m JOIN user u ON u.id = m.sender \
-                         WHERE m.conv = ?1 AND m.pos > ?3 ORDER BY m.pos ASC LIMIT ?2"
-                ),
-                p,
-            ),
-        };
-        let mut messages: Vec<LogMessage> = conn
-            .prepare_cached(sql)?
-            .query_map(params![conv.key(), limit as i64 + 1, at], |r| {
-                log_message(r, 0)
-            })?
-            .filter_map(|m| m.transpose())
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(super::page_out(&mut messages, page, limit))
-    }
-
-    fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)> {
-        self.write(|tx| {
-            let key = conv.key();
-            let [lo_reads, hi_reads] = conv.read_sides(user);
-            let (last, current): (Pos, Pos) = tx
-                .query_row(
-                    "SELECT c.last_pos, CASE WHEN c.id < 0 THEN \
-                     (SELECT r.pos FROM readpos r WHERE r.userid = ?2 AND r.conv = c.id) \
-                     WHEN ?3 THEN c.lo_read WHEN ?4 THEN c.hi_read END \
-                     FROM conversation c WHERE c.id = ?1",
-                    params![key, user, lo_reads, hi_reads],
-                    |r| Ok((r.get(0)?, r.get::<_, Option<Pos>>(1)?.unwrap_or(0))),
-                )
-                .optional()?
-                .unwrap_or((0, 0));
-            let target = pos.min(last);
-            if target <= current {
-                return Ok((current, false));
-            }
-            if let Conv::Group(_) = conv {
-                tx.execute(
-                    "INSERT INTO readpos (userid, conv, pos) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (userid, conv) DO UPDATE SET pos = excluded.pos",
-                    params![user, key, target],
-                )?;
-            } else {
-                tx.execute(
-                    "UPDATE conversation SET lo_read = iif(?2, ?4, lo_read), \
-                     hi_read = iif(?3, ?4, hi_read) WHERE id = ?1",
-                    params![key, lo_reads, hi_reads, target],
-                )?;
-            }
-            Ok((target, true))
-        })
-    }
 }
 
 impl Tokens for SqliteStore {

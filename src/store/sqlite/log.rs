@@ -1,0 +1,701 @@
+//! The message log on SQLite: messages stored in the order they commit, indexed by position later.
+//!
+//! A commit appends each message at the end of `message` (its `seq`) and writes nothing at a random place
+//! in the file: on a busy node, where most messages go to a conversation whose pages are not cached, the
+//! (conv, pos) tree, the `conversation` row and its `hi` index had cost three random pages (about 20 KB
+//! written) a message (docs/BENCHMARKS.md, "Storage layouts replayed by hand"). Everything else is
+//! brought up to date from the messages past `indexed.seq` (the tail) in one sorted transaction once
+//! the tail holds [`INDEX_AT`] messages, where many entries share a page: `position` (conv, pos) → seq,
+//! `sent` (sender, cid) → seq, each conversation's row (last position and time, the one-to-one read
+//! positions) and the group senders' `readpos` rows (a sender has read up to their own message).
+//!
+//! Reads add the tail to what is indexed, by scanning it: it is short (at most [`INDEX_AT`] and a batch),
+//! and one statement sees `indexed.seq` and the index as of one commit, so the two parts never overlap
+//! and never leave a gap. Positions are given out from memory ([`Tail`]): SQLite has one writer, and
+//! while this store's writer is the only one appending, the last position of a conversation is either
+//! in its memory or in the conversation's row. If anyone else appended (another process on the same
+//! file), the writer indexes the tail first and forgets what it remembered, so positions stay gapless
+//! and distinct even then.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::{Conn, SqliteStore};
+use crate::model::{Conv, LogMessage, Page, Pos, Summary, UserId};
+use crate::store::{Appended, Committed, Log, NewMessage, Pointer, Refusal, Require, Result};
+
+/// The tail's length at which the writer indexes it, before its next append. Larger batches write each
+/// page of the index fewer times (the replay: 12 µs a message per 1,280, 7.7 per 10,240) but hold the
+/// database longer, and every read scans the tail.
+const INDEX_AT: usize = 2048;
+
+/// How many conversations' last positions the writer keeps in memory at most; past that it forgets them
+/// all once the tail is indexed (their rows then hold them).
+const REMEMBER: usize = 1 << 20;
+
+/// The columns of a [`LogMessage`] row, from `message m` joined with its sender `u`.
+macro_rules! message_columns {
+    () => {
+        "m.conv, m.pos, m.ts, m.sender, u.name, m.cid, m.time, m.text"
+    };
+}
+
+/// The messages not yet indexed, as a condition on `message`'s seq (a range of its rowid).
+macro_rules! in_tail {
+    () => {
+        "seq > (SELECT seq FROM indexed)"
+    };
+}
+
+/// A page of history: the indexed part's first `?2` positions beyond `?3` (compared with `$cmp`, in
+/// `$order`) and the tail's, merged.
+macro_rules! history_page {
+    ($cmp:literal, $order:literal) => {
+        concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM message m JOIN user u ON u.id = m.sender WHERE m.seq IN (\
+             SELECT seq FROM (SELECT seq FROM position WHERE conv = ?1 AND pos ",
+            $cmp,
+            " ?3 ORDER BY pos ",
+            $order,
+            " LIMIT ?2) UNION ALL SELECT seq FROM message WHERE ",
+            in_tail!(),
+            " AND conv = ?1 AND pos ",
+            $cmp,
+            " ?3) ORDER BY m.pos ",
+            $order,
+            " LIMIT ?2"
+        )
+    };
+}
+
+/// What the writer remembers of the log between its commits.
+#[derive(Default)]
+pub(super) struct Tail {
+    /// The last position of each conversation appended to since the writer last forgot (see module
+    /// doc); every conversation with a message in the tail is here.
+    last: HashMap<i64, Pos>,
+    /// Where the tail's messages with a cid are, by sender and cid (`sent` holds the indexed ones).
+    cids: HashMap<(UserId, String), Committed>,
+    /// Messages appended since the tail was last indexed.
+    len: usize,
+    /// The seq of the last message in `message` as this writer left it: a different one means someone
+    /// else has appended (or deleted the last messages).
+    seq: i64,
+}
+
+/// What one append changes in the writer's [`Tail`], applied once its transaction has committed (a
+/// failed commit gives out no position).
+#[derive(Default)]
+struct Changes {
+    /// The tail was indexed inside the transaction: forget what the [`Tail`] held first.
+    indexed: bool,
+    last: HashMap<i64, Pos>,
+    cids: HashMap<(UserId, String), Committed>,
+    appended: usize,
+    seq: i64,
+}
+
+impl Tail {
+    fn absorb(&mut self, changes: Changes) {
+        if changes.indexed {
+            self.forget();
+        }
+        self.last.extend(changes.last);
+        self.cids.extend(changes.cids);
+        self.len += changes.appended;
+        self.seq = changes.seq;
+    }
+
+    /// After the tail is indexed: its cids are in `sent`, and the conversation rows hold every last
+    /// position, so what memory holds is only a cache of them.
+    fn forget(&mut self) {
+        self.cids.clear();
+        self.len = 0;
+        if self.last.len() > REMEMBER {
+            self.last.clear();
+        }
+    }
+}
+
+/// The seq of the last message stored.
+fn last_seq(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM message")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Indexes the tail in its own transaction, on the writer's connection.
+pub(super) fn index(conn: &mut Connection, tail: &mut Tail) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    index_in(&tx)?;
+    let seq = last_seq(&tx)?;
+    tx.commit()?;
+    tail.forget();
+    tail.seq = seq;
+    Ok(())
+}
+
+/// Brings `position`, `sent`, the conversation rows and the group senders' read positions up to date
+/// with the tail, each in key order, and moves `indexed.seq` past it.
+fn index_in(tx: &Transaction) -> Result<()> {
+    tx.execute_batch(concat!(
+        "INSERT INTO position (conv, pos, seq) SELECT conv, pos, seq FROM message WHERE ",
+        in_tail!(),
+        " ORDER BY conv, pos; \
+         INSERT OR REPLACE INTO sent (sender, cid, seq) SELECT sender, cid, seq FROM message WHERE ",
+        in_tail!(),
+        " AND cid IS NOT NULL ORDER BY sender, cid; \
+         INSERT INTO conversation (id, lo, hi, last_pos, last_ts, lo_read, hi_read) \
+         SELECT conv, iif(conv > 0, conv / 2147483648, NULL), iif(conv > 0, conv % 2147483648, NULL), \
+         max(pos), max(ts), max(iif(conv > 0 AND sender = conv / 2147483648, pos, 0)), \
+         max(iif(conv > 0 AND sender = conv % 2147483648, pos, 0)) FROM message WHERE ",
+        in_tail!(),
+        " GROUP BY conv ORDER BY conv \
+         ON CONFLICT (id) DO UPDATE SET last_pos = max(last_pos, excluded.last_pos), \
+         last_ts = max(last_ts, excluded.last_ts), lo_read = max(lo_read, excluded.lo_read), \
+         hi_read = max(hi_read, excluded.hi_read); \
+         INSERT INTO readpos (userid, conv, pos) SELECT sender, conv, max(pos) FROM message WHERE ",
+        in_tail!(),
+        " AND conv < 0 GROUP BY sender, conv ORDER BY sender, conv \
+         ON CONFLICT (userid, conv) DO UPDATE SET pos = max(pos, excluded.pos); \
+         UPDATE indexed SET seq = max(seq, (SELECT COALESCE(MAX(m.seq), 0) FROM message m));"
+    ))?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// [`Log::append`] on the writer's connection, indexing the tail first when it is due.
+    fn append_now(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
+        let mut writer = self.writer.lock();
+        let writer = &mut *writer;
+        if writer.tail.len >= INDEX_AT
+            && let Err(e) = index(&mut writer.conn, &mut writer.tail)
+        {
+            // The append goes on: the tail is still read, and indexed at the next append.
+            tracing::warn!(error = %e, "could not index the log's tail");
+        }
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (out, changes) = append_in(&tx, Some(&writer.tail), messages, crate::store::now_ms())?;
+        tx.commit()?;
+        writer.tail.absorb(changes);
+        Ok(out)
+    }
+}
+
+/// Appends messages inside the migration's transaction, with nothing remembered, and indexes them.
+pub(super) fn append_indexed(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<()> {
+    append_in(tx, None, messages, ts)?;
+    index_in(tx)
+}
+
+/// [`Log::append`] inside a transaction, every message committed at `ts`, with what the writer
+/// remembers (`None`: nothing); and what it changes in memory.
+fn append_in(
+    tx: &Transaction,
+    tail: Option<&Tail>,
+    messages: &[&NewMessage],
+    ts: i64,
+) -> Result<(Vec<Appended>, Changes)> {
+    let mut changes = Changes::default();
+    let tail = match tail {
+        Some(t) if t.seq == last_seq(tx)? => Some(t),
+        _ => {
+            index_in(tx)?;
+            changes.indexed = true;
+            None
+        }
+    };
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO message (conv, pos, sender, ts, cid, time, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut offline =
+        tx.prepare_cached("INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)")?;
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        if let Some(cid) = m.cid.as_deref()
+            && let Some(first) = earlier(tx, tail, &changes, m.sender, cid)?
+        {
+            out.push(Ok(Committed {
+                duplicate: true,
+                ..first
+            }));
+            continue;
+        }
+        let members_version = match condition(tx, m)? {
+            Ok(version) => version,
+            Err(refusal) => {
+                out.push(Err(refusal));
+                continue;
+            }
+        };
+        let key = m.conv.key();
+        let pos = next_pos(tx, tail, &changes, key)?;
+        insert.execute(params![key, pos, m.sender, ts, m.cid, m.time, m.text])?;
+        changes.last.insert(key, pos);
+        changes.appended += 1;
+        for &user in &m.offline {
+            offline.execute(params![user, key, pos])?;
+        }
+        let committed = Committed {
+            conv: m.conv,
+            pos,
+            ts,
+            duplicate: false,
+            members_version,
+        };
+        if let Some(cid) = &m.cid {
+            changes.cids.insert((m.sender, cid.clone()), committed);
+        }
+        out.push(Ok(committed));
+    }
+    changes.seq = last_seq(tx)?;
+    Ok((out, changes))
+}
+
+/// The conversation's next position: one past the last this batch, the writer's memory or its row has.
+fn next_pos(tx: &Transaction, tail: Option<&Tail>, changes: &Changes, key: i64) -> Result<Pos> {
+    let remembered = changes
+        .last
+        .get(&key)
+        .or_else(|| tail.and_then(|t| t.last.get(&key)));
+    let last = match remembered {
+        Some(&last) => last,
+        None => tx
+            .prepare_cached("SELECT last_pos FROM conversation WHERE id = ?1")?
+            .query_row(params![key], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+    };
+    Ok(last + 1)
+}
+
+/// Where the sender's message with this cid was committed, if it was: in this batch, in the tail, or
+/// indexed in `sent` (a message since deleted with its group counts as never sent).
+fn earlier(
+    tx: &Transaction,
+    tail: Option<&Tail>,
+    changes: &Changes,
+    sender: UserId,
+    cid: &str,
+) -> Result<Option<Committed>> {
+    let key = (sender, cid.to_owned());
+    if let Some(c) = changes
+        .cids
+        .get(&key)
+        .or_else(|| tail.and_then(|t| t.cids.get(&key)))
+    {
+        return Ok(Some(*c));
+    }
+    let found: Option<(i64, Pos, i64)> = tx
+        .prepare_cached(
+            "SELECT m.conv, m.pos, m.ts FROM sent s JOIN message m ON m.seq = s.seq \
+             WHERE s.sender = ?1 AND s.cid = ?2",
+        )?
+        .query_row(params![sender, cid], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    Ok(found.and_then(|(key, pos, ts)| {
+        Some(Committed {
+            conv: Conv::from_key(key)?,
+            pos,
+            ts,
+            duplicate: true,
+            members_version: 0,
+        })
+    }))
+}
+
+/// Whether `m` may be appended, checking its [`Require`] inside the append's transaction `tx`: the group's
+/// member-list version (0 for one-to-one), or why not. Statements are prepared (cached) at their first
+/// use: the conversion of migration 2 appends before the tables of later migrations exist.
+fn condition(tx: &Transaction, m: &NewMessage) -> Result<std::result::Result<i64, Refusal>> {
+    Ok(match (m.require, m.conv) {
+        (Require::NotBlocked, conv) => {
+            let peer = conv.peer_of(m.sender).unwrap_or(m.sender);
+            let blocked = tx
+                .prepare_cached("SELECT 1 FROM userblock WHERE userid = ?1 AND blockedid = ?2")?
+                .query_row(params![peer, m.sender], |_| Ok(()))
+                .optional()?;
+            blocked.map_or(Ok(0), |()| Err(Refusal::Blocked))
+        }
+        (Require::Member, Conv::Group(group)) => {
+            let row: Option<(i64, bool)> = tx
+                .prepare_cached(
+                    "SELECT g.version, EXISTS (SELECT 1 FROM groupuser gu WHERE gu.groupid = g.id \
+                     AND gu.userid = ?2) FROM allgroup g WHERE g.id = ?1",
+                )?
+                .query_row(params![group, m.sender], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match row {
+                None => Err(Refusal::NoGroup),
+                Some((_, false)) => Err(Refusal::NotMember),
+                Some((version, true)) => Ok(version),
+            }
+        }
+        _ => Ok(0),
+    })
+}
+
+/// A [`LogMessage`] from a row of [`message_columns`] (starting at column `at`).
+fn log_message(r: &rusqlite::Row, at: usize) -> rusqlite::Result<Option<LogMessage>> {
+    let key: i64 = r.get(at)?;
+    let Some(conv) = Conv::from_key(key) else {
+        return Ok(None);
+    };
+    Ok(Some(LogMessage {
+        conv,
+        pos: r.get(at + 1)?,
+        ts: r.get(at + 2)?,
+        sender: r.get(at + 3)?,
+        sender_name: r.get(at + 4)?,
+        cid: r.get(at + 5)?,
+        time: r.get(at + 6)?,
+        text: r.get(at + 7)?,
+    }))
+}
+
+/// A [`Summary`] from `(key, name, last, last_ts, read, peer_read)`, for the conversation `conv`.
+fn summary(r: &rusqlite::Row, conv: Option<Conv>) -> rusqlite::Result<Option<Summary>> {
+    let peer_read: Option<Pos> = r.get(5)?;
+    Ok(conv.map(|conv| Summary {
+        conv,
+        name: r.get(1).unwrap_or_default(),
+        last: r.get(2).unwrap_or_default(),
+        last_ts: r.get(3).unwrap_or_default(),
+        read: r.get(4).unwrap_or_default(),
+        peer_read,
+    }))
+}
+
+/// `user`'s one-to-one conversations, rows and tail merged: the rows where they are `lo` (a range of
+/// keys: ?2..?3) or `hi`, and the tail's messages of either kind. `mine` and `theirs` are the read
+/// positions of the user and of the peer (whose own messages count as read).
+const DIRECT_SUMMARIES: &str = concat!(
+    "WITH parts (id, last, ts, mine, theirs) AS (\
+     SELECT id, last_pos, last_ts, lo_read, hi_read FROM conversation WHERE id BETWEEN ?2 AND ?3 \
+     UNION ALL SELECT id, last_pos, last_ts, hi_read, lo_read FROM conversation WHERE hi = ?1 AND lo <> ?1 \
+     UNION ALL SELECT conv, max(pos), max(ts), max(iif(sender = ?1, pos, 0)), \
+     max(iif(sender = iif(conv BETWEEN ?2 AND ?3, conv % 2147483648, conv / 2147483648), pos, 0)) \
+     FROM message WHERE ",
+    in_tail!(),
+    " AND (conv BETWEEN ?2 AND ?3 OR (conv > 0 AND conv % 2147483648 = ?1)) GROUP BY conv) \
+     SELECT p.id, u.name, max(p.last), max(p.ts), max(p.mine), max(p.theirs) FROM parts p \
+     JOIN user u ON u.id = iif(p.id BETWEEN ?2 AND ?3, p.id % 2147483648, p.id / 2147483648) \
+     GROUP BY p.id"
+);
+
+/// `user`'s groups, their rows and their tail merged (`?1`: the user).
+const GROUP_SUMMARIES: &str = concat!(
+    "SELECT g.id, g.groupname, max(COALESCE(c.last_pos, 0), COALESCE(t.last, 0)), \
+     max(COALESCE(c.last_ts, 0), COALESCE(t.ts, 0)), max(COALESCE(r.pos, 0), COALESCE(t.mine, 0)), NULL \
+     FROM groupuser gu JOIN allgroup g ON g.id = gu.groupid \
+     LEFT JOIN conversation c ON c.id = -g.id \
+     LEFT JOIN readpos r ON r.userid = gu.userid AND r.conv = -g.id \
+     LEFT JOIN (SELECT conv, max(pos) AS last, max(ts) AS ts, max(iif(sender = ?1, pos, 0)) AS mine \
+     FROM message WHERE ",
+    in_tail!(),
+    " AND conv < 0 GROUP BY conv) t ON t.conv = -g.id WHERE gu.userid = ?1"
+);
+
+impl Log for SqliteStore {
+    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
+        self.append_now(messages)
+    }
+
+    fn store_offline(&self, pointers: &[Pointer]) -> Result<()> {
+        if pointers.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)",
+            )?;
+            for p in pointers {
+                insert.execute(params![p.user, p.conv.key(), p.pos])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>> {
+        self.write(|tx| {
+            let mut select = tx.prepare_cached(concat!(
+                "SELECT o.id, ",
+                message_columns!(),
+                " FROM offlinemessage o JOIN message m ON m.seq = COALESCE(\
+                 (SELECT p.seq FROM position p WHERE p.conv = o.conv AND p.pos = o.pos), \
+                 (SELECT t.seq FROM message t WHERE t.",
+                in_tail!(),
+                " AND t.conv = o.conv AND t.pos = o.pos)) \
+                 JOIN user u ON u.id = m.sender WHERE o.userid = ?1 ORDER BY o.id LIMIT ?2"
+            ))?;
+            let rows: Vec<(i64, Option<LogMessage>)> = select
+                .query_map(params![user, limit as i64], |r| {
+                    Ok((r.get(0)?, log_message(r, 1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            if let Some((last, _)) = rows.last() {
+                tx.execute(
+                    "DELETE FROM offlinemessage WHERE userid = ?1 AND id <= ?2",
+                    params![user, last],
+                )?;
+            }
+            Ok(rows.into_iter().filter_map(|(_, m)| m).collect())
+        })
+    }
+
+    fn conversations(&self, user: UserId) -> Result<Vec<Summary>> {
+        let conn = self.conn()?;
+        let (first, last) = Conv::keys_led_by(user);
+        let mut out: Vec<Summary> = conn
+            .prepare_cached(DIRECT_SUMMARIES)?
+            .query_map(params![user, first, last], |r| {
+                summary(r, Conv::from_key(r.get(0)?))
+            })?
+            .filter_map(|s| s.transpose())
+            .collect::<rusqlite::Result<_>>()?;
+        let groups = conn
+            .prepare_cached(GROUP_SUMMARIES)?
+            .query_map(params![user], |r| summary(r, Some(Conv::Group(r.get(0)?))))?
+            .filter_map(|s| s.transpose())
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.extend(groups);
+        Ok(out)
+    }
+
+    fn history(&self, conv: Conv, page: Page, limit: usize) -> Result<(Vec<LogMessage>, bool)> {
+        let conn: Conn = self.conn()?;
+        let (sql, at) = match page {
+            Page::Latest => (history_page!("<", "DESC"), Pos::MAX),
+            Page::Before(p) => (history_page!("<", "DESC"), p),
+            Page::After(p) => (history_page!(">", "ASC"), p),
+        };
+        let mut messages: Vec<LogMessage> = conn
+            .prepare_cached(sql)?
+            .query_map(params![conv.key(), limit as i64 + 1, at], |r| {
+                log_message(r, 0)
+            })?
+            .filter_map(|m| m.transpose())
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(crate::store::page_out(&mut messages, page, limit))
+    }
+
+    fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)> {
+        self.write(|tx| {
+            let key = conv.key();
+            let [lo_reads, hi_reads] = conv.read_sides(user);
+            // The last message and the user's read position (their own messages count as read), the
+            // row's and the tail's.
+            let (last, last_ts, current): (Pos, i64, Pos) = tx
+                .prepare_cached(concat!(
+                    "SELECT max(COALESCE(c.last_pos, 0), COALESCE(t.last, 0)), \
+                     max(COALESCE(c.last_ts, 0), COALESCE(t.ts, 0)), \
+                     max(COALESCE(CASE WHEN ?1 < 0 THEN \
+                     (SELECT r.pos FROM readpos r WHERE r.userid = ?2 AND r.conv = ?1) \
+                     WHEN ?3 THEN c.lo_read WHEN ?4 THEN c.hi_read END, 0), COALESCE(t.mine, 0)) \
+                     FROM (SELECT max(pos) AS last, max(ts) AS ts, max(iif(sender = ?2, pos, 0)) AS mine \
+                     FROM message WHERE ",
+                    in_tail!(),
+                    " AND conv = ?1) t LEFT JOIN conversation c ON c.id = ?1"
+                ))?
+                .query_row(params![key, user, lo_reads, hi_reads], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            let target = pos.min(last);
+            if target <= current {
+                return Ok((current, false));
+            }
+            if let Conv::Group(_) = conv {
+                tx.execute(
+                    "INSERT INTO readpos (userid, conv, pos) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (userid, conv) DO UPDATE SET pos = max(pos, excluded.pos)",
+                    params![user, key, target],
+                )?;
+            } else {
+                // The row may not exist yet (the conversation is all in the tail); indexing keeps the
+                // larger of each position.
+                let (lo, hi) = conv.users().unzip();
+                tx.execute(
+                    "INSERT INTO conversation (id, lo, hi, last_pos, last_ts, lo_read, hi_read) \
+                     VALUES (?1, ?5, ?6, ?7, ?8, iif(?2, ?4, 0), iif(?3, ?4, 0)) \
+                     ON CONFLICT (id) DO UPDATE SET lo_read = iif(?2, ?4, lo_read), \
+                     hi_read = iif(?3, ?4, hi_read)",
+                    params![key, lo_reads, hi_reads, target, lo, hi, last, last_ts],
+                )?;
+            }
+            Ok((target, true))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Accounts, Groups};
+
+    fn open(path: &std::path::Path) -> SqliteStore {
+        SqliteStore::open(path.join("chat.db").to_str().unwrap(), 2).unwrap()
+    }
+
+    fn message(sender: UserId, conv: Conv, cid: Option<&str>, offline: &[UserId]) -> NewMessage {
+        NewMessage {
+            conv,
+            sender,
+            cid: cid.map(str::to_owned),
+            time: "t".to_owned(),
+            text: format!("{sender} to {conv:?}"),
+            offline: offline.to_vec(),
+            require: Require::Nothing,
+        }
+    }
+
+    /// Appends one message and returns where it went.
+    fn send(store: &SqliteStore, m: NewMessage) -> Committed {
+        store.append(&[&m]).unwrap().remove(0).unwrap()
+    }
+
+    fn positions(page: (Vec<LogMessage>, bool)) -> (Vec<Pos>, bool) {
+        (page.0.iter().map(|m| m.pos).collect(), page.1)
+    }
+
+    type Listed = (Conv, Pos, Pos, Option<Pos>);
+
+    fn sorted(mut list: Vec<Listed>) -> Vec<Listed> {
+        list.sort_by_key(|s| s.0.key());
+        list
+    }
+
+    /// `(conv, last, read, peer_read)` of each of the user's conversations, by conversation.
+    fn listed(store: &SqliteStore, user: UserId) -> Vec<Listed> {
+        sorted(
+            store
+                .conversations(user)
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.conv, s.last, s.read, s.peer_read))
+                .collect(),
+        )
+    }
+
+    fn index_now(store: &SqliteStore) {
+        let mut writer = store.writer.lock();
+        let writer = &mut *writer;
+        index(&mut writer.conn, &mut writer.tail).unwrap();
+    }
+
+    /// Every read gives the same answer whether the messages are in the tail or indexed, and positions,
+    /// cids and offline pointers go on across the index.
+    #[test]
+    fn reads_are_the_same_before_and_after_the_tail_is_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let [a, b, c] = ["a", "b", "c"].map(|n| store.create_user(n, "h").unwrap());
+        let g = store.create_group(a, "g", "").unwrap();
+        store.join_group(g, b).unwrap();
+        let (ab, aa, ac, group) = (
+            Conv::direct(a, b),
+            Conv::direct(a, a),
+            Conv::direct(a, c),
+            Conv::Group(g),
+        );
+        for (i, sender) in [a, b, a, b, a].into_iter().enumerate() {
+            let cid = format!("ab{i}");
+            assert_eq!(
+                send(&store, message(sender, ab, Some(&cid), &[])).pos,
+                i as Pos + 1
+            );
+        }
+        send(&store, message(a, aa, None, &[]));
+        for sender in [a, a, b] {
+            send(&store, message(sender, group, None, &[]));
+        }
+        send(&store, message(a, ac, None, &[c]));
+        assert_eq!(store.mark_read(b, ab, 9).unwrap(), (5, true));
+        assert_eq!(store.mark_read(b, ab, 3).unwrap(), (5, false));
+        let reads = |store: &SqliteStore| {
+            (
+                listed(store, a),
+                listed(store, b),
+                listed(store, c),
+                positions(store.history(ab, Page::Latest, 2).unwrap()),
+                positions(store.history(ab, Page::Before(3), 5).unwrap()),
+                positions(store.history(ab, Page::After(3), 1).unwrap()),
+                positions(store.history(group, Page::After(0), 5).unwrap()),
+            )
+        };
+        let before = reads(&store);
+        assert_eq!(
+            before.0,
+            sorted(vec![
+                (ab, 5, 5, Some(5)),
+                (aa, 1, 1, Some(1)),
+                (ac, 1, 1, Some(0)),
+                (group, 3, 2, None),
+            ])
+        );
+        assert_eq!(
+            before.1,
+            sorted(vec![(ab, 5, 5, Some(5)), (group, 3, 3, None)])
+        );
+        assert_eq!(before.2, vec![(ac, 1, 0, Some(1))]);
+        assert_eq!(before.3, (vec![4, 5], true));
+        assert_eq!(before.4, (vec![1, 2], false));
+        assert_eq!(before.5, (vec![4], true));
+        assert_eq!(before.6, (vec![1, 2, 3], false));
+
+        index_now(&store);
+        assert_eq!(reads(&store), before);
+        assert_eq!(store.writer.lock().tail.len, 0);
+
+        // A resent cid, now indexed, is the first message; new messages go on from the last position,
+        // the new one in the tail and the rest indexed, read as one.
+        let again = send(&store, message(b, ab, Some("ab1"), &[]));
+        assert_eq!((again.pos, again.duplicate), (2, true));
+        assert_eq!(send(&store, message(b, ab, None, &[])).pos, 6);
+        assert_eq!(send(&store, message(b, group, None, &[])).pos, 4);
+        assert_eq!(
+            positions(store.history(ab, Page::Latest, 3).unwrap()),
+            (vec![4, 5, 6], true)
+        );
+        assert_eq!(
+            positions(store.history(ab, Page::After(4), 5).unwrap()),
+            (vec![5, 6], false)
+        );
+        let offline = store.take_offline(c, 10).unwrap();
+        assert_eq!(
+            offline.iter().map(|m| (m.conv, m.pos)).collect::<Vec<_>>(),
+            vec![(ac, 1)]
+        );
+        assert!(store.take_offline(c, 10).unwrap().is_empty());
+    }
+
+    /// Two stores appending to one file in turn (two processes on one database) give out consecutive,
+    /// distinct positions, and each sees the other's cids.
+    #[test]
+    fn another_writer_on_the_same_file_gets_the_next_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open(dir.path());
+        let [a, b] = ["a", "b"].map(|n| first.create_user(n, "h").unwrap());
+        let second = open(dir.path());
+        let ab = Conv::direct(a, b);
+        let mut given = Vec::new();
+        for i in 0..10 {
+            let store = if i % 3 == 0 { &second } else { &first };
+            let cid = format!("m{i}");
+            given.push(send(store, message(a, ab, Some(&cid), &[])).pos);
+        }
+        assert_eq!(given, (1..=10).collect::<Vec<Pos>>());
+        let resent = send(&second, message(a, ab, Some("m8"), &[]));
+        assert_eq!((resent.pos, resent.duplicate), (9, true));
+        assert_eq!(
+            positions(first.history(ab, Page::Latest, 20).unwrap()),
+            ((1..=10).collect(), false)
+        );
+    }
+}
