@@ -3,37 +3,40 @@
 //! A commit appends each message at the end of `message` (its `seq`) and writes nothing at a random place
 //! in the file: on a busy node, where most messages go to a conversation whose pages are not cached, the
 //! (conv, pos) tree, the `conversation` row and its `hi` index had cost three random pages (about 20 KB
-//! written) a message (docs/BENCHMARKS.md, "Storage layouts replayed by hand"). Everything else is
-//! brought up to date from the messages past `indexed.seq` (the tail) in one sorted transaction once
-//! the tail holds [`INDEX_AT`] messages, where many entries share a page: `position` (conv, pos) → seq,
-//! `sent` (sender, cid) → seq, each conversation's row (last position and time, the one-to-one read
-//! positions) and the group senders' `readpos` rows (a sender has read up to their own message).
+//! written) a message (docs/BENCHMARKS.md, "Storage layouts replayed by hand"). The rest is brought up
+//! to date from the messages past `indexed.seq` (the tail) in sorted batches, once the tail holds
+//! [`INDEX_AT`] messages, a step between appends ([`super::index`]).
 //!
-//! Reads add the tail to what is indexed, by scanning it: it is short (at most [`INDEX_AT`] and a batch),
-//! and one statement sees `indexed.seq` and the index as of one commit, so the two parts never overlap
-//! and never leave a gap. Positions are given out from memory ([`Tail`]): SQLite has one writer, and
-//! while this store's writer is the only one appending, the last position of a conversation is either
-//! in its memory or in the conversation's row. If anyone else appended (another process on the same
-//! file), the writer indexes the tail first and forgets what it remembered, so positions stay gapless
-//! and distinct even then.
+//! Reads add the tail to what is indexed, by scanning it: it is short (a batch and what came during
+//! it), and one statement sees `indexed.seq` and the index as of one commit, so nothing is missed. A
+//! message may be both in the tail and already indexed while a batch is under way: history selects
+//! messages by seq `IN` the two (a set), and the other reads take the larger of the two values, so
+//! nothing is counted twice either.
+//!
+//! Positions are given out from memory ([`Memory`]): SQLite has one writer, and while this store's
+//! writer is the only one appending, the last position of a conversation is either in its memory or in
+//! the conversation's row. If anyone else appended (another process on the same file), the writer
+//! indexes the whole tail first and forgets what it remembered, so positions stay gapless and distinct
+//! even then.
 
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use super::index::Indexing;
 use super::{Conn, SqliteStore};
 use crate::model::{Conv, LogMessage, Page, Pos, Summary, UserId};
 use crate::store::{Appended, Committed, Log, NewMessage, Pointer, Refusal, Require, Result};
 
-/// The tail's length at which the writer indexes it, before its next append. Larger batches write each
-/// page of the index fewer times (the replay: 12 µs a message per 1,280, 7.7 per 10,240) but hold the
-/// database longer, and every read scans the tail.
-const INDEX_AT: usize = 2048;
+/// The number of messages appended since the last batch began at which the writer begins the next one.
+/// Larger batches write each page of the index fewer times (docs/BENCHMARKS.md, "The log in commit
+/// order": 2,048 cost twice the writer's CPU of 8,192 on the bench's load), and every read scans the
+/// tail.
+const INDEX_AT: usize = 8192;
 
-/// How many conversations' last positions the writer keeps in memory at most; past that it forgets them
-/// all once the tail is indexed (their rows then hold them).
+/// How many conversations' last positions the writer keeps in memory at most; past that, at the end of
+/// a batch, it forgets those whose rows now hold them.
 const REMEMBER: usize = 1 << 20;
-
 /// The columns of a [`LogMessage`] row, from `message m` joined with its sender `u`.
 macro_rules! message_columns {
     () => {
@@ -71,52 +74,73 @@ macro_rules! history_page {
     };
 }
 
-/// What the writer remembers of the log between its commits.
+/// What the writer remembers of the log between its commits, owned with its connection.
 #[derive(Default)]
-pub(super) struct Tail {
-    /// The last position of each conversation appended to since the writer last forgot (see module
-    /// doc); every conversation with a message in the tail is here.
-    last: HashMap<i64, Pos>,
+pub(super) struct Memory {
+    /// The last position of each conversation appended to (and the seq of that message) since the
+    /// writer last forgot: every conversation with a message in the tail is here.
+    last: HashMap<i64, (Pos, i64)>,
     /// Where the tail's messages with a cid are, by sender and cid (`sent` holds the indexed ones).
-    cids: HashMap<(UserId, String), Committed>,
-    /// Messages appended since the tail was last indexed.
-    len: usize,
+    cids: HashMap<(UserId, String), (Committed, i64)>,
+    /// Messages appended since the last batch began.
+    since_batch: usize,
     /// The seq of the last message in `message` as this writer left it: a different one means someone
     /// else has appended (or deleted the last messages).
     seq: i64,
+    /// The batch being indexed, if one is.
+    indexing: Option<Indexing>,
 }
 
-/// What one append changes in the writer's [`Tail`], applied once its transaction has committed (a
+/// What one append changes in the writer's [`Memory`], applied once its transaction has committed (a
 /// failed commit gives out no position).
 #[derive(Default)]
 struct Changes {
-    /// The tail was indexed inside the transaction: forget what the [`Tail`] held first.
+    /// The whole tail was indexed inside the transaction: forget what the [`Memory`] held first.
     indexed: bool,
-    last: HashMap<i64, Pos>,
-    cids: HashMap<(UserId, String), Committed>,
+    last: HashMap<i64, (Pos, i64)>,
+    cids: HashMap<(UserId, String), (Committed, i64)>,
     appended: usize,
     seq: i64,
 }
 
-impl Tail {
+impl Memory {
     fn absorb(&mut self, changes: Changes) {
         if changes.indexed {
-            self.forget();
+            *self = Memory::default();
         }
         self.last.extend(changes.last);
         self.cids.extend(changes.cids);
-        self.len += changes.appended;
+        self.since_batch += changes.appended;
         self.seq = changes.seq;
     }
 
-    /// After the tail is indexed: its cids are in `sent`, and the conversation rows hold every last
-    /// position, so what memory holds is only a cache of them.
-    fn forget(&mut self) {
-        self.cids.clear();
-        self.len = 0;
-        if self.last.len() > REMEMBER {
-            self.last.clear();
+    /// Drops the batch under way (its rows, if any were written, are written again by the next one).
+    pub(super) fn cancel_indexing(&mut self) {
+        self.indexing = None;
+    }
+
+    /// Writes the next step of the batch under way, beginning one if the tail is long enough.
+    fn index_step(&mut self, conn: &mut Connection) -> Result<()> {
+        if self.indexing.is_none() && self.since_batch >= INDEX_AT {
+            self.indexing = Some(Indexing::load(conn)?);
+            self.since_batch = 0;
         }
+        let Some(batch) = self.indexing.as_mut() else {
+            return Ok(());
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done = batch.step(&tx)?;
+        tx.commit()?;
+        if done {
+            let upto = batch.upto;
+            self.indexing = None;
+            // Up to `upto`, cids are in `sent` and last positions in the conversation rows.
+            self.cids.retain(|_, (_, seq)| *seq > upto);
+            if self.last.len() > REMEMBER {
+                self.last.retain(|_, (_, seq)| *seq > upto);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -127,62 +151,35 @@ fn last_seq(conn: &Connection) -> Result<i64> {
         .query_row([], |r| r.get(0))?)
 }
 
-/// Indexes the tail in its own transaction, on the writer's connection.
-pub(super) fn index(conn: &mut Connection, tail: &mut Tail) -> Result<()> {
+/// Indexes the whole tail in one transaction (at start: what a stopped node left unindexed), and
+/// what the writer then remembers.
+pub(super) fn index(conn: &mut Connection) -> Result<Memory> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    index_in(&tx)?;
+    Indexing::load(&tx)?.finish(&tx)?;
     let seq = last_seq(&tx)?;
     tx.commit()?;
-    tail.forget();
-    tail.seq = seq;
-    Ok(())
-}
-
-/// Brings `position`, `sent`, the conversation rows and the group senders' read positions up to date
-/// with the tail, each in key order, and moves `indexed.seq` past it.
-fn index_in(tx: &Transaction) -> Result<()> {
-    tx.execute_batch(concat!(
-        "INSERT INTO position (conv, pos, seq) SELECT conv, pos, seq FROM message WHERE ",
-        in_tail!(),
-        " ORDER BY conv, pos; \
-         INSERT OR REPLACE INTO sent (sender, cid, seq) SELECT sender, cid, seq FROM message WHERE ",
-        in_tail!(),
-        " AND cid IS NOT NULL ORDER BY sender, cid; \
-         INSERT INTO conversation (id, lo, hi, last_pos, last_ts, lo_read, hi_read) \
-         SELECT conv, iif(conv > 0, conv / 2147483648, NULL), iif(conv > 0, conv % 2147483648, NULL), \
-         max(pos), max(ts), max(iif(conv > 0 AND sender = conv / 2147483648, pos, 0)), \
-         max(iif(conv > 0 AND sender = conv % 2147483648, pos, 0)) FROM message WHERE ",
-        in_tail!(),
-        " GROUP BY conv ORDER BY conv \
-         ON CONFLICT (id) DO UPDATE SET last_pos = max(last_pos, excluded.last_pos), \
-         last_ts = max(last_ts, excluded.last_ts), lo_read = max(lo_read, excluded.lo_read), \
-         hi_read = max(hi_read, excluded.hi_read); \
-         INSERT INTO readpos (userid, conv, pos) SELECT sender, conv, max(pos) FROM message WHERE ",
-        in_tail!(),
-        " AND conv < 0 GROUP BY sender, conv ORDER BY sender, conv \
-         ON CONFLICT (userid, conv) DO UPDATE SET pos = max(pos, excluded.pos); \
-         UPDATE indexed SET seq = max(seq, (SELECT COALESCE(MAX(m.seq), 0) FROM message m));"
-    ))?;
-    Ok(())
+    Ok(Memory {
+        seq,
+        ..Memory::default()
+    })
 }
 
 impl SqliteStore {
-    /// [`Log::append`] on the writer's connection, indexing the tail first when it is due.
+    /// [`Log::append`] on the writer's connection, after a step of indexing if one is due.
     fn append_now(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
         let mut writer = self.writer.lock();
         let writer = &mut *writer;
-        if writer.tail.len >= INDEX_AT
-            && let Err(e) = index(&mut writer.conn, &mut writer.tail)
-        {
-            // The append goes on: the tail is still read, and indexed at the next append.
+        if let Err(e) = writer.log.index_step(&mut writer.conn) {
+            // The append goes on: the tail is still read, and the batch begun again later.
             tracing::warn!(error = %e, "could not index the log's tail");
+            writer.log.cancel_indexing();
         }
         let tx = writer
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (out, changes) = append_in(&tx, Some(&writer.tail), messages, crate::store::now_ms())?;
+        let (out, changes) = append_in(&tx, Some(&writer.log), messages, crate::store::now_ms())?;
         tx.commit()?;
-        writer.tail.absorb(changes);
+        writer.log.absorb(changes);
         Ok(out)
     }
 }
@@ -190,22 +187,22 @@ impl SqliteStore {
 /// Appends messages inside the migration's transaction, with nothing remembered, and indexes them.
 pub(super) fn append_indexed(tx: &Transaction, messages: &[&NewMessage], ts: i64) -> Result<()> {
     append_in(tx, None, messages, ts)?;
-    index_in(tx)
+    Indexing::load(tx)?.finish(tx)
 }
 
 /// [`Log::append`] inside a transaction, every message committed at `ts`, with what the writer
 /// remembers (`None`: nothing); and what it changes in memory.
 fn append_in(
     tx: &Transaction,
-    tail: Option<&Tail>,
+    memory: Option<&Memory>,
     messages: &[&NewMessage],
     ts: i64,
 ) -> Result<(Vec<Appended>, Changes)> {
     let mut changes = Changes::default();
-    let tail = match tail {
-        Some(t) if t.seq == last_seq(tx)? => Some(t),
+    let memory = match memory {
+        Some(m) if m.seq == last_seq(tx)? => Some(m),
         _ => {
-            index_in(tx)?;
+            Indexing::load(tx)?.finish(tx)?;
             changes.indexed = true;
             None
         }
@@ -218,7 +215,7 @@ fn append_in(
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         if let Some(cid) = m.cid.as_deref()
-            && let Some(first) = earlier(tx, tail, &changes, m.sender, cid)?
+            && let Some(first) = earlier(tx, memory, &changes, m.sender, cid)?
         {
             out.push(Ok(Committed {
                 duplicate: true,
@@ -234,9 +231,10 @@ fn append_in(
             }
         };
         let key = m.conv.key();
-        let pos = next_pos(tx, tail, &changes, key)?;
+        let pos = next_pos(tx, memory, &changes, key)?;
         insert.execute(params![key, pos, m.sender, ts, m.cid, m.time, m.text])?;
-        changes.last.insert(key, pos);
+        let seq = tx.last_insert_rowid();
+        changes.last.insert(key, (pos, seq));
         changes.appended += 1;
         for &user in &m.offline {
             offline.execute(params![user, key, pos])?;
@@ -249,7 +247,9 @@ fn append_in(
             members_version,
         };
         if let Some(cid) = &m.cid {
-            changes.cids.insert((m.sender, cid.clone()), committed);
+            changes
+                .cids
+                .insert((m.sender, cid.clone()), (committed, seq));
         }
         out.push(Ok(committed));
     }
@@ -258,13 +258,13 @@ fn append_in(
 }
 
 /// The conversation's next position: one past the last this batch, the writer's memory or its row has.
-fn next_pos(tx: &Transaction, tail: Option<&Tail>, changes: &Changes, key: i64) -> Result<Pos> {
+fn next_pos(tx: &Transaction, memory: Option<&Memory>, changes: &Changes, key: i64) -> Result<Pos> {
     let remembered = changes
         .last
         .get(&key)
-        .or_else(|| tail.and_then(|t| t.last.get(&key)));
+        .or_else(|| memory.and_then(|m| m.last.get(&key)));
     let last = match remembered {
-        Some(&last) => last,
+        Some(&(last, _)) => last,
         None => tx
             .prepare_cached("SELECT last_pos FROM conversation WHERE id = ?1")?
             .query_row(params![key], |r| r.get(0))
@@ -278,16 +278,16 @@ fn next_pos(tx: &Transaction, tail: Option<&Tail>, changes: &Changes, key: i64) 
 /// indexed in `sent` (a message since deleted with its group counts as never sent).
 fn earlier(
     tx: &Transaction,
-    tail: Option<&Tail>,
+    memory: Option<&Memory>,
     changes: &Changes,
     sender: UserId,
     cid: &str,
 ) -> Result<Option<Committed>> {
     let key = (sender, cid.to_owned());
-    if let Some(c) = changes
+    if let Some((c, _)) = changes
         .cids
         .get(&key)
-        .or_else(|| tail.and_then(|t| t.cids.get(&key)))
+        .or_else(|| memory.and_then(|m| m.cids.get(&key)))
     {
         return Ok(Some(*c));
     }
@@ -586,7 +586,16 @@ mod tests {
     fn index_now(store: &SqliteStore) {
         let mut writer = store.writer.lock();
         let writer = &mut *writer;
-        index(&mut writer.conn, &mut writer.tail).unwrap();
+        writer.log = index(&mut writer.conn).unwrap();
+    }
+
+    /// Whether every message stored is indexed.
+    fn all_indexed(store: &SqliteStore) -> bool {
+        let conn = store.conn().unwrap();
+        let indexed: i64 = conn
+            .query_row("SELECT seq FROM indexed", [], |r| r.get(0))
+            .unwrap();
+        indexed == last_seq(&conn).unwrap()
     }
 
     /// Every read gives the same answer whether the messages are in the tail or indexed, and positions,
@@ -649,9 +658,37 @@ mod tests {
         assert_eq!(before.5, (vec![4], true));
         assert_eq!(before.6, (vec![1, 2, 3], false));
 
-        index_now(&store);
+        // A batch written a step at a time: between steps, some messages are both indexed and in the
+        // tail, and every read is still the same.
+        let mut batch = Indexing::load(&store.writer.lock().conn).unwrap();
+        let mut steps = 0;
+        loop {
+            let done = {
+                let mut writer = store.writer.lock();
+                let tx = writer.conn.transaction().unwrap();
+                let done = batch.step(&tx).unwrap();
+                tx.commit().unwrap();
+                done
+            };
+            steps += 1;
+            if done {
+                break;
+            }
+            assert_eq!(reads(&store), before, "after step {steps}");
+        }
+        assert_eq!(steps, 4, "positions, conversations, cids, group reads");
+        assert!(all_indexed(&store));
         assert_eq!(reads(&store), before);
-        assert_eq!(store.writer.lock().tail.len, 0);
+        // Written again (a batch cut short by a crash is), it changes nothing.
+        {
+            let mut writer = store.writer.lock();
+            let tx = writer.conn.transaction().unwrap();
+            tx.execute("UPDATE indexed SET seq = 0", []).unwrap();
+            tx.commit().unwrap();
+        }
+        index_now(&store);
+        assert!(all_indexed(&store));
+        assert_eq!(reads(&store), before);
 
         // A resent cid, now indexed, is the first message; new messages go on from the last position,
         // the new one in the tail and the rest indexed, read as one.

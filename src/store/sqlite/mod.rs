@@ -4,6 +4,7 @@
 //! read lock; WAL lets readers go on meanwhile. One writer at a time also lets the log give out
 //! positions from memory ([`log`]).
 
+mod index;
 mod log;
 
 use std::path::Path;
@@ -52,7 +53,7 @@ type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
 /// connection appends, so only it may give out positions.
 struct Writer {
     conn: rusqlite::Connection,
-    tail: log::Tail,
+    log: log::Memory,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -94,8 +95,7 @@ impl SqliteStore {
         // written leaves of a busy node's conversations, where SQLite's default is 2 MB.
         writer.execute_batch("PRAGMA cache_size = -65536")?;
         // Messages a stopped node appended but had not indexed yet.
-        let mut tail = log::Tail::default();
-        log::index(&mut writer, &mut tail).context("indexing the log's tail")?;
+        let log = log::index(&mut writer).context("indexing the log's tail")?;
         let checkpointer = rusqlite::Connection::open(path)?;
         configure(&checkpointer)?;
         let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
@@ -106,7 +106,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             liveness: super::LIVENESS.as_secs() as i64,
-            writer: Mutex::new(Writer { conn: writer, tail }),
+            writer: Mutex::new(Writer { conn: writer, log }),
             _checkpointer: Checkpointer::start(checkpointer)?,
         })
     }
@@ -122,11 +122,20 @@ impl SqliteStore {
 
     /// Runs `f` in a write transaction and commits it, one writer at a time.
     fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        self.write_log(|tx, _| f(tx))
+    }
+
+    /// [`Self::write`], for a change that also concerns what the writer remembers of the log.
+    fn write_log<T>(
+        &self,
+        f: impl FnOnce(&Transaction, &mut log::Memory) -> Result<T>,
+    ) -> Result<T> {
         let mut writer = self.writer.lock();
+        let writer = &mut *writer;
         let tx = writer
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
+        let out = f(&tx, &mut writer.log)?;
         tx.commit()?;
         Ok(out)
     }
@@ -637,7 +646,9 @@ impl Groups for SqliteStore {
     }
 
     fn dissolve_group(&self, group: GroupId) -> Result<()> {
-        self.write(|tx| {
+        self.write_log(|tx, log| {
+            // A batch under way would write the group's index rows back.
+            log.cancel_indexing();
             let key = Conv::Group(group).key();
             tx.execute("DELETE FROM allgroup WHERE id = ?1", params![group])?;
             tx.execute("DELETE FROM groupuser WHERE groupid = ?1", params![group])?;
