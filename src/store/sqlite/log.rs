@@ -30,8 +30,8 @@ use crate::store::{Appended, Committed, Log, NewMessage, Pointer, Refusal, Requi
 
 /// The number of messages appended since the last batch began at which the writer begins the next one.
 /// Larger batches write each page of the index fewer times (docs/BENCHMARKS.md, "The log in commit
-/// order": 2,048 cost twice the writer's CPU of 8,192 on the bench's load), and every read scans the
-/// tail.
+/// order": in one transaction, 2,048 cost the log nearly twice what 8,192 did on the bench's load),
+/// and every read scans the tail.
 const INDEX_AT: usize = 8192;
 
 /// How many conversations' last positions the writer keeps in memory at most; past that, at the end of
