@@ -37,6 +37,7 @@ const INDEX_AT: usize = 8192;
 /// How many conversations' last positions the writer keeps in memory at most; past that, at the end of
 /// a batch, it forgets those whose rows now hold them.
 const REMEMBER: usize = 1 << 20;
+
 /// The columns of a [`LogMessage`] row, from `message m` joined with its sender `u`.
 macro_rules! message_columns {
     () => {
@@ -114,9 +115,11 @@ impl Memory {
         self.seq = changes.seq;
     }
 
-    /// Drops the batch under way (its rows, if any were written, are written again by the next one).
-    pub(super) fn cancel_indexing(&mut self) {
+    /// Drops the batch under way and begins another at the next append (the rows it had written are
+    /// written again).
+    pub(super) fn restart_indexing(&mut self) {
         self.indexing = None;
+        self.since_batch = self.since_batch.max(INDEX_AT);
     }
 
     /// Writes the next step of the batch under way, beginning one if the tail is long enough.
@@ -170,9 +173,9 @@ impl SqliteStore {
         let mut writer = self.writer.lock();
         let writer = &mut *writer;
         if let Err(e) = writer.log.index_step(&mut writer.conn) {
-            // The append goes on: the tail is still read, and the batch begun again later.
+            // The append goes on: the tail is still read, and a batch begun again after INDEX_AT more.
             tracing::warn!(error = %e, "could not index the log's tail");
-            writer.log.cancel_indexing();
+            writer.log.indexing = None;
         }
         let tx = writer
             .conn
@@ -710,6 +713,50 @@ mod tests {
             vec![(ac, 1)]
         );
         assert!(store.take_offline(c, 10).unwrap().is_empty());
+    }
+
+    /// A group dissolved while a batch is half written leaves nothing of it behind: not in the tail,
+    /// not in what the batch had written, not in what it would have written after.
+    #[test]
+    fn a_group_dissolved_during_a_batch_leaves_no_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let [a, b] = ["a", "b"].map(|n| store.create_user(n, "h").unwrap());
+        let g = store.create_group(a, "g", "").unwrap();
+        store.join_group(g, b).unwrap();
+        let (ab, group) = (Conv::direct(a, b), Conv::Group(g));
+        for sender in [a, b, a] {
+            send(&store, message(sender, group, None, &[]));
+            send(&store, message(sender, ab, None, &[]));
+        }
+        // The next append begins a batch and writes its first step (the positions).
+        store.writer.lock().log.since_batch = INDEX_AT;
+        send(&store, message(a, ab, None, &[]));
+        assert!(store.writer.lock().log.indexing.is_some());
+        store.dissolve_group(g).unwrap();
+        while {
+            send(&store, message(b, ab, None, &[]));
+            store.writer.lock().log.indexing.is_some()
+        } {}
+        let conn = store.conn().unwrap();
+        for table in ["position", "conversation", "readpos", "message"] {
+            let column = if table == "conversation" {
+                "id"
+            } else {
+                "conv"
+            };
+            let rows: i64 = conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM {table} WHERE {column} = ?1"),
+                    params![group.key()],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(rows, 0, "{table}");
+        }
+        let (read, more) = positions(store.history(ab, Page::After(0), 20).unwrap());
+        assert_eq!(read, (1..=read.len() as Pos).collect::<Vec<_>>());
+        assert!(read.len() > 5 && !more);
     }
 
     /// Two stores appending to one file in turn (two processes on one database) give out consecutive,

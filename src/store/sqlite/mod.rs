@@ -648,7 +648,7 @@ impl Groups for SqliteStore {
     fn dissolve_group(&self, group: GroupId) -> Result<()> {
         self.write_log(|tx, log| {
             // A batch under way would write the group's index rows back.
-            log.cancel_indexing();
+            log.restart_indexing();
             let key = Conv::Group(group).key();
             tx.execute("DELETE FROM allgroup WHERE id = ?1", params![group])?;
             tx.execute("DELETE FROM groupuser WHERE groupid = ?1", params![group])?;
