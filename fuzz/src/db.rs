@@ -95,13 +95,15 @@ impl Db {
         (Arc::new(store), Db { conn, path, tables })
     }
 
-    /// Deletes every row of every table (and the AUTOINCREMENT counters), in one transaction.
+    /// Puts the database back as a fresh one is: every row of every table deleted (and the
+    /// AUTOINCREMENT counters), in one transaction.
     pub fn clear(&self) {
         let mut sql = String::from("BEGIN IMMEDIATE;");
         for table in &self.tables {
             sql.push_str(&format!("DELETE FROM \"{table}\";"));
         }
-        sql.push_str("DELETE FROM sqlite_sequence; COMMIT;");
+        // A fresh database's one row of `indexed` (SQLite's log watermark, migration 5) is back at 0.
+        sql.push_str("DELETE FROM sqlite_sequence; INSERT INTO indexed (seq) VALUES (0); COMMIT;");
         self.conn
             .execute_batch(&sql)
             .expect("emptying the database");

@@ -132,6 +132,12 @@ impl Memory {
             return Ok(());
         };
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if last_seq(&tx)? != self.seq {
+            // Someone else has written `message`: the append indexes the whole tail anyway, and this
+            // batch's rows may be gone.
+            self.indexing = None;
+            return Ok(());
+        }
         let done = batch.step(&tx)?;
         tx.commit()?;
         if done {
