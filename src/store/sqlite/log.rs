@@ -122,9 +122,19 @@ impl Memory {
         self.since_batch = self.since_batch.max(INDEX_AT);
     }
 
-    /// Writes the next step of the batch under way, beginning one if the tail is long enough.
-    fn index_step(&mut self, conn: &mut Connection) -> Result<()> {
-        if self.indexing.is_none() && self.since_batch >= INDEX_AT {
+    /// Writes the next step of the batch under way, beginning one if `at` messages or more have come
+    /// since the last began; whether a batch is still under way. A batch that fails is dropped: the
+    /// tail is still read, and the next batch begins after `at` more messages.
+    fn index_step(&mut self, conn: &mut Connection, at: usize) -> bool {
+        if let Err(e) = self.try_index_step(conn, at) {
+            tracing::warn!(error = %e, "could not index the log's tail");
+            self.indexing = None;
+        }
+        self.indexing.is_some()
+    }
+
+    fn try_index_step(&mut self, conn: &mut Connection, at: usize) -> Result<()> {
+        if self.indexing.is_none() && self.since_batch >= at.max(1) {
             self.indexing = Some(Indexing::load(conn)?);
             self.since_batch = 0;
         }
@@ -178,11 +188,7 @@ impl SqliteStore {
     fn append_now(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
         let mut writer = self.writer.lock();
         let writer = &mut *writer;
-        if let Err(e) = writer.log.index_step(&mut writer.conn) {
-            // The append goes on: the tail is still read, and a batch begun again after INDEX_AT more.
-            tracing::warn!(error = %e, "could not index the log's tail");
-            writer.log.indexing = None;
-        }
+        writer.log.index_step(&mut writer.conn, INDEX_AT);
         let tx = writer
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -415,6 +421,13 @@ const GROUP_SUMMARIES: &str = concat!(
 impl Log for SqliteStore {
     fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
         self.append_now(messages)
+    }
+
+    /// A step of indexing, beginning a batch of whatever the tail holds.
+    fn catch_up(&self) -> bool {
+        let mut writer = self.writer.lock();
+        let writer = &mut *writer;
+        writer.log.index_step(&mut writer.conn, 1)
     }
 
     fn store_offline(&self, pointers: &[Pointer]) -> Result<()> {
@@ -763,6 +776,29 @@ mod tests {
         let (read, more) = positions(store.history(ab, Page::After(0), 20).unwrap());
         assert_eq!(read, (1..=read.len() as Pos).collect::<Vec<_>>());
         assert!(read.len() > 5 && !more);
+    }
+
+    /// `catch_up` indexes whatever the tail holds, a step a call, and then has nothing left to do.
+    #[test]
+    fn catching_up_indexes_the_whole_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let [a, b] = ["a", "b"].map(|n| store.create_user(n, "h").unwrap());
+        assert!(!store.catch_up(), "nothing to do on a fresh database");
+        for (i, sender) in [a, b, a].into_iter().enumerate() {
+            let cid = format!("m{i}");
+            send(&store, message(sender, Conv::direct(a, b), Some(&cid), &[]));
+        }
+        assert!(!all_indexed(&store));
+        let mut steps = 1;
+        while store.catch_up() {
+            steps += 1;
+        }
+        assert!(all_indexed(&store));
+        assert_eq!(steps, 3, "positions, conversation, cids");
+        assert!(!store.catch_up());
+        let again = send(&store, message(a, Conv::direct(a, b), Some("m2"), &[]));
+        assert_eq!((again.pos, again.duplicate), (3, true));
     }
 
     /// Two stores appending to one file in turn (two processes on one database) give out consecutive,
