@@ -457,14 +457,21 @@ mod tests {
         }
     }
 
+    /// A log writer over a SQLite store on a new file (kept while the directory is).
+    fn writer_on_a_new_file() -> (tempfile::TempDir, std::path::PathBuf, LogWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
+        let writer = LogWriter::start(Arc::new(store), Default::default()).unwrap();
+        (dir, path, writer)
+    }
+
     /// Work handed on runs once committed, the work of each commit after that of the commit before: the
     /// positions it sees in one conversation only grow, though four threads append at once.
     #[test]
     fn work_after_commits_runs_in_commit_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b.db");
-        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
-        let writer = Arc::new(LogWriter::start(Arc::new(store), Default::default()).unwrap());
+        let (_dir, _, writer) = writer_on_a_new_file();
+        let writer = Arc::new(writer);
         let conv = Conv::direct(1, 2);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let senders: Vec<_> = (0..4)
@@ -494,10 +501,7 @@ mod tests {
     /// later commits still runs.
     #[test]
     fn a_panic_after_a_commit_is_only_its_callers() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.db");
-        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
-        let writer = LogWriter::start(Arc::new(store), Default::default()).unwrap();
+        let (_dir, _, writer) = writer_on_a_new_file();
         let conv = Conv::direct(1, 2);
         writer
             .append_then(vec![message(conv, 0)], |_| panic!("a handler's bug"))
@@ -514,10 +518,7 @@ mod tests {
     /// A second after its last work, the writer lets the store catch up: SQLite's log tail gets indexed.
     #[test]
     fn a_writer_at_rest_lets_the_store_catch_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("q.db");
-        let store = SqliteStore::open(path.to_str().unwrap(), 2).unwrap();
-        let writer = LogWriter::start(Arc::new(store), Default::default()).unwrap();
+        let (_dir, path, writer) = writer_on_a_new_file();
         for n in 0..3 {
             writer
                 .append_then(vec![message(Conv::direct(1, 2), n)], |_| {})
