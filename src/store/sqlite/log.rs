@@ -5,7 +5,8 @@
 //! (conv, pos) tree, the `conversation` row and its `hi` index had cost three random pages (about 20 KB
 //! written) a message (docs/BENCHMARKS.md, "Storage layouts replayed by hand"). The rest is brought up
 //! to date from the messages past `indexed.seq` (the tail) in sorted batches, once the tail holds
-//! [`INDEX_AT`] messages, a step between appends ([`super::index`]).
+//! [`INDEX_AT`] messages (or the writer has had no work for a while: [`Log::catch_up`]), a step
+//! between appends ([`super::index`]).
 //!
 //! Reads add the tail to what is indexed, by scanning it: it is short (a batch and what came during
 //! it), and one statement sees `indexed.seq` and the index as of one commit, so nothing is missed. A
