@@ -116,9 +116,16 @@ impl Memory {
         self.seq = changes.seq;
     }
 
-    /// Drops the batch under way and begins another at the next append (the rows it had written are
-    /// written again).
-    pub(super) fn restart_indexing(&mut self) {
+    /// After [`delete_conversation`] has committed: forgets the conversation's cids (a resend is then
+    /// a new message, refused if its group is gone) and the batch under way (it would write their
+    /// index rows back; the next begins at the next append).
+    pub(super) fn forget(&mut self, deleted: Deleted) {
+        if let Some(seq) = deleted.seq {
+            self.seq = seq;
+        }
+        self.cids
+            .retain(|_, (committed, _)| committed.conv.key() != deleted.key);
+        self.last.remove(&deleted.key);
         self.indexing = None;
         self.since_batch = self.since_batch.max(INDEX_AT);
     }
@@ -164,6 +171,36 @@ impl Memory {
     }
 }
 
+/// A conversation [`delete_conversation`] deleted, for [`Memory::forget`].
+pub(super) struct Deleted {
+    key: i64,
+    /// The last seq now, if the writer was up to date before: the last messages may have gone, and
+    /// that is still its own doing, not another writer's.
+    seq: Option<i64>,
+}
+
+/// Deletes a conversation's messages and everything that points at them. `sent` keeps the cids of the
+/// messages deleted: a lookup joins `message`.
+pub(super) fn delete_conversation(tx: &Transaction, memory: &Memory, key: i64) -> Result<Deleted> {
+    let up_to_date = memory.seq == last_seq(tx)?;
+    for statement in [
+        "DELETE FROM message WHERE seq IN (SELECT seq FROM position WHERE conv = ?1)",
+        "DELETE FROM message WHERE seq > (SELECT seq FROM indexed) AND conv = ?1",
+        "DELETE FROM position WHERE conv = ?1",
+        "DELETE FROM readpos WHERE conv = ?1",
+        "DELETE FROM offlinemessage WHERE conv = ?1",
+        "DELETE FROM conversation WHERE id = ?1",
+    ] {
+        tx.execute(statement, params![key])?;
+    }
+    let seq = if up_to_date {
+        Some(last_seq(tx)?)
+    } else {
+        None
+    };
+    Ok(Deleted { key, seq })
+}
+
 /// The seq of the last message stored.
 fn last_seq(conn: &Connection) -> Result<i64> {
     Ok(conn
@@ -185,18 +222,20 @@ pub(super) fn index(conn: &mut Connection) -> Result<Memory> {
 }
 
 impl SqliteStore {
-    /// [`Log::append`] on the writer's connection, after a step of indexing if one is due.
-    fn append_now(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
+    /// [`Memory::index_step`] on the writer's connection.
+    fn index_step(&self, at: usize) -> bool {
         let mut writer = self.writer.lock();
         let writer = &mut *writer;
-        writer.log.index_step(&mut writer.conn, INDEX_AT);
-        let tx = writer
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (out, changes) = append_in(&tx, Some(&writer.log), messages, crate::store::now_ms())?;
-        tx.commit()?;
-        writer.log.absorb(changes);
-        Ok(out)
+        writer.log.index_step(&mut writer.conn, at)
+    }
+
+    /// [`Log::append`] on the writer's connection, after a step of indexing if one is due.
+    fn append_now(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
+        self.index_step(INDEX_AT);
+        self.write_then(
+            |tx, memory| append_in(tx, Some(memory), messages, crate::store::now_ms()),
+            Memory::absorb,
+        )
     }
 }
 
@@ -426,9 +465,7 @@ impl Log for SqliteStore {
 
     /// A step of indexing, beginning a batch of whatever the tail holds.
     fn catch_up(&self) -> bool {
-        let mut writer = self.writer.lock();
-        let writer = &mut *writer;
-        writer.log.index_step(&mut writer.conn, 1)
+        self.index_step(1)
     }
 
     fn store_offline(&self, pointers: &[Pointer]) -> Result<()> {
@@ -777,6 +814,34 @@ mod tests {
         let (read, more) = positions(store.history(ab, Page::After(0), 20).unwrap());
         assert_eq!(read, (1..=read.len() as Pos).collect::<Vec<_>>());
         assert!(read.len() > 5 && !more);
+    }
+
+    /// A group dissolved while its newest message, with a cid, is still in the tail: a resend of that
+    /// cid is refused (the group is gone), not acknowledged as the deleted message; and the writer,
+    /// whose last message was deleted, still catches up at rest.
+    #[test]
+    fn a_dissolved_groups_tail_is_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let [a, b] = ["a", "b"].map(|n| store.create_user(n, "h").unwrap());
+        let g = store.create_group(a, "g", "").unwrap();
+        let member = |cid: &str| NewMessage {
+            require: Require::Member,
+            ..message(a, Conv::Group(g), Some(cid), &[])
+        };
+        send(&store, message(a, Conv::direct(a, b), None, &[]));
+        assert_eq!(send(&store, member("x")).pos, 1);
+        store.dissolve_group(g).unwrap();
+        assert_eq!(
+            store.append(&[&member("x")]).unwrap(),
+            vec![Err(Refusal::NoGroup)]
+        );
+        assert!(!all_indexed(&store));
+        while store.catch_up() {}
+        assert!(
+            all_indexed(&store),
+            "the writer still knows the tail is its own"
+        );
     }
 
     /// `catch_up` indexes whatever the tail holds, a step a call, and then has nothing left to do.

@@ -122,21 +122,25 @@ impl SqliteStore {
 
     /// Runs `f` in a write transaction and commits it, one writer at a time.
     fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        self.write_log(|tx, _| f(tx))
+        self.write_then(|tx, _| Ok((f(tx)?, ())), |_, ()| {})
     }
 
-    /// [`Self::write`], for a change that also concerns what the writer remembers of the log.
-    fn write_log<T>(
+    /// [`Self::write`] with what the writer remembers of the log: `f` reads it, and `then` changes it
+    /// with what `f` left for it, only once the transaction has committed (a failed commit changes
+    /// nothing, in the database or in memory).
+    fn write_then<T, U>(
         &self,
-        f: impl FnOnce(&Transaction, &mut log::Memory) -> Result<T>,
+        f: impl FnOnce(&Transaction, &log::Memory) -> Result<(T, U)>,
+        then: impl FnOnce(&mut log::Memory, U),
     ) -> Result<T> {
         let mut writer = self.writer.lock();
         let writer = &mut *writer;
         let tx = writer
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx, &mut writer.log)?;
+        let (out, change) = f(&tx, &writer.log)?;
         tx.commit()?;
+        then(&mut writer.log, change);
         Ok(out)
     }
 }
@@ -646,28 +650,17 @@ impl Groups for SqliteStore {
     }
 
     fn dissolve_group(&self, group: GroupId) -> Result<()> {
-        self.write_log(|tx, log| {
-            // A batch under way would write the group's index rows back.
-            log.restart_indexing();
-            let key = Conv::Group(group).key();
-            tx.execute("DELETE FROM allgroup WHERE id = ?1", params![group])?;
-            tx.execute("DELETE FROM groupuser WHERE groupid = ?1", params![group])?;
-            // `sent` keeps the cids of the messages deleted here: the lookup of a cid joins `message`.
-            for messages in [
-                "DELETE FROM message WHERE seq IN (SELECT seq FROM position WHERE conv = ?1)",
-                "DELETE FROM message WHERE seq > (SELECT seq FROM indexed) AND conv = ?1",
-            ] {
-                tx.execute(messages, params![key])?;
-            }
-            for table in ["position", "readpos", "offlinemessage"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE conv = ?1"),
-                    params![key],
-                )?;
-            }
-            tx.execute("DELETE FROM conversation WHERE id = ?1", params![key])?;
-            Ok(())
-        })
+        self.write_then(
+            |tx, log| {
+                tx.execute("DELETE FROM allgroup WHERE id = ?1", params![group])?;
+                tx.execute("DELETE FROM groupuser WHERE groupid = ?1", params![group])?;
+                Ok((
+                    (),
+                    log::delete_conversation(tx, log, Conv::Group(group).key())?,
+                ))
+            },
+            log::Memory::forget,
+        )
     }
 }
 
