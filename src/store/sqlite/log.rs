@@ -253,9 +253,13 @@ fn append_in(
     messages: &[&NewMessage],
     ts: i64,
 ) -> Result<(Vec<Appended>, Changes)> {
-    let mut changes = Changes::default();
+    // The last seq before this append; each insert then moves it (AUTOINCREMENT: the newest is the last).
+    let mut changes = Changes {
+        seq: last_seq(tx)?,
+        ..Changes::default()
+    };
     let memory = match memory {
-        Some(m) if m.seq == last_seq(tx)? => Some(m),
+        Some(m) if m.seq == changes.seq => Some(m),
         _ => {
             Indexing::load(tx)?.finish(tx)?;
             changes.indexed = true;
@@ -289,6 +293,7 @@ fn append_in(
         let pos = next_pos(tx, memory, &changes, key)?;
         insert.execute(params![key, pos, m.sender, ts, m.cid, m.time, m.text])?;
         let seq = tx.last_insert_rowid();
+        changes.seq = seq;
         changes.last.insert(key, (pos, seq));
         changes.appended += 1;
         for &user in &m.offline {
@@ -308,7 +313,6 @@ fn append_in(
         }
         out.push(Ok(committed));
     }
-    changes.seq = last_seq(tx)?;
     Ok((out, changes))
 }
 
