@@ -4,7 +4,8 @@
 //! from its own slice of connections; each message goes out as one NUL-terminated frame in one `write()`,
 //! as the C++ client sends it.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::fmt::Write as _;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -92,20 +93,34 @@ pub fn due_ns(start_ns: u64, rate: f64, seq: u64) -> u64 {
     start_ns + (seq as f64 * 1e9 / rate) as u64
 }
 
-/// A message written but not yet acknowledged: enough to write the same frame again.
+/// A message written but not yet acknowledged: enough to write the same frame again, and when to.
+/// Ordered by `resend_ns` first: the queue hands out the one due soonest.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Unacked {
+    /// When it is written again unless acknowledged before (clock nanoseconds).
+    resend_ns: u64,
     seq: u64,
     writer: usize,
     /// The recipient's user id, or the group id.
     to: i64,
-    /// When it was last written (clock nanoseconds).
-    last_ns: u64,
+    /// How long it waited for its ack this time: the plan's timeout, doubled with each resend.
+    wait_ns: u64,
 }
 
-/// A sender thread's messages awaiting their acks, oldest write first.
+/// A sender thread's messages awaiting their acks, the one to resend soonest first.
 struct Resender {
     plan: AckPlan,
-    queue: VecDeque<Unacked>,
+    queue: BinaryHeap<Reverse<Unacked>>,
+}
+
+/// The most a message's wait for its ack grows to, in multiples of the plan's timeout. A client that
+/// resent at a fixed interval would double the load of a server already too slow to answer within it,
+/// and a little more with each round (the resend spiral docs/BENCHMARKS.md describes); a client backs off.
+const MAX_BACKOFF: u64 = 8;
+
+/// How long a message waits for its ack after a resend, having waited `wait_ns` before it.
+fn backoff(wait_ns: u64, timeout_ns: u64) -> u64 {
+    (wait_ns * 2).min(timeout_ns * MAX_BACKOFF)
 }
 
 /// Longest a sender sleeps at once while it has messages awaiting acks (it checks for late ones between).
@@ -119,7 +134,7 @@ pub fn send(k: usize, writers: &mut [Writer], plan: &Plan<'_>) {
     let mut frame = String::with_capacity(plan.msg_bytes + 200);
     let mut resender = plan.ack.map(|plan| Resender {
         plan,
-        queue: VecDeque::new(),
+        queue: BinaryHeap::new(),
     });
     let mut seq = k as u64;
     while seq < plan.step.planned {
@@ -140,12 +155,14 @@ pub fn send(k: usize, writers: &mut [Writer], plan: &Plan<'_>) {
             if write_one(&mut writers[w], frame.as_bytes(), plan.step, plan.clock) {
                 plan.step.sent(seq, deliveries);
                 if let Some(r) = resender.as_mut() {
-                    r.queue.push_back(Unacked {
+                    let wait_ns = r.plan.timeout_ns;
+                    r.queue.push(Reverse(Unacked {
+                        resend_ns: plan.clock.now_ns() + wait_ns,
                         seq,
                         writer: w,
                         to,
-                        last_ns: plan.clock.now_ns(),
-                    });
+                        wait_ns,
+                    }));
                 }
             }
         }
@@ -190,7 +207,7 @@ fn wait_until(
 }
 
 /// Forgets acknowledged messages at the front of the queue and writes again, with the same cid and
-/// text, those written longer than the timeout ago.
+/// text, those whose wait for their ack is over, each then waiting twice as long ([`backoff`]).
 fn resend_late(
     r: &mut Resender,
     writers: &mut [Writer],
@@ -199,16 +216,15 @@ fn resend_late(
     frame: &mut String,
 ) {
     let step = plan.step;
-    while let Some(front) = r.queue.front() {
+    while let Some(Reverse(front)) = r.queue.peek() {
         if step.is_acked(front.seq) || !writers[front.writer].alive {
-            r.queue.pop_front();
+            r.queue.pop();
             continue;
         }
-        let now = plan.clock.now_ns();
-        if now.saturating_sub(front.last_ns) < r.plan.timeout_ns {
+        if plan.clock.now_ns() < front.resend_ns {
             return;
         }
-        let Some(mut late) = r.queue.pop_front() else {
+        let Some(Reverse(mut late)) = r.queue.pop() else {
             return;
         };
         let stamp = Stamp {
@@ -224,8 +240,9 @@ fn resend_late(
             plan.clock,
         ) {
             step.resends.fetch_add(1, Ordering::Relaxed);
-            late.last_ns = plan.clock.now_ns();
-            r.queue.push_back(late);
+            late.wait_ns = backoff(late.wait_ns, r.plan.timeout_ns);
+            late.resend_ns = plan.clock.now_ns() + late.wait_ns;
+            r.queue.push(Reverse(late));
         }
     }
 }
@@ -355,6 +372,36 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_for_an_ack_doubles_with_each_resend_up_to_a_limit() {
+        let timeout = 1_000;
+        let mut wait = timeout;
+        let waits: Vec<u64> = (0..5)
+            .map(|_| {
+                wait = backoff(wait, timeout);
+                wait
+            })
+            .collect();
+        assert_eq!(waits, [2_000, 4_000, 8_000, 8_000, 8_000]);
+    }
+
+    #[test]
+    fn the_message_due_soonest_is_resent_first_whatever_its_place_in_the_queue() {
+        let unacked = |resend_ns, seq| {
+            Reverse(Unacked {
+                resend_ns,
+                seq,
+                writer: 0,
+                to: 2,
+                wait_ns: 0,
+            })
+        };
+        // Message 1 was resent and now waits longer than message 2, written after it.
+        let mut queue = BinaryHeap::from([unacked(5_000, 1), unacked(3_000, 2), unacked(4_000, 3)]);
+        let order: Vec<u64> = std::iter::from_fn(|| queue.pop().map(|Reverse(u)| u.seq)).collect();
+        assert_eq!(order, [2, 3, 1]);
+    }
 
     fn user(index: usize, id: i64, addr_index: usize) -> User {
         User {
