@@ -145,7 +145,9 @@ $(cmd compare-new-1)
 \`one --ack\`: every user logs in with v2; each message carries a cid (\`"<step>:<seq>:<due_ns>:"\`, unique
 per sender) and counts as sent-and-acknowledged when its CHAT_MSG_ACK (16) with that cid comes back.
 Messages still unacknowledged after 1 s (\`--ack-timeout\`) are written again with the same cid, during the
-step and after it until the grace period ends; the server answers a resend of a committed message with its
+step and after it until the grace period ends, each resend of a message waiting twice as long as the one
+before, up to 8 s (until 2026-12-07 every second: once acks took longer than that, the resends doubled the
+load of a node already behind, and a step that fell into that spiral never came out of it); the server answers a resend of a committed message with its
 first ack and does not deliver it again, so recipients must see no duplicates. Ack latency runs from the
 message's due time to its first ack. A step passes when, beside the usual rules, at most 0.1 % stay
 unacknowledged, ack p99 ≤ 200 ms and the acknowledged rate is ≥ 95 % of the offered one.
