@@ -677,6 +677,59 @@ fn blocking_cuts_one_to_one_chat(backend: Backend) {
     expect_all_silent(&mut [&mut a, &mut b], QUIET);
 }
 
+/// Refusals fall on exactly the refused messages of a batch: chats pipelined in one write are committed
+/// together (one transaction, one block and membership check for all), and among them only those to the
+/// user who blocks the sender and to the group the sender is not in are 105; the others are stored at
+/// gapless positions and delivered, and the blocker gets nothing.
+fn refusals_in_one_batch_fall_on_the_right_messages(backend: Backend) {
+    let db = Db::fresh(backend);
+    let server = Server::start(&db, &[]);
+    let ids = register_all(&server, &["ann", "ben", "cat", "dan"]);
+    let &[ann, ben, cat, dan] = ids.as_slice() else {
+        unreachable!()
+    };
+    let (mut a, _) = device(&server, ann, "default");
+    let (mut b, _) = device(&server, ben, "default");
+    let (mut c, _) = device(&server, cat, "default");
+    let (mut d, _) = device(&server, dan, "default");
+    block(&mut a, ben, true);
+    let with_ben = make_group(&mut c, "with ben");
+    join(&mut b, ben, with_ben, &mut [&mut c]);
+    let without_ben = make_group(&mut d, "without ben");
+    let frames = [
+        json!({"msgid": 6, "toid": ann, "msg": "a1", "seq": 1}),
+        json!({"msgid": 6, "toid": cat, "msg": "c1", "seq": 2}),
+        json!({"msgid": 10, "groupid": with_ben, "msg": "g1", "seq": 3}),
+        json!({"msgid": 10, "groupid": without_ben, "msg": "h1", "seq": 4}),
+        json!({"msgid": 6, "toid": ann, "msg": "a2", "seq": 5}),
+        json!({"msgid": 6, "toid": cat, "msg": "c2", "seq": 6}),
+        json!({"msgid": 6, "toid": dan, "msg": "d1", "seq": 7}),
+    ];
+    let burst: String = frames.iter().map(|f| format!("{f}\n")).collect();
+    b.send_raw(burst.trim_end().as_bytes());
+    let replies: Vec<(Value, Value)> = (0..frames.len())
+        .map(|_| {
+            let r = b.recv();
+            (
+                r["seq"].clone(),
+                r.get("pos").cloned().unwrap_or(r["errno"].clone()),
+            )
+        })
+        .collect();
+    // A refusal is (seq, errno 105); a commit is (seq, its position).
+    assert_eq!(
+        replies,
+        [(1, 105), (2, 1), (3, 1), (4, 105), (5, 105), (6, 2), (7, 1)]
+            .map(|(seq, v)| (json!(seq), json!(v)))
+    );
+    let texts = |conn: &mut Conn, n: usize| -> Vec<Value> {
+        (0..n).map(|_| conn.recv()["msg"].clone()).collect()
+    };
+    assert_eq!(texts(&mut c, 3), [json!("c1"), json!("g1"), json!("c2")]);
+    assert_eq!(texts(&mut d, 1), [json!("d1")]);
+    expect_all_silent(&mut [&mut a, &mut b, &mut c, &mut d], QUIET);
+}
+
 /// Blocking removes the friendship and the pending requests both ways, silently; while it lasts,
 /// FRIEND_REQUEST is 105 both ways (each with its reason) and so is ADD_FRIEND either way round;
 /// unblocking does not restore the friendship, but requests and ADD_FRIEND work again.
@@ -1162,6 +1215,7 @@ crate::on_both_backends!(
     friends_lists,
     find_user_is_exact,
     blocking_cuts_one_to_one_chat,
+    refusals_in_one_batch_fall_on_the_right_messages,
     blocking_refuses_requests_and_add_friend,
     blocking_hides_presence_typing_and_state,
     typing_is_relayed_and_throttled,
