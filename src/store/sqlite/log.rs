@@ -179,11 +179,15 @@ pub(super) struct Deleted {
     seq: Option<i64>,
 }
 
-/// Deletes a conversation's messages and everything that points at them. `sent` keeps the cids of the
-/// messages deleted: a lookup joins `message`.
+/// Deletes a conversation's messages and everything that points at them, their cids in `sent` first
+/// (found through the messages, indexed or in the tail: a batch under way may have written some of the
+/// tail's).
 pub(super) fn delete_conversation(tx: &Transaction, memory: &Memory, key: i64) -> Result<Deleted> {
     let up_to_date = memory.seq == last_seq(tx)?;
     for statement in [
+        "DELETE FROM sent WHERE (sender, cid) IN (SELECT sender, cid FROM message \
+         WHERE cid IS NOT NULL AND seq IN (SELECT seq FROM position WHERE conv = ?1 \
+         UNION ALL SELECT seq FROM message WHERE seq > (SELECT seq FROM indexed) AND conv = ?1))",
         "DELETE FROM message WHERE seq IN (SELECT seq FROM position WHERE conv = ?1)",
         "DELETE FROM message WHERE seq > (SELECT seq FROM indexed) AND conv = ?1",
         "DELETE FROM position WHERE conv = ?1",
@@ -818,6 +822,43 @@ mod tests {
         let (read, more) = positions(store.history(ab, Page::After(0), 20).unwrap());
         assert_eq!(read, (1..=read.len() as Pos).collect::<Vec<_>>());
         assert!(read.len() > 5 && !more);
+    }
+
+    /// Dissolving a group takes its messages' cids out of `sent`: those indexed, and those a batch under
+    /// way had already written for the tail; the one-to-one cids stay.
+    #[test]
+    fn a_dissolved_groups_cids_leave_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let [a, b] = ["a", "b"].map(|n| store.create_user(n, "h").unwrap());
+        let g = store.create_group(a, "g", "").unwrap();
+        store.join_group(g, b).unwrap();
+        let (ab, group) = (Conv::direct(a, b), Conv::Group(g));
+        send(&store, message(a, group, Some("g-1"), &[]));
+        send(&store, message(b, ab, Some("ab-1"), &[]));
+        index_now(&store);
+        send(&store, message(b, group, Some("g-2"), &[]));
+        store.writer.lock().log.since_batch = INDEX_AT;
+        let conn = store.conn().unwrap();
+        let cids = || -> Vec<String> {
+            conn.prepare("SELECT cid FROM sent ORDER BY cid")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        // One step an append: the batch writes the tail's positions and conversation rows, then its cids.
+        let mut n = 2;
+        while !cids().contains(&"g-2".to_owned()) {
+            assert!(n < 10, "the batch never wrote the tail's cids");
+            send(&store, message(a, ab, Some(&format!("ab-{n}")), &[]));
+            n += 1;
+        }
+        store.dissolve_group(g).unwrap();
+        index_now(&store);
+        let expected: Vec<String> = (1..n).map(|i| format!("ab-{i}")).collect();
+        assert_eq!(cids(), expected);
     }
 
     /// A group dissolved while its newest message, with a cid, is still in the tail: a resend of that
