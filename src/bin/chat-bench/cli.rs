@@ -105,6 +105,11 @@ pub struct LoadArgs {
     /// With two or more --addr: every one-to-one message goes to a user on another node than its sender.
     #[arg(long)]
     pub cross_node: bool,
+    /// One-to-one: each user writes only to the N users after it (its peers), as people mostly write to a
+    /// few; 0, the default: to any user at random, where nearly every message of a run opens a
+    /// conversation (the hard case for the log's index).
+    #[arg(long, default_value_t = 0)]
+    pub peers: usize,
     /// Seed of the random choice of senders and recipients [default: from the clock].
     #[arg(long)]
     pub seed: Option<u64>,

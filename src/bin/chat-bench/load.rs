@@ -43,10 +43,12 @@ pub struct Target {
 
 /// What is sent.
 pub enum Kind {
-    /// One-to-one chat to random live users; with `cross_node`, always to a user on another node.
+    /// One-to-one chat to random live users; with `cross_node`, always to a user on another node; with
+    /// `peers` above 0, each user only to the `peers` users after it in `recipients`.
     One {
         recipients: Vec<Target>,
         cross_node: bool,
+        peers: usize,
     },
     /// Group chat; each message reaches the other live members of the sender's group.
     Group {
@@ -284,7 +286,8 @@ fn pick_target(writer: &Writer, kind: &Kind, rng: &mut Rng) -> Option<(i64, u16)
         Kind::One {
             recipients,
             cross_node,
-        } => pick_recipient(recipients, &writer.user, *cross_node, rng).map(|t| (t.id, 1)),
+            peers,
+        } => pick_recipient(recipients, &writer.user, *cross_node, *peers, rng).map(|t| (t.id, 1)),
         Kind::Group {
             group_size,
             live_members,
@@ -329,18 +332,24 @@ fn build_frame(
     out.push_str("}\0");
 }
 
-/// A random recipient other than the sender; with `cross_node`, one on another node.
+/// A random recipient other than the sender; with `cross_node`, one on another node; with `peers` above
+/// 0, one of the `peers` after the sender's index (or the next one that will do), so that each sender
+/// writes to the same few users, as people mostly do.
 fn pick_recipient(
     recipients: &[Target],
     sender: &User,
     cross_node: bool,
+    peers: usize,
     rng: &mut Rng,
 ) -> Option<Target> {
     let n = recipients.len();
     if n == 0 {
         return None;
     }
-    let start = rng.below(n);
+    let start = match peers {
+        0 => rng.below(n),
+        peers => (sender.index + 1 + rng.below(peers.min(n))) % n,
+    };
     (0..n)
         .map(|i| recipients[(start + i) % n])
         .find(|t| t.id != sender.id && (!cross_node || t.addr_index != sender.addr_index))
@@ -430,17 +439,35 @@ mod tests {
         let sender = user(0, 1, 0);
         let mut rng = Rng::new(7);
         for _ in 0..1_000 {
-            let t = pick_recipient(&recipients, &sender, true, &mut rng).unwrap();
+            let t = pick_recipient(&recipients, &sender, true, 0, &mut rng).unwrap();
             assert_ne!(t.id, 1);
             assert_eq!(t.addr_index, 1);
-            let t = pick_recipient(&recipients, &sender, false, &mut rng).unwrap();
+            let t = pick_recipient(&recipients, &sender, false, 0, &mut rng).unwrap();
             assert_ne!(t.id, 1);
         }
         let alone = [Target {
             id: 1,
             addr_index: 0,
         }];
-        assert!(pick_recipient(&alone, &sender, false, &mut rng).is_none());
+        assert!(pick_recipient(&alone, &sender, false, 0, &mut rng).is_none());
+    }
+
+    #[test]
+    fn with_peers_each_sender_writes_to_the_same_few() {
+        let recipients: Vec<Target> = (0..100)
+            .map(|i| Target {
+                id: i + 1,
+                addr_index: 0,
+            })
+            .collect();
+        let mut rng = Rng::new(3);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..1000 {
+            let t = pick_recipient(&recipients, &user(98, 99, 0), false, 3, &mut rng).unwrap();
+            seen.insert(t.id);
+        }
+        // Users 99 and 100 (indexes 98 and 99 after the sender's), then the list wraps to user 1.
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, 2, 100]);
     }
 
     #[test]
@@ -450,6 +477,7 @@ mod tests {
         let kind = Kind::One {
             recipients: Vec::new(),
             cross_node: false,
+            peers: 0,
         };
         let mut plan = Plan {
             step: &step,

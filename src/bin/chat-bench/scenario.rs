@@ -77,6 +77,7 @@ pub fn chat(load: &LoadArgs, group_size: Option<usize>) -> anyhow::Result<()> {
                 })
                 .collect(),
             cross_node: load.cross_node,
+            peers: load.peers,
         },
     };
 
