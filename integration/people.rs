@@ -101,6 +101,14 @@ fn join(joiner: &mut Conn, id: i64, group: i64, members: &mut [&mut Conn]) {
     }
 }
 
+/// ann, ben, cat and dan, registered, and each logged in with v2 as the device "default".
+fn four_on_default_devices(server: &Server) -> ([i64; 4], [Conn; 4]) {
+    let ids: [i64; 4] = register_all(server, &["ann", "ben", "cat", "dan"])
+        .try_into()
+        .expect("four users");
+    (ids, ids.map(|id| device(server, id, "default").0))
+}
+
 /// Every new request (msgid 24 and up, client to server) is 103 before login, before its fields are
 /// checked: on a NUL-framed and a newline-framed connection, and after a logout; nothing is carried out.
 fn new_requests_need_login(backend: Backend) {
@@ -684,14 +692,7 @@ fn blocking_cuts_one_to_one_chat(backend: Backend) {
 fn refusals_in_one_batch_fall_on_the_right_messages(backend: Backend) {
     let db = Db::fresh(backend);
     let server = Server::start(&db, &[]);
-    let ids = register_all(&server, &["ann", "ben", "cat", "dan"]);
-    let &[ann, ben, cat, dan] = ids.as_slice() else {
-        unreachable!()
-    };
-    let (mut a, _) = device(&server, ann, "default");
-    let (mut b, _) = device(&server, ben, "default");
-    let (mut c, _) = device(&server, cat, "default");
-    let (mut d, _) = device(&server, dan, "default");
+    let ([ann, ben, cat, dan], [mut a, mut b, mut c, mut d]) = four_on_default_devices(&server);
     block(&mut a, ben, true);
     let with_ben = make_group(&mut c, "with ben");
     join(&mut b, ben, with_ben, &mut [&mut c]);
@@ -736,14 +737,7 @@ fn refusals_in_one_batch_fall_on_the_right_messages(backend: Backend) {
 fn blocking_refuses_requests_and_add_friend(backend: Backend) {
     let db = Db::fresh(backend);
     let server = Server::start(&db, &[]);
-    let ids = register_all(&server, &["ann", "ben", "cat", "dan"]);
-    let &[ann, ben, cat, dan] = ids.as_slice() else {
-        unreachable!()
-    };
-    let (mut a, _) = device(&server, ann, "default");
-    let (mut b, _) = device(&server, ben, "default");
-    let (mut c, _) = device(&server, cat, "default");
-    let (mut d, _) = device(&server, dan, "default");
+    let ([ann, ben, cat, dan], [mut a, mut b, mut c, mut d]) = four_on_default_devices(&server);
     acked_as(&mut a, json!({"msgid": 7, "friendid": ben}), 12);
     requested(&mut c, ann, "c", "requested");
     assert_eq!(a.recv(), request_event(cat, "cat", "c"));

@@ -605,6 +605,7 @@ impl Log for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::GroupId;
     use crate::store::{Accounts, Groups};
 
     fn open(path: &std::path::Path) -> SqliteStore {
@@ -649,6 +650,15 @@ mod tests {
                 .map(|s| (s.conv, s.last, s.read, s.peer_read))
                 .collect(),
         )
+    }
+
+    /// A store with users `a` and `b` and the group `g` that `a` created and `b` joined.
+    fn two_in_a_group(dir: &std::path::Path) -> (SqliteStore, [UserId; 2], GroupId) {
+        let store = open(dir);
+        let [a, b] = ["a", "b"].map(|n| store.create_user(n, "h").unwrap());
+        let g = store.create_group(a, "g", "").unwrap();
+        store.join_group(g, b).unwrap();
+        (store, [a, b], g)
     }
 
     fn index_now(store: &SqliteStore) {
@@ -785,10 +795,7 @@ mod tests {
     #[test]
     fn a_group_dissolved_during_a_batch_leaves_no_rows() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        let [a, b] = ["a", "b"].map(|n| store.create_user(n, "h").unwrap());
-        let g = store.create_group(a, "g", "").unwrap();
-        store.join_group(g, b).unwrap();
+        let (store, [a, b], g) = two_in_a_group(dir.path());
         let (ab, group) = (Conv::direct(a, b), Conv::Group(g));
         for sender in [a, b, a] {
             send(&store, message(sender, group, None, &[]));
@@ -829,10 +836,7 @@ mod tests {
     #[test]
     fn a_dissolved_groups_cids_leave_sent() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        let [a, b] = ["a", "b"].map(|n| store.create_user(n, "h").unwrap());
-        let g = store.create_group(a, "g", "").unwrap();
-        store.join_group(g, b).unwrap();
+        let (store, [a, b], g) = two_in_a_group(dir.path());
         let (ab, group) = (Conv::direct(a, b), Conv::Group(g));
         send(&store, message(a, group, Some("g-1"), &[]));
         send(&store, message(b, ab, Some("ab-1"), &[]));
