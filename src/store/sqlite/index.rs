@@ -6,9 +6,10 @@
 //! rows. Written in key order, many entries share a page, so each page is written about once per batch
 //! instead of once per message (docs/BENCHMARKS.md, "The log in commit order"). The writer writes one
 //! [`Step`] of at most [`STEP_ROWS`] rows per transaction, before each append (and one after another
-//! while it has no work), so no append waits for a whole batch; the last step moves `indexed.seq`. Every step can be written twice (positions are
-//! inserted only if absent, every other value only ever grows), so a batch cut short by a crash, or one
-//! overtaken by another writer's, is simply written again from the watermark.
+//! while it has no work), so no append waits for a whole batch; the last step moves `indexed.seq`.
+//! Every step can be written twice (positions are inserted only if absent, every other value only ever
+//! grows), so a batch cut short by a crash, or one overtaken by another writer's, is simply written
+//! again from the watermark.
 
 use std::collections::{BTreeMap, VecDeque};
 

@@ -53,6 +53,17 @@ macro_rules! in_tail {
     };
 }
 
+/// The seqs of conversation `?1`'s messages, indexed or in the tail.
+macro_rules! conversation_seqs {
+    () => {
+        concat!(
+            "SELECT seq FROM position WHERE conv = ?1 UNION ALL SELECT seq FROM message WHERE ",
+            in_tail!(),
+            " AND conv = ?1"
+        )
+    };
+}
+
 /// A page of history: the indexed part's first `?2` positions beyond `?3` (compared with `$cmp`, in
 /// `$order`) and the tail's, merged.
 macro_rules! history_page {
@@ -185,11 +196,17 @@ pub(super) struct Deleted {
 pub(super) fn delete_conversation(tx: &Transaction, memory: &Memory, key: i64) -> Result<Deleted> {
     let up_to_date = memory.seq == last_seq(tx)?;
     for statement in [
-        "DELETE FROM sent WHERE (sender, cid) IN (SELECT sender, cid FROM message \
-         WHERE cid IS NOT NULL AND seq IN (SELECT seq FROM position WHERE conv = ?1 \
-         UNION ALL SELECT seq FROM message WHERE seq > (SELECT seq FROM indexed) AND conv = ?1))",
-        "DELETE FROM message WHERE seq IN (SELECT seq FROM position WHERE conv = ?1)",
-        "DELETE FROM message WHERE seq > (SELECT seq FROM indexed) AND conv = ?1",
+        concat!(
+            "DELETE FROM sent WHERE (sender, cid) IN (SELECT sender, cid FROM message \
+             WHERE cid IS NOT NULL AND seq IN (",
+            conversation_seqs!(),
+            "))"
+        ),
+        concat!(
+            "DELETE FROM message WHERE seq IN (",
+            conversation_seqs!(),
+            ")"
+        ),
         "DELETE FROM position WHERE conv = ?1",
         "DELETE FROM readpos WHERE conv = ?1",
         "DELETE FROM offlinemessage WHERE conv = ?1",
