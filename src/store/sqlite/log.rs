@@ -93,6 +93,12 @@ pub(super) struct Memory {
     /// The last position of each conversation appended to (and the seq of that message) since the
     /// writer last forgot: every conversation with a message in the tail is here.
     last: HashMap<i64, (Pos, i64)>,
+    /// Whether `last` holds every conversation of the log (read at start, while the log has at most
+    /// [`REMEMBER`], and none forgotten since): then one it does not hold has no message yet, and a
+    /// new conversation's first position costs no lookup of a row that is not there (on the bench's
+    /// load nearly every message opens a conversation, and that lookup was an eighth of the writer's
+    /// time: docs/BENCHMARKS.md, "Where the SQLite log's cost goes").
+    complete: bool,
     /// Where the tail's messages with a cid are, by sender and cid (`sent` holds the indexed ones).
     cids: HashMap<(UserId, String), (Committed, i64)>,
     /// Messages appended since the last batch began.
@@ -176,6 +182,7 @@ impl Memory {
             self.cids.retain(|_, (_, seq)| *seq > upto);
             if self.last.len() > REMEMBER {
                 self.last.retain(|_, (_, seq)| *seq > upto);
+                self.complete = false;
             }
         }
         Ok(())
@@ -230,16 +237,27 @@ fn last_seq(conn: &Connection) -> Result<i64> {
 }
 
 /// Indexes the whole tail in one transaction (at start: what a stopped node left unindexed), and
-/// what the writer then remembers.
+/// what the writer then remembers: every conversation's last position, unless there are more than
+/// [`REMEMBER`].
 pub(super) fn index(conn: &mut Connection) -> Result<Memory> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     Indexing::load(&tx)?.finish(&tx)?;
     let seq = last_seq(&tx)?;
-    tx.commit()?;
-    Ok(Memory {
+    let count: i64 = tx.query_row("SELECT count(*) FROM conversation", [], |r| r.get(0))?;
+    let mut memory = Memory {
         seq,
+        complete: count <= REMEMBER as i64,
         ..Memory::default()
-    })
+    };
+    if memory.complete {
+        // Seq 0: indexed, so the first forgetting drops them (and makes the memory incomplete).
+        memory.last = tx
+            .prepare("SELECT id, last_pos FROM conversation")?
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, 0))))?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    tx.commit()?;
+    Ok(memory)
 }
 
 impl SqliteStore {
@@ -337,7 +355,8 @@ fn append_in(
     Ok((out, changes))
 }
 
-/// The conversation's next position: one past the last this batch, the writer's memory or its row has.
+/// The conversation's next position: one past the last this batch, the writer's memory or its row has
+/// (none when the memory is complete and does not know it).
 fn next_pos(tx: &Transaction, memory: Option<&Memory>, changes: &Changes, key: i64) -> Result<Pos> {
     let remembered = changes
         .last
@@ -345,6 +364,7 @@ fn next_pos(tx: &Transaction, memory: Option<&Memory>, changes: &Changes, key: i
         .or_else(|| memory.and_then(|m| m.last.get(&key)));
     let last = match remembered {
         Some(&(last, _)) => last,
+        None if memory.is_some_and(|m| m.complete) => 0,
         None => tx
             .prepare_cached("SELECT last_pos FROM conversation WHERE id = ?1")?
             .query_row(params![key], |r| r.get(0))
@@ -908,6 +928,28 @@ mod tests {
             all_indexed(&store),
             "the writer still knows the tail is its own"
         );
+    }
+
+    /// A reopened store goes on from every conversation's last position, indexed or left in the tail
+    /// when it stopped, without asking the database for any (its memory is complete); a conversation
+    /// it does not know starts at 1.
+    #[test]
+    fn a_reopened_store_goes_on_from_every_conversations_last_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, [a, b], g) = two_in_a_group(dir.path());
+        let c = store.create_user("c", "h").unwrap();
+        send(&store, message(a, Conv::direct(a, b), None, &[]));
+        send(&store, message(b, Conv::direct(a, b), None, &[]));
+        while store.catch_up() {}
+        send(&store, message(a, Conv::Group(g), None, &[]));
+        drop(store);
+        let store = open(dir.path());
+        assert!(store.writer.lock().log.complete);
+        let next = |sender, conv| send(&store, message(sender, conv, None, &[])).pos;
+        assert_eq!(next(a, Conv::direct(a, b)), 3);
+        assert_eq!(next(b, Conv::Group(g)), 2);
+        assert_eq!(next(c, Conv::direct(a, c)), 1);
+        assert_eq!(next(a, Conv::direct(a, c)), 2);
     }
 
     /// `catch_up` indexes whatever the tail holds, a step a call, and then has nothing left to do.
