@@ -4,7 +4,9 @@
 # integration/services.sh), runs `chat-bench one --users 1000 --rate RATE --duration 25` against it, and
 # from 8 s to 18 s of the load takes: `perf record -F 499 -g` of the node (PERF=0 skips it), the storage it
 # wrote (/proc/PID/io write_bytes), the CPU of its log-writer thread and of the whole node (and mariadbd's),
-# each per message. Output in $OUT (default /tmp/clusterchat-profile/NAME.*); everything on 127.0.0.1.
+# each per message. PERF=writer records only the log-writer thread, with DWARF call graphs: a release
+# build has no frame pointers, so `-g` loses the Rust callers that say whether time went to an append or
+# to an index step. Output in $OUT (default /tmp/clusterchat-profile/NAME.*); everything on 127.0.0.1.
 #   bench/profile.sh new ./target/release/chatserver 5000
 #   DBDIR=/dev/shm bench/profile.sh new-tmpfs ./target/release/chatserver 5000
 #   MARIADB=1 bench/profile.sh new-mariadb ./target/release/chatserver 7500 --ack
@@ -50,6 +52,9 @@ sleep 8
 n0=$(ticks "$node") l0=$(writer) w0=$(written) m0=$([ -n "$mysqld_pid" ] && ticks "$mysqld_pid" || echo 0)
 if [ "${PERF:-1}" = 1 ]; then
     perf record -F 499 -g -p "$node" -o "$OUT/$name.perf" -- sleep 10 >/dev/null 2>&1
+elif [ "${PERF:-1}" = writer ]; then
+    tid=$(grep -lx log-writer /proc/"$node"/task/*/comm | head -1 | cut -d/ -f5)
+    perf record -F 499 --call-graph dwarf,16384 -t "$tid" -o "$OUT/$name.perf" -- sleep 10 >/dev/null 2>&1
 else
     sleep 10
 fi
@@ -64,5 +69,5 @@ LC_ALL=C awk -v n=$((n1 - n0)) -v l=$((l1 - l0)) -v m=$((m1 - m0)) -v w=$((w1 - 
     if (m > 0) printf ", mariadbd %.1f us CPU", m * 1e6 / hz / msgs
     printf "; load average %s\n", loadavg }' | tee "$OUT/$name.summary"
 grep -v '^{' "$OUT/$name.out" | tail -3
-[ "${PERF:-1}" = 1 ] && echo "profile: perf report -i $OUT/$name.perf --no-children --sort comm; perf report -i $OUT/$name.perf --children --sort symbol"
+[ "${PERF:-1}" != 0 ] && echo "profile: perf report -i $OUT/$name.perf --no-children --sort comm; perf report -i $OUT/$name.perf --children --sort symbol"
 exit 0
