@@ -21,6 +21,7 @@ mod limits;
 mod log;
 mod migrate;
 mod people;
+mod proxy;
 mod readme;
 mod run_cluster;
 mod tls;

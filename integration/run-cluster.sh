@@ -150,7 +150,7 @@ for n in $(seq 1 "$NODES"); do
     port=$(free_port)
     http_port=$(free_port)
     "$bin/chatserver" --listen "127.0.0.1:$port" --http "127.0.0.1:$http_port" --node-id "node$n" \
-        --database "$MARIADB_URL/chat" --redis "$REDIS_URL" 2>"$work/node$n.log" &
+        --database "$MARIADB_URL/chat" --redis "$REDIS_URL" --trusted-proxies 127.0.0.1 2>"$work/node$n.log" &
     SERVICES_PIDS+=($!)
     wait_port "$port" "node$n" || { cat "$work/node$n.log" >&2; exit 1; }
     wait_port "$http_port" "node$n (HTTP)" || { cat "$work/node$n.log" >&2; exit 1; }

@@ -4,7 +4,7 @@
 //! to a URL whose user may create databases. Without it those tests fail (they are never skipped).
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -268,6 +268,14 @@ impl Conn {
         }
     }
 
+    /// Connects from the local address `source` (any of 127.0.0.0/8 on loopback): a client at an
+    /// address of its own.
+    pub fn connect_from(addr: SocketAddr, source: IpAddr, sep: Separator) -> Conn {
+        Conn {
+            client: Client::over(tcp_from(addr, source), sep).expect("a client"),
+        }
+    }
+
     pub fn send(&mut self, frame: Value) {
         self.client.send(&frame).expect("send");
     }
@@ -519,6 +527,17 @@ impl TestCa {
             _dir: dir,
         }
     }
+}
+
+/// A TCP connection to `addr` from the local address `source`.
+pub fn tcp_from(addr: SocketAddr, source: IpAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind the source address");
+    socket.connect(&addr.into()).expect("connect");
+    socket.into()
 }
 
 /// nginx from `conf/nginx.conf`: a TCP load balancer in front of the nodes' chat listeners, plain

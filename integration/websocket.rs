@@ -26,7 +26,14 @@ pub struct Ws {
 impl Ws {
     /// Opens `/ws` on the HTTP listener at `addr`.
     pub fn connect(addr: SocketAddr) -> Ws {
-        let mut stream = TcpStream::connect(addr).expect("connect to the HTTP listener");
+        Ws::over(
+            TcpStream::connect(addr).expect("connect to the HTTP listener"),
+            addr,
+        )
+    }
+
+    /// Opens `/ws` on a stream connected to `addr` already.
+    pub fn over(mut stream: TcpStream, addr: SocketAddr) -> Ws {
         let request = format!(
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"

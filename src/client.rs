@@ -93,7 +93,8 @@ impl Client {
         Client::over(TcpStream::connect_timeout(addr, timeout)?, separator)
     }
 
-    fn over(stream: TcpStream, separator: Separator) -> io::Result<Client> {
+    /// A client on a stream connected already (from a chosen local address, say).
+    pub fn over(stream: TcpStream, separator: Separator) -> io::Result<Client> {
         stream.set_nodelay(true)?;
         let reader = FrameReader {
             stream: stream.try_clone()?,

@@ -1,7 +1,7 @@
 //! Configuration: defaults, overridden by a TOML file (`--config`), overridden by environment variables
 //! (`CHAT_…`), overridden by flags. `conf/clusterchat.toml` lists every key.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,6 +54,10 @@ pub struct Args {
     /// `/readyz`) and metrics (`/metrics`) [default: none].
     #[arg(long, env = "CHAT_HTTP")]
     pub http: Option<SocketAddr>,
+    /// Addresses of the proxies (nginx) whose word on a client's address is taken: a PROXY line ahead of
+    /// a TCP connection, `X-Forwarded-For` on a WebSocket's upgrade; comma-separated [default: none].
+    #[arg(long, env = "CHAT_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<IpAddr>>,
 }
 
 /// Every setting, as the config file spells it.
@@ -88,6 +92,8 @@ pub struct Settings {
     pub limits: Limits,
     pub rate_limit: RateConfig,
     pub login_throttle: LoginThrottleConfig,
+    /// The proxies (exact addresses) whose word on a client's address is taken.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for Settings {
@@ -111,6 +117,7 @@ impl Default for Settings {
             limits: Limits::default(),
             rate_limit: RateConfig::default(),
             login_throttle: LoginThrottleConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -139,6 +146,7 @@ impl Settings {
             argon2_iterations,
             max_devices,
             http,
+            trusted_proxies,
         } = args;
         override_with(&mut s.max_devices, max_devices);
         override_with(&mut s.listen, listen);
@@ -151,6 +159,7 @@ impl Settings {
         s.node_id = node_id.or(s.node_id);
         s.redis = redis.or(s.redis);
         s.http = http.or(s.http);
+        override_with(&mut s.trusted_proxies, trusted_proxies);
         // Nodes on separate SQLite files share no users, no log and no presence.
         anyhow::ensure!(
             s.redis.is_none() || !s.database.starts_with("sqlite://"),

@@ -16,12 +16,12 @@
 
 use std::borrow::Cow;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::metrics::Now;
-use crate::protocol::websocket;
+use crate::protocol::{proxy, websocket};
 use crate::server::Admission;
 use crate::service::Context;
 use crate::session::{Accepted, Transport, WriterCount};
@@ -174,7 +174,10 @@ fn serve(node: &Node, admission: &Admission, mut stream: TcpStream) {
                     .and_then(|h| std::str::from_utf8(h.value).ok())
             };
             match websocket::accept(header) {
-                Ok(switching) => return upgrade(admission, stream, &switching, early),
+                Ok(switching) => {
+                    let client = forwarded_client(node, &stream, header("x-forwarded-for"));
+                    return upgrade(admission, stream, &switching, early, client);
+                }
                 Err(refused) => Response {
                     headers: "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
                     ..Response::new(refused.status, refused.reason, format!("{}\n", refused.why))
@@ -186,8 +189,21 @@ fn serve(node: &Node, admission: &Admission, mut stream: TcpStream) {
     let _ = stream.write_all(&response.bytes(method == "HEAD"));
 }
 
+/// The client's address as `X-Forwarded-For` names it, if the request came from a trusted proxy.
+fn forwarded_client(node: &Node, stream: &TcpStream, header: Option<&str>) -> Option<IpAddr> {
+    let peer = stream.peer_addr().ok()?.ip();
+    let named = proxy::forwarded_for(header?)?;
+    node.ctx.proxies.trusts(peer).then_some(named)
+}
+
 /// Switches the connection to WebSocket and hands it to the connection pool.
-fn upgrade(admission: &Admission, mut stream: TcpStream, switching: &str, early: Vec<u8>) {
+fn upgrade(
+    admission: &Admission,
+    mut stream: TcpStream,
+    switching: &str,
+    early: Vec<u8>,
+    client: Option<IpAddr>,
+) {
     if stream.write_all(switching.as_bytes()).is_err() {
         return;
     }
@@ -197,6 +213,7 @@ fn upgrade(admission: &Admission, mut stream: TcpStream, switching: &str, early:
         stream,
         transport: Transport::WebSocket,
         early,
+        client,
     });
 }
 

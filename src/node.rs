@@ -13,6 +13,7 @@ use crate::hasher::Hasher;
 use crate::http;
 use crate::limit::LoginThrottle;
 use crate::metrics::Metrics;
+use crate::protocol::proxy::TrustedProxies;
 use crate::server::{self, Server, Shutdown};
 use crate::service::chat::NodeInbox;
 use crate::service::{Context, account, presence};
@@ -59,6 +60,7 @@ impl Node {
             max_devices: settings.max_devices,
             unreleased: Default::default(),
             login_throttle: LoginThrottle::new(&settings.login_throttle),
+            proxies: TrustedProxies::new(settings.trusted_proxies.clone()),
             members: Default::default(),
             users: Default::default(),
             typing: Default::default(),

@@ -185,8 +185,9 @@ impl Server {
                 if sd.is_stopping() {
                     return;
                 }
-                let (transport, early) = (accepted.transport, &accepted.early);
-                session::serve(&ctx, &stream, transport, early, &cfg, &sd.stopping);
+                let (transport, early, client) =
+                    (accepted.transport, &accepted.early, accepted.client);
+                session::serve(&ctx, &stream, transport, early, client, &cfg, &sd.stopping);
             },
         );
         let admission = Arc::new(Admission {
@@ -229,6 +230,7 @@ impl Server {
                 stream,
                 transport: Transport::Tcp,
                 early: Vec::new(),
+                client: None,
             });
         }
     }

@@ -2,6 +2,7 @@
 //! parsing and reply encoding. Nothing here does I/O or knows about storage.
 
 pub mod frame;
+pub mod proxy;
 pub mod reply;
 pub mod request;
 mod unread;

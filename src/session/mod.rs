@@ -16,7 +16,7 @@ mod transport;
 mod writer;
 
 use std::io::{ErrorKind, Read};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,12 +65,15 @@ pub(crate) enum End {
     Refused,
 }
 
-/// A connection handed to the worker pool: its socket, the transport it speaks, and what was read past
-/// the WebSocket handshake (nothing, from a well-behaved client).
+/// A connection handed to the worker pool: its socket, the transport it speaks, what was read past
+/// the WebSocket handshake (nothing, from a well-behaved client), and the client's address if a trusted
+/// proxy named it in the handshake (`X-Forwarded-For`; a TCP connection's PROXY line comes later, as
+/// [`Unit::Proxied`]).
 pub struct Accepted {
     pub stream: TcpStream,
     pub transport: Transport,
     pub early: Vec<u8>,
+    pub client: Option<IpAddr>,
 }
 
 /// Serves one connection until it closes. Runs on a worker thread of the connection pool.
@@ -79,6 +82,7 @@ pub fn serve(
     stream: &Arc<TcpStream>,
     transport: Transport,
     early: &[u8],
+    client: Option<IpAddr>,
     cfg: &SessionConfig,
     stopping: &AtomicBool,
 ) {
@@ -90,7 +94,8 @@ pub fn serve(
     tracing::info!(%peer, transport = transport.name(), "connected");
     let _open = ctx.metrics.connection(transport.name());
     let connection = Connection::open(ctx, stream, Framing::new(transport), cfg);
-    let mut caller = Caller::new(connection.mailbox().clone(), peer_addr.ip());
+    let client = client.unwrap_or(peer_addr.ip());
+    let mut caller = Caller::new(connection.mailbox().clone(), client);
     let mut inbound = Inbound::new(transport, cfg.max_frame_bytes);
     inbound.feed(early);
     let end = catch_unwind(AssertUnwindSafe(|| {
@@ -168,7 +173,10 @@ fn handle_units(
     let mut refusals = Refusals::default();
     let mut turn = caller.turn(ctx);
     while let Some(unit) = reader.inbound.next(framing) {
-        if !matches!(unit, Unit::Frame(Decoded::TooLarge) | Unit::End(_)) {
+        if !matches!(
+            unit,
+            Unit::Frame(Decoded::TooLarge) | Unit::End(_) | Unit::Proxied(_)
+        ) {
             match rate.check() {
                 Verdict::Allow => {
                     refusals.flush(&mut turn, framing);
@@ -210,9 +218,22 @@ fn handle_units(
             }
             Unit::Answer(bytes) => turn.send_framed(bytes),
             Unit::End(end) => return Err(end),
+            Unit::Proxied(client) => turn.peer = proxied(ctx, turn.peer, client),
         }
     }
     Ok(refusals.flush(&mut turn, framing))
+}
+
+/// The client's address once a PROXY line named `client` on a connection from `peer`: `client` if
+/// `peer` is a trusted proxy. From anyone else the line is read past and its address ignored (said once
+/// in the log: a proxy that sends PROXY lines and is not listed in `trusted_proxies` is a setup mistake,
+/// and its clients then all count as its address).
+fn proxied(ctx: &Context, peer: IpAddr, client: IpAddr) -> IpAddr {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !ctx.proxies.trusts(peer) && !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(%peer, "a PROXY line from an address not in trusted_proxies: its address is ignored");
+    }
+    ctx.proxies.client(peer, client)
 }
 
 /// The 100 answer to a unit that is no frame.

@@ -198,6 +198,7 @@ fn serve_on(
                 &Arc::new(stream),
                 Transport::Tcp,
                 &[],
+                None,
                 &config(),
                 &stopping,
             );
@@ -222,6 +223,7 @@ fn context(store: Arc<dyn Store>) -> Context {
         max_devices: 8,
         unreleased: Default::default(),
         login_throttle: LoginThrottle::new(&Default::default()),
+        proxies: Default::default(),
         members: Default::default(),
         users: Default::default(),
         typing: Default::default(),

@@ -5,12 +5,14 @@
 //! into bytes through [`Framing`]. Everything else in the session, and everything above it, handles frames
 //! and never bytes, so both transports get the same checks, limits and delivery.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use tungstenite::protocol::frame::coding::CloseCode;
 
 use super::End;
 use crate::protocol::frame::{Decoded, FrameDecoder, Separator};
+use crate::protocol::proxy::{self, Preamble};
 use crate::protocol::websocket::{self, Message};
 
 /// The transport a connection came in on.
@@ -43,19 +45,72 @@ pub(crate) enum Unit {
     Answer(Vec<u8>),
     /// The client ends the connection (a WebSocket close, or a frame that breaks its protocol).
     End(End),
+    /// A PROXY line ahead of the TCP stream named this address as the client's (believed only from a
+    /// trusted proxy: [`proxy::TrustedProxies`]).
+    Proxied(IpAddr),
 }
 
 /// The reading half of a transport.
 pub(crate) enum Inbound {
-    Tcp(FrameDecoder),
+    Tcp(TcpInbound),
     WebSocket(websocket::Decoder),
+}
+
+/// A TCP connection's reader: a PROXY line, perhaps, then frames.
+pub(crate) struct TcpInbound {
+    decoder: FrameDecoder,
+    start: Start,
+}
+
+/// Where a TCP connection's reader is in the bytes that may come ahead of its first frame.
+enum Start {
+    /// The first bytes, until they say whether they begin with a PROXY line.
+    Reading(Vec<u8>),
+    /// A PROXY line named the client's address; [`Unit::Proxied`] says so next.
+    Named(IpAddr),
+    /// Frames only, from here on.
+    Frames,
+}
+
+impl TcpInbound {
+    fn feed(&mut self, bytes: &[u8]) {
+        let Start::Reading(first) = &mut self.start else {
+            return self.decoder.feed(bytes);
+        };
+        first.extend_from_slice(bytes);
+        let (skip, next) = match proxy::preamble(first) {
+            Preamble::Undecided => return,
+            Preamble::Absent => (0, Start::Frames),
+            Preamble::Line { len, source: None } => (len, Start::Frames),
+            Preamble::Line {
+                len,
+                source: Some(ip),
+            } => (len, Start::Named(ip)),
+        };
+        self.decoder.feed(&first[skip..]);
+        self.start = next;
+    }
+
+    fn next(&mut self) -> Option<Unit> {
+        match self.start {
+            Start::Reading(_) => None,
+            Start::Named(ip) => {
+                self.start = Start::Frames;
+                Some(Unit::Proxied(ip))
+            }
+            Start::Frames => self.decoder.next_frame().map(Unit::Frame),
+        }
+    }
 }
 
 impl Inbound {
     /// A decoder for `transport`, refusing frames over `max_frame` bytes.
     pub(crate) fn new(transport: Transport, max_frame: usize) -> Inbound {
         match transport {
-            Transport::Tcp => Inbound::Tcp(FrameDecoder::new(max_frame)),
+            Transport::Tcp => Inbound::Tcp(TcpInbound {
+                decoder: FrameDecoder::new(max_frame),
+                start: Start::Reading(Vec::new()),
+            }),
             Transport::WebSocket => Inbound::WebSocket(websocket::Decoder::new(max_frame)),
         }
     }
@@ -63,7 +118,7 @@ impl Inbound {
     /// Appends bytes read from the socket.
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
         match self {
-            Inbound::Tcp(decoder) => decoder.feed(bytes),
+            Inbound::Tcp(tcp) => tcp.feed(bytes),
             Inbound::WebSocket(decoder) => decoder.feed(bytes),
         }
     }
@@ -72,12 +127,12 @@ impl Inbound {
     /// one written after every frame to it.
     pub(crate) fn next(&mut self, framing: &Framing) -> Option<Unit> {
         match self {
-            Inbound::Tcp(decoder) => {
-                let unit = decoder.next_frame()?;
-                if let (Some(sep), Framing::Tcp(byte)) = (decoder.separator(), framing) {
+            Inbound::Tcp(tcp) => {
+                let unit = tcp.next()?;
+                if let (Some(sep), Framing::Tcp(byte)) = (tcp.decoder.separator(), framing) {
                     byte.store(sep.byte(), Ordering::Relaxed);
                 }
-                Some(Unit::Frame(unit))
+                Some(unit)
             }
             Inbound::WebSocket(decoder) => Some(match decoder.next_message()? {
                 Message::Text(bytes) => Unit::Frame(Decoded::Frame(bytes)),
@@ -167,6 +222,39 @@ mod tests {
         );
         assert_eq!(framing.encode_all(&["{}".into(), "[]".into()]), b"{}\0[]\0");
         assert_eq!(framing.goodbye(End::TooLarge), None);
+    }
+
+    /// A PROXY line ahead of the first frame is read (in whatever pieces it comes), named once, and
+    /// not taken for a frame; without one, the first bytes are frames, however few come at a time.
+    #[test]
+    fn a_proxy_line_comes_before_the_frames() {
+        let framing = Framing::new(Transport::Tcp);
+        let frame = |bytes: &[u8]| Some(Unit::Frame(Decoded::Frame(bytes.to_vec())));
+        let mut inbound = Inbound::new(Transport::Tcp, 100);
+        inbound.feed(b"PROXY TCP4 192.0.2.7 ");
+        assert_eq!(inbound.next(&framing), None);
+        inbound.feed(b"10.0.0.1 51000 6000\r\n{\"a\":1}\n{\"b\"");
+        assert_eq!(
+            inbound.next(&framing),
+            Some(Unit::Proxied("192.0.2.7".parse().unwrap()))
+        );
+        assert_eq!(inbound.next(&framing), frame(b"{\"a\":1}"));
+        assert_eq!(inbound.next(&framing), None);
+        inbound.feed(b":2}\nPROXY TCP4 192.0.2.8 10.0.0.1 1 2\r\n");
+        assert_eq!(inbound.next(&framing), frame(b"{\"b\":2}"));
+        assert_eq!(
+            inbound.next(&framing),
+            Some(Unit::Frame(Decoded::Malformed)),
+            "a PROXY line later on is no frame"
+        );
+
+        let mut plain = Inbound::new(Transport::Tcp, 100);
+        plain.feed(b"{");
+        plain.feed(b"\"a\":1}\n");
+        assert_eq!(plain.next(&framing), frame(b"{\"a\":1}"));
+        let mut unknown = Inbound::new(Transport::Tcp, 100);
+        unknown.feed(b"PROXY UNKNOWN\r\n{}\n");
+        assert_eq!(unknown.next(&framing), frame(b"{}"), "nothing named");
     }
 
     #[test]

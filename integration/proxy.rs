@@ -1,0 +1,102 @@
+//! Clients behind nginx keep their own addresses: nginx names each TCP client in a PROXY line and each
+//! WebSocket client in `X-Forwarded-For`, and a node that trusts nginx's address counts the failed-login
+//! throttle per client, not per nginx. Clients take addresses of their own on loopback (127.0.0.2,
+//! 127.0.0.3) to connect to nginx from.
+
+use std::net::{IpAddr, SocketAddr};
+
+use clusterchat::protocol::frame::Separator;
+use serde_json::{Value, json};
+
+use crate::support::{Backend, ConfigFile, Conn, Db, Nginx, Server, TestCa, free_port, tcp_from};
+use crate::websocket::Ws;
+
+/// Failures from one address before its newcomers wait (the other limits stay out of the way).
+const THROTTLE: &str = "[login_throttle]\nwindow_secs = 60\nper_user_and_address = 3\nper_user = 100\nper_address = 5\n";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// How a client reaches the node through nginx.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Tcp,
+    WebSocket,
+}
+
+/// One login attempt through nginx from `source`; its errno.
+fn attempt(nginx: &Nginx, via: Via, source: IpAddr, id: i64, password: &str) -> Value {
+    let login = json!({"msgid": 1, "id": id, "password": password});
+    let ack = match via {
+        Via::Tcp => Conn::connect_from(nginx.addr, source, Separator::Nul).req(login),
+        Via::WebSocket => {
+            let stream = tcp_from(nginx.http_addr, source);
+            Ws::over(stream, nginx.http_addr).req(login)
+        }
+    };
+    ack["errno"].clone()
+}
+
+/// A guesser at 127.0.0.2 uses up its address's failures through nginx; then what a newcomer at
+/// 127.0.0.3 and one at 127.0.0.2 get (errnos), on a node that does or does not trust nginx.
+fn newcomers_after_guessing(via: Via, trusted: bool) -> (Value, Value) {
+    let db = Db::fresh(Backend::Sqlite);
+    let conf = ConfigFile::new(THROTTLE);
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let http_arg = http.to_string();
+    let mut args = vec!["--config", conf.path.as_str(), "--http", http_arg.as_str()];
+    if trusted {
+        args.extend(["--trusted-proxies", "127.0.0.1"]);
+    }
+    let server = Server::start(&db, &args);
+    let nginx = Nginx::start_with(&[server.addr], &[http], &TestCa::make());
+    let mut c = server.connect(Separator::Nul);
+    let [here, there] = ["here", "there"].map(|n| c.register(n, "pw"));
+    let (guesser, elsewhere) = (ip("127.0.0.2"), ip("127.0.0.3"));
+    for id in 1000..1005 {
+        assert_eq!(attempt(&nginx, via, guesser, id, "guess"), json!(1));
+    }
+    (
+        attempt(&nginx, via, elsewhere, there, "pw"),
+        attempt(&nginx, via, guesser, here, "pw"),
+    )
+}
+
+#[test]
+fn behind_nginx_each_tcp_client_counts_as_its_own_address() {
+    let (elsewhere, guesser) = newcomers_after_guessing(Via::Tcp, true);
+    assert_eq!(elsewhere, json!(0), "a newcomer at another address gets in");
+    assert_eq!(
+        guesser,
+        json!(107),
+        "a newcomer at the guesser's address waits"
+    );
+}
+
+#[test]
+fn behind_nginx_each_websocket_client_counts_as_its_own_address() {
+    let (elsewhere, guesser) = newcomers_after_guessing(Via::WebSocket, true);
+    assert_eq!(elsewhere, json!(0), "a newcomer at another address gets in");
+    assert_eq!(
+        guesser,
+        json!(107),
+        "a newcomer at the guesser's address waits"
+    );
+}
+
+/// A node that does not list nginx reads past its PROXY lines (the connection works) but counts every
+/// client as nginx's address, as before: what a PROXY line or `X-Forwarded-For` says is believed only
+/// from a trusted proxy.
+#[test]
+fn an_untrusted_proxy_names_no_one() {
+    for via in [Via::Tcp, Via::WebSocket] {
+        let (elsewhere, guesser) = newcomers_after_guessing(via, false);
+        assert_eq!(
+            elsewhere,
+            json!(107),
+            "{via:?}: everyone is nginx's address"
+        );
+        assert_eq!(guesser, json!(107), "{via:?}");
+    }
+}

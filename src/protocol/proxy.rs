@@ -1,0 +1,202 @@
+//! The client's address when a proxy stands between it and the node: the PROXY protocol's first line
+//! (version 1, what nginx's `proxy_protocol on;` sends ahead of a TCP stream) and the `X-Forwarded-For`
+//! header (what nginx's HTTP proxy sets on the WebSocket's upgrade request). Behind nginx every client
+//! otherwise comes from nginx's address, and the failed-login throttle's per-address count would hold
+//! them all together. Either is believed only from a proxy the node trusts ([`TrustedProxies`]): anyone
+//! else could name any address.
+
+use std::net::IpAddr;
+
+/// The longest PROXY version 1 line, CRLF included (the specification's bound).
+const MAX_LINE: usize = 107;
+const SIGNATURE: &[u8] = b"PROXY ";
+
+/// What the first bytes of a TCP connection say about a PROXY line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preamble {
+    /// Too few bytes to tell.
+    Undecided,
+    /// No PROXY line (or not a valid one): the bytes are the client's, to be read as frames.
+    Absent,
+    /// A PROXY line of `len` bytes, CRLF included, naming the client's address (`None`: `UNKNOWN`,
+    /// the proxy does not know it).
+    Line { len: usize, source: Option<IpAddr> },
+}
+
+/// Reads a PROXY line at the start of `bytes`. No chat frame begins with `PROXY `, so a client that does
+/// not speak the PROXY protocol is never mistaken for one that does.
+pub fn preamble(bytes: &[u8]) -> Preamble {
+    let n = bytes.len().min(SIGNATURE.len());
+    if bytes[..n] != SIGNATURE[..n] {
+        return Preamble::Absent;
+    }
+    let searched = &bytes[..bytes.len().min(MAX_LINE)];
+    let Some(end) = searched.windows(2).position(|w| w == b"\r\n") else {
+        return if bytes.len() >= MAX_LINE {
+            Preamble::Absent
+        } else {
+            Preamble::Undecided
+        };
+    };
+    match line(&bytes[SIGNATURE.len().min(end)..end]) {
+        Some(source) => Preamble::Line {
+            len: end + 2,
+            source,
+        },
+        None => Preamble::Absent,
+    }
+}
+
+/// The source address of a line's fields after `PROXY `: `TCP4 SRC DST SPORT DPORT`, the same with
+/// `TCP6`, or `UNKNOWN …` (`Some(None)`); `None` when the line is not valid.
+fn line(fields: &[u8]) -> Option<Option<IpAddr>> {
+    let mut words = std::str::from_utf8(fields).ok()?.split(' ');
+    let family = words.next()?;
+    if family == "UNKNOWN" {
+        return Some(None);
+    }
+    let v4 = match family {
+        "TCP4" => true,
+        "TCP6" => false,
+        _ => return None,
+    };
+    let source: IpAddr = words.next()?.parse().ok()?;
+    let destination: IpAddr = words.next()?.parse().ok()?;
+    for _port in 0..2 {
+        words.next()?.parse::<u16>().ok()?;
+    }
+    let families_match = source.is_ipv4() == v4 && destination.is_ipv4() == v4;
+    (words.next().is_none() && families_match).then_some(Some(source))
+}
+
+/// The address the last proxy saw the request come from: the rightmost entry of `X-Forwarded-For`
+/// (nginx's `$proxy_add_x_forwarded_for` appends it to whatever the client sent, which the client
+/// could have made up).
+pub fn forwarded_for(value: &str) -> Option<IpAddr> {
+    value.rsplit(',').next()?.trim().parse().ok()
+}
+
+/// The proxies whose word on a client's address the node takes (`trusted_proxies`): exact addresses.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpAddr>);
+
+impl TrustedProxies {
+    pub fn new(addresses: Vec<IpAddr>) -> TrustedProxies {
+        TrustedProxies(addresses.into_iter().map(|a| a.to_canonical()).collect())
+    }
+
+    /// Whether a connection from `peer` comes from a trusted proxy (an IPv4 address matches its
+    /// IPv4-mapped IPv6 form too).
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.0.contains(&peer.to_canonical())
+    }
+
+    /// The client's address on a connection from `peer` on which `named` was said to be it: `named` if
+    /// `peer` is trusted, else `peer` itself.
+    pub fn client(&self, peer: IpAddr, named: IpAddr) -> IpAddr {
+        if self.trusts(peer) { named } else { peer }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn proxy_lines_name_the_source() {
+        let v4 = b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 6000\r\n{\"msgid\":1}";
+        assert_eq!(
+            preamble(v4),
+            Preamble::Line {
+                len: 42,
+                source: Some(ip("192.0.2.7"))
+            }
+        );
+        assert_eq!(&v4[42..], b"{\"msgid\":1}");
+        let v6 = b"PROXY TCP6 2001:db8::7 2001:db8::1 51000 6000\r\n";
+        assert_eq!(
+            preamble(v6),
+            Preamble::Line {
+                len: v6.len(),
+                source: Some(ip("2001:db8::7"))
+            }
+        );
+        assert_eq!(
+            preamble(b"PROXY UNKNOWN\r\n"),
+            Preamble::Line {
+                len: 15,
+                source: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_line_arrives_in_pieces_and_frames_are_no_line() {
+        let whole = b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 6000\r\n";
+        for cut in 0..whole.len() {
+            assert_eq!(preamble(&whole[..cut]), Preamble::Undecided, "{cut} bytes");
+        }
+        assert_eq!(preamble(b"{\"msgid\":1}\n"), Preamble::Absent);
+        assert_eq!(preamble(b"PRO{"), Preamble::Absent);
+        assert_eq!(preamble(b"P"), Preamble::Undecided);
+    }
+
+    #[test]
+    fn invalid_lines_are_no_line() {
+        for bad in [
+            &b"PROXY TCP4 192.0.2.7 10.0.0.1 51000\r\n"[..],
+            b"PROXY TCP4 2001:db8::7 10.0.0.1 1 2\r\n",
+            b"PROXY TCP6 192.0.2.7 10.0.0.1 1 2\r\n",
+            b"PROXY TCP4 192.0.2.7 10.0.0.1 1 70000\r\n",
+            b"PROXY TCP4 192.0.2.7 10.0.0.1 1 2 3\r\n",
+            b"PROXY UDP4 192.0.2.7 10.0.0.1 1 2\r\n",
+            b"PROXY \r\n",
+        ] {
+            assert_eq!(
+                preamble(bad),
+                Preamble::Absent,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let endless = [b"PROXY TCP4 ".as_slice(), &[b'1'; 120]].concat();
+        assert_eq!(
+            preamble(&endless),
+            Preamble::Absent,
+            "no CRLF within 107 bytes"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_the_last_proxys_word() {
+        assert_eq!(forwarded_for("192.0.2.7"), Some(ip("192.0.2.7")));
+        assert_eq!(
+            forwarded_for("10.9.9.9, 192.0.2.7"),
+            Some(ip("192.0.2.7")),
+            "what the client wrote itself comes first"
+        );
+        assert_eq!(forwarded_for("2001:db8::7"), Some(ip("2001:db8::7")));
+        assert_eq!(forwarded_for("unknown"), None);
+    }
+
+    #[test]
+    fn only_trusted_proxies_name_clients() {
+        let proxies = TrustedProxies::new(vec![ip("127.0.0.1")]);
+        assert!(proxies.trusts(ip("127.0.0.1")));
+        assert!(proxies.trusts(ip("::ffff:127.0.0.1")));
+        assert!(!proxies.trusts(ip("127.0.0.2")));
+        assert_eq!(
+            proxies.client(ip("127.0.0.1"), ip("192.0.2.7")),
+            ip("192.0.2.7")
+        );
+        assert_eq!(
+            proxies.client(ip("198.51.100.1"), ip("192.0.2.7")),
+            ip("198.51.100.1")
+        );
+        assert!(!TrustedProxies::default().trusts(ip("127.0.0.1")));
+    }
+}
