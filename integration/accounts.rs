@@ -119,6 +119,38 @@ fn login_failures(backend: Backend) {
     );
 }
 
+/// A login may name the account instead of giving its id, in v1 and v2 alike: the ack says the id.
+/// A wrong password, a name no one has (names are byte-exact) and a login giving both fail as a wrong
+/// id does.
+fn login_by_name(backend: Backend) {
+    let db = Db::fresh(backend);
+    let server = Server::start(&db, &[]);
+    let mut c = server.connect(Separator::Nul);
+    let id = c.register("erin", "pw");
+    let invalid = json!({"msgid": 2, "errno": 1, "errmsg": "id or password is invalid!"});
+    for bad in [
+        json!({"msgid": 1, "name": "erin", "password": "wrong", "v": 2}),
+        json!({"msgid": 1, "name": "nobody", "password": "pw", "v": 2}),
+        json!({"msgid": 1, "name": "Erin", "password": "pw"}),
+        json!({"msgid": 1, "name": "erin", "id": id, "password": "pw"}),
+    ] {
+        assert_eq!(c.req(bad.clone()), invalid, "{bad}");
+    }
+    let ack = c.req(json!({"msgid": 1, "name": "erin", "password": "pw", "v": 2, "device": "web"}));
+    assert_eq!(
+        (&ack["errno"], &ack["id"], &ack["name"], &ack["device"]),
+        (&json!(0), &json!(id), &json!("erin"), &json!("web")),
+        "{ack}"
+    );
+    let mut v1 = server.connect(Separator::Nul);
+    let ack = v1.req(json!({"msgid": 1, "name": "erin", "password": "pw"}));
+    assert_eq!(
+        (&ack["errno"], &ack["id"]),
+        (&json!(0), &json!(id)),
+        "{ack}"
+    );
+}
+
 fn logout_keeps_the_connection(backend: Backend) {
     let db = Db::fresh(backend);
     let server = Server::start(&db, &[]);
@@ -290,6 +322,7 @@ crate::on_both_backends!(
     register_then_login_v1,
     login_ack_lists_v1_and_v2,
     login_failures,
+    login_by_name,
     logout_keeps_the_connection,
     identity_comes_from_the_connection,
     names_are_byte_exact_unicode,

@@ -715,7 +715,8 @@ fn browser_and_v1_tcp_user_chat_across_two_nodes() {
 }
 
 /// The web client behind nginx with TLS, as in production: the page over `https://`, its WebSocket
-/// therefore over `wss://` (a browser refuses plain `ws://` from an https page), proxied to the node.
+/// therefore over `wss://` (a browser refuses plain `ws://` from an https page), proxied to the node;
+/// and back in after logging out, by name.
 #[test]
 fn browser_through_nginx_with_tls() {
     let db = Db::fresh(Backend::Sqlite);
@@ -748,5 +749,24 @@ fn browser_through_nginx_with_tls() {
     let ack = tom.req(json!({"msgid": 6, "toid": got["id"], "msg": "and back"}));
     assert_eq!(ack["msgid"], 16, "{ack}");
     wait_last_message(&t, "and back", None);
+
+    // Logged out, the page offers the name to log in with again, and the name is enough.
+    t.click("[data-test=logout]");
+    t.wait_for("the login screen after logging out", |s| {
+        (screen(s) == "login").then_some(())
+    });
+    assert_eq!(
+        t.script(
+            "return document.querySelector('[data-test=login-id]').value",
+            json!([])
+        ),
+        json!("tina")
+    );
+    t.type_into("[data-test=login-password]", "pw");
+    t.click("[data-test=login-submit]");
+    t.wait_for("the main screen after logging in by name", |s| {
+        (screen(s) == "main").then_some(())
+    });
+    assert_eq!(t.texts("[data-test=me]"), ["tina"]);
     t.assert_no_errors();
 }

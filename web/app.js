@@ -183,26 +183,38 @@ function defaultDevice() {
   return d;
 }
 
+// Shows the login screen's form `id` (`login-form` or `register-form`) and selects its tab.
+function showForm(id) {
+  for (const o of document.querySelectorAll('#login [data-form]')) {
+    o.setAttribute('aria-selected', String(o.dataset.form === id));
+    document.getElementById(o.dataset.form).hidden = o.dataset.form !== id;
+  }
+}
+
 function showLogin(message = '') {
   S.me = null;
   document.body.dataset.screen = 'login';
+  showForm('login-form');
   const form = T('login-form');
-  if (!form.elements.id.value && store.get('id')) form.elements.id.value = store.get('id');
+  const known = store.get('name') || store.get('id');
+  if (!form.elements.id.value && known) form.elements.id.value = known;
   if (!form.elements.device.value) form.elements.device.value = defaultDevice();
   T('login-error').textContent = message;
 }
 
-async function passwordLogin({ id, password, device }) {
+// `account` names whose login it is: `{ id }` or `{ name }` (the server takes either).
+async function passwordLogin({ account, password, device }) {
   if (!conn.open) {
-    pendingLogin = { id, password, device };
+    pendingLogin = { account, password, device };
     T('login-error').textContent = 'Waiting for the server…';
     conn.connect();
     return;
   }
   T('login-error').textContent = 'Logging in…';
   try {
-    const ack = await conn.request({ msgid: 1, id, password, v: 2, device });
-    store.set('id', String(id));
+    const ack = await conn.request({ msgid: 1, ...account, password, v: 2, device });
+    store.set('id', String(ack.id));
+    store.set('name', ack.name);
     store.set('device', device);
     store.set('token', ack.token);
     loggedIn(ack);
@@ -917,19 +929,17 @@ function renderMembers() {
 function wire() {
   for (const b of document.querySelectorAll('#login [data-form]')) {
     b.addEventListener('click', () => {
-      for (const o of document.querySelectorAll('#login [data-form]')) {
-        o.setAttribute('aria-selected', String(o === b));
-        document.getElementById(o.dataset.form).hidden = o !== b;
-      }
+      showForm(b.dataset.form);
       T('login-error').textContent = '';
     });
   }
   T('login-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const f = e.target.elements;
-    const id = Number(f.id.value);
-    if (!Number.isInteger(id) || id < 1) { T('login-error').textContent = 'The user id is a number.'; return; }
-    passwordLogin({ id, password: f.password.value, device: f.device.value.trim() || defaultDevice() });
+    // Digits only: a user id (as the original client logs in); anything else: the registered name.
+    const who = f.id.value.trim();
+    const account = /^[0-9]+$/.test(who) ? { id: Number(who) } : { name: who };
+    passwordLogin({ account, password: f.password.value, device: f.device.value.trim() || defaultDevice() });
   });
   T('register-form').addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -940,9 +950,9 @@ function wire() {
     T('login-error').textContent = 'Registering…';
     try {
       const ack = await conn.request({ msgid: 4, name, password });
-      T('login-form').elements.id.value = String(ack.id);
+      T('login-form').elements.id.value = name;
       T('login-error').textContent = `Registered: your user id is ${ack.id}.`;
-      passwordLogin({ id: ack.id, password, device: T('login-form').elements.device.value.trim() || defaultDevice() });
+      passwordLogin({ account: { id: ack.id }, password, device: T('login-form').elements.device.value.trim() || defaultDevice() });
     } catch (err) {
       T('login-error').textContent = explain(err);
     }

@@ -61,7 +61,7 @@ use clusterchat::mailbox::{Live, Mailbox, Outgoing, Sink};
 use clusterchat::model::{Conv, GroupId, Page, Pos, UserId};
 use clusterchat::protocol::frame::{Decoded, FrameDecoder};
 use clusterchat::protocol::request::{
-    ConvName, Credential, Envelope, EnvelopeError, Limits, Request, is_client_msgid,
+    Account, ConvName, Credential, Envelope, EnvelopeError, Limits, Request, is_client_msgid,
 };
 use clusterchat::protocol::{Version, msgid};
 use clusterchat::service::{Caller, Context, Turn, account, chat};
@@ -1008,11 +1008,14 @@ impl Harness<'_> {
                 me
             }
             Request::Login {
-                id,
+                account,
                 credential,
                 version,
                 device,
-            } => self.login(i, id, credential, version, device, seq),
+            } => {
+                let id = self.account_id(&account);
+                self.login(i, id, credential, version, device, seq)
+            }
             Request::Logout => {
                 let sid = me.expect("checked");
                 let m = &mut self.model;
@@ -1916,6 +1919,20 @@ impl Harness<'_> {
     }
 
     /// LOGIN: throttle, credentials, the device's claim, then the ack's lists.
+    /// The id a login is for, as the server finds it: by id, or by the registered name (a name no one
+    /// has stands for an id no one has).
+    fn account_id(&self, account: &Account) -> UserId {
+        match account {
+            Account::Id(id) => *id,
+            Account::Name(name) => self
+                .model
+                .users
+                .iter()
+                .find(|(_, u)| u.name == *name)
+                .map_or_else(|| account::nobody(name), |(&id, _)| id),
+        }
+    }
+
     fn login(
         &mut self,
         i: usize,

@@ -169,7 +169,7 @@ const MAX_TOKEN_BYTES: usize = 128;
 #[derive(Debug, PartialEq)]
 pub enum Request {
     Login {
-        id: UserId,
+        account: Account,
         credential: Credential,
         version: Version,
         device: String,
@@ -380,9 +380,27 @@ impl Request {
     }
 }
 
+/// Whose account a login is for: the original's numeric id, or the name it was registered with (an
+/// extension: people remember names, and the web client asks for one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Account {
+    Id(UserId),
+    Name(String),
+}
+
 /// A login carries a password, or (v2) a resume token instead.
 fn login(b: Fields, limits: &Limits) -> Result<Request, FieldError> {
-    let id = id_field(b, "id")?;
+    let account = match (b.contains_key("id"), b.contains_key("name")) {
+        (false, true) => Account::Name(text_field(
+            b,
+            "name",
+            TextKind::Name,
+            1,
+            limits.max_name_chars,
+        )?),
+        (true, true) => return Err(FieldError::new("name", "give id or name, not both")),
+        _ => Account::Id(id_field(b, "id")?),
+    };
     let version = version_field(b)?;
     let credential = match (b.contains_key("password"), version) {
         (false, Version::V2) if b.contains_key("token") => {
@@ -414,7 +432,7 @@ fn login(b: Fields, limits: &Limits) -> Result<Request, FieldError> {
         },
     };
     Ok(Request::Login {
-        id,
+        account,
         credential,
         version,
         device,
@@ -685,7 +703,7 @@ mod tests {
         assert_eq!(
             parse(json!({"msgid":1,"id":5,"password":"pw","v":2})),
             Ok(Request::Login {
-                id: 5,
+                account: Account::Id(5),
                 credential: Credential::Password("pw".into()),
                 version: Version::V2,
                 device: DEFAULT_DEVICE.into(),
@@ -694,7 +712,7 @@ mod tests {
         assert_eq!(
             parse(json!({"msgid":1,"id":5,"token":"t0k","v":2})),
             Ok(Request::Login {
-                id: 5,
+                account: Account::Id(5),
                 credential: Credential::Token("t0k".into()),
                 version: Version::V2,
                 device: DEFAULT_DEVICE.into(),
@@ -703,7 +721,7 @@ mod tests {
         assert_eq!(
             parse(json!({"msgid":1,"id":5,"password":"pw","device":"phone"})),
             Ok(Request::Login {
-                id: 5,
+                account: Account::Id(5),
                 credential: Credential::Password("pw".into()),
                 version: Version::V1,
                 device: V1_DEVICE.into(),
@@ -719,7 +737,21 @@ mod tests {
         ] {
             assert!(parse(bad.clone()).is_err(), "{bad}");
         }
+        assert_eq!(
+            parse(json!({"msgid":1,"name":"alice","password":"pw","v":2})),
+            Ok(Request::Login {
+                account: Account::Name("alice".into()),
+                credential: Credential::Password("pw".into()),
+                version: Version::V2,
+                device: DEFAULT_DEVICE.into(),
+            }),
+            "a login may name the account instead of giving its id"
+        );
         for bad in [
+            json!({"msgid":1,"id":5,"name":"alice","password":"pw"}),
+            json!({"msgid":1,"name":"","password":"pw"}),
+            json!({"msgid":1,"name":5,"password":"pw"}),
+            json!({"msgid":1,"password":"pw"}),
             json!({"msgid":1,"id":-1,"password":"pw"}),
             json!({"msgid":1,"id":"5","password":"pw"}),
             json!({"msgid":1,"id":2147483648i64,"password":"pw"}),

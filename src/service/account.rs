@@ -1,6 +1,7 @@
 //! Accounts: register, login, logout, and leaving when a connection ends.
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use super::{Caller, Context, Failure, Identity, presence, token};
 use crate::mailbox::Outgoing;
@@ -11,7 +12,7 @@ use crate::mailbox::Live;
 use crate::model::{Contact, Group, Request, Summary};
 use crate::online::Device;
 use crate::protocol::reply::{self, LoginView};
-use crate::protocol::request::Credential;
+use crate::protocol::request::{Account, Credential};
 use crate::protocol::{Errno, Version, msgid};
 use crate::store::{Claim, StoreError};
 
@@ -52,17 +53,40 @@ pub fn register(
     Ok(())
 }
 
+/// The user id a login is for: its id, or the id registered under its name.
+fn account_id(ctx: &Context, account: &Account) -> Result<UserId, Failure> {
+    Ok(match account {
+        Account::Id(id) => *id,
+        Account::Name(name) => ctx
+            .store
+            .find_user_by_name(name)?
+            .unwrap_or_else(|| nobody(name)),
+    })
+}
+
+/// The id that stands for a name no one has: negative (real ids are positive) and the same for the
+/// same name, so that a login to it fails as one to an unknown id does: the same answer, in the same
+/// time (a decoy hash), counted under a key of its own in the failed-login throttle (one key for every
+/// unknown name would answer 107 to them alone, which would tell names that exist from names that do
+/// not).
+pub fn nobody(name: &str) -> UserId {
+    let digest = Sha256::digest(name.as_bytes());
+    let n = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) & 0x7fff_ffff;
+    -(n as UserId) - 1
+}
+
 /// LOGIN_MSG: checks the password (or the device's token), claims cluster-wide presence for the device,
 /// and answers with friends, groups, offline messages and (v2) conversations.
 pub fn login(
     ctx: &Context,
     caller: &mut Caller,
-    id: UserId,
+    account: &Account,
     credential: &Credential,
     version: Version,
     device: &str,
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
+    let id = account_id(ctx, account)?;
     if !ctx.login_throttle.allows(caller.peer, id) {
         return Err(Failure::ack(107, THROTTLED));
     }
@@ -323,4 +347,25 @@ pub fn change_password(
     tracing::info!(user = id, "password changed; resume tokens revoked");
     caller.ack_v2(json!({"msgid": msgid::PASSWORD_ACK, "errno": 0}), seq);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nobody;
+
+    /// A name no one has stands for an id no one can have, the same each time, and another name for
+    /// another id (so that each counts on its own in the throttle).
+    #[test]
+    fn unknown_names_stand_for_ids_of_their_own() {
+        for name in [
+            "",
+            "mallory",
+            "名前",
+            "a very long name that no one registered",
+        ] {
+            assert!(nobody(name) < 0, "{name}");
+            assert_eq!(nobody(name), nobody(name));
+        }
+        assert_ne!(nobody("mallory"), nobody("mallory2"));
+    }
 }

@@ -348,11 +348,11 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
     let seq = env.seq.as_ref();
     match request {
         Request::Login {
-            id,
+            account,
             credential,
             version,
             device,
-        } => account::login(ctx, caller, id, &credential, version, &device, seq),
+        } => account::login(ctx, caller, &account, &credential, version, &device, seq),
         Request::Register { name, password } => {
             account::register(ctx, caller, &name, &password, seq)
         }
