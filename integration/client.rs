@@ -52,8 +52,8 @@ fn scripted_session(backend: Backend) {
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
-    // Bob sees alice as a friend and her message, stored while he was away.
-    let (ok, out) = chat(&server, "1\n2\npw\nloginout\n3\n");
+    // Bob, by name, sees alice as a friend and her message, stored while he was away.
+    let (ok, out) = chat(&server, "1\nbob\npw\nloginout\n3\n");
     assert!(ok, "{out}");
     assert!(out.contains("login success: bob (id 2)"), "{out}");
     assert!(out.contains("1 alice offline"), "{out}");

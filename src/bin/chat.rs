@@ -19,7 +19,8 @@
 //! events, presence and typing, each a line of its own (`chat/render.rs`). The login lists the friend
 //! requests still open. On a terminal, starting to type the text of a `chat:` or `groupchat:` line tells
 //! the other side that you are typing (once, then every few seconds while you go on); `password` asks for
-//! the old and the new password the way the login asks for it.
+//! the old and the new password the way the login asks for it. At `userid:`, a name logs in too (the
+//! server takes the registered name instead of the id); a number is an id.
 //!
 //! When stdin is not a terminal, `chat` reads the same lines a person would type (menu choice, then
 //! `userid`/`username` and password, then commands) without showing the menu or prompts, prints one line
@@ -55,8 +56,8 @@ mod render;
 mod terminal;
 
 use command::{
-    Cids, Command, Conv, TypingNotice, default_device, help_lines, history_request, parse_device,
-    parse_id, password_request, typing_conv, typing_request,
+    Cids, Command, Conv, TypingNotice, default_device, help_lines, history_request, parse_account,
+    parse_device, password_request, typing_conv, typing_request,
 };
 use link::{Event, Link, Pending, Sent};
 use reader::{Reader, Tracker, as_command};
@@ -277,7 +278,7 @@ impl Session {
         let Some(id) = input.read("userid:", false)? else {
             return Ok(Step::EndOfInput);
         };
-        let id = parse_id(&id);
+        let id = parse_account(&id);
         if let (Err(e), true) = (&id, input.is_interactive()) {
             self.out.line(&format!("login failed: {e}"));
             return Ok(Step::Menu);
@@ -285,15 +286,16 @@ impl Session {
         let Some(password) = input.read("userpassword:", true)? else {
             return Ok(Step::EndOfInput);
         };
-        let id = match id {
-            Ok(id) => id,
+        let (key, account) = match id {
+            Ok(account) => account,
             Err(e) => {
                 self.out.line(&format!("login failed: {e}"));
                 return Ok(Step::Menu);
             }
         };
-        let login = json!({"msgid": msgid::LOGIN, "id": id, "password": password, "v": 2,
-                           "device": self.device});
+        let mut login = json!({"msgid": msgid::LOGIN, "password": password, "v": 2,
+                               "device": self.device});
+        login[key] = account;
         match self.request(login, ACCOUNT_TIMEOUT, false)? {
             Some(reply) if reply.logged_in() => {
                 self.pages.clear();

@@ -614,9 +614,32 @@ pub fn parse_id(text: &str) -> Result<i32, String> {
     }
 }
 
+/// Whose login the `userid:` line asks for, as the LOGIN field and its value: a number is an id (and
+/// must be a valid one); anything else is the name the account was registered with, as typed (names are
+/// byte-exact).
+pub fn parse_account(text: &str) -> Result<(&'static str, Value), String> {
+    if text.trim().is_empty() || text.trim().parse::<i64>().is_ok() {
+        return parse_id(text).map(|id| ("id", json!(id)));
+    }
+    Ok(("name", json!(text)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_names_an_id_or_a_name() {
+        assert_eq!(parse_account(" 7 "), Ok(("id", json!(7))));
+        assert_eq!(parse_account("alice"), Ok(("name", json!("alice"))));
+        assert_eq!(parse_account("ali ce"), Ok(("name", json!("ali ce"))));
+        assert!(
+            parse_account("0").is_err(),
+            "a number is an id, and 0 is none"
+        );
+        assert!(parse_account("-3").is_err());
+        assert!(parse_account(" ").is_err());
+    }
 
     #[test]
     fn chat_splits_only_on_the_first_two_colons() {
