@@ -80,7 +80,8 @@ wait_port() {
 # hard limit (20,000), and it warns about that at every start although it needs far fewer. With
 # MARIADB_NOSYNC=1 (make test sets it) no fsync (nosync, no doublewrite): a test's data need not survive
 # the machine, and each test creates its tables anew, which with fsyncs on a busy disk took a node more
-# than 20 s to start. Benchmarks keep the fsyncs.
+# than 20 s to start. Benchmarks keep the fsyncs. MARIADB_ARGS adds server options (a benchmark's larger
+# buffer pool, say: MARIADB_ARGS="--innodb-buffer-pool-size=1G").
 mariadb_start() {
     local dir=$1/mariadb sync=()
     [ "${MARIADB_NOSYNC:-0}" = 1 ] && sync=(--innodb-flush-method=nosync --innodb-doublewrite=0)
@@ -93,7 +94,7 @@ mariadb_start() {
     "$mysqld" --no-defaults --user=root --datadir="$dir/data" --socket="$dir/mysqld.sock" \
         --pid-file="$dir/mysqld.pid" --port="$MARIADB_PORT" --bind-address=127.0.0.1 \
         --skip-name-resolve --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2 "${sync[@]}" \
-        --max-connections=2000 --table-open-cache-instances=1 --log-error="$dir/error.log" &
+        --max-connections=2000 --table-open-cache-instances=1 --log-error="$dir/error.log" ${MARIADB_ARGS:-} &
     SERVICES_PIDS+=($!)
     wait_port "$MARIADB_PORT" MariaDB || { cat "$dir/error.log" >&2; return 1; }
     for _ in $(seq 1 100); do
