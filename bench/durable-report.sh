@@ -92,7 +92,7 @@ p99 ≤ 200 ms, ≥ 95 % of the offered rate); the last column is the load avera
 after the run the figure comes from, since this machine is shared. Measured at commit
 \`$(head -1 "$R/build.txt" 2>/dev/null || echo unknown)\`$(files=$(sed -n 2p "$R/build.txt" 2>/dev/null); files=${files% }; [ -n "$files" ] && printf ' (plus uncommitted changes to: %s)' "$files"), $(date -u -r "$R/build.txt" '+%Y-%m-%d %H:%M UTC' 2>/dev/null || echo "date unknown"), by:
 
-    $([ -s "$R/compare-old.commit" ] && echo "OLD_SERVER=/tmp/chatserver-$OLD OLD_COMMIT=$OLD ")$([ -s "$R/one-sqlite.json" ] || echo "DURABLE_ONLY=1 ")bash bench/run.sh
+    $([ -s "$R/compare-old.commit" ] && echo "CMP_SWEEP=$(grep -o -- '--sweep [^ ]*' "$R/compare-new-1.cmd" | cut -d' ' -f2) OLD_SERVER=/tmp/chatserver-$OLD OLD_COMMIT=$OLD ")$([ -s "$R/one-sqlite.json" ] || echo "DURABLE_ONLY=1 ")bash bench/run.sh
 
 | target | goal | measured | ratio | | from | load average before / after |
 |---|---|---|---|---|---|---|

@@ -1,4 +1,4 @@
-//! The wire protocol of `../shared/PROTOCOL.md`: message numbers, error numbers, the frame codec, request
+//! The wire protocol of `docs/PROTOCOL.md`: message numbers, error numbers, the frame codec, request
 //! parsing and reply encoding. Nothing here does I/O or knows about storage.
 
 pub mod frame;
