@@ -1918,7 +1918,6 @@ impl Harness<'_> {
         }
     }
 
-    /// LOGIN: throttle, credentials, the device's claim, then the ack's lists.
     /// The id a login is for, as the server finds it: by id, or by the registered name (a name no one
     /// has stands for an id no one has).
     fn account_id(&self, account: &Account) -> UserId {
@@ -1933,6 +1932,7 @@ impl Harness<'_> {
         }
     }
 
+    /// LOGIN: throttle, credentials, the device's claim, then the ack's lists.
     fn login(
         &mut self,
         i: usize,

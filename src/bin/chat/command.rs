@@ -618,7 +618,8 @@ pub fn parse_id(text: &str) -> Result<i32, String> {
 /// must be a valid one); anything else is the name the account was registered with, as typed (names are
 /// byte-exact).
 pub fn parse_account(text: &str) -> Result<(&'static str, Value), String> {
-    if text.trim().is_empty() || text.trim().parse::<i64>().is_ok() {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.parse::<i64>().is_ok() {
         return parse_id(text).map(|id| ("id", json!(id)));
     }
     Ok(("name", json!(text)))

@@ -237,27 +237,27 @@ fn last_seq(conn: &Connection) -> Result<i64> {
 }
 
 /// Indexes the whole tail in one transaction (at start: what a stopped node left unindexed), and
-/// what the writer then remembers: every conversation's last position, unless there are more than
-/// [`REMEMBER`].
+/// what the writer then remembers: every conversation's last position, complete unless there are
+/// more than [`REMEMBER`].
 pub(super) fn index(conn: &mut Connection) -> Result<Memory> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     Indexing::load(&tx)?.finish(&tx)?;
     let seq = last_seq(&tx)?;
-    let count: i64 = tx.query_row("SELECT count(*) FROM conversation", [], |r| r.get(0))?;
-    let mut memory = Memory {
-        seq,
-        complete: count <= REMEMBER as i64,
-        ..Memory::default()
-    };
-    if memory.complete {
-        // Seq 0: indexed, so the first forgetting drops them (and makes the memory incomplete).
-        memory.last = tx
-            .prepare("SELECT id, last_pos FROM conversation")?
-            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, 0))))?
-            .collect::<rusqlite::Result<_>>()?;
-    }
+    // One row more than it remembers says there are too many. Seq 0: indexed, so the first forgetting
+    // drops them (and makes the memory incomplete).
+    let last: HashMap<i64, (Pos, i64)> = tx
+        .prepare("SELECT id, last_pos FROM conversation LIMIT ?1")?
+        .query_map(params![REMEMBER as i64 + 1], |r| {
+            Ok((r.get(0)?, (r.get(1)?, 0)))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
     tx.commit()?;
-    Ok(memory)
+    Ok(Memory {
+        seq,
+        complete: last.len() <= REMEMBER,
+        last,
+        ..Memory::default()
+    })
 }
 
 impl SqliteStore {
