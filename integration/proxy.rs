@@ -39,15 +39,16 @@ fn attempt(nginx: &Nginx, via: Via, source: IpAddr, id: i64, password: &str) -> 
 }
 
 /// A guesser at 127.0.0.2 uses up its address's failures through nginx; then what a newcomer at
-/// 127.0.0.3 and one at 127.0.0.2 get (errnos), on a node that does or does not trust nginx.
-fn newcomers_after_guessing(via: Via, trusted: bool) -> (Value, Value) {
+/// 127.0.0.3 and one at 127.0.0.2 get (errnos), on a node whose `--trusted-proxies` is `trusted` (nginx
+/// is 127.0.0.1).
+fn newcomers_after_guessing(via: Via, trusted: Option<&str>) -> (Value, Value) {
     let db = Db::fresh(Backend::Sqlite);
     let conf = ConfigFile::new(THROTTLE);
     let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let http_arg = http.to_string();
     let mut args = vec!["--config", conf.path.as_str(), "--http", http_arg.as_str()];
-    if trusted {
-        args.extend(["--trusted-proxies", "127.0.0.1"]);
+    if let Some(trusted) = trusted {
+        args.extend(["--trusted-proxies", trusted]);
     }
     let server = Server::start(&db, &args);
     let nginx = Nginx::start_with(&[server.addr], &[http], &TestCa::make());
@@ -64,8 +65,8 @@ fn newcomers_after_guessing(via: Via, trusted: bool) -> (Value, Value) {
 }
 
 /// Through nginx over `via`, on a node that trusts it: the guesser's address waits, another gets in.
-fn each_client_counts_as_its_own_address(via: Via) {
-    let (elsewhere, guesser) = newcomers_after_guessing(via, true);
+fn each_client_counts_as_its_own_address(via: Via, trusted: &str) {
+    let (elsewhere, guesser) = newcomers_after_guessing(via, Some(trusted));
     assert_eq!(elsewhere, json!(0), "a newcomer at another address gets in");
     assert_eq!(
         guesser,
@@ -76,12 +77,13 @@ fn each_client_counts_as_its_own_address(via: Via) {
 
 #[test]
 fn behind_nginx_each_tcp_client_counts_as_its_own_address() {
-    each_client_counts_as_its_own_address(Via::Tcp);
+    each_client_counts_as_its_own_address(Via::Tcp, "127.0.0.1");
 }
 
 #[test]
 fn behind_nginx_each_websocket_client_counts_as_its_own_address() {
-    each_client_counts_as_its_own_address(Via::WebSocket);
+    // A range holding nginx's address (127.0.0.0–127.0.0.1) and neither client's.
+    each_client_counts_as_its_own_address(Via::WebSocket, "127.0.0.0/31");
 }
 
 /// A node that does not list nginx reads past its PROXY lines (the connection works) but counts every
@@ -90,7 +92,7 @@ fn behind_nginx_each_websocket_client_counts_as_its_own_address() {
 #[test]
 fn an_untrusted_proxy_names_no_one() {
     for via in [Via::Tcp, Via::WebSocket] {
-        let (elsewhere, guesser) = newcomers_after_guessing(via, false);
+        let (elsewhere, guesser) = newcomers_after_guessing(via, None);
         assert_eq!(
             elsewhere,
             json!(107),

@@ -1,7 +1,7 @@
 //! Configuration: defaults, overridden by a TOML file (`--config`), overridden by environment variables
 //! (`CHAT_…`), overridden by flags. `conf/clusterchat.toml` lists every key.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::hasher::HashCost;
 use crate::limit::{LoginThrottleConfig, RateConfig};
+use crate::protocol::proxy::ProxyRange;
 use crate::protocol::request::Limits;
 
 /// Flags of `chatserver`; each also read from the environment variable named.
@@ -54,10 +55,11 @@ pub struct Args {
     /// `/readyz`) and metrics (`/metrics`) [default: none].
     #[arg(long, env = "CHAT_HTTP")]
     pub http: Option<SocketAddr>,
-    /// Addresses of the proxies (nginx) whose word on a client's address is taken: a PROXY line ahead of
-    /// a TCP connection, `X-Forwarded-For` on a WebSocket's upgrade; comma-separated [default: none].
+    /// Addresses or CIDR ranges (`10.0.0.0/8`) of the proxies (nginx) whose word on a client's address
+    /// is taken: a PROXY line ahead of a TCP connection, `X-Forwarded-For` on a WebSocket's upgrade;
+    /// comma-separated [default: none].
     #[arg(long, env = "CHAT_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Option<Vec<IpAddr>>,
+    pub trusted_proxies: Option<Vec<ProxyRange>>,
 }
 
 /// Every setting, as the config file spells it.
@@ -92,8 +94,8 @@ pub struct Settings {
     pub limits: Limits,
     pub rate_limit: RateConfig,
     pub login_throttle: LoginThrottleConfig,
-    /// The proxies (exact addresses) whose word on a client's address is taken.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// The proxies (addresses or CIDR ranges) whose word on a client's address is taken.
+    pub trusted_proxies: Vec<ProxyRange>,
 }
 
 impl Default for Settings {
@@ -308,5 +310,27 @@ mod tests {
         std::fs::write(&path, "no_such_key = 1\n").unwrap();
         let args = Args::parse_from(["chatserver", "--config", path.to_str().unwrap()]);
         assert!(Settings::load(args).is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let dir = std::env::temp_dir().join(format!("cc-proxies-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        let load = |text: &str, flags: &[&str]| {
+            std::fs::write(&path, text).unwrap();
+            let args = [&["chatserver", "--config", path.to_str().unwrap()], flags].concat();
+            Settings::load(Args::parse_from(args)).map(|s| {
+                let listed: Vec<String> = s.trusted_proxies.iter().map(|r| r.to_string()).collect();
+                listed.join(" ")
+            })
+        };
+        let file = "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n";
+        assert_eq!(load(file, &[]).unwrap(), "10.0.0.0/8 127.0.0.1/32");
+        let flag = ["--trusted-proxies", "fd00::/8,192.0.2.1"];
+        assert_eq!(load(file, &flag).unwrap(), "fd00::/8 192.0.2.1/32");
+        let e = load("trusted_proxies = [\"10.0.0.0/40\"]\n", &[]).unwrap_err();
+        assert!(format!("{e:#}").contains("10.0.0.0/40"), "{e:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

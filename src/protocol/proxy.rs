@@ -7,6 +7,8 @@
 
 use std::net::IpAddr;
 
+use ipnet::{IpNet, Ipv4Net};
+
 /// The longest PROXY version 1 line, CRLF included (the specification's bound).
 const MAX_LINE: usize = 107;
 const SIGNATURE: &[u8] = b"PROXY ";
@@ -76,19 +78,65 @@ pub fn forwarded_for(value: &str) -> Option<IpAddr> {
     value.rsplit(',').next()?.trim().parse().ok()
 }
 
-/// The proxies whose word on a client's address the node takes (`trusted_proxies`): exact addresses.
+/// One entry of `trusted_proxies`: an address (`10.0.0.7`) or a range of them in CIDR notation
+/// (`10.0.0.0/8`, `fd00::/8`), because in a container network or behind a pool of balancers the proxy's
+/// address is known only up to its subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyRange(IpNet);
+
+impl std::str::FromStr for ProxyRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ProxyRange, String> {
+        let net = match s.parse::<IpAddr>() {
+            Ok(address) => IpNet::from(address),
+            Err(_) => s.parse::<IpNet>().map_err(|_| {
+                format!("{s:?} is neither an IP address nor a range like 10.0.0.0/8")
+            })?,
+        };
+        Ok(ProxyRange(canonical(net)))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ProxyRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ProxyRange, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for ProxyRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`) as the IPv4 range it maps, so that it matches the
+/// peers [`TrustedProxies::trusts`] canonicalises.
+fn canonical(net: IpNet) -> IpNet {
+    match (net.addr().to_canonical(), net) {
+        (IpAddr::V4(v4), IpNet::V6(v6)) if v6.prefix_len() >= 96 => {
+            Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4)
+        }
+        _ => net.trunc(),
+    }
+}
+
+/// The proxies whose word on a client's address the node takes (`trusted_proxies`).
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpAddr>);
+pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
-    pub fn new(addresses: Vec<IpAddr>) -> TrustedProxies {
-        TrustedProxies(addresses.into_iter().map(|a| a.to_canonical()).collect())
+    pub fn new(ranges: Vec<ProxyRange>) -> TrustedProxies {
+        TrustedProxies(ranges.into_iter().map(|r| r.0).collect())
     }
 
     /// Whether a connection from `peer` comes from a trusted proxy (an IPv4 address matches its
     /// IPv4-mapped IPv6 form too).
     pub fn trusts(&self, peer: IpAddr) -> bool {
-        self.0.contains(&peer.to_canonical())
+        let peer = peer.to_canonical();
+        self.0.iter().any(|net| net.contains(&peer))
     }
 
     /// The client's address on a connection from `peer` on which `named` was said to be it: `named` if
@@ -185,7 +233,7 @@ mod tests {
 
     #[test]
     fn only_trusted_proxies_name_clients() {
-        let proxies = TrustedProxies::new(vec![ip("127.0.0.1")]);
+        let proxies = trusted(&["127.0.0.1"]);
         assert!(proxies.trusts(ip("127.0.0.1")));
         assert!(proxies.trusts(ip("::ffff:127.0.0.1")));
         assert!(!proxies.trusts(ip("127.0.0.2")));
@@ -198,5 +246,55 @@ mod tests {
             ip("198.51.100.1")
         );
         assert!(!TrustedProxies::default().trusts(ip("127.0.0.1")));
+    }
+
+    fn trusted(entries: &[&str]) -> TrustedProxies {
+        TrustedProxies::new(entries.iter().map(|e| e.parse().unwrap()).collect())
+    }
+
+    #[test]
+    fn ranges_trust_every_address_within() {
+        let proxies = trusted(&["10.1.0.0/16", "fd00::/8", "192.0.2.9"]);
+        for inside in [
+            "10.1.0.0",
+            "10.1.255.254",
+            "::ffff:10.1.2.3",
+            "fd12::1",
+            "192.0.2.9",
+        ] {
+            assert!(proxies.trusts(ip(inside)), "{inside}");
+        }
+        for outside in ["10.2.0.1", "10.0.255.255", "fe80::1", "192.0.2.8", "::1"] {
+            assert!(!proxies.trusts(ip(outside)), "{outside}");
+        }
+        let mapped = trusted(&["::ffff:172.16.0.0/108"]);
+        assert!(
+            mapped.trusts(ip("172.16.5.5")),
+            "a mapped range is its IPv4 range"
+        );
+        assert!(!mapped.trusts(ip("172.32.0.1")));
+        assert!(
+            trusted(&["10.1.2.3/8"]).trusts(ip("10.200.0.1")),
+            "host bits are ignored"
+        );
+    }
+
+    #[test]
+    fn entries_that_are_no_address_or_range_are_refused() {
+        for bad in [
+            "",
+            "nginx",
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "fd00::/129",
+            "10.0.0.1/",
+        ] {
+            let err = bad.parse::<ProxyRange>().unwrap_err();
+            assert!(err.contains("10.0.0.0/8"), "{bad}: {err}");
+        }
+        assert_eq!(
+            "127.0.0.1".parse::<ProxyRange>().unwrap().to_string(),
+            "127.0.0.1/32"
+        );
     }
 }
