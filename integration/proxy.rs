@@ -101,3 +101,43 @@ fn an_untrusted_proxy_names_no_one() {
         assert_eq!(guesser, json!(107), "{via:?}");
     }
 }
+
+/// A PROXY version 2 header (what HAProxy's `send-proxy-v2` and cloud load balancers send; nginx sends
+/// version 1) naming `source` as the client of a TCP connection over IPv4.
+fn proxy_v2(source: [u8; 4]) -> Vec<u8> {
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    header.extend(source);
+    header.extend([127, 0, 0, 1, 0xc7, 0x38, 0x17, 0x70]);
+    header
+}
+
+/// A proxy that sends binary PROXY headers, played by the test on connections from 127.0.0.1 to a node
+/// that trusts it: the guesser's address waits, another gets in, as behind nginx.
+#[test]
+fn binary_proxy_headers_name_each_client() {
+    let db = Db::fresh(Backend::Sqlite);
+    let conf = ConfigFile::new(THROTTLE);
+    let trusted = "127.0.0.1";
+    let server = Server::start(&db, &["--config", &conf.path, "--trusted-proxies", trusted]);
+    let mut c = server.connect(Separator::Nul);
+    let [here, there] = ["here", "there"].map(|n| c.register(n, "pw"));
+    let attempt = |source: [u8; 4], id: i64, password: &str| {
+        let mut conn = server.connect(Separator::Nul);
+        conn.send_raw(&proxy_v2(source));
+        conn.req(json!({"msgid": 1, "id": id, "password": password}))["errno"].clone()
+    };
+    let (guesser, elsewhere) = ([192, 0, 2, 7], [192, 0, 2, 8]);
+    for id in 1000..1005 {
+        assert_eq!(attempt(guesser, id, "guess"), json!(1));
+    }
+    assert_eq!(
+        attempt(elsewhere, there, "pw"),
+        json!(0),
+        "another address gets in"
+    );
+    assert_eq!(
+        attempt(guesser, here, "pw"),
+        json!(107),
+        "the guesser's address waits"
+    );
+}

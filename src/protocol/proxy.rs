@@ -1,37 +1,60 @@
-//! The client's address when a proxy stands between it and the node: the PROXY protocol's first line
-//! (version 1, what nginx's `proxy_protocol on;` sends ahead of a TCP stream) and the `X-Forwarded-For`
-//! header (what nginx's HTTP proxy sets on the WebSocket's upgrade request). Behind nginx every client
-//! otherwise comes from nginx's address, and the failed-login throttle's per-address count would hold
-//! them all together. Either is believed only from a proxy the node trusts ([`TrustedProxies`]): anyone
-//! else could name any address.
+//! The client's address when a proxy stands between it and the node: the PROXY protocol's header ahead
+//! of a TCP stream (version 1, the text line nginx's `proxy_protocol on;` sends, or version 2, the binary
+//! form HAProxy's `send-proxy-v2` and cloud load balancers send) and the `X-Forwarded-For` header (what
+//! nginx's HTTP proxy sets on the WebSocket's upgrade request). Behind a proxy every client otherwise
+//! comes from the proxy's address, and the failed-login throttle's per-address count would hold them all
+//! together. Either is believed only from a proxy the node trusts ([`TrustedProxies`]): anyone else could
+//! name any address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
 /// The longest PROXY version 1 line, CRLF included (the specification's bound).
 const MAX_LINE: usize = 107;
 const SIGNATURE: &[u8] = b"PROXY ";
+/// Version 2's signature: no text protocol begins with it.
+const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+/// Version 2's fixed part: the signature, version and command, family and transport, and the length
+/// of what follows.
+const V2_FIXED: usize = 16;
+/// The most a version 2 header may carry after its fixed part (addresses and TLVs): the specification
+/// allows 65,535 bytes, proxies send a few dozen; the bound keeps what a connection buffers before its
+/// first frame small.
+const V2_MAX_REST: usize = 1024;
 
-/// What the first bytes of a TCP connection say about a PROXY line.
+/// What the first bytes of a TCP connection say about a PROXY header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preamble {
     /// Too few bytes to tell.
     Undecided,
-    /// No PROXY line (or not a valid one): the bytes are the client's, to be read as frames.
+    /// No PROXY header (or not a valid one): the bytes are the client's, to be read as frames.
     Absent,
-    /// A PROXY line of `len` bytes, CRLF included, naming the client's address (`None`: `UNKNOWN`,
-    /// the proxy does not know it).
-    Line { len: usize, source: Option<IpAddr> },
+    /// A PROXY header of `len` bytes naming the client's address (`None`: the proxy does not know it,
+    /// or the connection is the proxy's own, such as a health check).
+    Header { len: usize, source: Option<IpAddr> },
 }
 
-/// Reads a PROXY line at the start of `bytes`. No chat frame begins with `PROXY `, so a client that does
-/// not speak the PROXY protocol is never mistaken for one that does.
+/// Reads a PROXY header, either version, at the start of `bytes`. No chat frame begins with either
+/// signature, so a client that does not speak the PROXY protocol is never mistaken for one that does.
 pub fn preamble(bytes: &[u8]) -> Preamble {
-    let n = bytes.len().min(SIGNATURE.len());
-    if bytes[..n] != SIGNATURE[..n] {
-        return Preamble::Absent;
+    if begins_like(bytes, V2_SIGNATURE) {
+        binary(bytes)
+    } else if begins_like(bytes, SIGNATURE) {
+        text(bytes)
+    } else {
+        Preamble::Absent
     }
+}
+
+/// Whether `bytes` and `signature` agree as far as both go.
+fn begins_like(bytes: &[u8], signature: &[u8]) -> bool {
+    let n = bytes.len().min(signature.len());
+    bytes[..n] == signature[..n]
+}
+
+/// A version 1 line: `PROXY TCP4 SRC DST SPORT DPORT\r\n` and the like.
+fn text(bytes: &[u8]) -> Preamble {
     let searched = &bytes[..bytes.len().min(MAX_LINE)];
     let Some(end) = searched.windows(2).position(|w| w == b"\r\n") else {
         return if bytes.len() >= MAX_LINE {
@@ -41,7 +64,7 @@ pub fn preamble(bytes: &[u8]) -> Preamble {
         };
     };
     match line(&bytes[SIGNATURE.len().min(end)..end]) {
-        Some(source) => Preamble::Line {
+        Some(source) => Preamble::Header {
             len: end + 2,
             source,
         },
@@ -69,6 +92,49 @@ fn line(fields: &[u8]) -> Option<Option<IpAddr>> {
     }
     let families_match = source.is_ipv4() == v4 && destination.is_ipv4() == v4;
     (words.next().is_none() && families_match).then_some(Some(source))
+}
+
+/// A version 2 header: the fixed part, then the addresses and any TLVs (skipped).
+fn binary(bytes: &[u8]) -> Preamble {
+    if bytes.len() < V2_FIXED {
+        return Preamble::Undecided;
+    }
+    let rest = usize::from(u16::from_be_bytes([bytes[14], bytes[15]]));
+    let (version, command) = (bytes[12] >> 4, bytes[12] & 0x0f);
+    if version != 2 || rest > V2_MAX_REST {
+        return Preamble::Absent;
+    }
+    let len = V2_FIXED + rest;
+    let Some(addresses) = bytes.get(V2_FIXED..len) else {
+        return Preamble::Undecided;
+    };
+    let source = match command {
+        0 => Some(None), // LOCAL: the proxy's own connection; the peer is the proxy.
+        1 => binary_source(bytes[13] >> 4, addresses),
+        _ => None,
+    };
+    match source {
+        Some(source) => Preamble::Header { len, source },
+        None => Preamble::Absent,
+    }
+}
+
+/// The source address of a version 2 PROXY command's address block, by address family: INET (1) and
+/// INET6 (2) carry it first; UNSPEC (0) and UNIX (3) name no IP address (`Some(None)`). `None` when
+/// the family is unknown or the block too short for it.
+fn binary_source(family: u8, addresses: &[u8]) -> Option<Option<IpAddr>> {
+    match family {
+        0 | 3 => Some(None),
+        1 => {
+            let octets: [u8; 4] = addresses.get(..12)?[..4].try_into().ok()?;
+            Some(Some(Ipv4Addr::from(octets).into()))
+        }
+        2 => {
+            let octets: [u8; 16] = addresses.get(..36)?[..16].try_into().ok()?;
+            Some(Some(Ipv6Addr::from(octets).into()))
+        }
+        _ => None,
+    }
 }
 
 /// The address the last proxy saw the request come from: the rightmost entry of `X-Forwarded-For`
@@ -159,7 +225,7 @@ mod tests {
         let v4 = b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 6000\r\n{\"msgid\":1}";
         assert_eq!(
             preamble(v4),
-            Preamble::Line {
+            Preamble::Header {
                 len: 42,
                 source: Some(ip("192.0.2.7"))
             }
@@ -168,14 +234,14 @@ mod tests {
         let v6 = b"PROXY TCP6 2001:db8::7 2001:db8::1 51000 6000\r\n";
         assert_eq!(
             preamble(v6),
-            Preamble::Line {
+            Preamble::Header {
                 len: v6.len(),
                 source: Some(ip("2001:db8::7"))
             }
         );
         assert_eq!(
             preamble(b"PROXY UNKNOWN\r\n"),
-            Preamble::Line {
+            Preamble::Header {
                 len: 15,
                 source: None
             }
@@ -217,6 +283,107 @@ mod tests {
             Preamble::Absent,
             "no CRLF within 107 bytes"
         );
+    }
+
+    /// A version 2 header: `command` (0 LOCAL, 1 PROXY), `family` (its high nibble), `addresses`, and
+    /// `tlvs` bytes of TLVs after them.
+    fn v2(command: u8, family: u8, addresses: &[u8], tlvs: usize) -> Vec<u8> {
+        let rest = u16::try_from(addresses.len() + tlvs).unwrap();
+        let mut h = V2_SIGNATURE.to_vec();
+        h.extend([0x20 | command, family << 4 | 1]);
+        h.extend(rest.to_be_bytes());
+        h.extend(addresses);
+        h.extend(std::iter::repeat_n(0xEE, tlvs));
+        h
+    }
+
+    fn inet(source: [u8; 4]) -> Vec<u8> {
+        [
+            &source[..],
+            &[10, 0, 0, 1],
+            &51000u16.to_be_bytes(),
+            &6000u16.to_be_bytes(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn binary_headers_name_the_source() {
+        let named = |h: &[u8]| match preamble(h) {
+            Preamble::Header { len, source } if len == h.len() => source,
+            other => panic!("{other:?} for {h:?}"),
+        };
+        assert_eq!(
+            named(&v2(1, 1, &inet([192, 0, 2, 7]), 0)),
+            Some(ip("192.0.2.7"))
+        );
+        assert_eq!(
+            named(&v2(1, 1, &inet([192, 0, 2, 7]), 40)),
+            Some(ip("192.0.2.7")),
+            "TLVs after the addresses are skipped"
+        );
+        let source6 = ip("2001:db8::7");
+        let IpAddr::V6(v6) = source6 else {
+            unreachable!()
+        };
+        let inet6 = [&v6.octets()[..], &[0; 16], &[0; 4]].concat();
+        assert_eq!(named(&v2(1, 2, &inet6, 0)), Some(source6));
+        assert_eq!(
+            named(&v2(0, 0, &[], 0)),
+            None,
+            "LOCAL: the proxy's own check"
+        );
+        assert_eq!(named(&v2(1, 0, &[], 0)), None, "UNSPEC");
+        assert_eq!(named(&v2(1, 3, &[0; 216], 0)), None, "UNIX");
+        let mut then = v2(1, 1, &inet([192, 0, 2, 7]), 0);
+        then.extend(b"{\"msgid\":1}\0");
+        assert_eq!(
+            preamble(&then),
+            Preamble::Header {
+                len: 28,
+                source: Some(ip("192.0.2.7"))
+            }
+        );
+    }
+
+    #[test]
+    fn a_binary_header_arrives_in_pieces() {
+        let whole = v2(1, 1, &inet([192, 0, 2, 7]), 8);
+        for cut in 0..whole.len() {
+            assert_eq!(preamble(&whole[..cut]), Preamble::Undecided, "{cut} bytes");
+        }
+        assert_eq!(
+            preamble(b"\r\n{}"),
+            Preamble::Absent,
+            "a frame after a blank line"
+        );
+    }
+
+    #[test]
+    fn invalid_binary_headers_are_no_header() {
+        let good = v2(1, 1, &inet([192, 0, 2, 7]), 0);
+        let mut version1 = good.clone();
+        version1[12] = 0x11;
+        let mut command2 = good.clone();
+        command2[12] = 0x22;
+        let mut family9 = good.clone();
+        family9[13] = 0x91;
+        for (bad, why) in [
+            (version1, "version 1 in binary"),
+            (command2, "no such command"),
+            (family9, "no such family"),
+            (
+                v2(1, 1, &[192, 0, 2, 7], 0),
+                "an INET block short of 12 bytes",
+            ),
+            (v2(1, 2, &[0; 20], 0), "an INET6 block short of 36 bytes"),
+            (
+                v2(1, 1, &inet([192, 0, 2, 7]), V2_MAX_REST),
+                "longer than the bound",
+            ),
+        ] {
+            assert_eq!(preamble(&bad), Preamble::Absent, "{why}");
+        }
     }
 
     #[test]

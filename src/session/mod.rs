@@ -67,7 +67,7 @@ pub(crate) enum End {
 
 /// A connection handed to the worker pool: its socket, the transport it speaks, what was read past
 /// the WebSocket handshake (nothing, from a well-behaved client), and the client's address if a trusted
-/// proxy named it in the handshake (`X-Forwarded-For`; a TCP connection's PROXY line comes later, as
+/// proxy named it in the handshake (`X-Forwarded-For`; a TCP connection's PROXY header comes later, as
 /// [`Unit::Proxied`]).
 pub struct Accepted {
     pub stream: TcpStream,
@@ -224,14 +224,14 @@ fn handle_units(
     Ok(refusals.flush(&mut turn, framing))
 }
 
-/// The client's address once a PROXY line named `client` on a connection from `peer`: `client` if
-/// `peer` is a trusted proxy. From anyone else the line is read past and its address ignored (said once
-/// in the log: a proxy that sends PROXY lines and is not listed in `trusted_proxies` is a setup mistake,
+/// The client's address once a PROXY header named `client` on a connection from `peer`: `client` if
+/// `peer` is a trusted proxy. From anyone else the header is read past and its address ignored (said once
+/// in the log: a proxy that sends PROXY headers and is not listed in `trusted_proxies` is a setup mistake,
 /// and its clients then all count as its address).
 fn proxied(ctx: &Context, peer: IpAddr, client: IpAddr) -> IpAddr {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !ctx.proxies.trusts(peer) && !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::warn!(%peer, "a PROXY line from an address not in trusted_proxies: its address is ignored");
+        tracing::warn!(%peer, "a PROXY header from an address not in trusted_proxies: its address is ignored");
     }
     ctx.proxies.client(peer, client)
 }

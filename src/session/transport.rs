@@ -45,7 +45,7 @@ pub(crate) enum Unit {
     Answer(Vec<u8>),
     /// The client ends the connection (a WebSocket close, or a frame that breaks its protocol).
     End(End),
-    /// A PROXY line ahead of the TCP stream named this address as the client's (believed only from a
+    /// A PROXY header ahead of the TCP stream named this address as the client's (believed only from a
     /// trusted proxy: [`proxy::TrustedProxies`]).
     Proxied(IpAddr),
 }
@@ -56,7 +56,7 @@ pub(crate) enum Inbound {
     WebSocket(websocket::Decoder),
 }
 
-/// A TCP connection's reader: a PROXY line, perhaps, then frames.
+/// A TCP connection's reader: a PROXY header, perhaps, then frames.
 pub(crate) struct TcpInbound {
     decoder: FrameDecoder,
     start: Start,
@@ -64,9 +64,9 @@ pub(crate) struct TcpInbound {
 
 /// Where a TCP connection's reader is in the bytes that may come ahead of its first frame.
 enum Start {
-    /// The first bytes, until they say whether they begin with a PROXY line.
+    /// The first bytes, until they say whether they begin with a PROXY header.
     Reading(Vec<u8>),
-    /// A PROXY line named the client's address; [`Unit::Proxied`] says so next.
+    /// A PROXY header named the client's address; [`Unit::Proxied`] says so next.
     Named(IpAddr),
     /// Frames only, from here on.
     Frames,
@@ -81,8 +81,8 @@ impl TcpInbound {
         let (skip, next) = match proxy::preamble(first) {
             Preamble::Undecided => return,
             Preamble::Absent => (0, Start::Frames),
-            Preamble::Line { len, source: None } => (len, Start::Frames),
-            Preamble::Line {
+            Preamble::Header { len, source: None } => (len, Start::Frames),
+            Preamble::Header {
                 len,
                 source: Some(ip),
             } => (len, Start::Named(ip)),
