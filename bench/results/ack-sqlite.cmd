@@ -1,1 +1,1 @@
-chat-bench one --ack --addr 127.0.0.1:23732 --users 1000 --sweep 2500,5000,7500,10000,12500,15000,17500,20000,25000,30000 --duration 10 --sqlite-db /tmp/clusterchat-bench.7alc7T/ack.db --server-pid 5605 --label ack-sqlite
+chat-bench one --ack --addr 127.0.0.1:25311 --users 1000 --sweep 2500,5000,7500,10000,12500,15000,17500,20000,25000,30000 --duration 10 --sqlite-db /tmp/clusterchat-bench.lk8HHt/ack.db --server-pid 4622 --label ack-sqlite

@@ -1,1 +1,1 @@
-chat-bench one --addr 127.0.0.1:13259 --users 1000 --sweep 5000,10000,15000,20000,22500,25000,27500,30000,32500,35000,37500,40000 --duration 10 --server-pid 4538 --label new
+chat-bench one --addr 127.0.0.1:11133 --users 1000 --sweep 5000,10000,15000,20000,25000,30000,35000,40000,45000,50000,55000,60000 --duration 10 --server-pid 3499 --label new

@@ -1,1 +1,1 @@
-chat-bench one --addr 127.0.0.1:17298 --users 1000 --rate 10000 --duration 10 --server-pid 10169 --label tmpfs-quiet
+chat-bench one --addr 127.0.0.1:12876 --users 1000 --rate 10000 --duration 10 --server-pid 10129 --label tmpfs-quiet

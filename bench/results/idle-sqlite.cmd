@@ -1,1 +1,1 @@
-chat-bench idle --addr 127.0.0.1:13158 --users 8000 --duration 10 --login-concurrency 64 --server-pid 12278 --label sqlite
+chat-bench idle --addr 127.0.0.1:19906 --users 8000 --duration 10 --login-concurrency 64 --server-pid 12802 --label sqlite

@@ -1,1 +1,1 @@
-chat-bench one --addr 127.0.0.1:16036 --users 1000 --sweep 5000,10000,15000,20000,25000,30000,35000,40000,45000,50000,55000,60000 --duration 10 --server-pid 29092 --label sqlite
+chat-bench one --addr 127.0.0.1:11282 --users 1000 --sweep 5000,10000,15000,20000,25000,30000,35000,40000,45000,50000,55000,60000 --duration 10 --server-pid 28007 --label sqlite

@@ -1,1 +1,0 @@
-chat-bench one --ack --addr 127.0.0.1:27835 --users 1000 --sweep 2500,5000,7500,10000,12500,15000,17500,20000,25000,30000 --duration 10 --sqlite-db /tmp/clusterchat-bench.0nKVjw/ack.db --server-pid 17167 --label ack-sqlite
