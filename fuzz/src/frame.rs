@@ -13,8 +13,14 @@
 //! - when the stream is a well-formed sequence of JSON objects separated by whitespace and NULs (serde_json
 //!   is the oracle), the frames are exactly those objects' bytes, with no `Malformed` and, when every
 //!   object fits the limit, no `TooLarge`; and the separator is the first NUL or newline between them.
+//!
+//! The same stream is also what a TCP connection's first bytes may be, so it goes through
+//! [`proxy::preamble`], the PROXY header reader in front of the codec: a header it finds lies within the
+//! bytes, and its answer on a prefix, once decided (a header or none), is its answer on the whole stream,
+//! since the connection's reader acts on the first decided answer as the bytes trickle in.
 
 use clusterchat::protocol::frame::{Decoded, FrameDecoder, Separator};
+use clusterchat::protocol::proxy::{self, Preamble};
 
 /// Frame limits to pick from: tiny ones reach `TooLarge` with small inputs; the last is the default.
 pub const LIMITS: [usize; 8] = [1, 2, 3, 8, 16, 64, 1024, 65536];
@@ -178,6 +184,7 @@ fn oracle(stream: &[u8]) -> Option<(Vec<&[u8]>, Option<Separator>)> {
 /// The fuzz target's body.
 pub fn run(data: &[u8]) {
     let input = Input::parse(data);
+    check_preamble(input.stream);
     let reference = whole(&input);
     check_units(&reference, input.max_frame);
     let (expected, closed) = until_too_large(&reference);
@@ -217,6 +224,29 @@ pub fn run(data: &[u8]) {
             want.push(Decoded::TooLarge);
             assert_eq!(expected, &want[..], "well-formed stream with a long frame");
         }
+    }
+}
+
+/// Prefixes past this many bytes decide nothing new: a version 1 line ends within 107 bytes, a version 2
+/// header within 16 + 1,024.
+const PREAMBLE_DECIDED_WITHIN: usize = 16 + 1024 + 1;
+
+/// The PROXY header reader on `stream` and on each of its prefixes, as described in the module doc.
+fn check_preamble(stream: &[u8]) {
+    let whole = proxy::preamble(stream);
+    if let Preamble::Header { len, .. } = whole {
+        assert!(
+            (1..=stream.len()).contains(&len),
+            "a header of {len} bytes in {}",
+            stream.len()
+        );
+    }
+    for end in 0..=stream.len().min(PREAMBLE_DECIDED_WITHIN) {
+        let early = proxy::preamble(&stream[..end]);
+        assert!(
+            early == Preamble::Undecided || early == whole,
+            "{end} bytes say {early:?}, the whole stream {whole:?}"
+        );
     }
 }
 

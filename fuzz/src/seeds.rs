@@ -48,6 +48,8 @@ fn frame_decoder_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("garbage_without_separator", fd(5, &[3, 200], b"xyz more garbage and more garbage still going\n{\"a\":1}")),
         ("limit_one", fd(0, &[1], b"{}")),
         ("only_separators", fd(DEFAULT, &[2], b"\0\n\r\t \0\n")),
+        ("proxy_v1_line", fd(DEFAULT, &[9, 30], b"PROXY TCP4 192.0.2.7 10.0.0.1 51000 6000\r\n{\"msgid\":17}\0")),
+        ("proxy_v2_header", fd(DEFAULT, BYTEWISE, b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x07\x0a\x00\x00\x01\xc7\x38\x17\x70{\"msgid\":17}\0")),
     ]
 }
 
