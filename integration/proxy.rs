@@ -1,9 +1,11 @@
-//! Clients behind nginx keep their own addresses: nginx names each TCP client in a PROXY line and each
-//! WebSocket client in `X-Forwarded-For`, and a node that trusts nginx's address counts the failed-login
-//! throttle per client, not per nginx. Clients take addresses of their own on loopback (127.0.0.2,
-//! 127.0.0.3) to connect to nginx from.
+//! Clients behind a proxy keep their own addresses: nginx names each TCP client in a PROXY line and each
+//! WebSocket client in `X-Forwarded-For` (and a proxy played by the test, in a binary version 2 header),
+//! and a node that trusts the proxy's address counts the failed-login throttle per client, not per
+//! proxy. Clients take addresses of their own on loopback (127.0.0.2, 127.0.0.3) to connect to nginx
+//! from.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
@@ -140,4 +142,23 @@ fn binary_proxy_headers_name_each_client() {
         json!(107),
         "the guesser's address waits"
     );
+}
+
+/// A header that is not valid (here datagrams, which chat never runs over) ends the connection before
+/// anything is answered, while the node goes on serving others.
+#[test]
+fn an_invalid_proxy_header_ends_the_connection() {
+    let db = Db::fresh(Backend::Sqlite);
+    let server = Server::start(&db, &["--trusted-proxies", "127.0.0.1"]);
+    let mut header = proxy_v2([192, 0, 2, 7]);
+    header[13] = 0x12;
+    let mut conn = server.connect(Separator::Nul);
+    conn.send_raw(&header);
+    conn.send(json!({"msgid": 4, "name": "x", "password": "pw"}));
+    assert_eq!(
+        conn.expect_closed(Duration::from_secs(5)),
+        Vec::<Value>::new()
+    );
+    let mut other = server.connect(Separator::Nul);
+    other.register("after", "pw");
 }

@@ -56,7 +56,7 @@ pub struct Args {
     #[arg(long, env = "CHAT_HTTP")]
     pub http: Option<SocketAddr>,
     /// Addresses or CIDR ranges (`10.0.0.0/8`) of the proxies (nginx) whose word on a client's address
-    /// is taken: a PROXY line ahead of a TCP connection, `X-Forwarded-For` on a WebSocket's upgrade;
+    /// is taken: a PROXY header ahead of a TCP connection, `X-Forwarded-For` on a WebSocket's upgrade;
     /// comma-separated [default: none].
     #[arg(long, env = "CHAT_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<ProxyRange>>,

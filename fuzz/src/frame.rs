@@ -227,10 +227,6 @@ pub fn run(data: &[u8]) {
     }
 }
 
-/// Prefixes past this many bytes decide nothing new: a version 1 line ends within 107 bytes, a version 2
-/// header within 16 + 1,024.
-const PREAMBLE_DECIDED_WITHIN: usize = 16 + 1024 + 1;
-
 /// The PROXY header reader on `stream` and on each of its prefixes, as described in the module doc.
 fn check_preamble(stream: &[u8]) {
     let whole = proxy::preamble(stream);
@@ -241,7 +237,7 @@ fn check_preamble(stream: &[u8]) {
             stream.len()
         );
     }
-    for end in 0..=stream.len().min(PREAMBLE_DECIDED_WITHIN) {
+    for end in 0..=stream.len().min(proxy::MAX_PREAMBLE) {
         let early = proxy::preamble(&stream[..end]);
         assert!(
             early == Preamble::Undecided || early == whole,

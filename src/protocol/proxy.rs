@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 
 /// The longest PROXY version 1 line, CRLF included (the specification's bound).
 const MAX_LINE: usize = 107;
@@ -22,14 +22,19 @@ const V2_FIXED: usize = 16;
 /// allows 65,535 bytes, proxies send a few dozen; the bound keeps what a connection buffers before its
 /// first frame small.
 const V2_MAX_REST: usize = 1024;
+/// The most bytes [`preamble`] needs to decide: past this many, a longer prefix never changes its answer.
+pub const MAX_PREAMBLE: usize = V2_FIXED + V2_MAX_REST;
 
 /// What the first bytes of a TCP connection say about a PROXY header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Preamble {
     /// Too few bytes to tell.
     Undecided,
-    /// No PROXY header (or not a valid one): the bytes are the client's, to be read as frames.
+    /// No PROXY header: the bytes are the client's, to be read as frames.
     Absent,
+    /// A PROXY header's signature followed by what is not a valid header: a proxy set up wrong, whose
+    /// bytes are no frames either (read as frames, they would even set the client's separator).
+    Invalid,
     /// A PROXY header of `len` bytes naming the client's address (`None`: the proxy does not know it,
     /// or the connection is the proxy's own, such as a health check).
     Header { len: usize, source: Option<IpAddr> },
@@ -58,7 +63,7 @@ fn text(bytes: &[u8]) -> Preamble {
     let searched = &bytes[..bytes.len().min(MAX_LINE)];
     let Some(end) = searched.windows(2).position(|w| w == b"\r\n") else {
         return if bytes.len() >= MAX_LINE {
-            Preamble::Absent
+            Preamble::Invalid
         } else {
             Preamble::Undecided
         };
@@ -68,7 +73,7 @@ fn text(bytes: &[u8]) -> Preamble {
             len: end + 2,
             source,
         },
-        None => Preamble::Absent,
+        None => Preamble::Invalid,
     }
 }
 
@@ -100,39 +105,40 @@ fn binary(bytes: &[u8]) -> Preamble {
         return Preamble::Undecided;
     }
     let rest = usize::from(u16::from_be_bytes([bytes[14], bytes[15]]));
-    let (version, command) = (bytes[12] >> 4, bytes[12] & 0x0f);
-    if version != 2 || rest > V2_MAX_REST {
-        return Preamble::Absent;
+    if bytes[12] >> 4 != 2 || rest > V2_MAX_REST {
+        return Preamble::Invalid;
     }
     let len = V2_FIXED + rest;
     let Some(addresses) = bytes.get(V2_FIXED..len) else {
         return Preamble::Undecided;
     };
-    let source = match command {
+    let source = match bytes[12] & 0x0f {
         0 => Some(None), // LOCAL: the proxy's own connection; the peer is the proxy.
-        1 => binary_source(bytes[13] >> 4, addresses),
+        1 => binary_source(bytes[13], addresses),
         _ => None,
     };
     match source {
         Some(source) => Preamble::Header { len, source },
-        None => Preamble::Absent,
+        None => Preamble::Invalid,
     }
 }
 
-/// The source address of a version 2 PROXY command's address block, by address family: INET (1) and
-/// INET6 (2) carry it first; UNSPEC (0) and UNIX (3) name no IP address (`Some(None)`). `None` when
-/// the family is unknown or the block too short for it.
+/// The source address of a version 2 PROXY command's address block, by its family and transport byte:
+/// TCP over IPv4 (`0x11`) and over IPv6 (`0x21`) carry it first; UNSPEC (`0x00`) and a UNIX stream
+/// socket (`0x31`) name no IP address (`Some(None)`). `None` for any other byte (datagrams included:
+/// chat runs over streams) or a block too short for its family.
 fn binary_source(family: u8, addresses: &[u8]) -> Option<Option<IpAddr>> {
     match family {
-        0 | 3 => Some(None),
-        1 => {
-            let octets: [u8; 4] = addresses.get(..12)?[..4].try_into().ok()?;
-            Some(Some(Ipv4Addr::from(octets).into()))
+        0x00 => Some(None),
+        0x11 => {
+            let a = addresses.get(..12)?;
+            Some(Some(Ipv4Addr::new(a[0], a[1], a[2], a[3]).into()))
         }
-        2 => {
+        0x21 => {
             let octets: [u8; 16] = addresses.get(..36)?[..16].try_into().ok()?;
             Some(Some(Ipv6Addr::from(octets).into()))
         }
+        0x31 => addresses.get(..216).map(|_| None),
         _ => None,
     }
 }
@@ -150,17 +156,22 @@ pub fn forwarded_for(value: &str) -> Option<IpAddr> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProxyRange(IpNet);
 
-impl std::str::FromStr for ProxyRange {
-    type Err = String;
+/// A `trusted_proxies` entry that is neither an address nor a range.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is neither an IP address nor a range like 10.0.0.0/8")]
+pub struct NotAProxyRange(String);
 
-    fn from_str(s: &str) -> Result<ProxyRange, String> {
+impl std::str::FromStr for ProxyRange {
+    type Err = NotAProxyRange;
+
+    fn from_str(s: &str) -> Result<ProxyRange, NotAProxyRange> {
         let net = match s.parse::<IpAddr>() {
             Ok(address) => IpNet::from(address),
-            Err(_) => s.parse::<IpNet>().map_err(|_| {
-                format!("{s:?} is neither an IP address nor a range like 10.0.0.0/8")
-            })?,
+            Err(_) => s
+                .parse::<IpNet>()
+                .map_err(|_| NotAProxyRange(s.to_owned()))?,
         };
-        Ok(ProxyRange(canonical(net)))
+        Ok(ProxyRange(net.trunc()))
     }
 }
 
@@ -178,17 +189,6 @@ impl std::fmt::Display for ProxyRange {
     }
 }
 
-/// An IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`) as the IPv4 range it maps, so that it matches the
-/// peers [`TrustedProxies::trusts`] canonicalises.
-fn canonical(net: IpNet) -> IpNet {
-    match (net.addr().to_canonical(), net) {
-        (IpAddr::V4(v4), IpNet::V6(v6)) if v6.prefix_len() >= 96 => {
-            Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4)
-        }
-        _ => net.trunc(),
-    }
-}
-
 /// The proxies whose word on a client's address the node takes (`trusted_proxies`).
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpNet>);
@@ -198,11 +198,16 @@ impl TrustedProxies {
         TrustedProxies(ranges.into_iter().map(|r| r.0).collect())
     }
 
-    /// Whether a connection from `peer` comes from a trusted proxy (an IPv4 address matches its
-    /// IPv4-mapped IPv6 form too).
+    /// Whether a connection from `peer` comes from a trusted proxy. An IPv4 peer and its IPv4-mapped
+    /// IPv6 form (how a dual-stack socket names it) are one peer, matched by IPv4 and IPv6 ranges alike.
     pub fn trusts(&self, peer: IpAddr) -> bool {
-        let peer = peer.to_canonical();
-        self.0.iter().any(|net| net.contains(&peer))
+        let forms = match peer.to_canonical() {
+            IpAddr::V4(v4) => [IpAddr::V4(v4), IpAddr::V6(v4.to_ipv6_mapped())],
+            v6 => [v6, v6],
+        };
+        self.0
+            .iter()
+            .any(|net| forms.iter().any(|form| net.contains(form)))
     }
 
     /// The client's address on a connection from `peer` on which `named` was said to be it: `named` if
@@ -260,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn invalid_lines_are_no_line() {
+    fn invalid_lines_are_refused() {
         for bad in [
             &b"PROXY TCP4 192.0.2.7 10.0.0.1 51000\r\n"[..],
             b"PROXY TCP4 2001:db8::7 10.0.0.1 1 2\r\n",
@@ -272,7 +277,7 @@ mod tests {
         ] {
             assert_eq!(
                 preamble(bad),
-                Preamble::Absent,
+                Preamble::Invalid,
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
@@ -280,17 +285,17 @@ mod tests {
         let endless = [b"PROXY TCP4 ".as_slice(), &[b'1'; 120]].concat();
         assert_eq!(
             preamble(&endless),
-            Preamble::Absent,
+            Preamble::Invalid,
             "no CRLF within 107 bytes"
         );
     }
 
-    /// A version 2 header: `command` (0 LOCAL, 1 PROXY), `family` (its high nibble), `addresses`, and
-    /// `tlvs` bytes of TLVs after them.
+    /// A version 2 header: `command` (0 LOCAL, 1 PROXY), the family and transport byte `family`
+    /// (`0x11` TCP over IPv4), `addresses`, and `tlvs` bytes of TLVs after them.
     fn v2(command: u8, family: u8, addresses: &[u8], tlvs: usize) -> Vec<u8> {
         let rest = u16::try_from(addresses.len() + tlvs).unwrap();
         let mut h = V2_SIGNATURE.to_vec();
-        h.extend([0x20 | command, family << 4 | 1]);
+        h.extend([0x20 | command, family]);
         h.extend(rest.to_be_bytes());
         h.extend(addresses);
         h.extend(std::iter::repeat_n(0xEE, tlvs));
@@ -314,11 +319,11 @@ mod tests {
             other => panic!("{other:?} for {h:?}"),
         };
         assert_eq!(
-            named(&v2(1, 1, &inet([192, 0, 2, 7]), 0)),
+            named(&v2(1, 0x11, &inet([192, 0, 2, 7]), 0)),
             Some(ip("192.0.2.7"))
         );
         assert_eq!(
-            named(&v2(1, 1, &inet([192, 0, 2, 7]), 40)),
+            named(&v2(1, 0x11, &inet([192, 0, 2, 7]), 40)),
             Some(ip("192.0.2.7")),
             "TLVs after the addresses are skipped"
         );
@@ -327,15 +332,18 @@ mod tests {
             unreachable!()
         };
         let inet6 = [&v6.octets()[..], &[0; 16], &[0; 4]].concat();
-        assert_eq!(named(&v2(1, 2, &inet6, 0)), Some(source6));
+        assert_eq!(named(&v2(1, 0x21, &inet6, 0)), Some(source6));
         assert_eq!(
             named(&v2(0, 0, &[], 0)),
             None,
             "LOCAL: the proxy's own check"
         );
-        assert_eq!(named(&v2(1, 0, &[], 0)), None, "UNSPEC");
-        assert_eq!(named(&v2(1, 3, &[0; 216], 0)), None, "UNIX");
-        let mut then = v2(1, 1, &inet([192, 0, 2, 7]), 0);
+        assert_eq!(named(&v2(1, 0x00, &[], 0)), None, "UNSPEC");
+        assert_eq!(named(&v2(1, 0x31, &[0; 216], 0)), None, "UNIX");
+        let longest = v2(1, 0x11, &inet([192, 0, 2, 7]), V2_MAX_REST - 12);
+        assert_eq!(longest.len(), MAX_PREAMBLE);
+        assert_eq!(named(&longest), Some(ip("192.0.2.7")), "at the bound");
+        let mut then = v2(1, 0x11, &inet([192, 0, 2, 7]), 0);
         then.extend(b"{\"msgid\":1}\0");
         assert_eq!(
             preamble(&then),
@@ -348,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_binary_header_arrives_in_pieces() {
-        let whole = v2(1, 1, &inet([192, 0, 2, 7]), 8);
+        let whole = v2(1, 0x11, &inet([192, 0, 2, 7]), 8);
         for cut in 0..whole.len() {
             assert_eq!(preamble(&whole[..cut]), Preamble::Undecided, "{cut} bytes");
         }
@@ -360,29 +368,32 @@ mod tests {
     }
 
     #[test]
-    fn invalid_binary_headers_are_no_header() {
-        let good = v2(1, 1, &inet([192, 0, 2, 7]), 0);
-        let mut version1 = good.clone();
-        version1[12] = 0x11;
-        let mut command2 = good.clone();
-        command2[12] = 0x22;
-        let mut family9 = good.clone();
-        family9[13] = 0x91;
+    fn invalid_binary_headers_are_refused() {
+        let good = v2(1, 0x11, &inet([192, 0, 2, 7]), 0);
+        let with = |at: usize, byte: u8| {
+            let mut h = good.clone();
+            h[at] = byte;
+            h
+        };
         for (bad, why) in [
-            (version1, "version 1 in binary"),
-            (command2, "no such command"),
-            (family9, "no such family"),
+            (with(12, 0x11), "version 1 in binary"),
+            (with(12, 0x22), "no such command"),
+            (with(13, 0x91), "no such family"),
+            (with(13, 0x12), "datagrams"),
+            (with(13, 0x10), "IPv4 without a transport"),
+            (with(13, 0x01), "UNSPEC with a transport"),
             (
-                v2(1, 1, &[192, 0, 2, 7], 0),
-                "an INET block short of 12 bytes",
+                v2(1, 0x11, &[192, 0, 2, 7], 0),
+                "an IPv4 block short of 12 bytes",
             ),
-            (v2(1, 2, &[0; 20], 0), "an INET6 block short of 36 bytes"),
+            (v2(1, 0x21, &[0; 20], 0), "an IPv6 block short of 36 bytes"),
+            (v2(1, 0x31, &[0; 108], 0), "a UNIX block short of 216 bytes"),
             (
-                v2(1, 1, &inet([192, 0, 2, 7]), V2_MAX_REST),
-                "longer than the bound",
+                v2(1, 0x11, &inet([192, 0, 2, 7]), V2_MAX_REST - 11),
+                "a byte past the bound",
             ),
         ] {
-            assert_eq!(preamble(&bad), Preamble::Absent, "{why}");
+            assert_eq!(preamble(&bad), Preamble::Invalid, "{why}");
         }
     }
 
@@ -434,16 +445,20 @@ mod tests {
         for outside in ["10.2.0.1", "10.0.255.255", "fe80::1", "192.0.2.8", "::1"] {
             assert!(!proxies.trusts(ip(outside)), "{outside}");
         }
+        let everyone6 = trusted(&["::/0"]);
+        assert!(
+            everyone6.trusts(ip("::ffff:10.1.2.3")),
+            "a mapped peer in an IPv6 range"
+        );
+        assert!(everyone6.trusts(ip("10.1.2.3")), "its IPv4 form too");
         let mapped = trusted(&["::ffff:172.16.0.0/108"]);
         assert!(
             mapped.trusts(ip("172.16.5.5")),
             "a mapped range is its IPv4 range"
         );
         assert!(!mapped.trusts(ip("172.32.0.1")));
-        assert!(
-            trusted(&["10.1.2.3/8"]).trusts(ip("10.200.0.1")),
-            "host bits are ignored"
-        );
+        let host_bits = "10.1.2.3/8".parse::<ProxyRange>().unwrap();
+        assert_eq!(host_bits.to_string(), "10.0.0.0/8", "host bits are dropped");
     }
 
     #[test]
@@ -456,7 +471,7 @@ mod tests {
             "fd00::/129",
             "10.0.0.1/",
         ] {
-            let err = bad.parse::<ProxyRange>().unwrap_err();
+            let err = bad.parse::<ProxyRange>().unwrap_err().to_string();
             assert!(err.contains("10.0.0.0/8"), "{bad}: {err}");
         }
         assert_eq!(

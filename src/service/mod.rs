@@ -69,7 +69,7 @@ pub struct Context {
     pub unreleased: Mutex<HashSet<(UserId, Arc<str>)>>,
     /// Failed-login counts, so password guessing cannot burn everyone's CPU.
     pub login_throttle: LoginThrottle,
-    /// The proxies whose word on a client's address (a PROXY line, `X-Forwarded-For`) counts, for the
+    /// The proxies whose word on a client's address (a PROXY header, `X-Forwarded-For`) counts, for the
     /// throttle's per-address counts.
     pub proxies: crate::protocol::proxy::TrustedProxies,
     /// Group member lists, so group chat needs no database query per message.

@@ -6,7 +6,7 @@
 //! and never bytes, so both transports get the same checks, limits and delivery.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use tungstenite::protocol::frame::coding::CloseCode;
 
@@ -70,6 +70,8 @@ enum Start {
     Named(IpAddr),
     /// Frames only, from here on.
     Frames,
+    /// A PROXY header that is not valid: the connection ends ([`End::Broken`]).
+    Refused,
 }
 
 impl TcpInbound {
@@ -80,6 +82,10 @@ impl TcpInbound {
         first.extend_from_slice(bytes);
         let (skip, next) = match proxy::preamble(first) {
             Preamble::Undecided => return,
+            Preamble::Invalid => {
+                self.start = refused();
+                return;
+            }
             Preamble::Absent => (0, Start::Frames),
             Preamble::Header { len, source: None } => (len, Start::Frames),
             Preamble::Header {
@@ -99,8 +105,20 @@ impl TcpInbound {
                 Some(Unit::Proxied(ip))
             }
             Start::Frames => self.decoder.next_frame().map(Unit::Frame),
+            Start::Refused => Some(Unit::End(End::Broken)),
         }
     }
+}
+
+/// What follows a PROXY header that is not valid: the connection ends. Said once in the log, since it
+/// means a proxy set up wrong (another protocol, or a version 1 line cut short) and every connection
+/// through it fails the same way.
+fn refused() -> Start {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!("a connection began with a PROXY header that is not valid: closed");
+    }
+    Start::Refused
 }
 
 impl Inbound {
@@ -255,6 +273,57 @@ mod tests {
         let mut unknown = Inbound::new(Transport::Tcp, 100);
         unknown.feed(b"PROXY UNKNOWN\r\n{}\n");
         assert_eq!(unknown.next(&framing), frame(b"{}"), "nothing named");
+    }
+
+    /// A version 2 header is read the same way, in pieces; LOCAL names no one; a header that is not
+    /// valid ends the connection before any frame, whichever version it claims.
+    #[test]
+    fn a_binary_proxy_header_comes_before_the_frames() {
+        let framing = Framing::new(Transport::Tcp);
+        let frame = |bytes: &[u8]| Some(Unit::Frame(Decoded::Frame(bytes.to_vec())));
+        let header = |command: u8| {
+            let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+            h.extend([
+                0x20 | command,
+                0x11,
+                0,
+                12,
+                192,
+                0,
+                2,
+                7,
+                10,
+                0,
+                0,
+                1,
+                0xc7,
+                0x38,
+                0x17,
+                0x70,
+            ]);
+            h
+        };
+        let mut inbound = Inbound::new(Transport::Tcp, 100);
+        for byte in [header(1), b"{\"a\":1}\0".to_vec()].concat() {
+            inbound.feed(&[byte]);
+        }
+        assert_eq!(
+            inbound.next(&framing),
+            Some(Unit::Proxied("192.0.2.7".parse().unwrap()))
+        );
+        assert_eq!(inbound.next(&framing), frame(b"{\"a\":1}"));
+        let mut local = Inbound::new(Transport::Tcp, 100);
+        local.feed(&[header(0), b"{}\n".to_vec()].concat());
+        assert_eq!(local.next(&framing), frame(b"{}"), "LOCAL names no one");
+
+        let mut bad_v2 = header(1);
+        bad_v2[13] = 0x12;
+        let bad_v1 = b"PROXY TCP4 192.0.2.7\r\n".to_vec();
+        for bad in [bad_v2, bad_v1] {
+            let mut inbound = Inbound::new(Transport::Tcp, 100);
+            inbound.feed(&[bad, b"{}\n".to_vec()].concat());
+            assert_eq!(inbound.next(&framing), Some(Unit::End(End::Broken)));
+        }
     }
 
     #[test]
