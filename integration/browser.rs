@@ -750,11 +750,48 @@ fn browser_through_nginx_with_tls() {
     assert_eq!(ack["msgid"], 16, "{ack}");
     wait_last_message(&t, "and back", None);
 
+    // A text longer than a message may be is counted, refused with a word, and kept (a textarea's
+    // maxlength had cut it without one).
+    t.script(
+        "const c = document.querySelector('[data-test=composer]'); c.value = 'x'.repeat(16390); \
+         c.dispatchEvent(new Event('input'))",
+        json!([]),
+    );
+    assert_eq!(
+        t.attrs("[data-test=composer-count]", "class"),
+        ["count over"]
+    );
+    t.type_into("[data-test=composer]", ENTER);
+    t.wait_texts("the refusal of a long text", "[data-test=toast]", |t| {
+        t.iter().any(|t| t.contains("at most 16,384"))
+    });
+    let kept = t.script(
+        "return document.querySelector('[data-test=composer]').value.length",
+        json!([]),
+    );
+    assert_eq!(kept, json!(16390), "the text stays to be shortened");
+    t.clear("[data-test=composer]");
+
     // Logged out, the page offers the name to log in with again, and the name is enough.
     t.click("[data-test=logout]");
     t.wait_for("the login screen after logging out", |s| {
         (screen(s) == "login").then_some(())
     });
+    assert_eq!(
+        t.attrs("[data-test=login-error]", "class"),
+        ["error notice"]
+    );
+    assert!(
+        t.texts("[data-test=toast]").is_empty(),
+        "toasts go with the session"
+    );
+    t.type_into("[data-test=login-password]", "wrong");
+    t.click("[data-test=login-submit]");
+    t.wait_texts("a wrong password's words", "[data-test=login-error]", |t| {
+        t == ["Wrong name, user id or password."]
+    });
+    assert_eq!(t.attrs("[data-test=login-error]", "class"), ["error"]);
+    t.clear("[data-test=login-password]");
     assert_eq!(
         t.script(
             "return document.querySelector('[data-test=login-id]').value",

@@ -191,7 +191,8 @@ function showForm(id) {
   }
 }
 
-function showLogin(message = '') {
+// `notice`: the message is news (logged out), not a failure.
+function showLogin(message = '', notice = false) {
   S.me = null;
   document.body.dataset.screen = 'login';
   showForm('login-form');
@@ -199,18 +200,24 @@ function showLogin(message = '') {
   const known = store.get('name') || store.get('id');
   if (!form.elements.id.value && known) form.elements.id.value = known;
   if (!form.elements.device.value) form.elements.device.value = defaultDevice();
-  T('login-error').textContent = message;
+  loginStatus(message, notice);
+}
+
+/** The login screen's status line: a failure (in the error colour) or, with `notice`, news. */
+function loginStatus(text, notice = false) {
+  T('login-error').textContent = text;
+  T('login-error').classList.toggle('notice', notice);
 }
 
 // `account` names whose login it is: `{ id }` or `{ name }` (the server takes either).
 async function passwordLogin({ account, password, device }) {
   if (!conn.open) {
     pendingLogin = { account, password, device };
-    T('login-error').textContent = 'Waiting for the server…';
+    loginStatus('Waiting for the server…', true);
     conn.connect();
     return;
   }
-  T('login-error').textContent = 'Logging in…';
+  loginStatus('Logging in…', true);
   try {
     const ack = await conn.request({ msgid: 1, ...account, password, v: 2, device });
     store.set('id', String(ack.id));
@@ -220,9 +227,11 @@ async function passwordLogin({ account, password, device }) {
     loggedIn(ack);
   } catch (err) {
     if (err instanceof Refused && err.errno === 2) {
-      T('login-error').textContent = `${err.message}: choose another name for this device, or log it out there.`;
+      loginStatus(`${err.message}: choose another name for this device, or log it out there.`);
+    } else if (err instanceof Refused && err.errno === 1) {
+      loginStatus('Wrong name, user id or password.');
     } else {
-      T('login-error').textContent = explain(err);
+      loginStatus(explain(err));
     }
   }
 }
@@ -301,7 +310,8 @@ function logout() {
   conn.request({ msgid: 3 }).catch(() => {});
   store.set('token', null);
   resetState();
-  showLogin('Logged out.');
+  T('toasts').replaceChildren();
+  showLogin('Logged out.', true);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -472,6 +482,25 @@ function saveOutbox() {
   if (!S.me) return;
   const keep = S.outbox.filter((m) => m.state !== 'refused').map(({ cid, conv: c, msg }) => ({ cid, conv: c, msg }));
   store.set(`outbox.${S.me.id}`, keep.length ? JSON.stringify(keep) : null);
+}
+
+// The most characters one message may have: the server's default `limits.max_text_chars` (a server set
+// lower refuses longer ones, and the message shows as refused).
+const MAX_TEXT = 16384;
+
+/** How many characters `text` has as the server counts them (code points, not UTF-16 units). */
+function chars(text) {
+  return [...text].length;
+}
+
+/** Shows the composer's length once it nears the limit, and how far over it is. A textarea `maxlength`
+ * would cut a long paste without a word; this says so and keeps the text. */
+function renderCount() {
+  const n = chars(T('composer').value);
+  const count = T('composer-count');
+  count.hidden = n <= MAX_TEXT * 0.9;
+  count.textContent = `${n.toLocaleString()} / ${MAX_TEXT.toLocaleString()}`;
+  count.classList.toggle('over', n > MAX_TEXT);
 }
 
 function sendText(text) {
@@ -930,7 +959,7 @@ function wire() {
   for (const b of document.querySelectorAll('#login [data-form]')) {
     b.addEventListener('click', () => {
       showForm(b.dataset.form);
-      T('login-error').textContent = '';
+      loginStatus('', true);
     });
   }
   T('login-form').addEventListener('submit', (e) => {
@@ -946,15 +975,15 @@ function wire() {
     const f = e.target.elements;
     const name = f.name.value;
     const password = f.password.value;
-    if (!conn.open) { T('login-error').textContent = 'The server is not reachable yet.'; return; }
-    T('login-error').textContent = 'Registering…';
+    if (!conn.open) { loginStatus('The server is not reachable yet.'); return; }
+    loginStatus('Registering…', true);
     try {
       const ack = await conn.request({ msgid: 4, name, password });
       T('login-form').elements.id.value = name;
-      T('login-error').textContent = `Registered: your user id is ${ack.id}.`;
+      loginStatus(`Registered: your user id is ${ack.id}.`, true);
       passwordLogin({ account: { id: ack.id }, password, device: T('login-form').elements.device.value.trim() || defaultDevice() });
     } catch (err) {
-      T('login-error').textContent = explain(err);
+      loginStatus(explain(err));
     }
   });
   T('banner-retry').addEventListener('click', () => conn.connect());
@@ -977,6 +1006,7 @@ function wire() {
   const composer = T('composer');
   let lastTyping = 0;
   composer.addEventListener('input', () => {
+    renderCount();
     if (!S.current || !composer.value) return;
     const now = Date.now();
     if (now - lastTyping > 2000) {
@@ -994,7 +1024,12 @@ function wire() {
     e.preventDefault();
     const text = composer.value;
     if (!text.trim()) return;
+    if (chars(text) > MAX_TEXT) {
+      toast(`This message has ${chars(text).toLocaleString()} characters; one message holds at most ${MAX_TEXT.toLocaleString()}. Shorten it or send it in parts.`, 'error');
+      return;
+    }
     composer.value = '';
+    renderCount();
     lastTyping = 0;
     sendText(text);
   });
@@ -1033,6 +1068,7 @@ function wire() {
     act({ msgid: 9, groupid: id }, async () => {
       f.id.value = '';
       await refreshGroup(id);
+      toast(`You joined ${S.groups.get(id)?.groupname ?? `group #${id}`}`);
       await refreshConversations();
       openConv(`g${id}`);
     });
