@@ -805,5 +805,11 @@ fn browser_through_nginx_with_tls() {
         (screen(s) == "main").then_some(())
     });
     assert_eq!(t.texts("[data-test=me]"), ["tina"]);
+    // The list shows each conversation's last message, fetched at login (CONVERSATIONS has no texts).
+    t.wait_texts(
+        "the preview of tom's last message",
+        "[data-test=conv-preview]",
+        |p| p == ["and back"],
+    );
     t.assert_no_errors();
 }

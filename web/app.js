@@ -291,8 +291,26 @@ function loggedIn(ack) {
   refreshFriends();
   // Fill what was missed while away in the conversations already loaded.
   for (const c of S.convs.values()) if (c.loaded) catchUp(c);
+  loadPreviews();
   resend();
   renderAll();
+}
+
+// The conversations at the top of the list whose last message the page fetches for its preview at
+// login (CONVERSATIONS carries positions, not texts); the rest get theirs when opened or written to.
+const PREVIEWS = 30;
+
+/** Fetches the last message of each of the first [`PREVIEWS`] conversations that has none loaded. */
+async function loadPreviews() {
+  const bare = S.order.slice(0, PREVIEWS).map((id) => S.convs.get(id))
+    .filter((c) => c && c.last > 0 && c.msgs.size === 0);
+  await Promise.all(bare.map(async (c) => {
+    try {
+      const ack = await conn.request({ msgid: 19, conv: c.conv, limit: 1 });
+      for (const m of ack.messages) addMessage(m);
+    } catch { /* no preview: the conversation still opens and loads its history */ }
+  }));
+  if (bare.length) renderConvList();
 }
 
 function resetState() {
@@ -754,7 +772,7 @@ function renderConvList() {
       c.conv[0] === 'u' ? (presenceDot(n) ?? el('span', { class: 'dot none' })) : el('span', { class: 'dot group', 'aria-hidden': 'true' }, '#'),
       el('span', { class: 'grow' },
         el('span', { class: 'name', 'data-test': 'conv-name' }, c.name),
-        el('span', { class: 'preview' }, lastMsg ? `${lastMsg.id === S.me.id ? 'You: ' : (c.conv[0] === 'g' ? `${lastMsg.name}: ` : '')}${lastMsg.msg}` : '')),
+        el('span', { class: 'preview', 'data-test': 'conv-preview' }, lastMsg ? `${lastMsg.id === S.me.id ? 'You: ' : (c.conv[0] === 'g' ? `${lastMsg.name}: ` : '')}${lastMsg.msg}` : '')),
       u > 0 ? el('span', { class: 'badge', 'data-test': 'unread' }, String(u)) : null));
   });
   list.replaceChildren(...items);
