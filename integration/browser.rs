@@ -742,6 +742,19 @@ fn browser_through_nginx_with_tls() {
     t.type_into("[data-test=find-name]", "tom");
     t.click("[data-test=find-submit]");
     t.click("[data-test=found-chat]");
+    // Send is offered once there is something to send.
+    let send_disabled = |s: &Session| {
+        s.script(
+            "return document.querySelector('[data-test=send]').disabled",
+            json!([]),
+        )
+    };
+    assert_eq!(send_disabled(&t), json!(true), "nothing written yet");
+    t.type_into("[data-test=composer]", "   ");
+    assert_eq!(send_disabled(&t), json!(true), "only blanks");
+    t.type_into("[data-test=composer]", "over wss");
+    assert_eq!(send_disabled(&t), json!(false));
+    t.clear("[data-test=composer]");
     t.type_into("[data-test=composer]", &format!("over wss{ENTER}"));
     wait_last_message(&t, "over wss", Some("sent"));
     let (got, _) = recv_until(&mut tom, 6);

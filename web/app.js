@@ -463,6 +463,7 @@ function openConv(id) {
   S.tab = 'chats';
   S.confirm = null;
   T('composer').value = '';
+  renderComposer();
   renderAll();
   if (!c.loaded) loadLatest(c);
   else renderChat({ stick: true });
@@ -511,10 +512,13 @@ function chars(text) {
   return [...text].length;
 }
 
-/** Shows the composer's length once it nears the limit, and how far over it is. A textarea `maxlength`
- * would cut a long paste without a word; this says so and keeps the text. */
-function renderCount() {
-  const n = chars(T('composer').value);
+/** Shows the composer's length once it nears the limit, and how far over it is (a textarea `maxlength`
+ * would cut a long paste without a word; this says so and keeps the text), and offers Send only when
+ * there is something to send. */
+function renderComposer() {
+  const text = T('composer').value;
+  T('send').disabled = !text.trim();
+  const n = chars(text);
   const count = T('composer-count');
   count.hidden = n <= MAX_TEXT * 0.9;
   count.textContent = `${n.toLocaleString()} / ${MAX_TEXT.toLocaleString()}`;
@@ -1024,7 +1028,7 @@ function wire() {
   const composer = T('composer');
   let lastTyping = 0;
   composer.addEventListener('input', () => {
-    renderCount();
+    renderComposer();
     if (!S.current || !composer.value) return;
     const now = Date.now();
     if (now - lastTyping > 2000) {
@@ -1047,7 +1051,7 @@ function wire() {
       return;
     }
     composer.value = '';
-    renderCount();
+    renderComposer();
     lastTyping = 0;
     sendText(text);
   });
