@@ -127,8 +127,8 @@ fn screenshots(s: &Session, name: &str, phone_view: &str) {
 }
 
 /// Two browser users register, become friends by request, chat both ways, see typing and read
-/// receipts and unread counts; one reloads and still sees the history, older messages loading as they
-/// scroll up; the server goes away (banner, the message waits and says so) and comes back (sent once).
+/// receipts and unread counts; one reloads and finds the chat he was in open again (and the list, once
+/// he went back to it), and still sees the history, older messages loading as they scroll up; the server goes away (banner, the message waits and says so) and comes back (sent once).
 #[test]
 fn two_users_befriend_chat_reload_and_survive_a_restart() {
     let db = Db::fresh(Backend::Sqlite);
@@ -254,6 +254,23 @@ fn two_users_befriend_chat_reload_and_survive_a_restart() {
         "[data-test=conv-name]",
         |t| t == ["alice"],
     );
+    // The chat he was in is open again. On a phone he goes back to the list (a desktop always shows
+    // the open chat, and a chat on screen is read), so that what alice writes next waits unread.
+    b.wait_for("the chat with alice open again", |s| {
+        let open = s.attrs("[data-test=conv].current", "data-conv");
+        (open == [conv_a.as_str()] && s.visible("[data-test=composer]")).then_some(())
+    });
+    b.set_viewport(PHONE.0, PHONE.1, true);
+    b.click("[data-test=back]");
+    b.wait_for("bob's list, on a phone", |s| {
+        (s.visible("[data-test=conv-list]") && !s.visible("[data-test=composer]")).then_some(())
+    });
+    // Back at the list is where a reload leaves him too, with nothing of the chat loaded.
+    b.refresh();
+    b.wait_for("bob's list after another reload", |s| {
+        (screen(s) == "main" && s.visible("[data-test=conv-list]")).then_some(())
+    });
+    assert!(!b.visible("[data-test=composer]"), "no chat open");
 
     // Meanwhile alice writes 40 more from a terminal (a v2 device of hers over TCP): bob's list counts
     // them as unread.
@@ -319,6 +336,7 @@ fn two_users_befriend_chat_reload_and_survive_a_restart() {
         b.texts("[data-test=history-top]"),
         ["The beginning of the conversation"]
     );
+    b.set_viewport(DESKTOP.0, DESKTOP.1, false);
     // Alice's terminal sees bob's receipt for the last line.
     let (receipt, _) = recv_until(&mut tcp, 23);
     assert_eq!(

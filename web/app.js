@@ -294,6 +294,9 @@ function loggedIn(ack) {
   loadPreviews();
   resend();
   renderAll();
+  // A reload (or a new login) opens the chat that was open.
+  const open = first && store.get(`open.${ack.id}`);
+  if (open && S.convs.has(open)) openConv(open);
 }
 
 // The conversations at the top of the list whose last message the page fetches for its preview at
@@ -326,6 +329,7 @@ function resetState() {
 
 function logout() {
   conn.request({ msgid: 3 }).catch(() => {});
+  rememberOpen(null);
   store.set('token', null);
   resetState();
   T('toasts').replaceChildren();
@@ -453,12 +457,18 @@ async function catchUp(c) {
 function forgetConv(id) {
   S.convs.delete(id);
   S.order = S.order.filter((c) => c !== id);
-  if (S.current === id) { S.current = null; S.view = 'list'; }
+  if (S.current === id) { S.current = null; S.view = 'list'; rememberOpen(null); }
+}
+
+/** Remembers `id` as the chat this user has open (`null`: none), so that a reload opens it again. */
+function rememberOpen(id) {
+  if (S.me) store.set(`open.${S.me.id}`, id);
 }
 
 function openConv(id) {
   const c = conv(id);
   S.current = id;
+  rememberOpen(id);
   S.view = 'chat';
   S.tab = 'chats';
   S.confirm = null;
@@ -1014,7 +1024,12 @@ function wire() {
   for (const b of document.querySelectorAll('[data-tab]')) {
     b.addEventListener('click', () => { S.tab = b.dataset.tab; S.view = 'list'; renderAll(); });
   }
-  T('back').addEventListener('click', () => { S.view = 'list'; S.membersOpen = false; renderAll(); });
+  T('back').addEventListener('click', () => {
+    S.view = 'list';
+    S.membersOpen = false;
+    rememberOpen(null);
+    renderAll();
+  });
   T('members-back').addEventListener('click', () => { S.view = 'chat'; S.membersOpen = false; renderAll(); });
   T('members-toggle').addEventListener('click', () => {
     const open = !(S.membersOpen || S.view === 'members');
