@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clusterchat::protocol::frame::Separator;
 use serde_json::json;
 
-use crate::support::{Backend, ConfigFile, Db, Server, user};
+use crate::support::{Backend, ConfigFile, Conn, Db, Server, user};
 
 #[test]
 fn a_flood_is_refused_then_cut_off_while_others_are_served() {
@@ -44,6 +44,48 @@ fn a_flood_is_refused_then_cut_off_while_others_are_served() {
         16
     );
     assert_eq!(b.recv()["msg"], "still fine");
+}
+
+/// Errnos of the answers to `n` unknown requests written at once by `c`.
+fn answers_to_a_burst(c: &mut Conn, n: usize) -> Vec<i64> {
+    let burst: Vec<u8> = (0..n).flat_map(|_| b"{\"msgid\":99}\n".to_vec()).collect();
+    c.client
+        .stream()
+        .try_clone()
+        .unwrap()
+        .write_all(&burst)
+        .unwrap();
+    (0..n)
+        .map(|_| c.recv()["errno"].as_i64().unwrap())
+        .collect()
+}
+
+/// A user cut off for flooding logs in again without a burst allowance for a while (a connection's
+/// limit is its own, so a reconnect used to bring a fresh one); others keep theirs.
+#[test]
+fn a_flooder_cut_off_comes_back_without_a_burst() {
+    let db = Db::fresh(Backend::Sqlite);
+    let conf =
+        ConfigFile::new("[rate_limit]\nper_sec = 100.0\nburst = 50.0\nabuse_frames = 500.0\n");
+    let server = Server::start(&db, &["--config", &conf.path]);
+    let (mut flood, flooder) = user(&server, "flooder");
+    let (mut calm, _) = user(&server, "calm");
+    let burst: Vec<u8> = (0..3_000)
+        .flat_map(|_| b"{\"msgid\":99}\n".to_vec())
+        .collect();
+    let _ = flood.client.stream().try_clone().unwrap().write_all(&burst);
+    flood.expect_closed(Duration::from_secs(10));
+
+    let mut again = server.connect(Separator::Newline);
+    again.login(flooder, "pw", 2);
+    let errnos = answers_to_a_burst(&mut again, 40);
+    let limited = errnos.iter().filter(|&&e| e == 107).count();
+    assert!(limited >= 20, "no fresh burst after the cut: {errnos:?}");
+    assert_eq!(
+        answers_to_a_burst(&mut calm, 40),
+        vec![101; 40],
+        "a user never cut off keeps the burst"
+    );
 }
 
 #[test]

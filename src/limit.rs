@@ -118,6 +118,46 @@ impl RateLimiter {
             Verdict::Refuse
         }
     }
+
+    /// Takes the burst allowance away and leaves half the abuse allowance: for a user who was cut off
+    /// for flooding a moment ago ([`Penalties`]), so that logging in again buys no fresh burst.
+    pub fn penalise(&mut self) {
+        self.tokens = 0.0;
+        self.strikes = self.strikes.max(self.cfg.abuse_frames / 2.0);
+    }
+}
+
+/// How long a user cut off for flooding logs in again without a burst allowance.
+const PENALTY: Duration = Duration::from_secs(60);
+
+/// The users this node cut off for flooding ([`Verdict::Close`]) within [`PENALTY`]. A connection's rate
+/// limit is its own, so without this a flooder would get a fresh burst with every reconnect. Bounded
+/// like the login throttle's maps: past [`MAX_TRACKED`] users, stale ones are dropped, and if none is
+/// stale a new one is not remembered (the per-connection limit still holds).
+#[derive(Default)]
+pub struct Penalties {
+    cut: Mutex<HashMap<UserId, Instant>>,
+}
+
+impl Penalties {
+    /// `user` was cut off for flooding just now.
+    pub fn record(&self, user: UserId) {
+        let mut cut = self.cut.lock();
+        if cut.len() >= MAX_TRACKED {
+            cut.retain(|_, at| at.elapsed() < PENALTY);
+        }
+        if cut.len() < MAX_TRACKED || cut.contains_key(&user) {
+            cut.insert(user, Instant::now());
+        }
+    }
+
+    /// Whether `user` was cut off for flooding within [`PENALTY`].
+    pub fn holds(&self, user: UserId) -> bool {
+        self.cut
+            .lock()
+            .get(&user)
+            .is_some_and(|at| at.elapsed() < PENALTY)
+    }
 }
 
 /// Failed-login throttling.
@@ -390,6 +430,40 @@ mod tests {
             .position(|i| rl.check_at(t0 + Duration::from_micros(i * 1_000)) == Verdict::Close)
             .expect("closed");
         assert!(closed_at < 200, "closed after {closed_at} frames");
+    }
+
+    #[test]
+    fn a_penalised_limiter_has_no_burst_and_half_the_patience() {
+        let cfg = RateConfig {
+            per_sec: 100.0,
+            burst: 10.0,
+            abuse_frames: 50.0,
+        };
+        let mut rl = RateLimiter::new(&cfg);
+        rl.penalise();
+        let t0 = rl.last;
+        assert_eq!(rl.check_at(t0), Verdict::Refuse, "no burst");
+        let closed_at = (1..100u64)
+            .position(|_| rl.check_at(t0) == Verdict::Close)
+            .expect("closed");
+        assert_eq!(closed_at, 24, "half of 50 refusals, then closed");
+        assert_eq!(
+            rl.check_at(t0 + Duration::from_secs(1)),
+            Verdict::Allow,
+            "the rate itself is not taken"
+        );
+    }
+
+    #[test]
+    fn penalties_last_their_time_and_name_only_their_users() {
+        let p = Penalties::default();
+        p.record(UserId::from(7));
+        assert!(p.holds(UserId::from(7)));
+        assert!(!p.holds(UserId::from(8)));
+        p.cut
+            .lock()
+            .insert(UserId::from(9), Instant::now() - PENALTY);
+        assert!(!p.holds(UserId::from(9)), "past its time");
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl Node {
             max_devices: settings.max_devices,
             unreleased: Default::default(),
             login_throttle: LoginThrottle::new(&settings.login_throttle),
+            penalties: Default::default(),
             proxies: TrustedProxies::new(settings.trusted_proxies.clone()),
             members: Default::default(),
             users: Default::default(),

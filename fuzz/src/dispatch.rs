@@ -136,6 +136,7 @@ fn context(store: Arc<SqliteStore>, hasher: Hasher) -> Arc<Context> {
         max_devices: MAX_DEVICES,
         unreleased: Default::default(),
         login_throttle: LoginThrottle::new(&throttle_config()),
+        penalties: Default::default(),
         proxies: Default::default(),
         members: Default::default(),
         users: Default::default(),

@@ -69,6 +69,8 @@ pub struct Context {
     pub unreleased: Mutex<HashSet<(UserId, Arc<str>)>>,
     /// Failed-login counts, so password guessing cannot burn everyone's CPU.
     pub login_throttle: LoginThrottle,
+    /// Users cut off for flooding a moment ago: they log in again without a burst allowance.
+    pub penalties: crate::limit::Penalties,
     /// The proxies whose word on a client's address (a PROXY header, `X-Forwarded-For`) counts, for the
     /// throttle's per-address counts.
     pub proxies: crate::protocol::proxy::TrustedProxies,

@@ -39,6 +39,7 @@ fn fixture() -> Fixture {
         max_devices: 8,
         unreleased: Default::default(),
         login_throttle: LoginThrottle::new(&Default::default()),
+        penalties: Default::default(),
         proxies: Default::default(),
         members: Default::default(),
         users: Default::default(),

@@ -193,6 +193,9 @@ fn handle_units(
                     }
                     if verdict == Verdict::Close {
                         refusals.flush(&mut turn, framing);
+                        if let Some(user) = &turn.user {
+                            ctx.penalties.record(user.id);
+                        }
                         return Err(End::Abuse);
                     }
                     continue;
@@ -203,8 +206,10 @@ fn handle_units(
             Unit::Frame(Decoded::Frame(bytes)) => {
                 let was_logged_in = turn.user.is_some();
                 turn.dispatch(&bytes);
-                if was_logged_in && turn.user.is_none() {
-                    idle.restart();
+                match (&turn.user, was_logged_in) {
+                    (None, true) => idle.restart(),
+                    (Some(user), false) if ctx.penalties.holds(user.id) => rate.penalise(),
+                    _ => {}
                 }
             }
             Unit::Frame(Decoded::Malformed) => {

@@ -223,6 +223,7 @@ fn context(store: Arc<dyn Store>) -> Context {
         max_devices: 8,
         unreleased: Default::default(),
         login_throttle: LoginThrottle::new(&Default::default()),
+        penalties: Default::default(),
         proxies: Default::default(),
         members: Default::default(),
         users: Default::default(),
