@@ -8,20 +8,38 @@ use serde_json::json;
 
 use crate::support::{Backend, ConfigFile, Conn, Db, Server, user};
 
-#[test]
-fn a_flood_is_refused_then_cut_off_while_others_are_served() {
+/// A node whose rate limit a test can flood quickly: 100 frames a second, a burst of 50, closed after
+/// 500 refusals.
+fn floodable() -> (Db, ConfigFile, Server) {
     let db = Db::fresh(Backend::Sqlite);
     let conf =
         ConfigFile::new("[rate_limit]\nper_sec = 100.0\nburst = 50.0\nabuse_frames = 500.0\n");
     let server = Server::start(&db, &["--config", &conf.path]);
+    (db, conf, server)
+}
+
+/// `n` unknown requests written at once on `c` (a newline-framed connection), whether or not the
+/// server reads them all.
+fn burst(c: &mut Conn, n: usize) {
+    let frames: Vec<u8> = (0..n).flat_map(|_| b"{\"msgid\":99}\n".to_vec()).collect();
+    let _ = c.client.stream().try_clone().unwrap().write_all(&frames);
+}
+
+/// Errnos of the answers to `n` unknown requests written at once by `c`.
+fn answers_to_a_burst(c: &mut Conn, n: usize) -> Vec<i64> {
+    burst(c, n);
+    (0..n)
+        .map(|_| c.recv()["errno"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_flood_is_refused_then_cut_off_while_others_are_served() {
+    let (_db, _conf, server) = floodable();
     let (mut a, _) = user(&server, "calm");
     let (mut b, b_id) = user(&server, "friend");
-    let mut flood = server.connect(Separator::Nul);
-    let mut stream = flood.client.stream().try_clone().unwrap();
-    let burst: Vec<u8> = (0..3_000)
-        .flat_map(|_| b"{\"msgid\":99}\0".to_vec())
-        .collect();
-    let _ = stream.write_all(&burst); // the server may cut us off before we finish
+    let mut flood = server.connect(Separator::Newline);
+    burst(&mut flood, 3_000); // the server may cut us off before we finish
     let frames = flood.expect_closed(Duration::from_secs(10));
     let errnos: Vec<i64> = frames
         .iter()
@@ -46,34 +64,14 @@ fn a_flood_is_refused_then_cut_off_while_others_are_served() {
     assert_eq!(b.recv()["msg"], "still fine");
 }
 
-/// Errnos of the answers to `n` unknown requests written at once by `c`.
-fn answers_to_a_burst(c: &mut Conn, n: usize) -> Vec<i64> {
-    let burst: Vec<u8> = (0..n).flat_map(|_| b"{\"msgid\":99}\n".to_vec()).collect();
-    c.client
-        .stream()
-        .try_clone()
-        .unwrap()
-        .write_all(&burst)
-        .unwrap();
-    (0..n)
-        .map(|_| c.recv()["errno"].as_i64().unwrap())
-        .collect()
-}
-
 /// A user cut off for flooding logs in again without a burst allowance for a while (a connection's
 /// limit is its own, so a reconnect used to bring a fresh one); others keep theirs.
 #[test]
 fn a_flooder_cut_off_comes_back_without_a_burst() {
-    let db = Db::fresh(Backend::Sqlite);
-    let conf =
-        ConfigFile::new("[rate_limit]\nper_sec = 100.0\nburst = 50.0\nabuse_frames = 500.0\n");
-    let server = Server::start(&db, &["--config", &conf.path]);
+    let (_db, _conf, server) = floodable();
     let (mut flood, flooder) = user(&server, "flooder");
     let (mut calm, _) = user(&server, "calm");
-    let burst: Vec<u8> = (0..3_000)
-        .flat_map(|_| b"{\"msgid\":99}\n".to_vec())
-        .collect();
-    let _ = flood.client.stream().try_clone().unwrap().write_all(&burst);
+    burst(&mut flood, 3_000);
     flood.expect_closed(Duration::from_secs(10));
 
     let mut again = server.connect(Separator::Newline);

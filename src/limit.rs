@@ -409,13 +409,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn sustained_abuse_closes_but_twice_the_rate_does_not() {
-        let cfg = RateConfig {
+    /// 100 frames a second, a burst of 10, closed after 50 refusals.
+    fn hundred_a_second() -> RateConfig {
+        RateConfig {
             per_sec: 100.0,
             burst: 10.0,
             abuse_frames: 50.0,
-        };
+        }
+    }
+
+    #[test]
+    fn sustained_abuse_closes_but_twice_the_rate_does_not() {
+        let cfg = hundred_a_second();
         // Twice the rate for 10 s: half refused, never closed.
         let mut rl = RateLimiter::new(&cfg);
         let t0 = rl.last;
@@ -434,11 +439,7 @@ mod tests {
 
     #[test]
     fn a_penalised_limiter_has_no_burst_and_half_the_patience() {
-        let cfg = RateConfig {
-            per_sec: 100.0,
-            burst: 10.0,
-            abuse_frames: 50.0,
-        };
+        let cfg = hundred_a_second();
         let mut rl = RateLimiter::new(&cfg);
         rl.penalise();
         let t0 = rl.last;
