@@ -189,11 +189,12 @@ fn serve(node: &Node, admission: &Admission, mut stream: TcpStream) {
     let _ = stream.write_all(&response.bytes(method == "HEAD"));
 }
 
-/// The client's address as `X-Forwarded-For` names it, if the request came from a trusted proxy.
+/// The client's address when the upgrade carries `X-Forwarded-For`: the address it names if the request
+/// came from a trusted proxy, else the peer's.
 fn forwarded_client(node: &Node, stream: &TcpStream, header: Option<&str>) -> Option<IpAddr> {
     let peer = stream.peer_addr().ok()?.ip();
     let named = proxy::forwarded_for(header?)?;
-    node.ctx.proxies.trusts(peer).then_some(named)
+    Some(node.ctx.proxies.client(peer, named))
 }
 
 /// Switches the connection to WebSocket and hands it to the connection pool.

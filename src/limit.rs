@@ -146,7 +146,7 @@ impl Penalties {
         if cut.len() >= MAX_TRACKED {
             cut.retain(|_, at| at.elapsed() < PENALTY);
         }
-        if cut.len() < MAX_TRACKED || cut.contains_key(&user) {
+        if has_room(&cut, &user) {
             cut.insert(user, Instant::now());
         }
     }
