@@ -170,10 +170,15 @@ nginx_start() {
         -e "s|@HTTP_UPSTREAM_SERVERS@|$(nginx_upstreams "${opt[http]}")|g" \
         conf/nginx.conf >"$dir/nginx.conf"
     /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/startup-error.log" -g "daemon off;" &
-    SERVICES_PIDS+=($!)
-    for key in listen tls_listen http_listen https_listen; do
-        wait_port "${opt[$key]##*:}" "nginx ($key)" || { cat "$dir"/*.log >&2; return 1; }
+    local pid=$!
+    SERVICES_PIDS+=("$pid")
+    # The pid file is written once every listener is bound: a port that answers could be someone else's.
+    for _ in $(seq 1 100); do
+        [ -s "$dir/nginx.pid" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
     done
+    [ -s "$dir/nginx.pid" ] || { log "nginx did not start"; cat "$dir"/*.log >&2; return 1; }
     log "nginx on ${opt[listen]} (TLS ${opt[tls_listen]}) -> ${opt[tcp]}; HTTP ${opt[http_listen]} (TLS ${opt[https_listen]}) -> ${opt[http]}"
 }
 

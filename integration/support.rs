@@ -563,8 +563,22 @@ impl Nginx {
     }
 
     /// nginx in front of the chat listeners `tcp` and the HTTP listeners `http`, its TLS servers using
-    /// `tls`'s server certificate (the files are read at start).
+    /// `tls`'s server certificate (the files are read at start). Its four ports are picked free; when
+    /// another process takes one first, nginx gives up and starts again on new ports.
     pub fn start_with(tcp: &[SocketAddr], http: &[SocketAddr], tls: &TestCa) -> Nginx {
+        let mut refusals = String::new();
+        for _ in 0..5 {
+            match Nginx::try_start(tcp, http, tls) {
+                Ok(nginx) => return nginx,
+                Err(logs) => refusals.push_str(&logs),
+            }
+        }
+        panic!("nginx did not start:\n{refusals}");
+    }
+
+    /// One start on four fresh ports: nginx once its pid file is written (which it does only after
+    /// binding every listener), or its logs when it exited first.
+    fn try_start(tcp: &[SocketAddr], http: &[SocketAddr], tls: &TestCa) -> Result<Nginx, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let [addr, tls_addr, http_addr, https_addr] =
             [(); 4].map(|()| SocketAddr::from(([127, 0, 0, 1], free_port())));
@@ -615,17 +629,25 @@ impl Nginx {
             https_addr,
             _dir: dir,
         };
-        for port in [addr, tls_addr, http_addr, https_addr].map(|a| a.port()) {
-            if !is_listening(port) {
-                let log = |name: &str| {
-                    std::fs::read_to_string(nginx._dir.path().join(name)).unwrap_or_default()
-                };
-                let logs = format!("{}{}", log("startup-error.log"), log("nginx-error.log"));
-                let _ = nginx.child.kill();
-                panic!("nginx did not listen on port {port}:\n{logs}");
+        let pid_file = nginx._dir.path().join("nginx.pid");
+        // nginx retries a taken port for 2.5 s before it exits.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !pid_file.exists() && Instant::now() < deadline {
+            if let Ok(Some(_)) = nginx.child.try_wait() {
+                break;
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        nginx
+        if pid_file.exists() {
+            return Ok(nginx);
+        }
+        let log =
+            |name: &str| std::fs::read_to_string(nginx._dir.path().join(name)).unwrap_or_default();
+        Err(format!(
+            "{}{}",
+            log("startup-error.log"),
+            log("nginx-error.log")
+        ))
     }
 }
 
