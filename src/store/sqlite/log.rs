@@ -305,10 +305,12 @@ fn append_in(
             None
         }
     };
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO message (conv, pos, sender, ts, cid, time, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
     let mut offline =
         tx.prepare_cached("INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)")?;
     let mut out = Vec::with_capacity(messages.len());
-    let mut rows = Vec::with_capacity(messages.len());
     for m in messages {
         if let Some(cid) = m.cid.as_deref()
             && let Some(first) = earlier(tx, memory, &changes, m.sender, cid)?
@@ -328,8 +330,11 @@ fn append_in(
         };
         let key = m.conv.key();
         let pos = next_pos(tx, memory, &changes, key)?;
-        // The seq is known once the rows are inserted, below.
-        changes.last.insert(key, (pos, 0));
+        insert.execute(params![key, pos, m.sender, ts, m.cid, m.time, m.text])?;
+        let seq = tx.last_insert_rowid();
+        changes.seq = seq;
+        changes.last.insert(key, (pos, seq));
+        changes.appended += 1;
         for &user in &m.offline {
             offline.execute(params![user, key, pos])?;
         }
@@ -341,59 +346,13 @@ fn append_in(
             members_version,
         };
         if let Some(cid) = &m.cid {
-            changes.cids.insert((m.sender, cid.clone()), (committed, 0));
+            changes
+                .cids
+                .insert((m.sender, cid.clone()), (committed, seq));
         }
-        rows.push((*m, pos));
         out.push(Ok(committed));
     }
-    let first = insert_rows(tx, &rows, ts)?;
-    for (seq, (m, pos)) in (first..).zip(rows) {
-        changes.last.insert(m.conv.key(), (pos, seq));
-        if let Some(cid) = &m.cid
-            && let Some(entry) = changes.cids.get_mut(&(m.sender, cid.clone()))
-        {
-            entry.1 = seq;
-        }
-        changes.seq = seq;
-        changes.appended += 1;
-    }
     Ok((out, changes))
-}
-
-/// The most rows one `INSERT` writes: a commit's messages go in a few statements, not one each (a
-/// statement costs its own run through SQLite and, with AUTOINCREMENT, an update of `sqlite_sequence`).
-const INSERT_ROWS: usize = 16;
-
-/// Inserts `rows` (messages and their positions) into `message`, in order, in statements of up to
-/// [`INSERT_ROWS`]; the seq of the first (the others follow it: one writer, AUTOINCREMENT).
-fn insert_rows(tx: &Transaction, rows: &[(&NewMessage, Pos)], ts: i64) -> Result<i64> {
-    let mut first = None;
-    let mut rest = rows;
-    while !rest.is_empty() {
-        // Powers of two: five statements in the cache cover every count.
-        let n = INSERT_ROWS.min(1 << rest.len().ilog2());
-        let (chunk, tail) = rest.split_at(n);
-        let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
-        let mut insert = tx.prepare_cached(&format!(
-            "INSERT INTO message (conv, pos, sender, ts, cid, time, text) VALUES {values}"
-        ))?;
-        let mut at = 1;
-        for (m, pos) in chunk {
-            insert.raw_bind_parameter(at, m.conv.key())?;
-            insert.raw_bind_parameter(at + 1, pos)?;
-            insert.raw_bind_parameter(at + 2, m.sender)?;
-            insert.raw_bind_parameter(at + 3, ts)?;
-            insert.raw_bind_parameter(at + 4, m.cid.as_deref())?;
-            insert.raw_bind_parameter(at + 5, m.time.as_str())?;
-            insert.raw_bind_parameter(at + 6, m.text.as_str())?;
-            at += 7;
-        }
-        insert.raw_execute()?;
-        let last = tx.last_insert_rowid();
-        first.get_or_insert(last - n as i64 + 1);
-        rest = tail;
-    }
-    Ok(first.unwrap_or(0))
 }
 
 /// The conversation's next position: one past the last this batch, the writer's memory or its row has
@@ -1016,7 +975,7 @@ mod tests {
         assert_eq!((again.pos, again.duplicate), (3, true));
     }
 
-    /// One append of more messages than one `INSERT` writes: every message at its position with its
+    /// One append of many messages (more than a commit gathers): every message at its position with its
     /// own text, a cid repeated inside the append answered with the first, and the writer's memory left
     /// at the last seq (else the next append would index the whole tail again).
     #[test]
