@@ -6,14 +6,18 @@ use std::time::{Duration, Instant};
 use clusterchat::protocol::frame::Separator;
 use serde_json::json;
 
-use crate::support::{Backend, ConfigFile, Conn, Db, Server, user};
+use crate::support::{Backend, ConfigFile, Conn, Db, Redis, Server, user};
 
-/// A node whose rate limit a test can flood quickly: 100 frames a second, a burst of 50, closed after
-/// 500 refusals.
+/// The rate limit a test can flood quickly: 100 frames a second, a burst of 50, closed after 500
+/// refusals.
+fn flood_limit() -> ConfigFile {
+    ConfigFile::new("[rate_limit]\nper_sec = 100.0\nburst = 50.0\nabuse_frames = 500.0\n")
+}
+
+/// A node with [`flood_limit`].
 fn floodable() -> (Db, ConfigFile, Server) {
     let db = Db::fresh(Backend::Sqlite);
-    let conf =
-        ConfigFile::new("[rate_limit]\nper_sec = 100.0\nburst = 50.0\nabuse_frames = 500.0\n");
+    let conf = flood_limit();
     let server = Server::start(&db, &["--config", &conf.path]);
     (db, conf, server)
 }
@@ -79,6 +83,37 @@ fn a_flooder_cut_off_comes_back_without_a_burst() {
     let errnos = answers_to_a_burst(&mut again, 40);
     let limited = errnos.iter().filter(|&&e| e == 107).count();
     assert!(limited >= 20, "no fresh burst after the cut: {errnos:?}");
+    assert_eq!(
+        answers_to_a_burst(&mut calm, 40),
+        vec![101; 40],
+        "a user never cut off keeps the burst"
+    );
+}
+
+/// In a cluster, the user cut off on one node logs in on another without a burst either (nodes tell
+/// each other over Redis): a reconnect through the load balancer lands anywhere.
+#[test]
+fn a_flooder_cut_off_on_one_node_has_no_burst_on_another() {
+    let db = Db::fresh(Backend::Mysql);
+    let redis = Redis::start();
+    let conf = flood_limit();
+    let nodes: Vec<Server> = (0..2)
+        .map(|_| Server::start(&db, &["--config", &conf.path, "--redis", &redis.url()]))
+        .collect();
+    let (mut flood, flooder) = user(&nodes[0], "flooder");
+    let (mut calm, _) = user(&nodes[1], "calm");
+    burst(&mut flood, 3_000);
+    flood.expect_closed(Duration::from_secs(10));
+    // The word goes through Redis, best effort: a reconnect through a balancer takes longer than this.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = nodes[1].connect(Separator::Newline);
+    again.login(flooder, "pw", 2);
+    let errnos = answers_to_a_burst(&mut again, 40);
+    let limited = errnos.iter().filter(|&&e| e == 107).count();
+    assert!(
+        limited >= 20,
+        "no fresh burst on the other node: {errnos:?}"
+    );
     assert_eq!(
         answers_to_a_burst(&mut calm, 40),
         vec![101; 40],

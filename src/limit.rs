@@ -130,8 +130,9 @@ impl RateLimiter {
 /// How long a user cut off for flooding logs in again without a burst allowance.
 const PENALTY: Duration = Duration::from_secs(60);
 
-/// The users this node cut off for flooding ([`Verdict::Close`]) within [`PENALTY`]. A connection's rate
-/// limit is its own, so without this a flooder would get a fresh burst with every reconnect. Bounded
+/// The users this node, or another node of the cluster (which says so over the bus), cut off for
+/// flooding ([`Verdict::Close`]) within [`PENALTY`]. A connection's rate limit is its own, so without
+/// this a flooder would get a fresh burst with every reconnect, on whichever node the balancer picks. Bounded
 /// like the login throttle's maps: past [`MAX_TRACKED`] users, stale ones are dropped, and if none is
 /// stale a new one is not remembered (the per-connection limit still holds).
 #[derive(Default)]

@@ -31,5 +31,7 @@ impl Bus for LocalBus {
 
     fn group_changed(&self, _group: GroupId) {}
 
+    fn cut_off(&self, _user: UserId) {}
+
     fn unsubscribe(&self, _user: UserId) {}
 }

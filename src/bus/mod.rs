@@ -27,6 +27,9 @@ pub trait Inbox: Send + Sync {
 
     /// `group`'s members changed on some node (`None`: anything may have changed while the bus was away).
     fn group_changed(&self, group: Option<GroupId>);
+
+    /// Some node cut `user` off for flooding just now.
+    fn cut_off(&self, user: UserId);
 }
 
 /// Delivery between nodes.
@@ -54,6 +57,10 @@ pub trait Bus: Send + Sync {
 
     /// Tells every other node that `group`'s members changed (best effort; caches also expire).
     fn group_changed(&self, group: GroupId);
+
+    /// Tells every other node that this one cut `user` off for flooding (best effort), so that a
+    /// reconnect through the load balancer to another node buys no fresh burst either.
+    fn cut_off(&self, user: UserId);
 
     /// Stops taking payloads for `user` on this node; returns once that is confirmed (or Redis is away), so
     /// that a user who logs in elsewhere next is never subscribed on two nodes.

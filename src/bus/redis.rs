@@ -26,6 +26,8 @@ use crate::model::{GroupId, UserId};
 const NUDGE: &str = "N";
 /// The channel (after the prefix) on which nodes announce group membership changes.
 const GROUPS: &str = "groups";
+/// The channel (after the prefix) on which nodes announce the users they cut off for flooding.
+const CUT_OFF: &str = "cutoff";
 /// How long the subscriber blocks in a read before it looks at queued commands.
 const POLL: Duration = Duration::from_millis(20);
 /// Timeouts for connecting and for commands that expect a reply.
@@ -91,6 +93,17 @@ impl RedisBus {
     fn channel(&self, user: UserId) -> String {
         channel(&self.prefix, user)
     }
+
+    /// Publishes `payload` to every node on the node-wide channel `name` (best effort: a full queue or
+    /// an absent Redis drops it).
+    fn announce(&self, name: &str, payload: String) {
+        let request = Publish {
+            channel: format!("{}{name}", self.prefix),
+            payload: Arc::from(payload),
+            reply: None,
+        };
+        let _ = self.publishes.try_send(request);
+    }
 }
 
 fn channel(prefix: &str, user: UserId) -> String {
@@ -148,12 +161,11 @@ impl Bus for RedisBus {
     }
 
     fn group_changed(&self, group: GroupId) {
-        let request = Publish {
-            channel: format!("{}{GROUPS}", self.prefix),
-            payload: Arc::from(group.to_string()),
-            reply: None,
-        };
-        let _ = self.publishes.try_send(request);
+        self.announce(GROUPS, group.to_string());
+    }
+
+    fn cut_off(&self, user: UserId) {
+        self.announce(CUT_OFF, user.to_string());
     }
 
     fn subscribe(&self, user: UserId) -> Result<(), BusError> {
@@ -285,7 +297,7 @@ impl Subscriber {
             .iter()
             .map(|&u| channel(&self.prefix, u))
             .collect();
-        channels.push(format!("{}{GROUPS}", self.prefix));
+        channels.extend([GROUPS, CUT_OFF].map(|name| format!("{}{name}", self.prefix)));
         pubsub
             .subscribe(channels)
             .map_err(|e| SessionEnd::Connected(bus_err(e)))?;
@@ -345,6 +357,12 @@ impl Subscriber {
         if name == GROUPS {
             if let Ok(group) = payload.parse::<GroupId>() {
                 self.inbox.group_changed(Some(group));
+            }
+            return;
+        }
+        if name == CUT_OFF {
+            if let Ok(user) = payload.parse::<UserId>() {
+                self.inbox.cut_off(user);
             }
             return;
         }

@@ -449,6 +449,12 @@ impl Inbox for NodeInbox {
             ctx.members.invalidate(group);
         }
     }
+
+    fn cut_off(&self, user: UserId) {
+        if let Some(ctx) = self.0.upgrade() {
+            ctx.penalties.record(user);
+        }
+    }
 }
 
 /// The server's local time, as the C++ client writes it.

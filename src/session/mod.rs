@@ -195,6 +195,7 @@ fn handle_units(
                         refusals.flush(&mut turn, framing);
                         if let Some(user) = &turn.user {
                             ctx.penalties.record(user.id);
+                            ctx.bus.cut_off(user.id);
                         }
                         return Err(End::Abuse);
                     }
