@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{Backend, Db, Server, free_port, is_listening};
+use crate::support::{ANY_PORT, Backend, Db, Server};
 
 #[test]
 fn chat_bench_one_to_one_delivers_everything() {
@@ -18,10 +18,8 @@ fn chat_bench_one_to_one_delivers_everything() {
 #[test]
 fn chat_bench_one_to_one_over_websocket_delivers_everything() {
     let db = Db::fresh(Backend::Sqlite);
-    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let _server = Server::start(&db, &["--http", &http.to_string()]);
-    assert!(is_listening(http.port()), "HTTP listener on {http}");
-    let report = run_one_on(http, &["--transport", "ws"]);
+    let server = Server::start(&db, &["--http", ANY_PORT]);
+    let report = run_one_on(server.http_addr(), &["--transport", "ws"]);
     assert_eq!(report["transport"], "ws", "{report}");
 }
 

@@ -14,22 +14,21 @@ use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Backend, Conn, Db, Nginx, Redis, Server, TestCa, free_port, is_listening, recv_until,
-    recv_within, user,
+    ANY_PORT, Backend, Conn, Db, Nginx, Redis, Server, TestCa, recv_until, recv_within, user,
 };
 use crate::webdriver::{Driver, ENTER, Session};
 
 const DESKTOP: (u32, u32) = (1280, 800);
 const PHONE: (u32, u32) = (360, 740);
 
-/// A node with the HTTP listener on a port of the test's choosing (it must stay the same across a
-/// restart); returns the node and the page's URL.
+/// A node with an HTTP listener (on the same port after a restart); returns the node and the page's
+/// URL.
 fn web_node(db_url: &str, extra: &[&str]) -> (Server, String) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let mut args = vec!["--http", addr.as_str()];
+    let mut args = vec!["--http", ANY_PORT];
     args.extend_from_slice(extra);
-    (Server::start_on(db_url, &args), format!("http://{addr}/"))
+    let node = Server::start_on(db_url, &args);
+    let url = format!("http://{}/", node.http_addr());
+    (node, url)
 }
 
 fn screen(s: &Session) -> String {
@@ -738,14 +737,9 @@ fn browser_and_v1_tcp_user_chat_across_two_nodes() {
 #[test]
 fn browser_through_nginx_with_tls() {
     let db = Db::fresh(Backend::Sqlite);
-    let http_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let node = Server::start(&db, &["--http", &http_addr.to_string()]);
-    assert!(
-        is_listening(http_addr.port()),
-        "HTTP listener on {http_addr}"
-    );
+    let node = Server::start(&db, &["--http", ANY_PORT]);
     let ca = TestCa::make();
-    let nginx = Nginx::start_with(&[node.addr], &[http_addr], &ca);
+    let nginx = Nginx::start_with(&[node.addr], &[node.http_addr()], &ca);
     let url = format!("https://127.0.0.1:{}/", nginx.https_addr.port());
     let (mut tom, _) = user(&node, "tom");
 

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::support::{Backend, Db, Mariadb, Redis, Server, free_port};
+use crate::support::{ANY_PORT, Backend, Db, Mariadb, Redis, Server};
 
 /// Sends `request` as it is and returns the status code and body of the answer.
 fn exchange(port: u16, request: &str) -> (u16, String) {
@@ -49,9 +49,8 @@ fn readyz_becomes(port: u16, status: u16, within: Duration) -> String {
 #[test]
 fn health_checks_and_what_is_not_served() {
     let db = Db::fresh(Backend::Sqlite);
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _server = Server::start(&db, &["--http", &addr]);
+    let server = Server::start(&db, &["--http", ANY_PORT]);
+    let port = server.http_addr().port();
     assert_eq!(get(port, "/healthz"), (200, "ok\n".into()));
     assert_eq!(get(port, "/readyz"), (200, "ready\n".into()));
     assert_eq!(get(port, "/readyz?verbose=1").0, 200);
@@ -67,10 +66,9 @@ fn health_checks_and_what_is_not_served() {
 fn readyz_follows_the_store_and_redis() {
     let mut mariadb = Mariadb::start();
     let mut redis = Redis::start();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
     let redis_url = redis.url();
-    let _server = Server::start_on(&mariadb.url(), &["--http", &addr, "--redis", &redis_url]);
+    let server = Server::start_on(&mariadb.url(), &["--http", ANY_PORT, "--redis", &redis_url]);
+    let port = server.http_addr().port();
     readyz_becomes(port, 200, Duration::from_secs(10));
     redis.stop();
     let body = readyz_becomes(port, 503, Duration::from_secs(10));
@@ -130,9 +128,8 @@ fn metrics_parse_and_move_with_traffic() {
     use serde_json::json;
 
     let db = Db::fresh(Backend::Sqlite);
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server::start(&db, &["--http", &addr]);
+    let server = Server::start(&db, &["--http", ANY_PORT]);
+    let port = server.http_addr().port();
     let before = scrape(port);
     assert_eq!(
         sample(

@@ -4,13 +4,13 @@
 //! proxy. Clients take addresses of their own on loopback (127.0.0.2, 127.0.0.3) to connect to nginx
 //! from.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
-use crate::support::{Backend, ConfigFile, Conn, Db, Nginx, Server, TestCa, free_port, tcp_from};
+use crate::support::{ANY_PORT, Backend, ConfigFile, Conn, Db, Nginx, Server, TestCa, tcp_from};
 use crate::websocket::Ws;
 
 /// Failures from one address before its newcomers wait (the other limits stay out of the way).
@@ -46,14 +46,12 @@ fn attempt(nginx: &Nginx, via: Via, source: IpAddr, id: i64, password: &str) -> 
 fn newcomers_after_guessing(via: Via, trusted: Option<&str>) -> (Value, Value) {
     let db = Db::fresh(Backend::Sqlite);
     let conf = ConfigFile::new(THROTTLE);
-    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let http_arg = http.to_string();
-    let mut args = vec!["--config", conf.path.as_str(), "--http", http_arg.as_str()];
+    let mut args = vec!["--config", conf.path.as_str(), "--http", ANY_PORT];
     if let Some(trusted) = trusted {
         args.extend(["--trusted-proxies", trusted]);
     }
     let server = Server::start(&db, &args);
-    let nginx = Nginx::start_with(&[server.addr], &[http], &TestCa::make());
+    let nginx = Nginx::start_with(&[server.addr], &[server.http_addr()], &TestCa::make());
     let mut c = server.connect(Separator::Nul);
     let [here, there] = ["here", "there"].map(|n| c.register(n, "pw"));
     let (guesser, elsewhere) = (ip("127.0.0.2"), ip("127.0.0.3"));

@@ -87,6 +87,10 @@ pub struct Server {
     _logdir: tempfile::TempDir,
 }
 
+/// The address to give `--http` for a listener on any free port: the node binds it itself and logs it
+/// ([`Server::http_addr`]), so no other process can take the port first.
+pub const ANY_PORT: &str = "127.0.0.1:0";
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -157,12 +161,15 @@ impl Server {
                 .filter(|l| l.contains(" listening "))
                 .nth(starts_before)
             {
-                let addr = line
-                    .split_whitespace()
-                    .find_map(|word| word.strip_prefix("addr="))
-                    .and_then(|a| a.parse().ok())
-                    .expect("the listening line names the address");
-                self.addr = addr;
+                self.addr = logged_addr(line).expect("the listening line names the address");
+                // This start's HTTP listener, logged just before: a restart binds the same port again.
+                let before = &log[..log.find(line).unwrap_or(0)];
+                if let Some(http) = before.lines().rev().find(|l| l.contains(" web client on ")) {
+                    let http = logged_addr(http).expect("the web client line names the address");
+                    if let Some(at) = self.args.iter().position(|a| a == "--http") {
+                        self.args[at + 1] = http.to_string();
+                    }
+                }
                 return;
             }
             if let Some(status) = self
@@ -178,6 +185,14 @@ impl Server {
             "chatserver did not listen in time; log:\n{}",
             self.log_text()
         );
+    }
+
+    /// The address of the node's HTTP listener (given with `--http`, or the one it bound for
+    /// [`ANY_PORT`]).
+    pub fn http_addr(&self) -> SocketAddr {
+        let at = self.args.iter().position(|a| a == "--http");
+        at.and_then(|at| self.args[at + 1].parse().ok())
+            .expect("a node started with --http")
     }
 
     /// What the server logged so far.
@@ -664,6 +679,13 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `addr=` field of a log line.
+fn logged_addr(line: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix("addr="))
+        .and_then(|a| a.parse().ok())
 }
 
 /// Whether something accepts connections on 127.0.0.1:`port` within 10 s.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
 use crate::support::{
-    Backend, Db, Nginx, REPLY, Redis, Server, TestCa, free_port, is_listening, split_log_fields,
+    ANY_PORT, Backend, Db, Nginx, REPLY, Redis, Server, TestCa, split_log_fields,
 };
 
 /// Two nodes of a cluster, each with its HTTP listener, behind nginx with TLS.
@@ -36,11 +36,9 @@ impl Front {
         let mut nodes = Vec::new();
         let mut http = Vec::new();
         for _ in 0..2 {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let listen = addr.to_string();
-            nodes.push(Server::start(&db, &["--redis", &url, "--http", &listen]));
-            assert!(is_listening(addr.port()), "HTTP listener on {addr}");
-            http.push(addr);
+            let node = Server::start(&db, &["--redis", &url, "--http", ANY_PORT]);
+            http.push(node.http_addr());
+            nodes.push(node);
         }
         let tcp: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         let nginx = Nginx::start_with(&tcp, &http, &ca);

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::{Frame, FrameSocket};
 
-use crate::support::{Backend, ConfigFile, Db, Redis, Server, free_port, login_eventually, user};
+use crate::support::{ANY_PORT, Backend, ConfigFile, Db, Redis, Server, login_eventually, user};
 
 /// How long a test waits for one frame.
 const REPLY: Duration = Duration::from_secs(10);
@@ -140,11 +140,11 @@ impl Ws {
 
 /// A node with an HTTP listener; returns it and the listener's address.
 fn node(db: &Db, extra: &[&str]) -> (Server, SocketAddr) {
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut args = vec!["--http".to_owned(), http.to_string()];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    (Server::start(db, &args), http)
+    let mut args = vec!["--http", ANY_PORT];
+    args.extend_from_slice(extra);
+    let server = Server::start(db, &args);
+    let http = server.http_addr();
+    (server, http)
 }
 
 /// A WebSocket user and a v1 TCP user (NUL-framed, as the C++ client) chat both ways on one node.
