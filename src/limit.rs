@@ -132,9 +132,9 @@ const PENALTY: Duration = Duration::from_secs(60);
 
 /// The users this node, or another node of the cluster (which says so over the bus), cut off for
 /// flooding ([`Verdict::Close`]) within [`PENALTY`]. A connection's rate limit is its own, so without
-/// this a flooder would get a fresh burst with every reconnect, on whichever node the balancer picks. Bounded
-/// like the login throttle's maps: past [`MAX_TRACKED`] users, stale ones are dropped, and if none is
-/// stale a new one is not remembered (the per-connection limit still holds).
+/// this a flooder would get a fresh burst with every reconnect, on whichever node the balancer picks.
+/// Bounded like the login throttle's maps: past [`MAX_TRACKED`] users, stale ones are dropped, and if
+/// none is stale a new one is not remembered (the per-connection limit still holds).
 #[derive(Default)]
 pub struct Penalties {
     cut: Mutex<HashMap<UserId, Instant>>,
