@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
+use clusterchat::model::Conv;
 use clusterchat::protocol::frame::Separator;
+use clusterchat::store::{NewMessage, Require};
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -851,7 +853,42 @@ fn v1_group_requests_are_silent(backend: Backend) {
     all_silent(&mut conns);
 }
 
+/// A group message's offline recipients are worked out before its commit (a single node knows who is
+/// away); one removed from the group in between gets nothing committed after their removal, the other
+/// members still get it: the store checks membership in the commit's own transaction.
+fn offline_records_only_for_members_at_the_commit(backend: Backend) {
+    let db = Db::fresh(backend);
+    let store = db.store();
+    let [ann, ben, cat] = ["ann", "ben", "cat"].map(|n| store.create_user(n, "h").unwrap());
+    let g = store.create_group(ann, "g", "").unwrap();
+    for user in [ben, cat] {
+        store.join_group(g, user).unwrap();
+    }
+    let message = NewMessage {
+        conv: Conv::Group(g),
+        sender: ann,
+        cid: None,
+        time: "t".to_owned(),
+        text: "after the kick".to_owned(),
+        offline: vec![ben, cat],
+        require: Require::Member,
+    };
+    assert!(store.remove_member(g, ben).unwrap());
+    assert!(store.append(&[&message]).unwrap()[0].is_ok());
+    let texts = |user| -> Vec<String> {
+        let taken = store.take_offline(user, 10).unwrap();
+        taken.into_iter().map(|m| m.text).collect()
+    };
+    assert_eq!(
+        texts(ben),
+        Vec::<String>::new(),
+        "removed before the commit"
+    );
+    assert_eq!(texts(cat), vec!["after the kick"]);
+}
+
 crate::on_both_backends!(
+    offline_records_only_for_members_at_the_commit,
     group_request_refusals,
     roles_are_enforced,
     hand_over_then_leave,

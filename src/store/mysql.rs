@@ -559,8 +559,33 @@ fn append_in(
         "ON DUPLICATE KEY UPDATE pos = GREATEST(pos, VALUES(pos))",
         reads,
     )?;
+    let pointers = members_only(tx, pointers)?;
     insert_pointers(tx, &pointers)?;
     Ok(out)
+}
+
+/// `pointers` without those of group messages to users who are not members now, read in the append's
+/// transaction: a group message's offline recipients were worked out before the commit, and one who has
+/// left or been removed since gets nothing committed after that.
+fn members_only(tx: &mut mysql::Transaction, pointers: Vec<Pointer>) -> Result<Vec<Pointer>> {
+    let in_groups = pointers.iter().filter(|p| matches!(p.conv, Conv::Group(_)));
+    let users = distinct(in_groups.map(|p| i64::from(p.user)));
+    if users.is_empty() {
+        return Ok(pointers);
+    }
+    let members: HashSet<(i64, i64)> = select_in(
+        tx,
+        "SELECT groupid, userid FROM groupuser",
+        "userid",
+        &users,
+    )?;
+    Ok(pointers
+        .into_iter()
+        .filter(|p| match p.conv {
+            Conv::Group(g) => members.contains(&(i64::from(g), i64::from(p.user))),
+            _ => true,
+        })
+        .collect())
 }
 
 /// What one batch's messages do to their conversation's row: how many positions they take, and for each

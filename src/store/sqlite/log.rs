@@ -308,8 +308,12 @@ fn append_in(
     let mut insert = tx.prepare_cached(
         "INSERT INTO message (conv, pos, sender, ts, cid, time, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    let mut offline =
-        tx.prepare_cached("INSERT INTO offlinemessage (userid, conv, pos) VALUES (?1, ?2, ?3)")?;
+    // A group message's offline recipients were worked out before the commit: one who has left or been
+    // removed since gets nothing committed after that (a group's key is minus its id).
+    let mut offline = tx.prepare_cached(
+        "INSERT INTO offlinemessage (userid, conv, pos) SELECT ?1, ?2, ?3 WHERE ?2 > 0 \
+         OR EXISTS (SELECT 1 FROM groupuser WHERE groupid = -?2 AND userid = ?1)",
+    )?;
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         if let Some(cid) = m.cid.as_deref()
