@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use clusterchat::model::Conv;
+use clusterchat::model::{Conv, Role};
 use clusterchat::protocol::frame::Separator;
 use clusterchat::store::{NewMessage, Require};
 use serde_json::{Value, json};
@@ -887,7 +887,41 @@ fn offline_records_only_for_members_at_the_commit(backend: Backend) {
     assert_eq!(texts(cat), vec!["after the kick"]);
 }
 
+/// Roles are written only on the member list they were decided on: a hand-over decided before the new
+/// creator left, or a second hand-over decided before the first was written, changes nothing (the
+/// handler then decides again), so a group never ends with no creator or two.
+fn roles_are_written_only_on_the_list_they_were_decided_on(backend: Backend) {
+    let db = Db::fresh(backend);
+    let store = db.store();
+    let [ann, ben, cat] = ["ann", "ben", "cat"].map(|n| store.create_user(n, "h").unwrap());
+    let g = store.create_group(ann, "g", "").unwrap();
+    for user in [ben, cat] {
+        store.join_group(g, user).unwrap();
+    }
+    let creators = || -> Vec<i32> {
+        let members = store.group_members(g).unwrap().unwrap();
+        let creators = members.list.iter().filter(|(_, r)| *r == Role::Creator);
+        creators.map(|&(u, _)| u).collect()
+    };
+    let decided = store.group_members(g).unwrap().unwrap().version;
+    let to = |user| [(user, Role::Creator), (ann, Role::Admin)];
+    // Two hand-overs decided at once: the first written wins, the second changes nothing.
+    assert!(store.set_roles(g, decided, &to(ben)).unwrap());
+    assert!(!store.set_roles(g, decided, &to(cat)).unwrap());
+    assert_eq!(creators(), vec![ben]);
+    // A hand-over decided before its new creator left changes nothing either.
+    let decided = store.group_members(g).unwrap().unwrap().version;
+    assert!(store.remove_member(g, cat).unwrap());
+    assert!(
+        !store
+            .set_roles(g, decided, &[(cat, Role::Creator), (ben, Role::Admin)])
+            .unwrap()
+    );
+    assert_eq!(creators(), vec![ben]);
+}
+
 crate::on_both_backends!(
+    roles_are_written_only_on_the_list_they_were_decided_on,
     offline_records_only_for_members_at_the_commit,
     group_request_refusals,
     roles_are_enforced,

@@ -4,6 +4,8 @@
 //! reaches the members' v2 devices (and the user it concerns) as a GROUP_EVENT, and every change of
 //! members drops the cached lists on every node before the ack.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::rules::{self, Leaving};
@@ -144,11 +146,7 @@ pub fn role(
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
     let me = caller.me().id;
-    let members = chat::group_now(ctx, group)?;
-    let changes = rules::role_change(&members, me, member, role)?;
-    if !changes.is_empty() {
-        ctx.store.set_roles(group, &changes)?;
-    }
+    let (members, changes) = decide_roles(ctx, group, me, member, role)?;
     caller.ack_v2(
         json!({"msgid": msgid::GROUP_ROLE_ACK, "errno": 0, "groupid": group, "id": member, "role": role.as_str()}),
         seq,
@@ -164,6 +162,38 @@ pub fn role(
     }
     Ok(())
 }
+
+/// The roles GROUP_ROLE changes, decided on the group as it is and written only if it is still so
+/// (decided again, a few times, when a member came, went or changed role in between); the member list
+/// they were decided on.
+fn decide_roles(
+    ctx: &Context,
+    group: GroupId,
+    me: UserId,
+    member: UserId,
+    role: Role,
+) -> Result<(Arc<Members>, RoleChanges), Failure> {
+    for _ in 0..ROLE_TRIES {
+        let members = chat::group_now(ctx, group)?;
+        let changes = rules::role_change(&members, me, member, role)?;
+        if changes.is_empty() || ctx.store.set_roles(group, members.version, &changes)? {
+            if !changes.is_empty() {
+                members_changed(ctx, group);
+            }
+            return Ok((members, changes));
+        }
+    }
+    Err(Failure::new(
+        Errno::Unavailable,
+        "the group keeps changing; try again",
+    ))
+}
+
+/// The members whose role GROUP_ROLE changes, and to what.
+type RoleChanges = Vec<(UserId, Role)>;
+
+/// How many times GROUP_ROLE decides again when the group changed under it.
+const ROLE_TRIES: usize = 5;
 
 /// GROUP_UPDATE: the creator or an admin renames the group or changes its description.
 pub fn update(

@@ -64,7 +64,7 @@ macro_rules! with_api {
         fn groups_of(&self, user: UserId) -> Result<Vec<Group>>;
         fn group_info(&self, group: GroupId) -> Result<Option<Group>>;
         fn group_members(&self, group: GroupId) -> Result<Option<Members>>;
-        fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()>;
+        fn set_roles(&self, group: GroupId, version: i64, roles: &[(UserId, Role)]) -> Result<bool>;
         fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool>;
         fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()>;
         fn dissolve_group(&self, group: GroupId) -> Result<()>;
@@ -157,8 +157,8 @@ impl Groups for PanicOnGroups {
     fn group_members(&self, _: GroupId) -> Result<Option<Members>> {
         panic!("a bug in a handler")
     }
-    fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()> {
-        self.0.set_roles(group, roles)
+    fn set_roles(&self, group: GroupId, version: i64, roles: &[(UserId, Role)]) -> Result<bool> {
+        self.0.set_roles(group, version, roles)
     }
     fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool> {
         self.0.remove_member(group, user)

@@ -226,8 +226,11 @@ pub trait Groups: Send + Sync {
     /// The members of `group` with their roles, or `None` if it does not exist.
     fn group_members(&self, group: GroupId) -> Result<Option<Members>>;
 
-    /// Gives members their roles, in one transaction (a hand-over changes two).
-    fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()>;
+    /// Gives members their roles, in one transaction (a hand-over changes two), if the group's member
+    /// list is still at `version`, the one the caller decided on, and moves the version on; `false`,
+    /// changing nothing, when the list has moved meanwhile (a member left, was removed or changed role:
+    /// deciding again may come out otherwise, and two hand-overs at once must not make two creators).
+    fn set_roles(&self, group: GroupId, version: i64, roles: &[(UserId, Role)]) -> Result<bool>;
 
     /// Removes `user` from `group`; `false` when they were not a member.
     fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool>;

@@ -1071,15 +1071,22 @@ impl Groups for MysqlStore {
         Ok(Some(Members { version, list }))
     }
 
-    fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()> {
+    fn set_roles(&self, group: GroupId, version: i64, roles: &[(UserId, Role)]) -> Result<bool> {
         self.write(|tx| {
-            tx.exec_batch(
-                "UPDATE groupuser SET grouprole = ? WHERE groupid = ? AND userid = ?",
-                roles
-                    .iter()
-                    .map(|&(user, role)| (role.as_str(), group, user)),
+            tx.exec_drop(
+                "UPDATE allgroup SET version = version + 1 WHERE id = ? AND version = ?",
+                (group, version),
             )?;
-            Ok(())
+            let current = tx.affected_rows() > 0;
+            if current {
+                tx.exec_batch(
+                    "UPDATE groupuser SET grouprole = ? WHERE groupid = ? AND userid = ?",
+                    roles
+                        .iter()
+                        .map(|&(user, role)| (role.as_str(), group, user)),
+                )?;
+            }
+            Ok(current)
         })
     }
 

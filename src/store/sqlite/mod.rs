@@ -610,15 +610,21 @@ impl Groups for SqliteStore {
         Ok(Some(Members { version, list }))
     }
 
-    fn set_roles(&self, group: GroupId, roles: &[(UserId, Role)]) -> Result<()> {
+    fn set_roles(&self, group: GroupId, version: i64, roles: &[(UserId, Role)]) -> Result<bool> {
         self.write(|tx| {
-            let mut update = tx.prepare_cached(
-                "UPDATE groupuser SET grouprole = ?3 WHERE groupid = ?1 AND userid = ?2",
-            )?;
-            for &(user, role) in roles {
-                update.execute(params![group, user, role.as_str()])?;
+            let current = tx.execute(
+                "UPDATE allgroup SET version = version + 1 WHERE id = ?1 AND version = ?2",
+                params![group, version],
+            )? > 0;
+            if current {
+                let mut update = tx.prepare_cached(
+                    "UPDATE groupuser SET grouprole = ?3 WHERE groupid = ?1 AND userid = ?2",
+                )?;
+                for &(user, role) in roles {
+                    update.execute(params![group, user, role.as_str()])?;
+                }
             }
-            Ok(())
+            Ok(current)
         })
     }
 
