@@ -266,10 +266,18 @@ pub fn fetch_offline(ctx: &Context, user: UserId, version: Version) -> Result<Ve
 }
 
 /// LOGINOUT_MSG: the connection stays open, logged out, and the device's resume token is revoked (a
-/// connection that merely drops keeps it, so the client can resume).
-pub fn logout(ctx: &Context, caller: &mut Caller, seq: Option<&Value>) {
-    let me = caller.user.take().expect("dispatch checks login first");
-    token::revoke(ctx, me.id, &me.device);
+/// connection that merely drops keeps it, so the client can resume). A v2 device whose token cannot be
+/// revoked stays logged in and gets 109: a logout acknowledged must leave no token that logs in. A v1
+/// logout, which has no answer to carry that, logs out whatever the token's fate (v1 logins resume
+/// with no token).
+pub fn logout(ctx: &Context, caller: &mut Caller, seq: Option<&Value>) -> Result<(), Failure> {
+    let me = caller.me().clone();
+    match ctx.store.revoke_token(me.id, &me.device) {
+        Err(e) if me.version == Version::V2 => return Err(e.into()),
+        Err(e) => tracing::warn!(user = me.id, error = %e, "could not revoke a resume token"),
+        Ok(()) => {}
+    }
+    caller.user = None;
     leave(ctx, &me, caller);
     let _ = caller.mailbox.push(Outgoing::LoggedOut);
     if me.version == Version::V2 {
@@ -278,6 +286,7 @@ pub fn logout(ctx: &Context, caller: &mut Caller, seq: Option<&Value>) {
             seq,
         ));
     }
+    Ok(())
 }
 
 /// Takes `me`'s device offline on this node: out of the map first, so nothing more is queued for it here,

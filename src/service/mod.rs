@@ -358,10 +358,7 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
         Request::Register { name, password } => {
             account::register(ctx, caller, &name, &password, seq)
         }
-        Request::Logout => {
-            account::logout(ctx, caller, seq);
-            Ok(())
-        }
+        Request::Logout => account::logout(ctx, caller, seq),
         Request::Chat {
             to,
             text,

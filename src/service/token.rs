@@ -35,13 +35,6 @@ pub fn matches(
     Ok(stored.is_some_and(|hash| constant_time_eq(&hash, &digest(presented))))
 }
 
-/// Revokes the token of `user`'s `device` (at logout).
-pub fn revoke(ctx: &Context, user: UserId, device: &str) {
-    if let Err(e) = ctx.store.revoke_token(user, device) {
-        tracing::warn!(user, error = %e, "could not revoke a resume token");
-    }
-}
-
 fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }

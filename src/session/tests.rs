@@ -206,6 +206,16 @@ fn serve_on(
     })
 }
 
+/// The embedded store with its tokens down: no token can be saved or revoked.
+struct TokensDown(SqliteStore);
+
+with_api!(
+    delegate,
+    TokensDown,
+    [Accounts, Presence, Social, Groups, Log]
+);
+with_api!(down, TokensDown, [Tokens]);
+
 fn context(store: Arc<dyn Store>) -> Context {
     let cost = HashCost {
         memory_kib: 64,
@@ -300,4 +310,50 @@ fn a_chat_set_aside_before_a_panic_is_stored_and_answered() {
     server
         .join()
         .expect("the serving thread survived the panic");
+}
+
+/// A v2 logout whose token cannot be revoked is refused (109) and the device stays logged in, so an
+/// acknowledged logout never leaves a token that logs in; once storage answers, the logout goes through.
+/// A v1 logout has no answer to carry a refusal: it logs out.
+#[test]
+fn a_logout_whose_token_stays_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path().join("t.db").to_str().unwrap(), 2).unwrap();
+    let store: Arc<dyn Store> = Arc::new(TokensDown(sqlite));
+    store.heartbeat("test").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = serve_on(context(store), listener, 2);
+    let timeout = Some(Duration::from_secs(5));
+    let mut v2 = Client::connect(addr, Separator::Nul).unwrap();
+    let mut req = |frame: serde_json::Value| {
+        v2.send(&frame).unwrap();
+        v2.recv(timeout).unwrap().expect("a reply")
+    };
+    req(json!({"msgid": 4, "name": "a", "password": "pw"}));
+    let ack = req(json!({"msgid": 1, "id": 1, "password": "pw", "v": 2}));
+    assert_eq!(
+        ack["errno"], 0,
+        "a login without a token still logs in: {ack}"
+    );
+    let refused = req(json!({"msgid": 3, "seq": 7}));
+    assert_eq!(
+        (&refused["msgid"], &refused["errno"], &refused["ref"]),
+        (&json!(15), &json!(109), &json!(3)),
+        "{refused}"
+    );
+    let still = req(json!({"msgid": 1, "id": 1, "password": "pw", "v": 2}));
+    assert_eq!(still["errno"], 3, "still logged in: {still}");
+    drop(v2);
+    let mut v1 = Client::connect(addr, Separator::Nul).unwrap();
+    v1.send(&json!({"msgid": 1, "id": 1, "password": "pw"}))
+        .unwrap();
+    assert_eq!(v1.recv(timeout).unwrap().expect("the ack")["errno"], 0);
+    v1.send(&json!({"msgid": 3})).unwrap();
+    v1.send(&json!({"msgid": 1, "id": 1, "password": "pw"}))
+        .unwrap();
+    let again = v1.recv(timeout).unwrap().expect("a login ack");
+    assert_eq!(again["errno"], 0, "the v1 logout went through: {again}");
+    drop(v1);
+    server.join().unwrap();
 }
