@@ -4,9 +4,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clusterchat::protocol::frame::Separator;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::support::{Backend, ConfigFile, Conn, Db, Redis, Server, user};
+use crate::support::{Backend, ConfigFile, Conn, Db, Redis, Server, login_eventually, user};
 
 /// The rate limit a test can flood quickly: 100 frames a second, a burst of 50, closed after 500
 /// refusals.
@@ -119,6 +119,51 @@ fn a_flooder_cut_off_on_one_node_has_no_burst_on_another() {
         vec![101; 40],
         "a user never cut off keeps the burst"
     );
+}
+
+/// A flooder that reads nothing while messages pile up for it: its writer blocks on the full socket, and
+/// the cut-off still completes: its device is released (the same device logs in again within seconds)
+/// and every message sent to it arrives once, in order, from the socket or stored.
+#[test]
+fn a_flooder_that_reads_nothing_is_released_and_loses_nothing() {
+    let db = Db::fresh(Backend::Sqlite);
+    let conf = ConfigFile::new(
+        "mailbox_capacity = 100000\n[rate_limit]\nper_sec = 5000.0\nburst = 50.0\nabuse_frames = 500.0\n",
+    );
+    let server = Server::start(&db, &["--config", &conf.path]);
+    let (mut sender, _) = user(&server, "gus");
+    let (mut flooder, flooder_id) = user(&server, "hal");
+    let text = "x".repeat(8_000);
+    let total = 600; // ~5 MB: more than the socket buffers hold, so the writer blocks
+    for i in 0..total {
+        let frame = json!({"msgid": 6, "toid": flooder_id, "msg": format!("{i}:{text}"), "cid": format!("c{i}")});
+        assert_eq!(sender.req(frame)["errno"], 0, "message {i} accepted");
+    }
+    burst(&mut flooder, 20_000);
+    let (mut again, ack) = login_eventually(server.addr, flooder_id, Duration::from_secs(10));
+    let mut seen: Vec<usize> = Vec::new();
+    while let Ok(Some(frame)) = flooder.client.recv(Some(Duration::from_secs(2))) {
+        if frame["msgid"] == 6 {
+            seen.push(index(&frame));
+        }
+    }
+    seen.extend(ack["offlinemsg"].as_array().unwrap().iter().map(index));
+    while let Ok(Some(frame)) = again.client.recv(Some(Duration::from_millis(500))) {
+        if frame["msgid"] == 6 {
+            seen.push(index(&frame));
+        }
+    }
+    assert_eq!(
+        seen,
+        (0..total).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+}
+
+/// The number a test message starts with (`"<n>:…"`).
+fn index(frame: &Value) -> usize {
+    let msg = frame["msg"].as_str().unwrap();
+    msg[..msg.find(':').unwrap()].parse().unwrap()
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -21,6 +21,22 @@ use crate::service::{Caller, Context, account};
 
 /// How long the last frame of a connection (a WebSocket close) may take to write.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Joins the writer thread. One still in a write after [`GOODBYE_TIMEOUT`] is blocked on a client that
+/// reads nothing (a timeout set now does not reach a write already waiting): shutting the socket's sending
+/// side ends that write with an error, the writer keeps what it could not write for storage, and the
+/// close goes on. Without this a flooder cut off while it read nothing held its close, its presence and
+/// an ever-growing spill for as long as it kept the connection open.
+fn join_writer(stream: &TcpStream, thread: JoinHandle<()>) {
+    let deadline = Instant::now() + GOODBYE_TIMEOUT;
+    while !thread.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !thread.is_finished() {
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+    let _ = thread.join();
+}
 
 /// The writer threads alive on a node, and how many may be.
 #[derive(Debug)]
@@ -202,9 +218,11 @@ impl Connection {
         }
         mailbox.begin_close();
         drop(stop_writer);
+        // From now on no write waits longer than this for a client that does not read.
+        let _ = conn.stream.set_write_timeout(Some(GOODBYE_TIMEOUT));
         let running = conn.thread.lock().take();
         if let Some(thread) = running {
-            let _ = thread.join();
+            join_writer(&conn.stream, thread);
         }
         writer::finish(&conn, &mailbox, &mail);
         if let Some(me) = caller.user.take() {
