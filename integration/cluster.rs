@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use clusterchat::bus::redis::RedisBus;
+use clusterchat::bus::{Bus, Inbox};
 use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
@@ -386,4 +388,46 @@ fn stream_acked_draining(conn: &mut Conn, frame: &Value, count: usize) -> Vec<i6
         }
     }
     positions
+}
+
+/// An inbox that says whether it holds its user as told, and keeps what it is handed.
+#[derive(Default)]
+struct Holding {
+    held: std::sync::atomic::AtomicBool,
+    delivered: std::sync::Mutex<Vec<String>>,
+}
+
+impl Inbox for Holding {
+    fn deliver(&self, _user: i32, payload: &str) {
+        self.delivered.lock().unwrap().push(payload.to_owned());
+    }
+    fn nudge(&self, _user: i32) {}
+    fn group_changed(&self, _group: Option<i32>) {}
+    fn cut_off(&self, _user: i32) {}
+    fn holds(&self, _user: i32) -> bool {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An unsubscribe sent as a user's last device on a node left is not carried out if another of their
+/// devices has logged in on that node since (its subscribe may have been sent first): the node stays
+/// subscribed while it holds the user. Without a device there, the unsubscribe goes through.
+#[test]
+fn an_unsubscribe_overtaken_by_a_login_here_is_skipped() {
+    let redis = Redis::start();
+    let bus = RedisBus::open(&redis.url(), "t:").unwrap();
+    let inbox = std::sync::Arc::new(Holding::default());
+    bus.start(inbox.clone());
+    bus.subscribe(7).unwrap();
+    inbox.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    bus.unsubscribe(7);
+    assert_eq!(bus.forward(7, "still here".into()).unwrap(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while inbox.delivered.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(*inbox.delivered.lock().unwrap(), vec!["still here"]);
+    inbox.held.store(false, std::sync::atomic::Ordering::SeqCst);
+    bus.unsubscribe(7);
+    assert_eq!(bus.forward(7, "gone".into()).unwrap(), 0);
 }

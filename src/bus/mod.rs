@@ -30,6 +30,11 @@ pub trait Inbox: Send + Sync {
 
     /// Some node cut `user` off for flooding just now.
     fn cut_off(&self, user: UserId);
+
+    /// Whether `user` has a device on this node now. An unsubscribe sent when the user's last device
+    /// here left is not carried out if another has logged in here since: its subscribe may have gone
+    /// first, and the node would stay unsubscribed while it holds the user.
+    fn holds(&self, user: UserId) -> bool;
 }
 
 /// Delivery between nodes.

@@ -339,6 +339,9 @@ impl Subscriber {
                 let _ = reply.send(result.as_ref().map(|_| ()).map_err(bus_err));
                 result.map_err(lost)?;
             }
+            Command::Unsubscribe(user, reply) if self.inbox.holds(user) => {
+                let _ = reply.send(());
+            }
             Command::Unsubscribe(user, reply) => {
                 self.users.remove(&user);
                 let result = pubsub.unsubscribe(channel(&self.prefix, user));
@@ -391,7 +394,9 @@ impl Subscriber {
                     let _ = reply.send(Err(BusError("Redis unreachable".into())));
                 }
                 Ok(Command::Unsubscribe(user, reply)) => {
-                    self.users.remove(&user);
+                    if !self.inbox.holds(user) {
+                        self.users.remove(&user);
+                    }
                     let _ = reply.send(());
                 }
                 Err(RecvTimeoutError::Timeout) => return true,

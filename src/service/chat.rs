@@ -455,6 +455,12 @@ impl Inbox for NodeInbox {
             ctx.penalties.record(user);
         }
     }
+
+    fn holds(&self, user: UserId) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|ctx| ctx.online.contains(user))
+    }
 }
 
 /// The server's local time, as the C++ client writes it.
