@@ -111,11 +111,11 @@ impl Live {
         })
     }
 
-    /// The frame never got into a mailbox; whoever handed it on records the message if no copy did.
-    pub fn abandon(self) {
-        if let Some(copies) = self.copies {
-            copies.settle(false);
-        }
+    /// The frame never got into a mailbox: whether it was the last copy of its message and no device of
+    /// the user wrote another, in which case whoever handed it on must record the message.
+    #[must_use]
+    pub fn abandon(self) -> bool {
+        self.copies.is_some_and(|copies| copies.settle(false))
     }
 }
 

@@ -63,7 +63,9 @@ impl Online {
     }
 
     /// Queues a chat frame for every device of `user` here but the one named `except`, each in its
-    /// version's shape; returns whether at least one device took it.
+    /// version's shape; returns whether the message is in a device's care: `false` when none took it,
+    /// or when the copies taken were already given up unwritten (devices closing at once) by the time
+    /// the last one was refused. Then the caller records it.
     pub fn deliver(
         &self,
         user: UserId,
@@ -87,7 +89,7 @@ impl Online {
             })
             .collect();
         let copies = Copies::new(readers.len());
-        let mut taken = false;
+        let (mut taken, mut orphaned) = (false, false);
         for (d, frame) in readers {
             let live = match at {
                 Some(at) => Live::copy(user, frame, at, copies.clone()),
@@ -95,10 +97,14 @@ impl Online {
             };
             match d.mailbox.push(Outgoing::Chat(live)) {
                 Ok(()) => taken = true,
-                Err(refused) => refused.undelivered().into_iter().for_each(Live::abandon),
+                Err(refused) => {
+                    for live in refused.undelivered() {
+                        orphaned |= live.abandon();
+                    }
+                }
             }
         }
-        taken
+        taken && !orphaned
     }
 
     /// Queues a frame for every v2 device of `user` here but the one named `except` (pushes such as
@@ -146,6 +152,7 @@ impl Online {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::Sink;
 
     fn device(name: &str, version: Version) -> (Device, crossbeam_channel::Receiver<Outgoing>) {
         let (mailbox, rx) = Mailbox::new(4, || {});
@@ -188,5 +195,46 @@ mod tests {
         assert!(old_rx.is_empty(), "no carbon for v1");
         assert!(!online.remove(1, &phone.mailbox));
         assert!(!online.deliver(2, &frames, None, None));
+    }
+
+    /// A sink whose connection is closing: each chat frame handed to it is given up unwritten at once,
+    /// as a closing connection's leftovers are.
+    struct GivesUp;
+
+    impl Sink for GivesUp {
+        fn try_direct(&self, item: Outgoing) -> Vec<Outgoing> {
+            for live in item.undelivered() {
+                assert!(live.pointer().is_none(), "not the last copy");
+            }
+            Vec::new()
+        }
+        fn start_writer(&self) -> bool {
+            true
+        }
+        fn overflow(&self) {}
+    }
+
+    /// Two devices of a user closing at once: the first takes its copy and gives it up unwritten, the
+    /// second refuses its own. No device wrote the message, so the caller must record it.
+    #[test]
+    fn copies_given_up_by_every_device_leave_the_message_to_the_caller() {
+        let online = Online::default();
+        let (mailbox, _rx) = Mailbox::with_sink(4, GivesUp);
+        let closing = Device {
+            name: "phone".into(),
+            version: Version::V2,
+            mailbox,
+        };
+        let (closed, _) = device("laptop", Version::V2);
+        closed.mailbox.begin_close();
+        closed.mailbox.finish_close(|_| {});
+        assert_eq!(online.insert(1, closing), Some(true));
+        assert_eq!(online.insert(1, closed), Some(false));
+        let frames = Frames {
+            v1: None,
+            v2: "m".into(),
+        };
+        let at = (crate::model::Conv::direct(1, 2), 1);
+        assert!(!online.deliver(1, &frames, Some(at), None));
     }
 }
