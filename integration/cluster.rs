@@ -10,7 +10,8 @@ use clusterchat::protocol::frame::Separator;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Backend, Conn, Db, Nginx, Redis, Server, joined, login_eventually, split_log_fields, user,
+    Backend, Conn, Db, Nginx, Redis, Server, joined, login_eventually, numbered, split_log_fields,
+    user,
 };
 
 struct Cluster {
@@ -29,11 +30,6 @@ impl Cluster {
             .collect();
         Cluster { db, redis, nodes }
     }
-}
-
-fn index(frame: &Value) -> usize {
-    let msg = frame["msg"].as_str().unwrap();
-    msg[..msg.find(':').unwrap()].parse().unwrap()
 }
 
 #[test]
@@ -181,7 +177,7 @@ fn killed_node_loses_nothing_and_frees_its_users() {
         .as_array()
         .unwrap()
         .iter()
-        .map(index)
+        .map(numbered)
         .collect();
     assert_eq!(
         got,
@@ -229,7 +225,7 @@ fn clients_through_nginx() {
             .req(json!({"msgid": 6, "toid": to, "msg": format!("{i}:")}));
         assert_eq!(ack["msgid"], 16);
         let (next, _) = &mut clients[(i + 1) % ids.len()];
-        assert_eq!(index(&next.recv()), i);
+        assert_eq!(numbered(&next.recv()), i);
     }
     // Both nodes got some of them (least_conn spreads six connections over two nodes).
     let served: Vec<bool> = c

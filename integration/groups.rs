@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clusterchat::model::{Conv, Role};
 use clusterchat::protocol::frame::Separator;
-use clusterchat::store::{NewMessage, Require};
+use clusterchat::store::{NewMessage, Require, Store};
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -853,17 +853,23 @@ fn v1_group_requests_are_silent(backend: Backend) {
     all_silent(&mut conns);
 }
 
+/// Users ann, ben and cat in the group ann created, straight in `store`.
+fn trio(store: &dyn Store) -> (i32, [i32; 3]) {
+    let users = ["ann", "ben", "cat"].map(|n| store.create_user(n, "h").unwrap());
+    let g = store.create_group(users[0], "g", "").unwrap();
+    for &user in &users[1..] {
+        store.join_group(g, user).unwrap();
+    }
+    (g, users)
+}
+
 /// A group message's offline recipients are worked out before its commit (a single node knows who is
 /// away); one removed from the group in between gets nothing committed after their removal, the other
 /// members still get it: the store checks membership in the commit's own transaction.
 fn offline_records_only_for_members_at_the_commit(backend: Backend) {
     let db = Db::fresh(backend);
     let store = db.store();
-    let [ann, ben, cat] = ["ann", "ben", "cat"].map(|n| store.create_user(n, "h").unwrap());
-    let g = store.create_group(ann, "g", "").unwrap();
-    for user in [ben, cat] {
-        store.join_group(g, user).unwrap();
-    }
+    let (g, [ann, ben, cat]) = trio(store.as_ref());
     let message = NewMessage {
         conv: Conv::Group(g),
         sender: ann,
@@ -893,11 +899,7 @@ fn offline_records_only_for_members_at_the_commit(backend: Backend) {
 fn roles_are_written_only_on_the_list_they_were_decided_on(backend: Backend) {
     let db = Db::fresh(backend);
     let store = db.store();
-    let [ann, ben, cat] = ["ann", "ben", "cat"].map(|n| store.create_user(n, "h").unwrap());
-    let g = store.create_group(ann, "g", "").unwrap();
-    for user in [ben, cat] {
-        store.join_group(g, user).unwrap();
-    }
+    let (g, [ann, ben, cat]) = trio(store.as_ref());
     let creators = || -> Vec<i32> {
         let members = store.group_members(g).unwrap().unwrap();
         let creators = members.list.iter().filter(|(_, r)| *r == Role::Creator);

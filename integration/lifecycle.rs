@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use clusterchat::protocol::frame::Separator;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{Backend, ConfigFile, Conn, Db, Server, login_eventually, user};
+use crate::support::{Backend, ConfigFile, Conn, Db, Server, login_eventually, numbered, user};
 
 fn disconnect_without_logout_is_offline_at_once(backend: Backend) {
     let db = Db::fresh(backend);
@@ -139,16 +139,16 @@ fn slow_reader_loses_nothing(backend: Backend) {
     let mut closed = false;
     while let Ok(Some(frame)) = slow.client.recv(Some(Duration::from_secs(3))) {
         if frame["msgid"] == 6 {
-            seen.push(index(&frame));
+            seen.push(numbered(&frame));
         }
     }
     if seen.len() < total {
         closed = true;
         let (mut again, ack) = login_eventually(server.addr, slow_id, Duration::from_secs(5));
-        seen.extend(ack["offlinemsg"].as_array().unwrap().iter().map(index));
+        seen.extend(ack["offlinemsg"].as_array().unwrap().iter().map(numbered));
         // Beyond one ack's worth, the rest follows as chat frames.
         while let Ok(Some(frame)) = again.client.recv(Some(Duration::from_millis(500))) {
-            seen.push(index(&frame));
+            seen.push(numbered(&frame));
         }
     }
     assert!(
@@ -157,11 +157,6 @@ fn slow_reader_loses_nothing(backend: Backend) {
     );
     let expected: Vec<usize> = (0..total).collect();
     assert_eq!(seen, expected, "every message once, in order");
-}
-
-fn index(frame: &Value) -> usize {
-    let msg = frame["msg"].as_str().unwrap();
-    msg[..msg.find(':').unwrap()].parse().unwrap()
 }
 
 /// Messages sent while the recipient is logging in: each arrives exactly once, live, in the login ack,
@@ -194,12 +189,12 @@ fn delivery_races_with_login(backend: Backend) {
             .as_array()
             .unwrap()
             .iter()
-            .map(index)
+            .map(numbered)
             .collect();
         burst.join().unwrap();
         // Everything of this round must arrive on this login: no later login will fetch it.
         while let Ok(Some(frame)) = receiver.client.recv(Some(Duration::from_millis(500))) {
-            seen.push(index(&frame));
+            seen.push(numbered(&frame));
         }
         let unique: HashSet<usize> = seen.iter().copied().collect();
         assert_eq!(

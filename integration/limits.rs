@@ -4,9 +4,11 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clusterchat::protocol::frame::Separator;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{Backend, ConfigFile, Conn, Db, Redis, Server, login_eventually, user};
+use crate::support::{
+    Backend, ConfigFile, Conn, Db, Redis, Server, login_eventually, numbered, user,
+};
 
 /// The rate limit a test can flood quickly: 100 frames a second, a burst of 50, closed after 500
 /// refusals.
@@ -144,13 +146,13 @@ fn a_flooder_that_reads_nothing_is_released_and_loses_nothing() {
     let mut seen: Vec<usize> = Vec::new();
     while let Ok(Some(frame)) = flooder.client.recv(Some(Duration::from_secs(2))) {
         if frame["msgid"] == 6 {
-            seen.push(index(&frame));
+            seen.push(numbered(&frame));
         }
     }
-    seen.extend(ack["offlinemsg"].as_array().unwrap().iter().map(index));
+    seen.extend(ack["offlinemsg"].as_array().unwrap().iter().map(numbered));
     while let Ok(Some(frame)) = again.client.recv(Some(Duration::from_millis(500))) {
         if frame["msgid"] == 6 {
-            seen.push(index(&frame));
+            seen.push(numbered(&frame));
         }
     }
     assert_eq!(
@@ -158,12 +160,6 @@ fn a_flooder_that_reads_nothing_is_released_and_loses_nothing() {
         (0..total).collect::<Vec<_>>(),
         "every message once, in order"
     );
-}
-
-/// The number a test message starts with (`"<n>:…"`).
-fn index(frame: &Value) -> usize {
-    let msg = frame["msg"].as_str().unwrap();
-    msg[..msg.find(':').unwrap()].parse().unwrap()
 }
 
 #[test]

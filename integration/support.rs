@@ -414,6 +414,12 @@ pub fn user(server: &Server, name: &str) -> (Conn, i64) {
     (c, id)
 }
 
+/// The number a numbered test message (`"<n>:…"`) starts with.
+pub fn numbered(frame: &Value) -> usize {
+    let msg = frame["msg"].as_str().unwrap();
+    msg[..msg.find(':').unwrap()].parse().unwrap()
+}
+
 /// Generates one `#[test]` per backend for each named test function `fn(Backend)`.
 #[macro_export]
 macro_rules! on_both_backends {

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
 use tungstenite::protocol::frame::{Frame, FrameSocket};
 
-use crate::support::{ANY_PORT, Backend, ConfigFile, Db, Redis, Server, login_eventually, user};
+use crate::support::{
+    ANY_PORT, Backend, ConfigFile, Db, Redis, Server, login_eventually, numbered, user,
+};
 
 /// How long a test waits for one frame.
 const REPLY: Duration = Duration::from_secs(10);
@@ -351,27 +353,22 @@ fn a_websocket_client_that_never_reads_loses_nothing() {
         match slow.frame(Duration::from_secs(3)) {
             Some(frame) if frame.header().opcode == OpCode::Data(Data::Text) => {
                 let value: Value = serde_json::from_slice(frame.payload()).unwrap();
-                seen.push(index(&value));
+                seen.push(numbered(&value));
             }
             _ => break,
         }
     }
     assert!(seen.len() < total, "the slow reader was never cut off");
     let (mut again, ack) = login_eventually(server.addr, slow_id, Duration::from_secs(5));
-    seen.extend(ack["offlinemsg"].as_array().unwrap().iter().map(index));
+    seen.extend(ack["offlinemsg"].as_array().unwrap().iter().map(numbered));
     while let Ok(Some(frame)) = again.client.recv(Some(Duration::from_millis(500))) {
-        seen.push(index(&frame));
+        seen.push(numbered(&frame));
     }
     assert_eq!(
         seen,
         (0..total).collect::<Vec<_>>(),
         "every message once, in order"
     );
-}
-
-fn index(frame: &Value) -> usize {
-    let msg = frame["msg"].as_str().unwrap();
-    msg[..msg.find(':').unwrap()].parse().unwrap()
 }
 
 /// What the HTTP listener refuses on `/ws`, and the connection counts by transport.
