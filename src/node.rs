@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::protocol::proxy::TrustedProxies;
 use crate::server::{self, Server, Shutdown};
 use crate::service::chat::NodeInbox;
-use crate::service::{Context, account, presence};
+use crate::service::{Context, account, chat, presence};
 use crate::session::{SessionConfig, WriterCount};
 use crate::store;
 use crate::store::batch::LogWriter;
@@ -59,6 +59,7 @@ impl Node {
             offline_batch: settings.offline_batch,
             max_devices: settings.max_devices,
             unreleased: Default::default(),
+            unrecorded: Default::default(),
             login_throttle: LoginThrottle::new(&settings.login_throttle),
             penalties: Default::default(),
             proxies: TrustedProxies::new(settings.trusted_proxies.clone()),
@@ -147,6 +148,7 @@ fn heartbeat(ctx: &Context, stop: &Receiver<()>) {
             tracing::warn!(error = %e, "heartbeat failed");
         }
         account::retry_releases(ctx);
+        chat::retry_offline(ctx);
         presence::reap(ctx);
         match stop.recv_timeout(store::HEARTBEAT_EVERY) {
             Err(RecvTimeoutError::Timeout) => {}

@@ -239,8 +239,7 @@ pub fn deliver_all(
         }
     }
     ctx.metrics.delivered("stored", nudged.len() + late.len());
-    if let Err(e) = ctx.log.store_offline(late.clone()) {
-        tracing::error!(count = late.len(), error = %e, "could not record messages offline; they stay in the history");
+    if !record_offline(ctx, late.clone()) {
         late.clear();
     }
     nudge(ctx, nudged.into_iter().chain(late.iter().map(|p| p.user)));
@@ -390,12 +389,79 @@ pub fn nudge(ctx: &Context, users: impl IntoIterator<Item = UserId>) {
 /// log has them. A failure here leaves the messages in the history only; it is logged with the count.
 pub fn persist_undelivered(ctx: &Context, frames: Vec<Live>) -> Vec<Pointer> {
     let pointers: Vec<Pointer> = frames.into_iter().filter_map(Live::pointer).collect();
-    if !pointers.is_empty()
-        && let Err(e) = ctx.log.store_offline(pointers.clone())
-    {
-        tracing::error!(count = pointers.len(), error = %e, "could not record undelivered messages offline; they stay in the history");
+    if pointers.is_empty() || record_offline(ctx, pointers.clone()) {
+        pointers
+    } else {
+        Vec::new()
     }
-    pointers
+}
+
+/// Records `pointers` offline; `false` when storage refused, and then they are kept for the heartbeat
+/// to record ([`retry_offline`]).
+fn record_offline(ctx: &Context, pointers: Vec<Pointer>) -> bool {
+    if pointers.is_empty() {
+        return true;
+    }
+    match ctx.log.store_offline(pointers.clone()) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(count = pointers.len(), error = %e, "could not record messages offline; will retry");
+            ctx.unrecorded.keep(pointers);
+            false
+        }
+    }
+}
+
+/// Records offline what storage refused before (on the heartbeat), and nudges its users.
+pub fn retry_offline(ctx: &Context) {
+    let pending = ctx.unrecorded.take();
+    if pending.is_empty() {
+        return;
+    }
+    match ctx.log.store_offline(pending.clone()) {
+        Ok(()) => {
+            tracing::info!(
+                count = pending.len(),
+                "recorded offline what storage had refused"
+            );
+            nudge(ctx, pending.iter().map(|p| p.user));
+        }
+        Err(_) => ctx.unrecorded.put_back(pending),
+    }
+}
+
+/// Offline records that storage refused (it was down at that moment), to be written again: the
+/// messages are in the log, but a v1 recipient learns of them only from its offline list. Bounded: past
+/// [`MAX_UNRECORDED`] more are dropped with an error, and stay in the history only.
+#[derive(Default)]
+pub struct Unrecorded(parking_lot::Mutex<Vec<Pointer>>);
+
+/// The most offline records a node keeps to write again (24 bytes each).
+const MAX_UNRECORDED: usize = 1 << 20;
+
+impl Unrecorded {
+    fn keep(&self, pointers: Vec<Pointer>) {
+        let mut kept = self.0.lock();
+        let room = MAX_UNRECORDED.saturating_sub(kept.len());
+        if pointers.len() > room {
+            tracing::error!(
+                count = pointers.len() - room,
+                "too many offline records waiting; these stay in the history only"
+            );
+        }
+        kept.extend(pointers.into_iter().take(room));
+    }
+
+    fn take(&self) -> Vec<Pointer> {
+        std::mem::take(&mut *self.0.lock())
+    }
+
+    /// Puts `older` back before whatever was kept since it was taken.
+    fn put_back(&self, older: Vec<Pointer>) {
+        let mut kept = self.0.lock();
+        let newer = std::mem::replace(&mut *kept, older);
+        kept.extend(newer);
+    }
 }
 
 /// [`persist_undelivered`], then [`nudge`].

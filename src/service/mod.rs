@@ -67,6 +67,8 @@ pub struct Context {
     pub max_devices: usize,
     /// Devices (user, name) whose release of presence failed (storage down); retried by the heartbeat.
     pub unreleased: Mutex<HashSet<(UserId, Arc<str>)>>,
+    /// Offline records storage refused; retried by the heartbeat.
+    pub unrecorded: chat::Unrecorded,
     /// Failed-login counts, so password guessing cannot burn everyone's CPU.
     pub login_throttle: LoginThrottle,
     /// Users cut off for flooding a moment ago: they log in again without a burst allowance.

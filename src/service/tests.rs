@@ -38,6 +38,7 @@ fn fixture() -> Fixture {
         offline_batch: 2,
         max_devices: 8,
         unreleased: Default::default(),
+        unrecorded: Default::default(),
         login_throttle: LoginThrottle::new(&Default::default()),
         penalties: Default::default(),
         proxies: Default::default(),

@@ -14,13 +14,14 @@ use crate::bus::local::LocalBus;
 use crate::client::Client;
 use crate::hasher::{HashCost, Hasher};
 use crate::limit::LoginThrottle;
+use crate::mailbox::Live;
 use crate::model::{
     Contact, Conv, Group, LogMessage, Members, Page, Pos, Relation, Requests, Role, Summary,
     UserRecord,
 };
 use crate::model::{GroupId, UserId};
 use crate::protocol::frame::Separator;
-use crate::service::Context;
+use crate::service::{Context, chat};
 use crate::store::batch::LogWriter;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
@@ -216,6 +217,39 @@ with_api!(
 );
 with_api!(down, TokensDown, [Tokens]);
 
+/// The embedded store, except that recording offline fails while its flag is set.
+struct FlakyOffline(SqliteStore, AtomicBool);
+
+with_api!(
+    delegate,
+    FlakyOffline,
+    [Accounts, Presence, Social, Groups, Tokens]
+);
+
+impl Log for FlakyOffline {
+    fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
+        self.0.append(messages)
+    }
+    fn store_offline(&self, pointers: &[Pointer]) -> Result<()> {
+        if self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("test store".into()));
+        }
+        self.0.store_offline(pointers)
+    }
+    fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>> {
+        self.0.take_offline(user, limit)
+    }
+    fn conversations(&self, user: UserId) -> Result<Vec<Summary>> {
+        self.0.conversations(user)
+    }
+    fn history(&self, conv: Conv, page: Page, limit: usize) -> Result<(Vec<LogMessage>, bool)> {
+        self.0.history(conv, page, limit)
+    }
+    fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)> {
+        self.0.mark_read(user, conv, pos)
+    }
+}
+
 fn context(store: Arc<dyn Store>) -> Context {
     let cost = HashCost {
         memory_kib: 64,
@@ -232,6 +266,7 @@ fn context(store: Arc<dyn Store>) -> Context {
         offline_batch: 10,
         max_devices: 8,
         unreleased: Default::default(),
+        unrecorded: Default::default(),
         login_throttle: LoginThrottle::new(&Default::default()),
         penalties: Default::default(),
         proxies: Default::default(),
@@ -356,4 +391,44 @@ fn a_logout_whose_token_stays_is_refused() {
     assert_eq!(again["errno"], 0, "the v1 logout went through: {again}");
     drop(v1);
     server.join().unwrap();
+}
+
+/// An offline record that storage refuses (it is down at that moment) is not dropped: the heartbeat
+/// writes it once storage answers again, and the recipient finds the message in its offline list.
+#[test]
+fn offline_records_storage_refused_are_written_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path().join("t.db").to_str().unwrap(), 2).unwrap();
+    let store = Arc::new(FlakyOffline(sqlite, AtomicBool::new(true)));
+    let ctx = context(store.clone());
+    let [a, b] = ["a", "b"].map(|n| store.create_user(n, "h").unwrap());
+    let message = NewMessage {
+        conv: Conv::direct(a, b),
+        sender: a,
+        cid: None,
+        time: "t".into(),
+        text: "kept".into(),
+        offline: Vec::new(),
+        require: crate::store::Require::Nothing,
+    };
+    let placed = store.append(&[&message]).unwrap().remove(0).unwrap();
+    let unwritten = Live::single(b, "frame".into(), (placed.conv, placed.pos));
+    assert!(chat::persist_undelivered(&ctx, vec![unwritten]).is_empty());
+    assert!(store.take_offline(b, 10).unwrap().is_empty());
+    chat::retry_offline(&ctx);
+    assert!(store.take_offline(b, 10).unwrap().is_empty(), "still down");
+    store.1.store(false, std::sync::atomic::Ordering::SeqCst);
+    chat::retry_offline(&ctx);
+    let texts: Vec<String> = store
+        .take_offline(b, 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, vec!["kept"]);
+    chat::retry_offline(&ctx);
+    assert!(
+        store.take_offline(b, 10).unwrap().is_empty(),
+        "recorded once"
+    );
 }
