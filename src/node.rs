@@ -132,6 +132,8 @@ impl Node {
         shutdown.drain(FLUSH_GRACE);
         drop(stop_tx);
         let _ = heartbeat.join();
+        // One last try at the offline records storage refused (the closing connections' included).
+        chat::retry_offline(&self.ctx);
         if let Err(e) = self.ctx.store.release_node(&self.ctx.node) {
             tracing::warn!(error = %e, "could not release this node's users; they are freed when its heartbeat goes stale");
         }
