@@ -135,6 +135,7 @@ fn context(store: Arc<SqliteStore>, hasher: Hasher) -> Arc<Context> {
         offline_batch: OFFLINE_BATCH,
         max_devices: MAX_DEVICES,
         unreleased: Default::default(),
+        unrecorded: Default::default(),
         login_throttle: LoginThrottle::new(&throttle_config()),
         penalties: Default::default(),
         proxies: Default::default(),
@@ -177,6 +178,7 @@ impl Shared {
                 ctx.users = Default::default();
                 ctx.login_throttle = LoginThrottle::new(&throttle_config());
                 ctx.unreleased.lock().clear();
+                ctx.unrecorded = Default::default();
             }
             Reset::File => {
                 self.files += 1;
