@@ -514,6 +514,9 @@ enum Expected {
     },
     /// Exactly this frame.
     Exact(Value),
+    /// Exactly this push (presence, an event, typing, a receipt): held by the outbox until its login's
+    /// ack is written, and dropped with that ack when the client is gone first.
+    Push(Value),
     /// A chat of this connection not committed yet: nothing behind it may be written before the commit.
     Uncommitted(u64),
     /// CHAT_MSG_ACK of a committed message (its `ts` is read from the log).
@@ -1242,7 +1245,7 @@ impl Harness<'_> {
     fn expect_push(&mut self, sid: Sid, frame: Value) {
         let c = self.conn_of(sid);
         if self.conns[c].phase == Phase::Open {
-            self.expect(c, Expected::Exact(frame));
+            self.expect(c, Expected::Push(frame));
         }
     }
 
@@ -1565,6 +1568,8 @@ impl Harness<'_> {
                             Some(Expected::LoginAck(_)) => {}
                             other => panic!("an unwritten login ack, expected {other:?}"),
                         }
+                        // The pushes since were held behind it, and go with it.
+                        conn.expected.retain(|e| !matches!(e, Expected::Push(_)));
                     }
                     undelivered.extend(item.undelivered());
                 }
@@ -1781,7 +1786,7 @@ impl Harness<'_> {
                 let body = json!({"msgid": msgid, "errno": errno, "errmsg": got["errmsg"]});
                 with_seq(body, &seq)
             }
-            Expected::Exact(v) => v,
+            Expected::Exact(v) | Expected::Push(v) => v,
             Expected::ChatAck {
                 seq,
                 sender,
