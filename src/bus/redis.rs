@@ -98,7 +98,7 @@ impl RedisBus {
     /// an absent Redis drops it).
     fn announce(&self, name: &str, payload: String) {
         let request = Publish {
-            channel: format!("{}{name}", self.prefix),
+            channel: node_wide(&self.prefix, name),
             payload: Arc::from(payload),
             reply: None,
         };
@@ -108,6 +108,11 @@ impl RedisBus {
 
 fn channel(prefix: &str, user: UserId) -> String {
     format!("{prefix}u{user}")
+}
+
+/// The node-wide channel `name` ([`GROUPS`], [`CUT_OFF`]), which every node subscribes to.
+fn node_wide(prefix: &str, name: &str) -> String {
+    format!("{prefix}{name}")
 }
 
 impl Bus for RedisBus {
@@ -297,7 +302,7 @@ impl Subscriber {
             .iter()
             .map(|&u| channel(&self.prefix, u))
             .collect();
-        channels.extend([GROUPS, CUT_OFF].map(|name| format!("{}{name}", self.prefix)));
+        channels.extend([GROUPS, CUT_OFF].map(|name| node_wide(&self.prefix, name)));
         pubsub
             .subscribe(channels)
             .map_err(|e| SessionEnd::Connected(bus_err(e)))?;

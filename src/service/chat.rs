@@ -386,10 +386,11 @@ pub fn nudge(ctx: &Context, users: impl IntoIterator<Item = UserId>) {
 /// Records offline the chat frames a connection could not write (it closed, or stopped reading) whose
 /// messages reached no device of their user here, and returns what was recorded, to [`nudge`] its users
 /// once the caller holds no mailbox lock. Carbons are not recorded: they were the sender's copy, and the
-/// log has them. A failure here leaves the messages in the history only; it is logged with the count.
+/// log has them. What storage refuses is kept for the heartbeat to record ([`record_offline`]) and is not
+/// returned.
 pub fn persist_undelivered(ctx: &Context, frames: Vec<Live>) -> Vec<Pointer> {
     let pointers: Vec<Pointer> = frames.into_iter().filter_map(Live::pointer).collect();
-    if pointers.is_empty() || record_offline(ctx, pointers.clone()) {
+    if record_offline(ctx, pointers.clone()) {
         pointers
     } else {
         Vec::new()
