@@ -250,6 +250,21 @@ impl Log for FlakyOffline {
     }
 }
 
+/// The embedded store in a file of `dir`.
+fn sqlite_in(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path().join("t.db").to_str().unwrap(), 2).unwrap()
+}
+
+/// Serves `connections` connections with `ctx` on a loopback port: its address, and the serving thread.
+fn serving(
+    ctx: Context,
+    connections: usize,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    (addr, serve_on(ctx, listener, connections))
+}
+
 fn context(store: Arc<dyn Store>) -> Context {
     let cost = HashCost {
         memory_kib: 64,
@@ -279,9 +294,7 @@ fn context(store: Arc<dyn Store>) -> Context {
 
 #[test]
 fn a_panicking_handler_closes_only_its_connection() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = serve_on(context(Arc::new(PanickingStore)), listener, 2);
+    let (addr, server) = serving(context(Arc::new(PanickingStore)), 2);
     let timeout = Some(Duration::from_secs(5));
     let mut victim = Client::connect(addr, Separator::Nul).unwrap();
     victim
@@ -306,12 +319,10 @@ fn a_panicking_handler_closes_only_its_connection() {
 #[test]
 fn a_chat_set_aside_before_a_panic_is_stored_and_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path().join("t.db").to_str().unwrap(), 2).unwrap();
+    let sqlite = sqlite_in(&dir);
     let store: Arc<dyn Store> = Arc::new(PanicOnGroups(sqlite));
     store.heartbeat("test").unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = serve_on(context(store.clone()), listener, 1);
+    let (addr, server) = serving(context(store.clone()), 1);
     let timeout = Some(Duration::from_secs(5));
     let mut c = Client::connect(addr, Separator::Nul).unwrap();
     let mut req = |frame: serde_json::Value| {
@@ -353,12 +364,10 @@ fn a_chat_set_aside_before_a_panic_is_stored_and_answered() {
 #[test]
 fn a_logout_whose_token_stays_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path().join("t.db").to_str().unwrap(), 2).unwrap();
+    let sqlite = sqlite_in(&dir);
     let store: Arc<dyn Store> = Arc::new(TokensDown(sqlite));
     store.heartbeat("test").unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = serve_on(context(store), listener, 2);
+    let (addr, server) = serving(context(store), 2);
     let timeout = Some(Duration::from_secs(5));
     let mut v2 = Client::connect(addr, Separator::Nul).unwrap();
     let mut req = |frame: serde_json::Value| {
@@ -398,7 +407,7 @@ fn a_logout_whose_token_stays_is_refused() {
 #[test]
 fn offline_records_storage_refused_are_written_later() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path().join("t.db").to_str().unwrap(), 2).unwrap();
+    let sqlite = sqlite_in(&dir);
     let store = Arc::new(FlakyOffline(sqlite, AtomicBool::new(true)));
     let ctx = context(store.clone());
     let [a, b] = ["a", "b"].map(|n| store.create_user(n, "h").unwrap());
