@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clusterchat::model::{Conv, Role};
 use clusterchat::protocol::frame::Separator;
-use clusterchat::store::{NewMessage, Require, Store};
+use clusterchat::store::{NewMessage, Removal, Require, Store};
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -30,6 +30,10 @@ fn leave(group: i64) -> Value {
 
 fn kick(group: i64, id: i64) -> Value {
     json!({"msgid": 39, "groupid": group, "id": id})
+}
+
+fn unban(group: i64, id: i64) -> Value {
+    json!({"msgid": 54, "groupid": group, "id": id})
 }
 
 fn role(group: i64, id: i64, role: &str) -> Value {
@@ -879,7 +883,7 @@ fn offline_records_only_for_members_at_the_commit(backend: Backend) {
         offline: vec![ben, cat],
         require: Require::Member,
     };
-    assert!(store.remove_member(g, ben).unwrap());
+    assert!(store.remove_member(g, ben, Removal::Left).unwrap());
     assert!(store.append(&[&message]).unwrap()[0].is_ok());
     let texts = |user| -> Vec<String> {
         let taken = store.take_offline(user, 10).unwrap();
@@ -913,13 +917,72 @@ fn roles_are_written_only_on_the_list_they_were_decided_on(backend: Backend) {
     assert_eq!(creators(), vec![ben]);
     // A hand-over decided before its new creator left changes nothing either.
     let decided = store.group_members(g).unwrap().unwrap().version;
-    assert!(store.remove_member(g, cat).unwrap());
+    assert!(store.remove_member(g, cat, Removal::Kicked).unwrap());
     assert!(
         !store
             .set_roles(g, decided, &[(cat, Role::Creator), (ben, Role::Admin)])
             .unwrap()
     );
     assert_eq!(creators(), vec![ben]);
+}
+
+/// A kick bans: the kicked user's ADD_GROUP is 105, over v1 as over v2, until the creator or an admin
+/// lets them back with GROUP_UNBAN (nobody else may; 104 for a user not banned or a group that is not
+/// there; no event); then they join as anyone would. Leaving by oneself bans nothing, and a dissolved
+/// group's bans go with it.
+fn kicked_users_stay_out_until_let_back(backend: Backend) {
+    const KAY: usize = 0;
+    const AMY: usize = 1;
+    const NED: usize = 2;
+    let db = Db::fresh(backend);
+    let server = Server::start(&db, &[]);
+    let ids = register_all(&server, &["kay", "amy", "ned"]);
+    let (kay, amy, ned) = (ids[0], ids[1], ids[2]);
+    let mut conns = connect_all(&server, &ids);
+    let gid = make_group(&mut conns[KAY], "guarded");
+    join(&mut conns, AMY, amy, gid, &[KAY]);
+    join(&mut conns, NED, ned, gid, &[KAY, AMY]);
+    act(
+        &mut conns,
+        KAY,
+        role(gid, amy, "admin"),
+        42,
+        &[role_event(gid, amy, kay, "admin")],
+        &[AMY, NED],
+    );
+    let kicked = group_event(gid, "kicked", ned, amy);
+    act(&mut conns, AMY, kick(gid, ned), 40, &[kicked], &[KAY, NED]);
+    let refusal = refused_with(&mut conns[NED], join_req(gid), 105);
+    assert!(
+        refusal["errmsg"].as_str().unwrap().contains("removed"),
+        "{refusal}"
+    );
+    let mut old = v1_login(&server, ned);
+    refused_with(&mut old, join_req(gid), 105);
+    refused_with(&mut conns[NED], unban(gid, ned), 105);
+    refused_with(&mut conns[KAY], unban(gid, amy), 104);
+    refused_with(&mut conns[KAY], unban(gid + 100, ned), 104);
+    all_silent(&mut conns);
+    let ack = acked_as(&mut conns[AMY], unban(gid, ned), 55);
+    assert_eq!(
+        ack,
+        json!({"msgid": 55, "errno": 0, "groupid": gid, "id": ned})
+    );
+    all_silent(&mut conns);
+    refused_with(&mut conns[AMY], unban(gid, ned), 104);
+    join(&mut conns, NED, ned, gid, &[KAY, AMY]);
+    // Leaving bans nothing.
+    let left = group_event(gid, "left", ned, ned);
+    act(&mut conns, NED, leave(gid), 38, &[left], &[KAY, AMY]);
+    join(&mut conns, NED, ned, gid, &[KAY, AMY]);
+    // A dissolved group takes its bans along: nothing is left to lift.
+    let kicked = group_event(gid, "kicked", ned, kay);
+    act(&mut conns, KAY, kick(gid, ned), 40, &[kicked], &[AMY, NED]);
+    let dissolved = group_event(gid, "dissolved", kay, kay);
+    act(&mut conns, KAY, dissolve(gid), 46, &[dissolved], &[AMY]);
+    assert_eq!(db.count("SELECT COUNT(*) FROM groupban"), 0);
+    all_silent(&mut conns);
+    assert_nothing_queued(&mut old);
 }
 
 crate::on_both_backends!(
@@ -934,6 +997,7 @@ crate::on_both_backends!(
     group_events_reach_every_v2_device,
     group_info_lists_members,
     v1_group_requests_are_silent,
+    kicked_users_stay_out_until_let_back,
 );
 
 /// A kick on node 0 takes effect on node 1 at the ack: the kicked member's GROUP_CHAT sent right after

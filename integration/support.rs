@@ -71,6 +71,22 @@ impl Db {
         }
     }
 
+    /// The number a counting query (`SELECT COUNT(*) …`) gives, asked of the database directly.
+    pub fn count(&self, sql: &str) -> i64 {
+        match self.url.strip_prefix("sqlite://") {
+            Some(path) => rusqlite::Connection::open(path)
+                .expect("open the SQLite file")
+                .query_row(sql, [], |r| r.get(0))
+                .expect("a count"),
+            None => {
+                use r2d2_mysql::mysql::prelude::Queryable;
+                let opts = r2d2_mysql::mysql::Opts::from_url(&self.url).expect("a MySQL URL");
+                let mut conn = r2d2_mysql::mysql::Conn::new(opts).expect("connect to MariaDB");
+                conn.query_first(sql).expect("a count").expect("a row")
+            }
+        }
+    }
+
     /// Opens the same database directly, to check what the server stored.
     pub fn store(&self) -> Arc<dyn Store> {
         store::open(&self.url, 1).expect("open test database")

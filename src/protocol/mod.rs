@@ -63,6 +63,8 @@ pub mod msgid {
     pub const TYPING: i64 = 51;
     pub const PASSWORD: i64 = 52;
     pub const PASSWORD_ACK: i64 = 53;
+    pub const GROUP_UNBAN: i64 = 54;
+    pub const GROUP_UNBAN_ACK: i64 = 55;
 }
 
 /// The error numbers of ERROR_MSG (and 107/109 inside login and register acks).

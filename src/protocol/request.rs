@@ -98,6 +98,7 @@ pub fn is_client_msgid(id: i64) -> bool {
             | msgid::FIND_USER
             | msgid::GROUP_LEAVE
             | msgid::GROUP_KICK
+            | msgid::GROUP_UNBAN
             | msgid::GROUP_ROLE
             | msgid::GROUP_UPDATE
             | msgid::GROUP_DISSOLVE
@@ -237,6 +238,10 @@ pub enum Request {
         group: GroupId,
         member: UserId,
     },
+    GroupUnban {
+        group: GroupId,
+        user: UserId,
+    },
     GroupRole {
         group: GroupId,
         member: UserId,
@@ -353,6 +358,10 @@ impl Request {
             msgid::GROUP_KICK => Request::GroupKick {
                 group: id_field(b, "groupid")?,
                 member: id_field(b, "id")?,
+            },
+            msgid::GROUP_UNBAN => Request::GroupUnban {
+                group: id_field(b, "groupid")?,
+                user: id_field(b, "id")?,
             },
             msgid::GROUP_ROLE => Request::GroupRole {
                 group: id_field(b, "groupid")?,

@@ -12,7 +12,7 @@ use super::rules::{self, Leaving};
 use super::{Caller, Context, Failure, Identity, chat, presence};
 use crate::model::{GroupId, Members, Role, UserId};
 use crate::protocol::{Errno, msgid, reply};
-use crate::store::{GroupUpdate, StoreError};
+use crate::store::{GroupUpdate, Joined, Removal, StoreError};
 
 /// CREATE_GROUP_MSG: creates a group with a unique name.
 pub fn create(
@@ -40,7 +40,8 @@ fn name_taken(e: StoreError) -> Failure {
     }
 }
 
-/// ADD_GROUP_MSG: joins an existing group; joining twice changes nothing.
+/// ADD_GROUP_MSG: joins an existing group; joining twice changes nothing; a user kicked from it is
+/// refused until the creator or an admin lets them back (GROUP_UNBAN).
 pub fn join(
     ctx: &Context,
     caller: &mut Caller,
@@ -52,9 +53,15 @@ pub fn join(
         StoreError::NotFound => Failure::new(Errno::NotFound, "no such group"),
         other => other.into(),
     })?;
+    if joined == Joined::Banned {
+        return Err(Failure::new(
+            Errno::NotAllowed,
+            "you were removed from this group; its creator or an admin can let you back",
+        ));
+    }
     // The join is committed: whatever follows cannot undo it, so a failure to read the members only
     // costs the other members their event (they see the newcomer at their next GROUP_INFO or login).
-    let members = joined.then(|| {
+    let members = (joined == Joined::Now).then(|| {
         members_changed(ctx, group);
         chat::group_now(ctx, group)
     });
@@ -88,7 +95,7 @@ pub fn leave(
     let members = chat::group_now(ctx, group)?;
     let event = match rules::may_leave(&members, me)? {
         Leaving::Leave => {
-            ctx.store.remove_member(group, me)?;
+            ctx.store.remove_member(group, me, Removal::Left)?;
             "left"
         }
         Leaving::Dissolve => {
@@ -110,7 +117,9 @@ pub fn leave(
     Ok(())
 }
 
-/// GROUP_KICK: removes `member` (the creator anyone else, an admin normal members).
+/// GROUP_KICK: removes `member` (the creator anyone else, an admin normal members) and bans them from
+/// joining again until let back (GROUP_UNBAN): groups are joined by number, so a kick without a ban
+/// would last until the next ADD_GROUP.
 pub fn kick(
     ctx: &Context,
     caller: &mut Caller,
@@ -121,7 +130,7 @@ pub fn kick(
     let me = caller.me().id;
     let members = chat::group_now(ctx, group)?;
     rules::may_kick(&members, me, member)?;
-    ctx.store.remove_member(group, member)?;
+    ctx.store.remove_member(group, member, Removal::Kicked)?;
     members_changed(ctx, group);
     caller.ack_v2(
         json!({"msgid": msgid::GROUP_KICK_ACK, "errno": 0, "groupid": group, "id": member}),
@@ -132,6 +141,30 @@ pub fn kick(
         caller.me(),
         &members,
         reply::group_event(group, "kicked", member, me, json!({})),
+    );
+    Ok(())
+}
+
+/// GROUP_UNBAN: the creator or an admin lets a kicked user join again (104 if they are not banned).
+/// Nobody is told: the user learns it when their next ADD_GROUP succeeds.
+pub fn unban(
+    ctx: &Context,
+    caller: &mut Caller,
+    group: GroupId,
+    user: UserId,
+    seq: Option<&Value>,
+) -> Result<(), Failure> {
+    let members = chat::group_now(ctx, group)?;
+    rules::may_unban(&members, caller.me().id)?;
+    if !ctx.store.unban(group, user)? {
+        return Err(Failure::new(
+            Errno::NotFound,
+            "this user is not banned from this group",
+        ));
+    }
+    caller.ack_v2(
+        json!({"msgid": msgid::GROUP_UNBAN_ACK, "errno": 0, "groupid": group, "id": user}),
+        seq,
     );
     Ok(())
 }

@@ -90,7 +90,7 @@ impl MemberCache {
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{Accounts, Groups};
+    use crate::store::{Accounts, Groups, Joined};
 
     #[test]
     fn cached_until_invalidated() {
@@ -107,7 +107,7 @@ mod tests {
         };
         let first = cache.members(&store, g).unwrap().unwrap();
         assert_eq!(ids(first.clone()), vec![a]);
-        assert!(store.join_group(g, b).unwrap());
+        assert_eq!(store.join_group(g, b).unwrap(), Joined::Now);
         assert_eq!(
             ids(cache.members(&store, g).unwrap().unwrap()),
             vec![a],

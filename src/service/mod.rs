@@ -391,6 +391,7 @@ fn check_and_handle(ctx: &Context, caller: &mut Caller, env: &Envelope) -> Resul
         Request::FindUser { name } => friend::find(ctx, caller, &name, seq),
         Request::GroupLeave { group } => group::leave(ctx, caller, group, seq),
         Request::GroupKick { group, member } => group::kick(ctx, caller, group, member, seq),
+        Request::GroupUnban { group, user } => group::unban(ctx, caller, group, user, seq),
         Request::GroupRole {
             group,
             member,

@@ -76,6 +76,14 @@ pub fn may_kick(members: &Members, me: UserId, who: UserId) -> Result<(), Failur
     }
 }
 
+/// Letting a kicked user back: the creator and admins, as kicking.
+pub fn may_unban(members: &Members, me: UserId) -> Result<(), Failure> {
+    match member(members, me)? {
+        Role::Creator | Role::Admin => Ok(()),
+        Role::Normal => Err(denied("only the creator and admins may let users back")),
+    }
+}
+
 /// The roles a role change sets, in the order their events go out; empty when nothing changes.
 pub fn role_change(
     members: &Members,
@@ -173,6 +181,15 @@ mod tests {
         assert_eq!(code(may_kick(&g, CREATOR, CREATOR)), 105);
         assert_eq!(code(may_kick(&g, STRANGER, NORMAL)), 105);
         assert_eq!(code(may_kick(&g, CREATOR, STRANGER)), 104);
+    }
+
+    #[test]
+    fn those_who_may_kick_may_let_back() {
+        let g = group();
+        assert!(may_unban(&g, CREATOR).is_ok());
+        assert!(may_unban(&g, ADMIN).is_ok());
+        assert_eq!(code(may_unban(&g, NORMAL)), 105);
+        assert_eq!(code(may_unban(&g, STRANGER)), 105);
     }
 
     #[test]

@@ -25,8 +25,8 @@ use crate::service::{Context, chat};
 use crate::store::batch::LogWriter;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Accounts, Appended, Claim, GroupUpdate, Groups, Log, NewMessage, Pointer, Presence, Result,
-    Social, Store, StoreError, Tokens,
+    Accounts, Appended, Claim, GroupUpdate, Groups, Joined, Log, NewMessage, Pointer, Presence,
+    Removal, Result, Social, Store, StoreError, Tokens,
 };
 
 /// Calls `$make!(Type, Area { signatures })` for each named area of the store's API, so that the test
@@ -61,12 +61,13 @@ macro_rules! with_api {
     }); };
     (@Groups $make:ident, $ty:ty) => { $make!($ty, Groups {
         fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId>;
-        fn join_group(&self, group: GroupId, user: UserId) -> Result<bool>;
+        fn join_group(&self, group: GroupId, user: UserId) -> Result<Joined>;
         fn groups_of(&self, user: UserId) -> Result<Vec<Group>>;
         fn group_info(&self, group: GroupId) -> Result<Option<Group>>;
         fn group_members(&self, group: GroupId) -> Result<Option<Members>>;
         fn set_roles(&self, group: GroupId, version: i64, roles: &[(UserId, Role)]) -> Result<bool>;
-        fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool>;
+        fn remove_member(&self, group: GroupId, user: UserId, how: Removal) -> Result<bool>;
+        fn unban(&self, group: GroupId, user: UserId) -> Result<bool>;
         fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()>;
         fn dissolve_group(&self, group: GroupId) -> Result<()>;
     }); };
@@ -146,7 +147,7 @@ impl Groups for PanicOnGroups {
     fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId> {
         self.0.create_group(creator, name, desc)
     }
-    fn join_group(&self, group: GroupId, user: UserId) -> Result<bool> {
+    fn join_group(&self, group: GroupId, user: UserId) -> Result<Joined> {
         self.0.join_group(group, user)
     }
     fn groups_of(&self, user: UserId) -> Result<Vec<Group>> {
@@ -161,8 +162,11 @@ impl Groups for PanicOnGroups {
     fn set_roles(&self, group: GroupId, version: i64, roles: &[(UserId, Role)]) -> Result<bool> {
         self.0.set_roles(group, version, roles)
     }
-    fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool> {
-        self.0.remove_member(group, user)
+    fn remove_member(&self, group: GroupId, user: UserId, how: Removal) -> Result<bool> {
+        self.0.remove_member(group, user, how)
+    }
+    fn unban(&self, group: GroupId, user: UserId) -> Result<bool> {
+        self.0.unban(group, user)
     }
     fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {
         self.0.update_group(group, update)

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         // lock, so `message` stays keyed by (conv, pos) there.
         mysql: None,
     },
+    Migration {
+        version: 6,
+        sqlite: include_str!("../../sql/sqlite/006_bans.sql"),
+        mysql: Some(include_str!("../../sql/mysql/006_bans.sql")),
+    },
 ];
 
 /// The statements of a script: comment lines dropped, then split at `;`.

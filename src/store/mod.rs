@@ -208,14 +208,36 @@ pub struct GroupUpdate<'a> {
     pub desc: Option<&'a str>,
 }
 
+/// What [`Groups::join_group`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// The user is a member now.
+    Now,
+    /// The user was a member already: nothing changed.
+    Already,
+    /// The user was kicked from the group and not let back: nothing changed.
+    Banned,
+}
+
+/// How a member leaves a group ([`Groups::remove_member`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// By themselves (GROUP_LEAVE): they may join again.
+    Left,
+    /// Removed by the creator or an admin (GROUP_KICK): banned until let back.
+    Kicked,
+}
+
 /// Groups and their members.
 pub trait Groups: Send + Sync {
     /// Creates a group with `creator` as its creator; [`StoreError::Conflict`] when the name is taken.
     fn create_group(&self, creator: UserId, name: &str, desc: &str) -> Result<GroupId>;
 
-    /// Adds `user` to `group` as a normal member; `false` when they were one already (a creator stays
-    /// creator). [`StoreError::NotFound`] if the group does not exist.
-    fn join_group(&self, group: GroupId, user: UserId) -> Result<bool>;
+    /// Adds `user` to `group` as a normal member, unless they are one already (a creator stays creator)
+    /// or were kicked and not let back since ([`Groups::unban`]): checked in the join's transaction, so a
+    /// kick committing at the same moment cannot be overtaken. [`StoreError::NotFound`] if the group does
+    /// not exist.
+    fn join_group(&self, group: GroupId, user: UserId) -> Result<Joined>;
 
     /// The groups `user` belongs to, each with all its members and their presence.
     fn groups_of(&self, user: UserId) -> Result<Vec<Group>>;
@@ -232,8 +254,12 @@ pub trait Groups: Send + Sync {
     /// deciding again may come out otherwise, and two hand-overs at once must not make two creators).
     fn set_roles(&self, group: GroupId, version: i64, roles: &[(UserId, Role)]) -> Result<bool>;
 
-    /// Removes `user` from `group`; `false` when they were not a member.
-    fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool>;
+    /// Removes `user` from `group`; `false`, changing nothing, when they were not a member. A kick also
+    /// bans them from joining again, in the same transaction.
+    fn remove_member(&self, group: GroupId, user: UserId, how: Removal) -> Result<bool>;
+
+    /// Lets a kicked user join `group` again; `false` when they were not banned from it.
+    fn unban(&self, group: GroupId, user: UserId) -> Result<bool>;
 
     /// Renames the group or changes its description; [`StoreError::Conflict`] when another group has
     /// the name.

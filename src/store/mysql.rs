@@ -19,8 +19,8 @@ use r2d2_mysql::mysql::{self, Opts, OptsBuilder, TxOpts, Value};
 
 use super::migrate::{self, MIGRATIONS};
 use super::{
-    Accounts, Appended, Claim, Committed, GroupRow, GroupUpdate, Groups, Log, MemberRow,
-    NewMessage, Pointer, Presence, Refusal, Require, Result, Social, StoreError, Tokens,
+    Accounts, Appended, Claim, Committed, GroupRow, GroupUpdate, Groups, Joined, Log, MemberRow,
+    NewMessage, Pointer, Presence, Refusal, Removal, Require, Result, Social, StoreError, Tokens,
     assemble_groups, now_ms,
 };
 use crate::model::{
@@ -1010,20 +1010,29 @@ impl Groups for MysqlStore {
         })
     }
 
-    fn join_group(&self, group: GroupId, user: UserId) -> Result<bool> {
+    fn join_group(&self, group: GroupId, user: UserId) -> Result<Joined> {
         self.write(|tx| {
+            // The group's row lock orders this join after a kick of the same user (which moves the
+            // row's version) or before it.
             let exists: Option<i32> =
                 tx.exec_first("SELECT 1 FROM allgroup WHERE id = ? FOR UPDATE", (group,))?;
             exists.ok_or(StoreError::NotFound)?;
+            let banned: Option<i32> = tx.exec_first(
+                "SELECT 1 FROM groupban WHERE groupid = ? AND userid = ?",
+                (group, user),
+            )?;
+            if banned.is_some() {
+                return Ok(Joined::Banned);
+            }
             tx.exec_drop(
                 "INSERT IGNORE INTO groupuser (groupid, userid, grouprole) VALUES (?, ?, 'normal')",
                 (group, user),
             )?;
-            let joined = tx.affected_rows() > 0;
-            if joined {
-                bump_version(tx, group)?;
+            if tx.affected_rows() == 0 {
+                return Ok(Joined::Already);
             }
-            Ok(joined)
+            bump_version(tx, group)?;
+            Ok(Joined::Now)
         })
     }
 
@@ -1090,7 +1099,7 @@ impl Groups for MysqlStore {
         })
     }
 
-    fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool> {
+    fn remove_member(&self, group: GroupId, user: UserId, how: Removal) -> Result<bool> {
         self.write(|tx| {
             tx.exec_drop(
                 "DELETE FROM groupuser WHERE groupid = ? AND userid = ?",
@@ -1099,8 +1108,24 @@ impl Groups for MysqlStore {
             let removed = tx.affected_rows() > 0;
             if removed {
                 bump_version(tx, group)?;
+                if how == Removal::Kicked {
+                    tx.exec_drop(
+                        "INSERT IGNORE INTO groupban (groupid, userid) VALUES (?, ?)",
+                        (group, user),
+                    )?;
+                }
             }
             Ok(removed)
+        })
+    }
+
+    fn unban(&self, group: GroupId, user: UserId) -> Result<bool> {
+        self.write(|tx| {
+            tx.exec_drop(
+                "DELETE FROM groupban WHERE groupid = ? AND userid = ?",
+                (group, user),
+            )?;
+            Ok(tx.affected_rows() > 0)
         })
     }
 
@@ -1123,6 +1148,7 @@ impl Groups for MysqlStore {
             let key = Conv::Group(group).key();
             tx.exec_drop("DELETE FROM allgroup WHERE id = ?", (group,))?;
             tx.exec_drop("DELETE FROM groupuser WHERE groupid = ?", (group,))?;
+            tx.exec_drop("DELETE FROM groupban WHERE groupid = ?", (group,))?;
             for table in ["message", "readpos", "offlinemessage"] {
                 tx.exec_drop(format!("DELETE FROM {table} WHERE conv = ?"), (key,))?;
             }

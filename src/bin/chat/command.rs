@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 pub const HISTORY_PAGE: usize = 20;
 
 /// Every command with its format and what it does, in the order `help` lists them.
-pub const COMMANDS: [(&str, &str, &str); 25] = [
+pub const COMMANDS: [(&str, &str, &str); 26] = [
     ("help", "help", "show this list"),
     (
         "chat",
@@ -85,7 +85,12 @@ pub const COMMANDS: [(&str, &str, &str); 25] = [
     (
         "kick",
         "kick:G:ID",
-        "remove the user ID from group G (creator: anyone; admin: normal members)",
+        "remove the user ID from group G (creator: anyone; admin: normal members); they cannot join again until let back",
+    ),
+    (
+        "unban",
+        "unban:G:ID",
+        "let the user ID, kicked from group G, join it again (creator or admin)",
     ),
     (
         "role",
@@ -174,6 +179,10 @@ pub enum Command {
     Members(GroupId),
     Leave(GroupId),
     Kick {
+        group: GroupId,
+        id: UserId,
+    },
+    Unban {
         group: GroupId,
         id: UserId,
     },
@@ -338,11 +347,13 @@ impl Command {
             "members" => Ok(Command::Members(parse_id(rest.ok_or_else(usage)?)?)),
             "leave" => Ok(Command::Leave(parse_id(rest.ok_or_else(usage)?)?)),
             "dissolve" => Ok(Command::Dissolve(parse_id(rest.ok_or_else(usage)?)?)),
-            "kick" => {
+            "kick" | "unban" => {
                 let (group, id) = rest.and_then(|r| r.split_once(':')).ok_or_else(usage)?;
-                Ok(Command::Kick {
-                    group: parse_id(group)?,
-                    id: parse_id(id)?,
+                let (group, id) = (parse_id(group)?, parse_id(id)?);
+                Ok(if name == "kick" {
+                    Command::Kick { group, id }
+                } else {
+                    Command::Unban { group, id }
                 })
             }
             "role" => {
@@ -414,6 +425,9 @@ impl Command {
             Command::Leave(group) => json!({"msgid": msgid::GROUP_LEAVE, "groupid": group}),
             Command::Kick { group, id } => {
                 json!({"msgid": msgid::GROUP_KICK, "groupid": group, "id": id})
+            }
+            Command::Unban { group, id } => {
+                json!({"msgid": msgid::GROUP_UNBAN, "groupid": group, "id": id})
             }
             Command::SetRole { group, id, role } => json!({"msgid": msgid::GROUP_ROLE,
                 "groupid": group, "id": id, "role": role.as_str()}),
@@ -978,6 +992,10 @@ mod tests {
             Command::parse("kick:3:2"),
             Ok(Command::Kick { group: 3, id: 2 })
         );
+        assert_eq!(
+            Command::parse("unban:3:2"),
+            Ok(Command::Unban { group: 3, id: 2 })
+        );
         for (role, parsed) in [
             ("creator", Role::Creator),
             ("admin", Role::Admin),
@@ -1024,6 +1042,7 @@ mod tests {
             ("leave", "usage: leave:G"),
             ("dissolve", "usage: dissolve:G"),
             ("kick:3", "usage: kick:G:ID"),
+            ("unban:3", "usage: unban:G:ID"),
             ("kick", "usage: kick:G:ID"),
             ("role:3:2", "usage: role:G:ID:ROLE"),
             ("role:3", "usage: role:G:ID:ROLE"),

@@ -187,6 +187,9 @@ fn failure(request: Option<i64>, errno: i64, errmsg: &str) -> String {
         (Some(msgid::GROUP_KICK | msgid::GROUP_ROLE), 104) => {
             "no such group, or the user is not a member of it".to_string()
         }
+        (Some(msgid::GROUP_UNBAN), 104) => {
+            "no such group, or the user is not banned from it".to_string()
+        }
         (Some(msgid::FIND_USER), 104) => "no user has this name".to_string(),
         _ => error_sentence(errno, errmsg),
     };
@@ -215,6 +218,11 @@ fn people_ack(ack: i64, frame: &Value, view: &View) -> Option<String> {
         msgid::GROUP_LEAVE_ACK => format!("you left {}", view.group(frame, "groupid")),
         msgid::GROUP_KICK_ACK => format!(
             "you kicked {} from {}",
+            view.someone(frame, "id"),
+            view.group(frame, "groupid")
+        ),
+        msgid::GROUP_UNBAN_ACK => format!(
+            "{} may join {} again",
             view.someone(frame, "id"),
             view.group(frame, "groupid")
         ),
@@ -688,6 +696,7 @@ fn request_name(request: Option<i64>) -> &'static str {
         Some(msgid::FIND_USER) => "find",
         Some(msgid::GROUP_LEAVE) => "leave",
         Some(msgid::GROUP_KICK) => "kick",
+        Some(msgid::GROUP_UNBAN) => "unban",
         Some(msgid::GROUP_ROLE) => "role",
         Some(msgid::GROUP_UPDATE) => "rename/desc",
         Some(msgid::GROUP_DISSOLVE) => "dissolve",
@@ -720,7 +729,8 @@ fn request_of_ack(ack: i64) -> Option<i64> {
         | msgid::GROUP_UPDATE_ACK
         | msgid::GROUP_DISSOLVE_ACK
         | msgid::GROUP_INFO_ACK
-        | msgid::PASSWORD_ACK => Some(ack - 1),
+        | msgid::PASSWORD_ACK
+        | msgid::GROUP_UNBAN_ACK => Some(ack - 1),
         _ => None,
     }
 }
@@ -1249,6 +1259,10 @@ mod tests {
             (
                 json!({"msgid": 40, "errno": 0, "groupid": 3, "id": 2}),
                 "you kicked bob (2) from group devs (3)",
+            ),
+            (
+                json!({"msgid": 55, "errno": 0, "groupid": 3, "id": 2}),
+                "bob (2) may join group devs (3) again",
             ),
             (
                 json!({"msgid": 42, "errno": 0, "groupid": 3, "id": 2, "role": "admin"}),

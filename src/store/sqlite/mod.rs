@@ -17,8 +17,8 @@ use rusqlite::{ErrorCode, OptionalExtension, Transaction, TransactionBehavior, p
 use super::checkpoint::Checkpointer;
 use super::migrate::{self, MIGRATIONS};
 use super::{
-    Accounts, Claim, GroupRow, GroupUpdate, Groups, MemberRow, Presence, Result, Social,
-    StoreError, Tokens, assemble_groups, now_ms,
+    Accounts, Claim, GroupRow, GroupUpdate, Groups, Joined, MemberRow, Presence, Removal, Result,
+    Social, StoreError, Tokens, assemble_groups, now_ms,
 };
 use crate::model::{Contact, Conv, Group, Members, Relation, Request, Requests, Role, UserRecord};
 use crate::model::{GroupId, UserId};
@@ -548,19 +548,27 @@ impl Groups for SqliteStore {
         })
     }
 
-    fn join_group(&self, group: GroupId, user: UserId) -> Result<bool> {
+    fn join_group(&self, group: GroupId, user: UserId) -> Result<Joined> {
         self.write(|tx| {
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO groupuser (groupid, userid, grouprole) \
-                 SELECT id, ?2, 'normal' FROM allgroup WHERE id = ?1",
+                 SELECT id, ?2, 'normal' FROM allgroup WHERE id = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM groupban WHERE groupid = ?1 AND userid = ?2)",
                 params![group, user],
             )?;
-            if inserted == 0 {
-                group_exists(tx, group)?;
-                return Ok(false);
+            if inserted > 0 {
+                bump_version(tx, group)?;
+                return Ok(Joined::Now);
             }
-            bump_version(tx, group)?;
-            Ok(true)
+            group_exists(tx, group)?;
+            let banned = tx
+                .prepare_cached("SELECT 1 FROM groupban WHERE groupid = ?1 AND userid = ?2")?
+                .exists(params![group, user])?;
+            Ok(if banned {
+                Joined::Banned
+            } else {
+                Joined::Already
+            })
         })
     }
 
@@ -628,7 +636,7 @@ impl Groups for SqliteStore {
         })
     }
 
-    fn remove_member(&self, group: GroupId, user: UserId) -> Result<bool> {
+    fn remove_member(&self, group: GroupId, user: UserId, how: Removal) -> Result<bool> {
         self.write(|tx| {
             let removed = tx.execute(
                 "DELETE FROM groupuser WHERE groupid = ?1 AND userid = ?2",
@@ -636,9 +644,22 @@ impl Groups for SqliteStore {
             )? > 0;
             if removed {
                 bump_version(tx, group)?;
+                if how == Removal::Kicked {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO groupban (groupid, userid) VALUES (?1, ?2)",
+                        params![group, user],
+                    )?;
+                }
             }
             Ok(removed)
         })
+    }
+
+    fn unban(&self, group: GroupId, user: UserId) -> Result<bool> {
+        Ok(self.execute(
+            "DELETE FROM groupban WHERE groupid = ?1 AND userid = ?2",
+            params![group, user],
+        )? > 0)
     }
 
     fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {
@@ -660,6 +681,7 @@ impl Groups for SqliteStore {
             |tx, log| {
                 tx.execute("DELETE FROM allgroup WHERE id = ?1", params![group])?;
                 tx.execute("DELETE FROM groupuser WHERE groupid = ?1", params![group])?;
+                tx.execute("DELETE FROM groupban WHERE groupid = ?1", params![group])?;
                 Ok((
                     (),
                     log::delete_conversation(tx, log, Conv::Group(group).key())?,
