@@ -553,9 +553,27 @@ fn group_created_joined_chatted_kicked_and_dissolved() {
         json!({"msgid": 49, "groupid": gid, "event": "kicked", "id": bob, "by": alice})
     );
 
-    // Bob joins again, and leaves by himself (a second click confirms).
+    // Bob cannot join again until alice lets him back from the list of the removed.
     b.click("[data-test=tab-groups]");
     b.type_into("[data-test=join-id]", &gid.to_string());
+    b.click("[data-test=join-submit]");
+    b.wait_texts("bob told he cannot join", "[data-test=toast]", |t| {
+        t.iter()
+            .any(|t| t.contains("you were removed from this group"))
+    });
+    assert!(!b.visible("[data-test=composer]"));
+    a.wait_texts("bob listed as removed", "[data-test=banned-user]", |t| {
+        t.len() == 1 && t[0].contains("bob")
+    });
+    a.click(&format!(
+        "[data-test=banned-user][data-id='{bob}'] [data-test=unban]"
+    ));
+    a.wait_for("the removed list gone", |s| {
+        (!s.visible("[data-test=banned]")).then_some(())
+    });
+
+    // Bob joins again (the number is still in the field), and leaves by himself (a second click
+    // confirms).
     b.click("[data-test=join-submit]");
     b.wait_for("bob's composer back", |s| {
         s.visible("[data-test=composer]").then_some(())

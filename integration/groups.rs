@@ -928,8 +928,8 @@ fn roles_are_written_only_on_the_list_they_were_decided_on(backend: Backend) {
 
 /// A kick bans: the kicked user's ADD_GROUP is 105, over v1 as over v2, until the creator or an admin
 /// lets them back with GROUP_UNBAN (nobody else may; 104 for a user not banned or a group that is not
-/// there; no event); then they join as anyone would. Leaving by oneself bans nothing, and a dissolved
-/// group's bans go with it.
+/// there; no event); then they join as anyone would. GROUP_INFO lists the banned to the creator and
+/// admins only. Leaving by oneself bans nothing, and a dissolved group's bans go with it.
 fn kicked_users_stay_out_until_let_back(backend: Backend) {
     const KAY: usize = 0;
     const AMY: usize = 1;
@@ -959,6 +959,10 @@ fn kicked_users_stay_out_until_let_back(backend: Backend) {
     );
     let mut old = v1_login(&server, ned);
     refused_with(&mut old, join_req(gid), 105);
+    let banned = |c: &mut Conn| group_info(c, gid).get("banned").cloned();
+    let ned_banned = json!([{"id": ned, "name": "ned"}]);
+    assert_eq!(banned(&mut conns[KAY]), Some(ned_banned.clone()));
+    assert_eq!(banned(&mut conns[AMY]), Some(ned_banned));
     refused_with(&mut conns[NED], unban(gid, ned), 105);
     refused_with(&mut conns[KAY], unban(gid, amy), 104);
     refused_with(&mut conns[KAY], unban(gid + 100, ned), 104);
@@ -970,7 +974,13 @@ fn kicked_users_stay_out_until_let_back(backend: Backend) {
     );
     all_silent(&mut conns);
     refused_with(&mut conns[AMY], unban(gid, ned), 104);
+    assert_eq!(banned(&mut conns[AMY]), Some(json!([])));
     join(&mut conns, NED, ned, gid, &[KAY, AMY]);
+    assert_eq!(
+        banned(&mut conns[NED]),
+        None,
+        "a normal member sees no bans"
+    );
     // Leaving bans nothing.
     let left = group_event(gid, "left", ned, ned);
     act(&mut conns, NED, leave(gid), 38, &[left], &[KAY, AMY]);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clusterchat::hasher::{HashCost, Hasher};
 use clusterchat::model::Conv;
 use clusterchat::protocol::frame::Separator;
-use clusterchat::store::migrate;
+use clusterchat::store::{Pointer, migrate};
 use r2d2_mysql::mysql::prelude::Queryable;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -510,13 +510,12 @@ fn create_v3_database(db: &Db, backend: Backend) {
              (2, {bc}, 3, 1), (3, {bc}, 2, 0), (1, {aa}, 1, 1), (1, -1, NULL, 1)"
         ),
     ]);
-    let scripts = &migrate::MIGRATIONS[..3];
     match backend {
         Backend::Sqlite => {
             let path = db.url.strip_prefix("sqlite://").unwrap();
             let conn = rusqlite::Connection::open(path).unwrap();
-            for m in scripts {
-                conn.execute_batch(m.sqlite).unwrap();
+            for m in &migrate::MIGRATIONS[..3] {
+                conn.execute_batch(m.sqlite.unwrap_or_default()).unwrap();
             }
             conn.execute_batch(
                 "DROP TABLE offline_legacy; \
@@ -529,29 +528,62 @@ fn create_v3_database(db: &Db, backend: Backend) {
             }
         }
         Backend::Mysql => {
-            let mut conn =
-                r2d2_mysql::mysql::Conn::new(r2d2_mysql::mysql::Opts::from_url(&db.url).unwrap())
-                    .unwrap();
-            for m in scripts {
-                for statement in migrate::statements(m.mysql.unwrap_or_default()) {
-                    conn.query_drop(statement).unwrap();
-                }
-            }
-            conn.query_drop("DROP TABLE offline_legacy").unwrap();
-            conn.query_drop(
-                "CREATE TABLE schema_version (version INT NOT NULL PRIMARY KEY, steps INT NOT NULL, \
-                 done TINYINT NOT NULL, applied BIGINT NOT NULL)",
-            )
-            .unwrap();
-            conn.query_drop(
-                "INSERT INTO schema_version VALUES (1, 0, 1, 0), (2, 0, 1, 0), (3, 0, 1, 0)",
-            )
-            .unwrap();
+            let mut conn = mysql_at(db, 3);
             for statement in data {
                 conn.query_drop(statement).unwrap();
             }
         }
     }
+}
+
+/// Makes `db` a MySQL database at migration `version` (its old offline table converted long ago) and
+/// returns a connection to it.
+fn mysql_at(db: &Db, version: usize) -> r2d2_mysql::mysql::Conn {
+    let mut conn =
+        r2d2_mysql::mysql::Conn::new(r2d2_mysql::mysql::Opts::from_url(&db.url).unwrap()).unwrap();
+    for m in &migrate::MIGRATIONS[..version] {
+        for statement in migrate::statements(m.mysql.unwrap_or_default()) {
+            conn.query_drop(statement).unwrap();
+        }
+    }
+    conn.query_drop("DROP TABLE offline_legacy").unwrap();
+    conn.query_drop(
+        "CREATE TABLE schema_version (version INT NOT NULL PRIMARY KEY, steps INT NOT NULL, \
+         done TINYINT NOT NULL, applied BIGINT NOT NULL)",
+    )
+    .unwrap();
+    for v in 1..=version {
+        conn.exec_drop("INSERT INTO schema_version VALUES (?, 0, 1, 0)", (v,))
+            .unwrap();
+    }
+    conn
+}
+
+/// MySQL: a message is in a user's offline list once. Duplicates an older server left (a record written
+/// again after the answer to its first COMMIT was lost) are dropped by migration 7, the first of each
+/// kept; a pointer recorded again is not listed again.
+#[test]
+fn mysql_offline_list_holds_a_message_once() {
+    let db = Db::fresh(Backend::Mysql);
+    let ab = Conv::direct(1, 2);
+    let key = ab.key();
+    mysql_at(&db, 6)
+        .query_drop(format!(
+            "INSERT INTO offlinemessage (id, userid, conv, pos) VALUES (1, 2, {key}, 1), \
+             (2, 2, {key}, 1), (3, 2, {key}, 2), (4, 1, {key}, 1), (5, 2, {key}, 1)"
+        ))
+        .unwrap();
+    let store = db.store();
+    let ids = "SELECT COUNT(*) FROM offlinemessage";
+    assert_eq!(db.count(ids), 3);
+    assert_eq!(db.count(&format!("{ids} WHERE id IN (1, 3, 4)")), 3);
+    let again = Pointer {
+        user: 2,
+        conv: ab,
+        pos: 2,
+    };
+    store.store_offline(&[again, again]).unwrap();
+    assert_eq!(db.count(ids), 3);
 }
 
 /// `(conv, last, read, peerread)` of each conversation a login ack lists, by conv.

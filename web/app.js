@@ -972,6 +972,13 @@ function renderMembers() {
       buttons.length ? el('div', { class: 'row buttons' }, ...buttons) : null);
   }));
 
+  // Those kicked and not let back; GROUP_INFO lists them to the creator and admins only.
+  const banned = g.banned ?? [];
+  T('banned').hidden = banned.length === 0;
+  T('banned-list').replaceChildren(...banned.map((u) => el('li', { class: 'item', 'data-test': 'banned-user', 'data-id': u.id },
+    el('div', { class: 'row' }, el('span', { class: 'grow name' }, u.name)),
+    el('div', { class: 'row buttons' }, confirmable('Let back', 'unban', `unban${u.id}`, { msgid: 54, groupid: g.id, id: u.id }, false)))));
+
   const rename = T('rename-form');
   rename.hidden = !(myRole === 'creator' || myRole === 'admin');
   if (document.activeElement?.form !== rename) {

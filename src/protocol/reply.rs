@@ -219,10 +219,21 @@ pub fn friends_ack(
     )
 }
 
-/// GROUP_INFO_ACK: one group as the v2 login ack lists it.
-pub fn group_info_ack(g: &Group, seq: Option<&Value>) -> String {
+/// GROUP_INFO_ACK: one group as the v2 login ack lists it, with `banned` when the caller may see it.
+pub fn group_info_ack(
+    g: &Group,
+    banned: Option<&[(UserId, String)]>,
+    seq: Option<&Value>,
+) -> String {
+    let mut group = group(g, Version::V2);
+    if let Some(banned) = banned {
+        group["banned"] = banned
+            .iter()
+            .map(|(id, name)| json!({"id": id, "name": name}))
+            .collect();
+    }
     encode(
-        json!({"msgid": msgid::GROUP_INFO_ACK, "errno": 0, "group": group(g, Version::V2)}),
+        json!({"msgid": msgid::GROUP_INFO_ACK, "errno": 0, "group": group}),
         seq,
     )
 }

@@ -286,7 +286,8 @@ pub fn dissolve(
     Ok(())
 }
 
-/// GROUP_INFO: the group with its members, their roles and presence (members only).
+/// GROUP_INFO: the group with its members, their roles and presence (members only), and for the creator
+/// and admins, who may let them back, the users banned from it.
 pub fn info(
     ctx: &Context,
     caller: &mut Caller,
@@ -294,13 +295,17 @@ pub fn info(
     seq: Option<&Value>,
 ) -> Result<(), Failure> {
     let me = caller.me().id;
-    chat::member_now(ctx, group, me)?;
+    let members = chat::member_now(ctx, group, me)?;
+    let banned = match rules::may_unban(&members, me) {
+        Ok(()) => Some(ctx.store.bans(group)?),
+        Err(_) => None,
+    };
     let mut info = ctx
         .store
         .group_info(group)?
         .ok_or_else(|| Failure::new(Errno::NotFound, "no such group"))?;
     presence::hide_blockers(ctx, me, std::slice::from_mut(&mut info))?;
-    caller.reply_v2(|| reply::group_info_ack(&info, seq));
+    caller.reply_v2(|| reply::group_info_ack(&info, banned.as_deref(), seq));
     Ok(())
 }
 

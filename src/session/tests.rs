@@ -68,6 +68,7 @@ macro_rules! with_api {
         fn set_roles(&self, group: GroupId, version: i64, roles: &[(UserId, Role)]) -> Result<bool>;
         fn remove_member(&self, group: GroupId, user: UserId, how: Removal) -> Result<bool>;
         fn unban(&self, group: GroupId, user: UserId) -> Result<bool>;
+        fn bans(&self, group: GroupId) -> Result<Vec<(UserId, String)>>;
         fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()>;
         fn dissolve_group(&self, group: GroupId) -> Result<()>;
     }); };
@@ -167,6 +168,9 @@ impl Groups for PanicOnGroups {
     }
     fn unban(&self, group: GroupId, user: UserId) -> Result<bool> {
         self.0.unban(group, user)
+    }
+    fn bans(&self, group: GroupId) -> Result<Vec<(UserId, String)>> {
+        self.0.bans(group)
     }
     fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {
         self.0.update_group(group, update)

@@ -261,6 +261,9 @@ pub trait Groups: Send + Sync {
     /// Lets a kicked user join `group` again; `false` when they were not banned from it.
     fn unban(&self, group: GroupId, user: UserId) -> Result<bool>;
 
+    /// The users banned from `group` (kicked and not let back), with their names, by id.
+    fn bans(&self, group: GroupId) -> Result<Vec<(UserId, String)>>;
+
     /// Renames the group or changes its description; [`StoreError::Conflict`] when another group has
     /// the name.
     fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()>;

@@ -648,7 +648,9 @@ fn insert_pointers(tx: &mut mysql::Transaction, pointers: &[Pointer]) -> Result<
         .collect();
     insert_rows(
         tx,
-        "INSERT INTO offlinemessage (userid, conv, pos)",
+        // At most once per user and message (migration 7): a record written again after an unknown
+        // COMMIT outcome finds its first attempt there.
+        "INSERT IGNORE INTO offlinemessage (userid, conv, pos)",
         3,
         "",
         rows,
@@ -1127,6 +1129,18 @@ impl Groups for MysqlStore {
             )?;
             Ok(tx.affected_rows() > 0)
         })
+    }
+
+    fn bans(&self, group: GroupId) -> Result<Vec<(UserId, String)>> {
+        let rows: Vec<(UserId, Vec<u8>)> = self.conn()?.exec(
+            "SELECT u.id, u.name FROM groupban b JOIN user u ON u.id = b.userid \
+             WHERE b.groupid = ? ORDER BY u.id",
+            (group,),
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| (id, utf8(name)))
+            .collect())
     }
 
     fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {

@@ -166,7 +166,7 @@ fn migrate(conn: &mut rusqlite::Connection) -> Result<()> {
         |r| r.get(0),
     )?;
     for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-        tx.execute_batch(m.sqlite)?;
+        tx.execute_batch(m.sqlite.unwrap_or_default())?;
         tx.execute(
             "INSERT INTO schema_version (version, applied) VALUES (?1, unixepoch())",
             params![m.version],
@@ -660,6 +660,18 @@ impl Groups for SqliteStore {
             "DELETE FROM groupban WHERE groupid = ?1 AND userid = ?2",
             params![group, user],
         )? > 0)
+    }
+
+    fn bans(&self, group: GroupId) -> Result<Vec<(UserId, String)>> {
+        let conn = self.conn()?;
+        let rows = conn
+            .prepare_cached(
+                "SELECT u.id, u.name FROM groupban b JOIN user u ON u.id = b.userid \
+                 WHERE b.groupid = ?1 ORDER BY u.id",
+            )?
+            .query_map(params![group], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {
