@@ -948,15 +948,11 @@ impl Social for MysqlStore {
     }
 
     fn blocked(&self, user: UserId) -> Result<Vec<(UserId, String)>> {
-        let rows: Vec<(UserId, Vec<u8>)> = self.conn()?.exec(
+        self.named_users(
             "SELECT u.id, u.name FROM userblock b JOIN user u ON u.id = b.blockedid \
              WHERE b.userid = ? ORDER BY u.id",
-            (user,),
-        )?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name)| (id, utf8(name)))
-            .collect())
+            user,
+        )
     }
 
     fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>> {
@@ -1132,15 +1128,11 @@ impl Groups for MysqlStore {
     }
 
     fn bans(&self, group: GroupId) -> Result<Vec<(UserId, String)>> {
-        let rows: Vec<(UserId, Vec<u8>)> = self.conn()?.exec(
+        self.named_users(
             "SELECT u.id, u.name FROM groupban b JOIN user u ON u.id = b.userid \
              WHERE b.groupid = ? ORDER BY u.id",
-            (group,),
-        )?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, name)| (id, utf8(name)))
-            .collect())
+            group,
+        )
     }
 
     fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {
@@ -1173,6 +1165,15 @@ impl Groups for MysqlStore {
 }
 
 impl MysqlStore {
+    /// The `(id, name)` rows `sql` selects with its `?` = `arg`.
+    fn named_users(&self, sql: &str, arg: i32) -> Result<Vec<(UserId, String)>> {
+        let rows: Vec<(UserId, Vec<u8>)> = self.conn()?.exec(sql, (arg,))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| (id, utf8(name)))
+            .collect())
+    }
+
     /// Member rows (ordered by group, then user) of the groups `filter` selects with its `?` = `arg`.
     fn member_rows(&self, conn: &mut Conn, filter: &str, arg: i32) -> Result<Vec<MemberRow>> {
         let sql = format!(

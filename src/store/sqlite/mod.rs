@@ -483,15 +483,11 @@ impl Social for SqliteStore {
     }
 
     fn blocked(&self, user: UserId) -> Result<Vec<(UserId, String)>> {
-        let conn = self.conn()?;
-        let rows = conn
-            .prepare_cached(
-                "SELECT u.id, u.name FROM userblock b JOIN user u ON u.id = b.blockedid \
-                 WHERE b.userid = ?1 ORDER BY u.id",
-            )?
-            .query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.named_users(
+            "SELECT u.id, u.name FROM userblock b JOIN user u ON u.id = b.blockedid \
+             WHERE b.userid = ?1 ORDER BY u.id",
+            user,
+        )
     }
 
     fn blockers_of(&self, user: UserId) -> Result<Vec<UserId>> {
@@ -663,15 +659,11 @@ impl Groups for SqliteStore {
     }
 
     fn bans(&self, group: GroupId) -> Result<Vec<(UserId, String)>> {
-        let conn = self.conn()?;
-        let rows = conn
-            .prepare_cached(
-                "SELECT u.id, u.name FROM groupban b JOIN user u ON u.id = b.userid \
-                 WHERE b.groupid = ?1 ORDER BY u.id",
-            )?
-            .query_map(params![group], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
+        self.named_users(
+            "SELECT u.id, u.name FROM groupban b JOIN user u ON u.id = b.userid \
+             WHERE b.groupid = ?1 ORDER BY u.id",
+            group,
+        )
     }
 
     fn update_group(&self, group: GroupId, update: GroupUpdate) -> Result<()> {
@@ -705,6 +697,16 @@ impl Groups for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The `(id, name)` rows `sql` selects with `?1` = `arg`.
+    fn named_users(&self, sql: &str, arg: i32) -> Result<Vec<(UserId, String)>> {
+        let rows = self
+            .conn()?
+            .prepare_cached(sql)?
+            .query_map(params![arg], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     /// Member rows (ordered by group, then user) of the groups `filter` selects with `?1` = `arg`.
     fn member_rows(&self, conn: &Conn, filter: &str, arg: i32) -> Result<Vec<MemberRow>> {
         let sql = format!(
