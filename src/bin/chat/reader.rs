@@ -14,7 +14,8 @@
 //! ends the process, with a failure status, when the connection ends while not logged in, when the
 //! server refuses the token, or after [`GIVE_UP`] without getting back in.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
@@ -124,6 +125,7 @@ impl Reader {
 
     /// Prints a frame and learns from it; returns the event for the input thread if it is an answer.
     fn handle(&mut self, frame: &Value) -> Option<Event> {
+        let frame = &*self.tracker.unseen(frame)?;
         self.tracker.observe(frame);
         let lines = if self.tracker.is_echo(frame) {
             Vec::new()
@@ -198,6 +200,10 @@ impl Reader {
                     let Client { writer, reader } = client;
                     let epoch = self.link.reconnected(writer);
                     let known = self.tracker.view.requests.clone();
+                    let ack = self
+                        .tracker
+                        .unseen(&ack)
+                        .map_or(ack.clone(), Cow::into_owned);
                     self.tracker.observe(&ack);
                     self.tracker.recheck();
                     self.out
@@ -295,6 +301,9 @@ pub fn as_command(frame: &Value) -> String {
 /// How long the first announcement of a group action of this connection waits for its echo.
 const ECHO_WINDOW: Duration = Duration::from_secs(10);
 
+/// How many chat messages that arrived the tracker remembers, to show none of them twice.
+const ARRIVALS: usize = 65_536;
+
 /// Read positions: what the server has (or has been asked to take), and the highest position this
 /// client has shown of each conversation; a READ is due wherever the second is ahead. Also what the
 /// renderer knows ([`View`]), and the group actions of this connection announced once so far.
@@ -305,6 +314,39 @@ pub struct Tracker {
     shown: BTreeMap<String, i64>,
     due: bool,
     announced: Vec<Announced>,
+    arrived: Arrivals,
+}
+
+/// The chat messages that arrived unasked (live, or in the offline list), by conversation and position,
+/// the last [`ARRIVALS`] of them. The server may hand one on twice: live through a Redis that stalled
+/// past the sending node's wait, and from the offline list where that node recorded it meanwhile.
+#[derive(Debug, Default)]
+struct Arrivals {
+    known: HashSet<(String, i64)>,
+    order: VecDeque<(String, i64)>,
+}
+
+impl Arrivals {
+    /// Whether `message` (a chat frame) is new here; remembers it. One without a position is.
+    fn first(&mut self, message: &Value) -> bool {
+        let (Some(conv), Some(pos)) = (
+            message.get("conv").and_then(Value::as_str),
+            message.get("pos").and_then(Value::as_i64),
+        ) else {
+            return true;
+        };
+        let key = (conv.to_owned(), pos);
+        if !self.known.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > ARRIVALS
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.known.remove(&oldest);
+        }
+        true
+    }
 }
 
 /// A group action shown by its ack or by its GROUP_EVENT, whichever came first; the other one is an
@@ -320,6 +362,36 @@ struct Announced {
 type Action = (i64, String, i64);
 
 impl Tracker {
+    /// `frame` as it is to be shown: `None` for a chat message that has arrived before, a login ack
+    /// without the offline messages that have (they are read positions' business no more either).
+    pub fn unseen<'a>(&mut self, frame: &'a Value) -> Option<Cow<'a, Value>> {
+        match frame.get("msgid").and_then(Value::as_i64) {
+            Some(msgid::ONE_CHAT | msgid::GROUP_CHAT) => {
+                self.arrived.first(frame).then_some(Cow::Borrowed(frame))
+            }
+            Some(msgid::LOGIN_ACK) => {
+                let id = frame.get("id").and_then(Value::as_i64);
+                if id.is_some() && id != self.view.me {
+                    // Another user: their conversations' names mean other conversations.
+                    self.arrived = Arrivals::default();
+                }
+                let offline = list(frame, "offlinemsg");
+                let fresh: Vec<Value> = offline
+                    .iter()
+                    .filter(|m| self.arrived.first(m))
+                    .cloned()
+                    .collect();
+                if fresh.len() == offline.len() {
+                    return Some(Cow::Borrowed(frame));
+                }
+                let mut frame = frame.clone();
+                frame["offlinemsg"] = Value::Array(fresh);
+                Some(Cow::Owned(frame))
+            }
+            _ => Some(Cow::Borrowed(frame)),
+        }
+    }
+
     /// Learns from a frame before it is shown: who the user is, names, positions read and shown.
     pub fn observe(&mut self, frame: &Value) {
         let errno = frame.get("errno").and_then(Value::as_i64).unwrap_or(0);
@@ -330,8 +402,11 @@ impl Tracker {
             Some(msgid::LOGIN_ACK) => {
                 let me = frame.get("id").and_then(Value::as_i64);
                 if me != self.view.me {
+                    let arrived = std::mem::take(&mut self.arrived);
                     *self = Tracker::default();
                     self.view.me = me;
+                    // What came in this ack (`unseen` has seen it) stays known.
+                    self.arrived = arrived;
                 }
                 for group in list(frame, "groups") {
                     self.learn_group(&group, "id");
@@ -679,6 +754,30 @@ mod tests {
             tracker.reads_due(),
             [json!({"msgid": 21, "conv": "u2", "pos": 8})]
         );
+    }
+
+    #[test]
+    fn a_message_that_arrives_again_is_not_shown_again() {
+        let mut tracker = Tracker::default();
+        let first = json!({"msgid": 2, "errno": 0, "id": 1, "name": "alice",
+            "offlinemsg": [chat("u2", 4, 2), chat("u2", 5, 2)]});
+        let first = tracker.unseen(&first).unwrap().into_owned();
+        tracker.observe(&first);
+        assert!(tracker.unseen(&chat("u2", 5, 2)).is_none(), "in the ack");
+        assert!(tracker.unseen(&chat("u2", 6, 2)).is_some());
+        assert!(tracker.unseen(&chat("u2", 6, 2)).is_none(), "live twice");
+        // After a reconnect, the offline list holds #6 again and #7 anew.
+        let ack = json!({"msgid": 2, "errno": 0, "id": 1, "name": "alice",
+            "offlinemsg": [chat("u2", 6, 2), chat("u2", 7, 2)]});
+        let shown = tracker.unseen(&ack).unwrap();
+        assert_eq!(shown["offlinemsg"], json!([chat("u2", 7, 2)]));
+        // A history page shows what it was asked for, however it came before.
+        let page = json!({"msgid": 20, "errno": 0, "conv": "u2", "messages": [chat("u2", 6, 2)]});
+        assert_eq!(*tracker.unseen(&page).unwrap(), page);
+        // Another user's "u2" is another conversation.
+        let other = json!({"msgid": 2, "errno": 0, "id": 9, "name": "zed",
+            "offlinemsg": [chat("u2", 6, 2)]});
+        assert_eq!(*tracker.unseen(&other).unwrap(), other);
     }
 
     #[test]
