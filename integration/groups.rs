@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clusterchat::model::{Conv, Role};
 use clusterchat::protocol::frame::Separator;
-use clusterchat::store::{NewMessage, Removal, Require, Store};
+use clusterchat::store::{Joined, NewMessage, Removal, Require, Store};
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -985,14 +985,48 @@ fn kicked_users_stay_out_until_let_back(backend: Backend) {
     let left = group_event(gid, "left", ned, ned);
     act(&mut conns, NED, leave(gid), 38, &[left], &[KAY, AMY]);
     join(&mut conns, NED, ned, gid, &[KAY, AMY]);
-    // A dissolved group takes its bans along: nothing is left to lift.
+    // From a v1 connection the creator lets back in silence.
     let kicked = group_event(gid, "kicked", ned, kay);
+    act(
+        &mut conns,
+        KAY,
+        kick(gid, ned),
+        40,
+        std::slice::from_ref(&kicked),
+        &[AMY, NED],
+    );
+    let mut kay_v1 = v1_login(&server, kay);
+    kay_v1.send(unban(gid, ned));
+    assert_nothing_queued(&mut kay_v1);
+    join(&mut conns, NED, ned, gid, &[KAY, AMY]);
+    // A dissolved group takes its bans along: nothing is left to lift.
     act(&mut conns, KAY, kick(gid, ned), 40, &[kicked], &[AMY, NED]);
     let dissolved = group_event(gid, "dissolved", kay, kay);
     act(&mut conns, KAY, dissolve(gid), 46, &[dissolved], &[AMY]);
     assert_eq!(db.count("SELECT COUNT(*) FROM groupban"), 0);
     all_silent(&mut conns);
     assert_nothing_queued(&mut old);
+}
+
+/// The store's side of a kick decided on a member list that moved on: removing someone who is no longer
+/// a member (they left a moment ago) removes nothing and bans nobody, so the kick is refused (104) rather
+/// than acknowledged with a ban that is not there; they may join again as anyone who left.
+fn a_kick_that_finds_nobody_bans_nobody(backend: Backend) {
+    let db = Db::fresh(backend);
+    let store = db.store();
+    let (g, [_, ben, _]) = trio(store.as_ref());
+    assert!(store.remove_member(g, ben, Removal::Left).unwrap());
+    assert!(!store.remove_member(g, ben, Removal::Kicked).unwrap());
+    assert_eq!(store.bans(g).unwrap(), vec![]);
+    assert_eq!(store.join_group(g, ben).unwrap(), Joined::Now);
+    assert!(store.remove_member(g, ben, Removal::Kicked).unwrap());
+    assert_eq!(store.bans(g).unwrap(), vec![(ben, "ben".to_owned())]);
+    assert_eq!(store.join_group(g, ben).unwrap(), Joined::Banned);
+    assert!(!store.unban(g + 1, ben).unwrap());
+    assert!(store.unban(g, ben).unwrap());
+    assert!(!store.unban(g, ben).unwrap());
+    assert_eq!(store.join_group(g, ben).unwrap(), Joined::Now);
+    assert_eq!(store.join_group(g, ben).unwrap(), Joined::Already);
 }
 
 crate::on_both_backends!(
@@ -1008,6 +1042,7 @@ crate::on_both_backends!(
     group_info_lists_members,
     v1_group_requests_are_silent,
     kicked_users_stay_out_until_let_back,
+    a_kick_that_finds_nobody_bans_nobody,
 );
 
 /// A kick on node 0 takes effect on node 1 at the ack: the kicked member's GROUP_CHAT sent right after

@@ -131,6 +131,7 @@ fn new_requests_need_login(backend: Backend) {
         json!({"msgid": 47, "groupid": 1}),
         json!({"msgid": 51, "conv": format!("u{b_id}")}),
         json!({"msgid": 52, "old": "pw", "new": "pw2"}),
+        json!({"msgid": 54, "groupid": 1, "id": b_id}),
     ];
     let mut anon = server.connect(Separator::Newline);
     let mut old = server.connect(Separator::Nul);

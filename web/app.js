@@ -948,7 +948,8 @@ function renderMembers() {
       onclick: () => {
         if (sure && !armed) { S.confirm = key; renderMembers(); return; }
         S.confirm = null;
-        act(frame, () => refreshGroup(g.id));
+        // Refused too: the group changed meanwhile (another admin was quicker), so show it as it is.
+        act(frame).then(() => refreshGroup(g.id));
       },
     }, armed ? `${label}: sure?` : label);
   };

@@ -95,7 +95,10 @@ pub fn leave(
     let members = chat::group_now(ctx, group)?;
     let event = match rules::may_leave(&members, me)? {
         Leaving::Leave => {
-            ctx.store.remove_member(group, me, Removal::Left)?;
+            if !ctx.store.remove_member(group, me, Removal::Left)? {
+                // Kicked a moment ago, on another node.
+                return Err(rules::not_a_member());
+            }
             "left"
         }
         Leaving::Dissolve => {
@@ -130,7 +133,10 @@ pub fn kick(
     let me = caller.me().id;
     let members = chat::group_now(ctx, group)?;
     rules::may_kick(&members, me, member)?;
-    ctx.store.remove_member(group, member, Removal::Kicked)?;
+    if !ctx.store.remove_member(group, member, Removal::Kicked)? {
+        // Gone a moment ago (left, or removed by someone else): nothing was done, and nobody banned.
+        return Err(rules::no_such_member());
+    }
     members_changed(ctx, group);
     caller.ack_v2(
         json!({"msgid": msgid::GROUP_KICK_ACK, "errno": 0, "groupid": group, "id": member}),

@@ -32,9 +32,17 @@ pub fn may_befriend(me: UserId, other: UserId, relation: &Relation) -> Result<()
 
 /// The caller's role in a group: only members may act in it or read it.
 pub fn member(members: &Members, me: UserId) -> Result<Role, Failure> {
-    members
-        .role_of(me)
-        .ok_or_else(|| denied("you are not a member of this group"))
+    members.role_of(me).ok_or_else(not_a_member)
+}
+
+/// The refusal of a caller who is not a member of the group.
+pub fn not_a_member() -> Failure {
+    denied("you are not a member of this group")
+}
+
+/// The refusal of a target who is not a member of the group (104).
+pub fn no_such_member() -> Failure {
+    Failure::new(Errno::NotFound, "no such member in this group")
 }
 
 /// What leaving a group does.
@@ -59,9 +67,7 @@ pub fn may_leave(members: &Members, me: UserId) -> Result<Leaving, Failure> {
 
 /// The target's role, which must be a member's: 104 otherwise.
 fn target(members: &Members, who: UserId) -> Result<Role, Failure> {
-    members
-        .role_of(who)
-        .ok_or_else(|| Failure::new(Errno::NotFound, "no such member in this group"))
+    members.role_of(who).ok_or_else(no_such_member)
 }
 
 /// Kicking: the creator may remove anyone else, an admin only normal members.

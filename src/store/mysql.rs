@@ -1010,13 +1010,13 @@ impl Groups for MysqlStore {
 
     fn join_group(&self, group: GroupId, user: UserId) -> Result<Joined> {
         self.write(|tx| {
-            // The group's row lock orders this join after a kick of the same user (which moves the
-            // row's version) or before it.
+            // The group's row lock orders this join after a kick of the same user (which takes it
+            // first) or before it; the ban is read as committed, not as of a snapshot.
             let exists: Option<i32> =
                 tx.exec_first("SELECT 1 FROM allgroup WHERE id = ? FOR UPDATE", (group,))?;
             exists.ok_or(StoreError::NotFound)?;
             let banned: Option<i32> = tx.exec_first(
-                "SELECT 1 FROM groupban WHERE groupid = ? AND userid = ?",
+                "SELECT 1 FROM groupban WHERE groupid = ? AND userid = ? FOR UPDATE",
                 (group, user),
             )?;
             if banned.is_some() {
@@ -1099,6 +1099,12 @@ impl Groups for MysqlStore {
 
     fn remove_member(&self, group: GroupId, user: UserId, how: Removal) -> Result<bool> {
         self.write(|tx| {
+            // The group's row first, as a join takes it: the two wait for each other in one order.
+            let exists: Option<i32> =
+                tx.exec_first("SELECT 1 FROM allgroup WHERE id = ? FOR UPDATE", (group,))?;
+            if exists.is_none() {
+                return Ok(false);
+            }
             tx.exec_drop(
                 "DELETE FROM groupuser WHERE groupid = ? AND userid = ?",
                 (group, user),

@@ -376,7 +376,8 @@ fn request_lines(title: &str, requests: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// GROUP_INFO: `group 3 devs, 2 members: rust people`, then each member with state and role.
+/// GROUP_INFO: `group 3 devs, 2 members: rust people`, then each member with state and role, and for
+/// its creator and admins who was removed and may be let back.
 pub fn group_info(ack: &Value) -> Vec<String> {
     let group = ack.get("group").cloned().unwrap_or_default();
     let users = list(&group, "users");
@@ -394,6 +395,15 @@ pub fn group_info(ack: &Value) -> Vec<String> {
     )];
     for user in &users {
         lines.push(format!("  {} {}", contact(user), text(user, "role")));
+    }
+    for user in list(&group, "banned") {
+        lines.push(format!(
+            "  {} {} removed — unban:{}:{} lets them back",
+            shown(&user, "id"),
+            text(&user, "name"),
+            shown(&group, "id"),
+            shown(&user, "id")
+        ));
     }
     lines
 }
@@ -1571,11 +1581,15 @@ mod tests {
             ]
         );
         let alone = json!({"msgid": 48, "errno": 0, "group": {
-            "id": 5, "groupname": "me", "groupdesc": "", "users": [
-                {"id": 1, "name": "alice", "state": "online", "role": "creator"}]}});
+            "id": 5, "groupname": "me", "groupdesc": "", "banned": [{"id": 7, "name": "eve"}],
+            "users": [{"id": 1, "name": "alice", "state": "online", "role": "creator"}]}});
         assert_eq!(
             render(&alone, &alice()),
-            ["group 5 me, 1 member", "  1 alice online creator"]
+            [
+                "group 5 me, 1 member",
+                "  1 alice online creator",
+                "  7 eve removed — unban:5:7 lets them back"
+            ]
         );
     }
 
