@@ -5,8 +5,8 @@
 # from 8 s to 18 s of the load takes: `perf record -F 499 -g` of the node (PERF=0 skips it), the storage it
 # wrote (/proc/PID/io write_bytes), the CPU of its log-writer thread and of the whole node (and mariadbd's),
 # each per message. PERF=writer records only the log-writer thread, with DWARF call graphs: a release
-# build has no frame pointers, so `-g` loses the Rust callers that say whether time went to an append or
-# to an index step. Output in $OUT (default /tmp/clusterchat-profile/NAME.*); everything on 127.0.0.1.
+# build has no frame pointers, so `-g` loses the Rust callers that say where in the log's work the time
+# went. Output in $OUT (default /tmp/clusterchat-profile/NAME.*); everything on 127.0.0.1.
 #   bench/profile.sh new ./target/release/chatserver 5000
 #   DBDIR=/dev/shm bench/profile.sh new-tmpfs ./target/release/chatserver 5000
 #   MARIADB=1 bench/profile.sh new-mariadb ./target/release/chatserver 7500 --ack

@@ -230,6 +230,8 @@ fn passwords_are_stored_hashed(backend: Backend) {
     let server = Server::start(&db, &[]);
     let mut c = server.connect(Separator::Newline);
     let id = c.register("hank", "plain-secret");
+    // The embedded store is one process's: the node goes before the test opens its database.
+    drop(server);
     let record = db
         .store()
         .find_user(id as i32)
@@ -310,6 +312,7 @@ fn sql_metacharacters_are_just_text(backend: Backend) {
     b.req(json!({"msgid": 3}));
     let ack = b.login(b_id, "pw", 2);
     assert_eq!(ack["groups"][0]["groupdesc"], evil);
+    drop(server);
     assert_eq!(
         db.store().find_user(a_id as i32).unwrap().unwrap().name,
         evil

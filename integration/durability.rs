@@ -259,12 +259,12 @@ fn kill9_mid_stream_loses_and_duplicates_nothing() {
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
 
-/// A SQLite node indexes its log in batches of 8,192 messages (src/store/sqlite/log.rs), a step at a time.
-/// Killed with -9 when messages past the last batch are committed but not indexed, it indexes them at
-/// its next start: positions go on from the last one, a resent cid gets its first ack, and the offline
-/// list, unread counts and history hold every message once, in order.
+/// A SQLite node keeps its log's index in memory (src/store/sqlite/index.rs) and reads it back from the
+/// log at start. Killed with -9 after 9,000 acknowledged messages, it starts again whole: positions go on
+/// from the last one, a resent cid gets its first ack, and the offline list, unread counts and history
+/// hold every message once, in order.
 #[test]
-fn sqlite_node_killed_with_an_unindexed_tail_restarts_whole() {
+fn sqlite_node_killed_with_its_index_in_memory_restarts_whole() {
     const SENT: usize = 9_000;
     let db = Db::fresh(Backend::Sqlite);
     let conf = ConfigFile::new("[rate_limit]\nper_sec = 100000.0\nburst = 1000.0\n");

@@ -475,8 +475,9 @@ fn mysql_group_frame_across_a_conversion_batch_is_one_message() {
 }
 
 /// A database at migration 3 (read positions in `readpos`, one-to-one participants listed there too):
-/// alice 1, bob 2, carol 3. alice and bob wrote 3 messages (alice read all, bob up to 1), bob wrote carol
-/// one (carol read none), alice one to herself (read), alice one to group 1 (alice and bob, she read it).
+/// alice 1, bob 2, carol 3. alice and bob wrote 3 messages (alice read all, bob up to his own, 2), bob
+/// wrote carol one (carol read none), alice one to herself (read), alice one to group 1 (alice and bob,
+/// she read it).
 fn create_v3_database(db: &Db, backend: Backend) {
     let rows = old_rows();
     let (ab, bc, aa) = (
@@ -506,7 +507,7 @@ fn create_v3_database(db: &Db, backend: Backend) {
              ({aa}, 1, 1, 20, NULL, 't', 'me'), (-1, 1, 1, 10, NULL, 't', 'all')"
         ),
         format!(
-            "INSERT INTO readpos (userid, conv, peer, pos) VALUES (1, {ab}, 2, 3), (2, {ab}, 1, 1), \
+            "INSERT INTO readpos (userid, conv, peer, pos) VALUES (1, {ab}, 2, 3), (2, {ab}, 1, 2), \
              (2, {bc}, 3, 1), (3, {bc}, 2, 0), (1, {aa}, 1, 1), (1, -1, NULL, 1)"
         ),
     ]);
@@ -619,7 +620,7 @@ fn read_positions_survive_migration_4(backend: Backend) {
         vec![
             row("g1", 1, 1, None),
             row("u1", 1, 1, Some(1)),
-            row("u2", 3, 3, Some(1))
+            row("u2", 3, 3, Some(2))
         ]
     );
     let mut bob = server.connect(Separator::Newline);
@@ -628,7 +629,7 @@ fn read_positions_survive_migration_4(backend: Backend) {
         listed(&ack),
         vec![
             row("g1", 1, 0, None),
-            row("u1", 3, 1, Some(3)),
+            row("u1", 3, 2, Some(3)),
             row("u3", 1, 1, Some(0))
         ]
     );

@@ -450,7 +450,7 @@ fn waiting_chats_are_answered_109_when_the_log_fails() {
     let (_, c_id) = Conn::registered(&f.ctx, "c");
     rusqlite::Connection::open(f._dir.path().join("t.db"))
         .unwrap()
-        .execute_batch("DROP TABLE message")
+        .execute_batch("DROP TABLE chunk")
         .unwrap();
     let frames: Vec<Value> = (1..=2)
         .map(|seq| json!({"msgid": 6, "toid": c_id, "msg": "x", "seq": seq}))

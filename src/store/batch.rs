@@ -8,7 +8,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use parking_lot::{Condvar, Mutex};
 
 use super::{Appended, NewMessage, Pointer, Result, Store, StoreError};
@@ -28,9 +28,6 @@ const MAX_LINGER: Duration = Duration::from_millis(2);
 /// parks a page at the pending-byte page number, which makes the cache look larger than the file), so
 /// 32 at up to 2 ms, not 8 at up to 1 ms (docs/BENCHMARKS.md, "Delivery after the commit").
 const GATHER: f64 = 32.0;
-
-/// How long the writer waits without work before it lets the store catch up ([`super::Log::catch_up`]).
-const QUIET: Duration = Duration::from_secs(1);
 
 /// The fewest messages worth waiting for: below this many within [`MAX_LINGER`] (2 a millisecond), the
 /// writer commits at once.
@@ -255,7 +252,7 @@ fn write_loop(
     later: &Sender<Vec<Later>>,
 ) {
     let mut pace = Pace::new();
-    while let Some(first) = next_job(store, jobs) {
+    while let Ok(first) = jobs.recv() {
         if let Some(linger) = pace.linger() {
             // Asleep rather than waiting on the channel: senders do not wake a writer that is not
             // receiving, so the jobs that come in meanwhile cost no wake-up each.
@@ -283,18 +280,6 @@ fn write_loop(
             let _ = later.send(landed);
         }
     }
-}
-
-/// The next job; after [`QUIET`] without one, the store catches up, a step at a time, until it is done
-/// or a job comes. `None` once every sender is gone.
-fn next_job(store: &dyn Store, jobs: &Receiver<Job>) -> Option<Job> {
-    match jobs.recv_timeout(QUIET) {
-        Ok(job) => return Some(job),
-        Err(RecvTimeoutError::Disconnected) => return None,
-        Err(RecvTimeoutError::Timeout) => {}
-    }
-    while jobs.is_empty() && store.catch_up() {}
-    jobs.recv().ok()
 }
 
 /// The rate work reaches the writer, and from it how long to wait before a commit. A commit costs
@@ -513,36 +498,6 @@ mod tests {
             })
             .wait();
         assert!(rx.try_recv().unwrap(), "the next append ran its work");
-    }
-
-    /// A second after its last work, the writer lets the store catch up: SQLite's log tail gets indexed.
-    #[test]
-    fn a_writer_at_rest_lets_the_store_catch_up() {
-        let (_dir, path, writer) = writer_on_a_new_file();
-        for n in 0..3 {
-            writer
-                .append_then(vec![message(Conv::direct(1, 2), n)], |_| {})
-                .wait();
-        }
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let unindexed = || -> i64 {
-            conn.query_row(
-                "SELECT COUNT(*) FROM message WHERE seq > (SELECT seq FROM indexed)",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
-        };
-        assert_eq!(unindexed(), 3, "a busy writer leaves the tail");
-        let started = Instant::now();
-        while unindexed() > 0 {
-            assert!(started.elapsed() < QUIET * 3, "still unindexed");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(
-            started.elapsed() >= QUIET / 2,
-            "indexed before the writer was at rest"
-        );
     }
 
     #[test]

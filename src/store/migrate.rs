@@ -65,6 +65,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: None,
         mysql: Some(include_str!("../../sql/mysql/007_offline_once.sql")),
     },
+    Migration {
+        version: 8,
+        sqlite: Some(include_str!("../../sql/sqlite/008_chunks.sql")),
+        // MySQL's nodes append concurrently and share the database: its log keeps a row per message,
+        // found by its key, and its conversation rows.
+        mysql: None,
+    },
 ];
 
 /// The statements of a script: comment lines dropped, then split at `;`.

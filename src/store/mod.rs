@@ -298,12 +298,6 @@ pub trait Log: Send + Sync {
     /// Moves `user`'s read position in `conv` forward to `pos`, never past the last message; returns the
     /// position now in force and whether it moved.
     fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)>;
-
-    /// Does one step of whatever the log put off while it was busy; whether more is left. The log's
-    /// writer calls it while no work comes, so that a node at rest reads an index, not a tail.
-    fn catch_up(&self) -> bool {
-        false
-    }
 }
 
 /// Resume tokens (v2), one per device.

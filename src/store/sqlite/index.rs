@@ -1,208 +1,246 @@
-//! Bringing the log's index up to date with its tail, a step at a time.
+//! The log's index, in memory: where each position of each conversation is ([`Loc`]: a chunk and a
+//! place in it), the time of each conversation's last message, the one-to-one conversations each user
+//! takes part in, and the last position each participant sent (their own messages count as read).
 //!
-//! The tail (the messages past `indexed.seq`) is read once into memory, without texts, and sorted into
-//! what it adds to each indexed table: `position` (conv, pos) → seq, `conversation` rows (last position
-//! and time, the one-to-one read positions), `sent` (sender, cid) → seq and the group senders' `readpos`
-//! rows. Written in key order, many entries share a page, so each page is written about once per batch
-//! instead of once per message (docs/BENCHMARKS.md, "The log in commit order"). The writer writes one
-//! [`Step`] of at most [`STEP_ROWS`] rows per transaction, before each append (and one after another
-//! while it has no work), so no append waits for a whole batch; the last step moves `indexed.seq`.
-//! Every step can be written twice (positions are inserted only if absent, every other value only ever
-//! grows), so a batch cut short by a crash, or one overtaken by another writer's, is simply written
-//! again from the watermark.
+//! Nothing of it is written: a commit writes its messages as one row and nothing at a random place in
+//! the file, which is what an index on disk costs on a busy node, where most messages go to
+//! conversations whose pages are not cached (docs/BENCHMARKS.md, "A log written a commit at a time").
+//! It is read back from the chunks' heads at start (28 bytes a message). This makes the embedded store
+//! one process's: the store locks its file for itself ([`super::SqliteStore::open`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::HashMap;
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::Connection;
 
+use super::chunk::{self, Head, Loc};
 use crate::model::{Conv, Pos, UserId};
 use crate::store::Result;
 
-/// The most rows one step writes: a transaction of a few milliseconds.
-const STEP_ROWS: usize = 512;
-
-/// A batch of the tail being indexed: the steps left to write, and the last seq it covers.
-pub(super) struct Indexing {
-    pub(super) upto: i64,
-    steps: VecDeque<Step>,
+/// The index of the whole log.
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    threads: HashMap<i64, Thread>,
+    /// The one-to-one conversations of each user (by key), in the order of their first messages.
+    direct: HashMap<UserId, Vec<i64>>,
+    /// The last position each member sent in each group: `(user, key)`.
+    group_sent: HashMap<(UserId, i64), Pos>,
 }
 
-/// Rows for one indexed table, in key order.
-enum Step {
-    Positions(Vec<(i64, Pos, i64)>),
-    Conversations(Vec<(i64, Aggregate)>),
-    Sent(Vec<(UserId, String, i64)>),
-    Reads(Vec<((UserId, i64), Pos)>),
+/// One conversation.
+#[derive(Debug, Default)]
+struct Thread {
+    /// Where position `i + 1` is.
+    at: Vec<Loc>,
+    last_ts: i64,
+    /// The last position the lower and the higher user sent (a one-to-one conversation).
+    sent: [Pos; 2],
 }
 
-/// What a batch's messages say of one conversation.
-#[derive(Default, Clone, Copy)]
-struct Aggregate {
-    last: Pos,
-    ts: i64,
-    lo_read: Pos,
-    hi_read: Pos,
+/// One conversation as a list of conversations shows it, from one user's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Seen {
+    pub key: i64,
+    pub last: Pos,
+    pub last_ts: i64,
+    /// The last position the user sent.
+    pub mine: Pos,
+    /// The last position the peer sent (one's own again in the chat with oneself).
+    pub theirs: Pos,
 }
 
-/// One message of the tail, as the index needs it.
-struct Row {
-    seq: i64,
-    conv: i64,
-    pos: Pos,
-    sender: UserId,
-    ts: i64,
-    cid: Option<String>,
-}
-
-/// The users of the one-to-one conversation a key names; `None` for a group.
-fn users(conv: i64) -> Option<(UserId, UserId)> {
-    Conv::from_key(conv).and_then(Conv::users)
-}
-
-impl Indexing {
-    /// Reads the tail, up to the last message stored, and sorts it into steps.
-    pub(super) fn load(conn: &Connection) -> Result<Indexing> {
-        let (from, upto): (i64, i64) = conn.query_row(
-            "SELECT (SELECT seq FROM indexed), (SELECT COALESCE(MAX(seq), 0) FROM message)",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let rows = conn
-            .prepare_cached(
-                "SELECT seq, conv, pos, sender, ts, cid FROM message WHERE seq > ?1 AND seq <= ?2",
-            )?
-            .query_map(params![from, upto], |r| {
-                Ok(Row {
-                    seq: r.get(0)?,
-                    conv: r.get(1)?,
-                    pos: r.get(2)?,
-                    sender: r.get(3)?,
-                    ts: r.get(4)?,
-                    cid: r.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<Row>>>()?;
-        Ok(Indexing {
-            upto,
-            steps: steps(rows),
-        })
-    }
-
-    /// Writes the next step in `tx`; whether that was the last (and `indexed.seq` moved).
-    pub(super) fn step(&mut self, tx: &Transaction) -> Result<bool> {
-        if let Some(step) = self.steps.pop_front() {
-            step.write(tx)?;
+impl Index {
+    /// Reads the heads of every chunk.
+    pub fn load(conn: &Connection) -> Result<Index> {
+        let mut index = Index::default();
+        let mut rows = conn.prepare("SELECT seq, head FROM chunk ORDER BY seq")?;
+        let mut rows = rows.query([])?;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let head: Vec<u8> = row.get(1)?;
+            for (n, h) in chunk::heads(&head)?.into_iter().enumerate() {
+                index.add(h, Loc::new(seq, n));
+            }
         }
-        if !self.steps.is_empty() {
-            return Ok(false);
-        }
-        tx.execute("UPDATE indexed SET seq = max(seq, ?1)", params![self.upto])?;
-        Ok(true)
+        Ok(index)
     }
 
-    /// Writes every step in `tx`.
-    pub(super) fn finish(mut self, tx: &Transaction) -> Result<()> {
-        while !self.step(tx)? {}
-        Ok(())
-    }
-}
-
-/// The tail's rows as steps: positions, conversations, cids, group read positions, each sorted by key
-/// and cut at [`STEP_ROWS`].
-fn steps(rows: Vec<Row>) -> VecDeque<Step> {
-    let mut positions: Vec<(i64, Pos, i64)> = Vec::with_capacity(rows.len());
-    let mut conversations: BTreeMap<i64, Aggregate> = BTreeMap::new();
-    let mut sent: Vec<(UserId, String, i64)> = Vec::new();
-    let mut reads: BTreeMap<(UserId, i64), Pos> = BTreeMap::new();
-    for row in rows {
-        positions.push((row.conv, row.pos, row.seq));
-        let c = conversations.entry(row.conv).or_default();
-        c.last = c.last.max(row.pos);
-        c.ts = c.ts.max(row.ts);
-        match users(row.conv) {
-            Some((lo, hi)) => {
-                let sender = row.sender;
-                if sender == lo {
-                    c.lo_read = c.lo_read.max(row.pos);
+    /// Takes in a committed message (a tombstone changes nothing).
+    pub fn add(&mut self, head: Head, loc: Loc) {
+        let Some(conv) = Conv::from_key(head.conv) else {
+            return;
+        };
+        let thread = self.threads.entry(head.conv).or_insert_with(|| {
+            if let Some((lo, hi)) = conv.users() {
+                self.direct.entry(lo).or_default().push(head.conv);
+                if hi != lo {
+                    self.direct.entry(hi).or_default().push(head.conv);
                 }
-                if sender == hi {
-                    c.hi_read = c.hi_read.max(row.pos);
+            }
+            Thread::default()
+        });
+        let i = usize::try_from(head.pos - 1).unwrap_or(0);
+        if thread.at.len() <= i {
+            thread.at.resize(i + 1, loc);
+        }
+        thread.at[i] = loc;
+        thread.last_ts = thread.last_ts.max(head.ts);
+        match conv.users() {
+            Some((lo, hi)) => {
+                for (side, user) in [lo, hi].into_iter().enumerate() {
+                    if user == head.sender {
+                        thread.sent[side] = thread.sent[side].max(head.pos);
+                    }
                 }
             }
             None => {
-                let read = reads.entry((row.sender, row.conv)).or_default();
-                *read = (*read).max(row.pos);
+                let sent = self.group_sent.entry((head.sender, head.conv)).or_default();
+                *sent = (*sent).max(head.pos);
             }
-        }
-        if let Some(cid) = row.cid {
-            sent.push((row.sender, cid, row.seq));
         }
     }
-    positions.sort_unstable();
-    sent.sort_unstable();
-    let mut steps = VecDeque::new();
-    cut(&mut steps, positions, Step::Positions);
-    cut(
-        &mut steps,
-        conversations.into_iter().collect(),
-        Step::Conversations,
-    );
-    cut(&mut steps, sent, Step::Sent);
-    cut(&mut steps, reads.into_iter().collect(), Step::Reads);
-    steps
-}
 
-/// Appends `rows` to `steps` in pieces of at most [`STEP_ROWS`].
-fn cut<T>(steps: &mut VecDeque<Step>, mut rows: Vec<T>, step: fn(Vec<T>) -> Step) {
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(STEP_ROWS));
-        steps.push_back(step(rows));
-        rows = rest;
+    /// The conversation's last position (0 without messages).
+    pub fn last(&self, key: i64) -> Pos {
+        self.threads.get(&key).map_or(0, |t| t.at.len() as Pos)
     }
-}
 
-impl Step {
-    fn write(self, tx: &Transaction) -> Result<()> {
-        match self {
-            Step::Positions(rows) => {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO position (conv, pos, seq) VALUES (?1, ?2, ?3)",
-                )?;
-                for (conv, pos, seq) in rows {
-                    insert.execute(params![conv, pos, seq])?;
+    /// Where positions `from..=to` of the conversation are, those that exist.
+    pub fn locate(&self, key: i64, from: Pos, to: Pos) -> Vec<(Pos, Loc)> {
+        let Some(thread) = self.threads.get(&key) else {
+            return Vec::new();
+        };
+        let from = from.max(1);
+        let to = to.min(thread.at.len() as Pos);
+        (from..=to)
+            .map(|pos| (pos, thread.at[(pos - 1) as usize]))
+            .collect()
+    }
+
+    /// Where one message is.
+    pub fn find(&self, key: i64, pos: Pos) -> Option<Loc> {
+        let thread = self.threads.get(&key)?;
+        let i = usize::try_from(pos.checked_sub(1)?).ok()?;
+        thread.at.get(i).copied()
+    }
+
+    /// The last position `user` sent in the conversation (both sides, in the chat with oneself).
+    pub fn sent_by(&self, user: UserId, conv: Conv) -> Pos {
+        let key = conv.key();
+        match conv.users() {
+            Some((lo, hi)) => self.threads.get(&key).map_or(0, |t| {
+                let [l, h] = t.sent;
+                let mut sent = 0;
+                if lo == user {
+                    sent = sent.max(l);
                 }
-            }
-            Step::Conversations(rows) => {
-                let mut upsert = tx.prepare_cached(
-                    "INSERT INTO conversation (id, lo, hi, last_pos, last_ts, lo_read, hi_read) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO UPDATE SET \
-                     last_pos = max(last_pos, excluded.last_pos), \
-                     last_ts = max(last_ts, excluded.last_ts), \
-                     lo_read = max(lo_read, excluded.lo_read), hi_read = max(hi_read, excluded.hi_read)",
-                )?;
-                for (conv, c) in rows {
-                    let (lo, hi) = users(conv).unzip();
-                    upsert.execute(params![conv, lo, hi, c.last, c.ts, c.lo_read, c.hi_read])?;
+                if hi == user {
+                    sent = sent.max(h);
                 }
-            }
-            Step::Sent(rows) => {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO sent (sender, cid, seq) VALUES (?1, ?2, ?3)",
-                )?;
-                for (sender, cid, seq) in rows {
-                    insert.execute(params![sender, cid, seq])?;
-                }
-            }
-            Step::Reads(rows) => {
-                let mut upsert = tx.prepare_cached(
-                    "INSERT INTO readpos (userid, conv, pos) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (userid, conv) DO UPDATE SET pos = max(pos, excluded.pos)",
-                )?;
-                for ((user, conv), pos) in rows {
-                    upsert.execute(params![user, conv, pos])?;
+                sent
+            }),
+            None => self.group_sent.get(&(user, key)).copied().unwrap_or(0),
+        }
+    }
+
+    /// `user`'s one-to-one conversations.
+    pub fn direct_of(&self, user: UserId) -> Vec<Seen> {
+        let Some(keys) = self.direct.get(&user) else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter_map(|&key| {
+                let conv = Conv::from_key(key)?;
+                let peer = conv.peer_of(user)?;
+                let thread = self.threads.get(&key)?;
+                Some(Seen {
+                    key,
+                    last: thread.at.len() as Pos,
+                    last_ts: thread.last_ts,
+                    mine: self.sent_by(user, conv),
+                    theirs: self.sent_by(peer, conv),
+                })
+            })
+            .collect()
+    }
+
+    /// A group's last position and time, and what `user` sent there last.
+    pub fn group_of(&self, user: UserId, key: i64) -> (Pos, i64, Pos) {
+        let (last, ts) = self
+            .threads
+            .get(&key)
+            .map_or((0, 0), |t| (t.at.len() as Pos, t.last_ts));
+        let mine = self.group_sent.get(&(user, key)).copied().unwrap_or(0);
+        (last, ts, mine)
+    }
+
+    /// Forgets a deleted conversation (a dissolved group).
+    pub fn remove(&mut self, key: i64) {
+        self.threads.remove(&key);
+        self.group_sent.retain(|(_, k), _| *k != key);
+        if let Some((lo, hi)) = Conv::from_key(key).and_then(Conv::users) {
+            for user in [lo, hi] {
+                if let Some(keys) = self.direct.get_mut(&user) {
+                    keys.retain(|&k| k != key);
                 }
             }
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(conv: Conv, pos: Pos, sender: UserId) -> Head {
+        Head {
+            conv: conv.key(),
+            pos,
+            sender,
+            ts: pos * 10,
+        }
+    }
+
+    #[test]
+    fn the_index_finds_positions_and_who_sent_last() {
+        let mut index = Index::default();
+        let (ab, me, g) = (Conv::direct(1, 2), Conv::direct(1, 1), Conv::Group(7));
+        for (n, h) in [
+            head(ab, 1, 1),
+            head(ab, 2, 2),
+            head(me, 1, 1),
+            head(g, 1, 2),
+            head(ab, 3, 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            index.add(h, Loc::new(5, n));
+        }
+        index.add(
+            Head {
+                conv: 0,
+                pos: 1,
+                sender: 1,
+                ts: 0,
+            },
+            Loc::new(5, 5),
+        );
+        assert_eq!(index.last(ab.key()), 3);
+        assert_eq!(index.find(ab.key(), 3), Some(Loc::new(5, 4)));
+        assert_eq!(index.find(ab.key(), 4), None);
+        assert_eq!(
+            index.locate(ab.key(), 2, 9),
+            vec![(2, Loc::new(5, 1)), (3, Loc::new(5, 4))]
+        );
+        let seen: Vec<(i64, Pos, Pos, Pos)> = index
+            .direct_of(1)
+            .into_iter()
+            .map(|s| (s.key, s.last, s.mine, s.theirs))
+            .collect();
+        assert_eq!(seen, vec![(ab.key(), 3, 3, 2), (me.key(), 1, 1, 1)]);
+        assert_eq!(index.group_of(2, g.key()), (1, 10, 1));
+        assert_eq!(index.group_of(1, g.key()), (1, 10, 0));
+        index.remove(g.key());
+        assert_eq!(index.group_of(2, g.key()), (0, 0, 0));
     }
 }

@@ -1,16 +1,18 @@
 //! The embedded default store: SQLite (bundled, no server needed) behind an r2d2 pool.
 //!
 //! Writes take the database lock up front (`BEGIN IMMEDIATE`) so two writers never deadlock upgrading a
-//! read lock; WAL lets readers go on meanwhile. One writer at a time also lets the log give out
-//! positions from memory ([`log`]).
+//! read lock; WAL lets readers go on meanwhile. One writer at a time, and one store on the file, also
+//! let the log keep its index in memory ([`index`]) and give out positions from it.
 
+mod chunk;
 mod index;
 mod log;
 
+use std::fs::{File, OpenOptions};
 use std::path::Path;
 
 use anyhow::Context as _;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -42,19 +44,16 @@ pub struct SqliteStore {
     /// valid from one commit to the next: a connection discards its cache whenever another one has
     /// committed, and the log's writes taking turns on pooled connections re-read their pages from the
     /// file at every commit (docs/BENCHMARKS.md, "The writer's own connection").
-    writer: Mutex<Writer>,
+    writer: Mutex<rusqlite::Connection>,
+    /// The log's index: read by anyone, changed by the writer once its commit is in.
+    index: RwLock<index::Index>,
     /// Copies the WAL back into the database off the writer's thread (see [`Checkpointer`]).
     _checkpointer: Checkpointer,
+    /// Held for the store's life: no other store opens the file meanwhile (see [`lock`]).
+    _lock: File,
 }
 
 type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
-
-/// The writer's connection and what it remembers of the log, owned together: only the holder of the
-/// connection appends, so only it may give out positions.
-struct Writer {
-    conn: rusqlite::Connection,
-    log: log::Memory,
-}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -83,6 +82,7 @@ impl SqliteStore {
                 "cannot open the SQLite database {path:?}: the directory {dir:?} does not exist"
             );
         }
+        let lock = lock(path)?;
         // WAL is a property of the database file: set it once, before the pool opens connections in
         // parallel (each asking for it would contend for the lock at start-up). This first connection
         // migrates the schema and then stays the writer's.
@@ -94,8 +94,7 @@ impl SqliteStore {
         // The log's pages stay cached between its commits (see `writer`): 64 MiB holds the recently
         // written leaves of a busy node's conversations, where SQLite's default is 2 MB.
         writer.execute_batch("PRAGMA cache_size = -65536")?;
-        // Messages a stopped node appended but had not indexed yet.
-        let log = log::index(&mut writer).context("indexing the log's tail")?;
+        let index = index::Index::load(&writer).context("reading the log's index")?;
         let checkpointer = rusqlite::Connection::open(path)?;
         configure(&checkpointer)?;
         let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
@@ -106,13 +105,23 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             liveness: super::LIVENESS.as_secs() as i64,
-            writer: Mutex::new(Writer { conn: writer, log }),
+            writer: Mutex::new(writer),
+            index: RwLock::new(index),
             _checkpointer: Checkpointer::start(checkpointer)?,
+            _lock: lock,
         })
     }
 
     fn conn(&self) -> Result<Conn> {
         Ok(self.pool.get()?)
+    }
+
+    /// Reads the log's index from the file again, for a tool that changed the database under the store
+    /// (the fuzz harness empties every table between its inputs).
+    pub fn reload_index(&self) -> Result<()> {
+        let conn = self.writer.lock();
+        *self.index.write() = index::Index::load(&conn)?;
+        Ok(())
     }
 
     /// One writing statement, in its turn among the writers; how many rows it changed.
@@ -125,24 +134,41 @@ impl SqliteStore {
         self.write_then(|tx, _| Ok((f(tx)?, ())), |_, ()| {})
     }
 
-    /// [`Self::write`] with what the writer remembers of the log: `f` reads it, and `then` changes it
-    /// with what `f` left for it, only once the transaction has committed (a failed commit changes
-    /// nothing, in the database or in memory).
+    /// [`Self::write`] with the log's index: `f` reads it, and `then` changes it with what `f` left for
+    /// it, only once the transaction has committed (a failed commit changes nothing, in the database or
+    /// in memory), and before the next write begins.
     fn write_then<T, U>(
         &self,
-        f: impl FnOnce(&Transaction, &log::Memory) -> Result<(T, U)>,
-        then: impl FnOnce(&mut log::Memory, U),
+        f: impl FnOnce(&Transaction, &index::Index) -> Result<(T, U)>,
+        then: impl FnOnce(&mut index::Index, U),
     ) -> Result<T> {
-        let mut writer = self.writer.lock();
-        let writer = &mut *writer;
-        let tx = writer
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (out, change) = f(&tx, &writer.log)?;
+        let mut conn = self.writer.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (out, change) = f(&tx, &self.index.read())?;
         tx.commit()?;
-        then(&mut writer.log, change);
+        then(&mut self.index.write(), change);
         Ok(out)
     }
+}
+
+/// Locks `<path>-lock` for this store: the log's index is one store's memory, so a second store on the
+/// same database (another node given the same file, or a second `open` in this process) would give out
+/// positions it does not know are taken. A lock dies with its process.
+fn lock(path: &str) -> anyhow::Result<File> {
+    let name = format!("{path}-lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .with_context(|| format!("cannot open {name:?}"))?;
+    if file.try_lock().is_err() {
+        anyhow::bail!(
+            "the SQLite database {path:?} is in use by another server (it holds {name:?}): the embedded \
+             store serves one node; several nodes share MySQL or MariaDB"
+        );
+    }
+    Ok(file)
 }
 
 /// The settings of every connection, the pool's, the writer's and the checkpointer's. None checkpoints
@@ -173,6 +199,7 @@ fn migrate(conn: &mut rusqlite::Connection) -> Result<()> {
         )?;
         tracing::info!(version = m.version, "applied schema migration");
     }
+    log::convert_rows(&tx)?;
     convert_legacy(&tx)?;
     tx.commit()?;
     Ok(())
@@ -194,7 +221,7 @@ fn convert_legacy(tx: &Transaction) -> Result<()> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let messages = migrate::legacy_messages(&rows);
-    log::append_indexed(tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
+    log::append_converted(tx, &messages.iter().collect::<Vec<_>>(), now_ms())?;
     tx.execute_batch("DROP TABLE offline_legacy")?;
     if !rows.is_empty() {
         tracing::info!(
@@ -691,7 +718,7 @@ impl Groups for SqliteStore {
                     log::delete_conversation(tx, log, Conv::Group(group).key())?,
                 ))
             },
-            log::Memory::forget,
+            |index, key| index.remove(key),
         )
     }
 }
