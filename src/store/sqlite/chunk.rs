@@ -82,10 +82,24 @@ pub(super) fn bodies(body: &[u8]) -> Result<Vec<Body>> {
     let mut reader = Reader { rest: body };
     let mut out = Vec::new();
     while !reader.rest.is_empty() {
-        let cid = reader.text()?;
-        let time = reader.text()?.ok_or_else(corrupt)?;
-        let text = reader.text()?.ok_or_else(corrupt)?;
-        out.push(Body { cid, time, text });
+        out.push(reader.body()?);
+    }
+    Ok(out)
+}
+
+/// The bodies at the places `wanted` (ascending, each once) of a chunk, in that order; the others are
+/// stepped over unread (a page of history wants a message or two of each chunk it reads).
+pub(super) fn bodies_at(body: &[u8], wanted: &[usize]) -> Result<Vec<Body>> {
+    let mut reader = Reader { rest: body };
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut n = 0;
+    for &want in wanted {
+        while n < want {
+            reader.skip_body()?;
+            n += 1;
+        }
+        out.push(reader.body()?);
+        n += 1;
     }
     Ok(out)
 }
@@ -95,15 +109,40 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    fn body(&mut self) -> Result<Body> {
+        let cid = self.text()?;
+        let time = self.text()?.ok_or_else(corrupt)?;
+        let text = self.text()?.ok_or_else(corrupt)?;
+        Ok(Body { cid, time, text })
+    }
+
+    fn skip_body(&mut self) -> Result<()> {
+        for _ in 0..3 {
+            let len = self.len()?;
+            if len != NONE {
+                let rest = self.rest.get(len as usize..).ok_or_else(corrupt)?;
+                self.rest = rest;
+            }
+        }
+        Ok(())
+    }
+
+    fn len(&mut self) -> Result<u32> {
+        let (len, rest) = self.rest.split_at_checked(4).ok_or_else(corrupt)?;
+        self.rest = rest;
+        Ok(u32::from_le_bytes(len.try_into().expect("4 bytes")))
+    }
+
     /// The next length-prefixed text; `None` for an absent one.
     fn text(&mut self) -> Result<Option<String>> {
-        let (len, rest) = self.rest.split_at_checked(4).ok_or_else(corrupt)?;
-        let len = u32::from_le_bytes(len.try_into().expect("4 bytes"));
+        let len = self.len()?;
         if len == NONE {
-            self.rest = rest;
             return Ok(None);
         }
-        let (text, rest) = rest.split_at_checked(len as usize).ok_or_else(corrupt)?;
+        let (text, rest) = self
+            .rest
+            .split_at_checked(len as usize)
+            .ok_or_else(corrupt)?;
         self.rest = rest;
         String::from_utf8(text.to_vec())
             .map(Some)
@@ -169,6 +208,12 @@ mod tests {
             .zip(bodies(&body).unwrap())
             .collect();
         assert_eq!(back, messages);
+        assert_eq!(bodies_at(&body, &[1]).unwrap(), vec![Body::default()]);
+        assert_eq!(
+            bodies_at(&body, &[0, 1]).unwrap(),
+            vec![messages[0].1.clone(), Body::default()]
+        );
+        assert!(bodies_at(&body, &[2]).is_err());
         assert!(bodies(&body[..body.len() - 1]).is_err());
         assert!(heads(&head[1..]).is_err());
         let loc = Loc::new(123_456_789, 255);

@@ -174,33 +174,37 @@ fn condition(tx: &Transaction, m: &NewMessage) -> Result<std::result::Result<i64
     })
 }
 
-/// A chunk row, read whole.
-fn read_chunk(conn: &Connection, seq: i64) -> Result<Option<(Vec<Head>, Vec<Body>)>> {
+/// A chunk row: its heads, and its raw body.
+fn read_chunk(conn: &Connection, seq: i64) -> Result<Option<(Vec<Head>, Vec<u8>)>> {
     let row: Option<(Vec<u8>, Vec<u8>)> = conn
         .prepare_cached("SELECT head, body FROM chunk WHERE seq = ?1")?
         .query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    row.map(|(head, body)| Ok((chunk::heads(&head)?, chunk::bodies(&body)?)))
+    row.map(|(head, body)| Ok((chunk::heads(&head)?, body)))
         .transpose()
 }
 
 /// The messages at these places, in the order asked (any that are gone, left out), each chunk read once.
 fn fetch(conn: &Connection, wanted: &[(Conv, Pos, Loc)]) -> Result<Vec<LogMessage>> {
-    let mut by_seq: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    let mut by_seq: BTreeMap<i64, BTreeMap<usize, usize>> = BTreeMap::new();
     for (i, (_, _, loc)) in wanted.iter().enumerate() {
-        by_seq.entry(loc.seq()).or_default().push(i);
+        by_seq.entry(loc.seq()).or_default().insert(loc.n(), i);
     }
     let mut found: Vec<Option<LogMessage>> = vec![None; wanted.len()];
     let mut names: HashMap<UserId, String> = HashMap::new();
-    for (seq, indices) in by_seq {
-        let Some((heads, mut bodies)) = read_chunk(conn, seq)? else {
+    for (seq, places) in by_seq {
+        let Some((heads, body)) = read_chunk(conn, seq)? else {
             continue;
         };
-        for i in indices {
-            let (conv, pos, loc) = wanted[i];
-            let (Some(head), Some(body)) = (heads.get(loc.n()), bodies.get_mut(loc.n())) else {
-                continue;
-            };
+        let ns: Vec<usize> = places
+            .keys()
+            .copied()
+            .filter(|&n| n < heads.len())
+            .collect();
+        for (body, n) in chunk::bodies_at(&body, &ns)?.into_iter().zip(ns) {
+            let i = places[&n];
+            let (conv, pos, _) = wanted[i];
+            let head = heads[n];
             if head.conv != conv.key() || head.pos != pos {
                 continue;
             }
@@ -216,7 +220,6 @@ fn fetch(conn: &Connection, wanted: &[(Conv, Pos, Loc)]) -> Result<Vec<LogMessag
                     name
                 }
             };
-            let body = std::mem::take(body);
             found[i] = Some(LogMessage {
                 conv,
                 pos,
@@ -242,9 +245,10 @@ pub(super) fn delete_conversation(tx: &Transaction, index: &Index, key: i64) -> 
     }
     let mut cids: Vec<(UserId, String)> = Vec::new();
     for (seq, places) in by_seq {
-        let Some((mut heads, mut bodies)) = read_chunk(tx, seq)? else {
+        let Some((mut heads, body)) = read_chunk(tx, seq)? else {
             continue;
         };
+        let mut bodies = chunk::bodies(&body)?;
         for n in places {
             if heads.get(n).is_some_and(|h| h.conv == key) {
                 heads[n].conv = 0;
