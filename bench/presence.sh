@@ -114,7 +114,7 @@ run() {
     tail -n 1 "$RESULTS/$name.out" >"$RESULTS/$name.json"
     head -n -1 "$RESULTS/$name.out" >&2
     node_stop
-    rm -f "$work/$name.db" "$work/$name.db-wal" "$work/$name.db-shm"
+    rm -f "$work/$name.db" "$work/$name.db-wal" "$work/$name.db-shm" "$work/$name.db-lock"
 }
 
 for i in $(seq 1 "$RUNS"); do

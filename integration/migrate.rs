@@ -221,6 +221,21 @@ fn history(c: &mut Conn, conv: &str) -> Value {
     reply["messages"].clone()
 }
 
+/// `(pos, text)` of each message of a conversation's whole history.
+fn history_texts(c: &mut Conn, conv: &str) -> Vec<(i64, String)> {
+    history(c, conv)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["pos"].as_i64().unwrap(),
+                m["msg"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn old_database_is_upgraded_in_place(backend: Backend) {
     let db = Db::fresh(backend);
     create_old_database(&db, backend);
@@ -513,17 +528,7 @@ fn create_v3_database(db: &Db, backend: Backend) {
     ]);
     match backend {
         Backend::Sqlite => {
-            let path = db.url.strip_prefix("sqlite://").unwrap();
-            let conn = rusqlite::Connection::open(path).unwrap();
-            for m in &migrate::MIGRATIONS[..3] {
-                conn.execute_batch(m.sqlite.unwrap_or_default()).unwrap();
-            }
-            conn.execute_batch(
-                "DROP TABLE offline_legacy; \
-                 CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL); \
-                 INSERT INTO schema_version VALUES (1, 0), (2, 0), (3, 0);",
-            )
-            .unwrap();
+            let conn = sqlite_at(db, 3);
             for statement in data {
                 conn.execute_batch(&statement).unwrap();
             }
@@ -535,6 +540,26 @@ fn create_v3_database(db: &Db, backend: Backend) {
             }
         }
     }
+}
+
+/// Makes `db` an SQLite database at migration `version` (its old offline table converted long ago) and
+/// returns a connection to it.
+fn sqlite_at(db: &Db, version: usize) -> rusqlite::Connection {
+    let path = db.url.strip_prefix("sqlite://").unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for m in &migrate::MIGRATIONS[..version] {
+        conn.execute_batch(m.sqlite.unwrap_or_default()).unwrap();
+    }
+    conn.execute_batch(
+        "DROP TABLE offline_legacy; \
+         CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL);",
+    )
+    .unwrap();
+    for v in 1..=version {
+        conn.execute("INSERT INTO schema_version VALUES (?1, 0)", [v as i64])
+            .unwrap();
+    }
+    conn
 }
 
 /// Makes `db` a MySQL database at migration `version` (its old offline table converted long ago) and
@@ -680,19 +705,8 @@ fn read_positions_survive_migration_4(backend: Backend) {
         vec![row("u2", 1, 1, Some(1))]
     );
     // The old messages and the new one read as one history (on SQLite, migration 5 moved the old ones).
-    let texts: Vec<(i64, String)> = history(&mut alice, "u2")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["pos"].as_i64().unwrap(),
-                m["msg"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
     assert_eq!(
-        texts,
+        history_texts(&mut alice, "u2"),
         [(1, "a1"), (2, "b2"), (3, "a3"), (4, "b4")].map(|(p, t)| (p, t.to_owned()))
     );
 }
@@ -702,3 +716,73 @@ crate::on_both_backends!(
     identical_group_frames_stay_two_messages,
     read_positions_survive_migration_4,
 );
+
+/// SQLite at migration 7 (the log a row per message in commit order, indexed in sorted batches) with
+/// part of it never indexed, as a node killed between batches leaves it: the first three messages
+/// indexed (positions, cids, conversation rows), the last two only in the tail, one of those with a cid
+/// and one in a conversation that only the tail has, whose row a READ wrote. Migration 8 (a row per
+/// commit, the index in memory) keeps every message, cid and read position.
+#[test]
+fn sqlite_log_with_an_unindexed_tail_is_rewritten_whole() {
+    let db = Db::fresh(Backend::Sqlite);
+    let (ab, ac, bc) = (
+        Conv::direct(1, 2).key(),
+        Conv::direct(1, 3).key(),
+        Conv::direct(2, 3).key(),
+    );
+    let conn = sqlite_at(&db, 7);
+    for (id, name, hash, _) in old_rows().users {
+        conn.execute(
+            "INSERT INTO user (id, name, password) VALUES (?1, ?2, ?3)",
+            rusqlite::params![id, name, hash],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(&format!(
+        "INSERT INTO message (conv, pos, sender, ts, cid, time, text) VALUES \
+         ({ab}, 1, 1, 10, 'a1', 't', 'one'), ({ab}, 2, 2, 11, NULL, 't', 'two'), \
+         ({ac}, 1, 1, 12, NULL, 't', 'three'), ({ab}, 3, 1, 13, 'a3', 't', 'four'), \
+         ({bc}, 1, 2, 14, NULL, 't', 'five'); \
+         INSERT INTO position (conv, pos, seq) VALUES ({ab}, 1, 1), ({ab}, 2, 2), ({ac}, 1, 3); \
+         INSERT INTO sent (sender, cid, seq) VALUES (1, 'a1', 1); \
+         INSERT INTO conversation (id, lo, hi, last_pos, last_ts, lo_read, hi_read) VALUES \
+         ({ab}, 1, 2, 2, 11, 1, 3), ({ac}, 1, 3, 1, 12, 1, 0), ({bc}, 2, 3, 1, 14, 0, 1); \
+         UPDATE indexed SET seq = 3;"
+    ))
+    .unwrap();
+    drop(conn);
+    let server = Server::start(&db, &[]);
+    assert_eq!(schema_state(&db, Backend::Sqlite), (all_versions(), false));
+    let row =
+        |conv: &str, last: i64, read: i64, peer: Option<i64>| (conv.to_owned(), last, read, peer);
+    let mut alice = server.connect(Separator::Newline);
+    assert_eq!(
+        listed(&alice.login(1, "pw", 2)),
+        vec![row("u2", 3, 3, Some(3)), row("u3", 1, 1, Some(0))]
+    );
+    let mut bob = server.connect(Separator::Newline);
+    assert_eq!(
+        listed(&bob.login(2, "pw", 2)),
+        vec![row("u1", 3, 3, Some(3)), row("u3", 1, 1, Some(1))]
+    );
+    let mut carol = server.connect(Separator::Newline);
+    assert_eq!(
+        listed(&carol.login(3, "pw", 2)),
+        vec![row("u1", 1, 0, Some(1)), row("u2", 1, 1, Some(1))]
+    );
+    assert_eq!(
+        history_texts(&mut alice, "u2"),
+        [(1, "one"), (2, "two"), (3, "four")].map(|(p, t)| (p, t.to_owned()))
+    );
+    // Resends of both cids, the indexed one and the tail's, get their first positions; a new message
+    // goes on after the tail.
+    for (cid, pos) in [("a1", 1), ("a3", 3), ("a4", 4)] {
+        let ack = alice.req(json!({"msgid": 6, "toid": 2, "msg": "again", "cid": cid}));
+        assert_eq!(
+            (ack["msgid"].clone(), ack["pos"].clone()),
+            (json!(16), json!(pos)),
+            "{ack}"
+        );
+    }
+    assert_eq!(bob.recv()["pos"], 4, "only the new message is delivered");
+}

@@ -120,10 +120,16 @@ impl Db {
             .expect("the log's index read again");
     }
 
-    /// Removes the database file and its WAL files (once no store uses them any more).
-    pub fn remove_files(&self) {
+    /// Closes the store (the context around it must be gone already) and removes the database file,
+    /// its WAL files and its lock.
+    pub fn remove_files(self) {
+        let Db {
+            conn, store, path, ..
+        } = self;
+        drop(conn);
+        drop(store);
         for suffix in ["", "-wal", "-shm", "-lock"] {
-            let mut p = self.path.clone().into_os_string();
+            let mut p = path.clone().into_os_string();
             p.push(suffix);
             let _ = std::fs::remove_file(p);
         }

@@ -63,7 +63,7 @@ fn corrupt() -> StoreError {
 
 /// The heads of a chunk, in order.
 pub(super) fn heads(head: &[u8]) -> Result<Vec<Head>> {
-    if !head.len().is_multiple_of(HEAD_BYTES) {
+    if !head.len().is_multiple_of(HEAD_BYTES) || head.len() / HEAD_BYTES > CHUNK_MAX {
         return Err(corrupt());
     }
     Ok(head

@@ -16,6 +16,9 @@ use super::chunk::{self, Head, Loc};
 use crate::model::{Conv, Pos, UserId};
 use crate::store::Result;
 
+/// More positions than one conversation could hold (a billion messages).
+const MAX_POSITIONS: usize = 1 << 30;
+
 /// The index of the whole log.
 #[derive(Debug, Default)]
 pub(super) struct Index {
@@ -69,6 +72,13 @@ impl Index {
         let Some(conv) = Conv::from_key(head.conv) else {
             return;
         };
+        // A position the writer could not have given (a damaged file) is not taken in.
+        let Some(i) = usize::try_from(head.pos.saturating_sub(1))
+            .ok()
+            .filter(|&i| i < MAX_POSITIONS)
+        else {
+            return;
+        };
         let thread = self.threads.entry(head.conv).or_insert_with(|| {
             if let Some((lo, hi)) = conv.users() {
                 self.direct.entry(lo).or_default().push(head.conv);
@@ -78,7 +88,6 @@ impl Index {
             }
             Thread::default()
         });
-        let i = usize::try_from(head.pos - 1).unwrap_or(0);
         if thread.at.len() <= i {
             thread.at.resize(i + 1, loc);
         }

@@ -16,7 +16,9 @@ use super::chunk::{self, Body, CHUNK_MAX, Head, Loc};
 use super::index::Index;
 use super::{Conn, SqliteStore};
 use crate::model::{Conv, LogMessage, Page, Pos, Summary, UserId};
-use crate::store::{Appended, Committed, Log, NewMessage, Pointer, Refusal, Require, Result};
+use crate::store::{
+    Appended, Committed, Log, NewMessage, Pointer, Refusal, Require, Result, StoreError,
+};
 
 /// What an append leaves for the index once it has committed: each message's head and place.
 pub(super) type Placed = Vec<(Head, Loc)>;
@@ -188,7 +190,12 @@ fn read_chunk(conn: &Connection, seq: i64) -> Result<Option<(Vec<Head>, Vec<u8>)
 fn fetch(conn: &Connection, wanted: &[(Conv, Pos, Loc)]) -> Result<Vec<LogMessage>> {
     let mut by_seq: BTreeMap<i64, BTreeMap<usize, usize>> = BTreeMap::new();
     for (i, (_, _, loc)) in wanted.iter().enumerate() {
-        by_seq.entry(loc.seq()).or_default().insert(loc.n(), i);
+        // A message asked for twice (two pointers to it) is given once, at its first place.
+        by_seq
+            .entry(loc.seq())
+            .or_default()
+            .entry(loc.n())
+            .or_insert(i);
     }
     let mut found: Vec<Option<LogMessage>> = vec![None; wanted.len()];
     let mut names: HashMap<UserId, String> = HashMap::new();
@@ -249,11 +256,24 @@ pub(super) fn delete_conversation(tx: &Transaction, index: &Index, key: i64) -> 
             continue;
         };
         let mut bodies = chunk::bodies(&body)?;
+        if bodies.len() != heads.len() {
+            return Err(StoreError::Unavailable(format!(
+                "chunk {seq} of the log cannot be read"
+            )));
+        }
         for n in places {
-            if heads.get(n).is_some_and(|h| h.conv == key) {
-                heads[n].conv = 0;
+            if let Some(&Head { conv, sender, .. }) = heads.get(n)
+                && conv == key
+            {
+                // Nothing of the message stays: not who sent it, nor when.
+                heads[n] = Head {
+                    conv: 0,
+                    pos: 0,
+                    sender: 0,
+                    ts: 0,
+                };
                 let body = std::mem::take(&mut bodies[n]);
-                cids.extend(body.cid.map(|cid| (heads[n].sender, cid)));
+                cids.extend(body.cid.map(|cid| (sender, cid)));
             }
         }
         if heads.iter().all(|h| h.conv == 0) {
@@ -351,31 +371,40 @@ impl Log for SqliteStore {
 
     fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>> {
         self.write(|tx| {
-            let rows: Vec<(i64, i64, Pos)> = tx
-                .prepare_cached(
-                    "SELECT id, conv, pos FROM offlinemessage WHERE userid = ?1 ORDER BY id LIMIT ?2",
-                )?
-                .query_map(params![user, limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            let Some(&(last, _, _)) = rows.last() else {
-                return Ok(Vec::new());
-            };
-            let wanted: Vec<(Conv, Pos, Loc)> = {
-                let index = self.index.read();
-                rows.iter()
-                    .filter_map(|&(_, key, pos)| {
-                        Some((Conv::from_key(key)?, pos, index.find(key, pos)?))
-                    })
-                    .collect()
-            };
-            let messages = fetch(tx, &wanted)?;
-            tx.execute(
-                "DELETE FROM offlinemessage WHERE userid = ?1 AND id <= ?2",
-                params![user, last],
-            )?;
-            Ok(messages)
+            let mut out = Vec::new();
+            // Pointers to messages that are gone (a dissolved group) give nothing: read on, so that a
+            // batch short of `limit` still means the list is empty.
+            while out.len() < limit {
+                let want = limit - out.len();
+                let rows: Vec<(i64, i64, Pos)> = tx
+                    .prepare_cached(
+                        "SELECT id, conv, pos FROM offlinemessage WHERE userid = ?1 ORDER BY id LIMIT ?2",
+                    )?
+                    .query_map(params![user, want as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let Some(&(last, _, _)) = rows.last() else {
+                    break;
+                };
+                let wanted: Vec<(Conv, Pos, Loc)> = {
+                    let index = self.index.read();
+                    rows.iter()
+                        .filter_map(|&(_, key, pos)| {
+                            Some((Conv::from_key(key)?, pos, index.find(key, pos)?))
+                        })
+                        .collect()
+                };
+                out.extend(fetch(tx, &wanted)?);
+                tx.execute(
+                    "DELETE FROM offlinemessage WHERE userid = ?1 AND id <= ?2",
+                    params![user, last],
+                )?;
+                if rows.len() < want {
+                    break;
+                }
+            }
+            Ok(out)
         })
     }
 

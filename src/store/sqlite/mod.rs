@@ -162,13 +162,16 @@ fn lock(path: &str) -> anyhow::Result<File> {
         .write(true)
         .open(&name)
         .with_context(|| format!("cannot open {name:?}"))?;
-    if file.try_lock().is_err() {
-        anyhow::bail!(
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "the SQLite database {path:?} is in use by another server (it holds {name:?}): the embedded \
              store serves one node; several nodes share MySQL or MariaDB"
-        );
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| {
+            format!("cannot lock {name:?} (the file system may not support locks)")
+        }),
     }
-    Ok(file)
 }
 
 /// The settings of every connection, the pool's, the writer's and the checkpointer's. None checkpoints
