@@ -1,9 +1,9 @@
 //! Versioned schema migrations, applied at start by both stores.
 //!
-//! Each migration has a number and a script for each store that it changes (`sql/sqlite/`, `sql/mysql/`). The
-//! table `schema_version` records what a database has; a store applies every later migration in order
-//! at start. Migration 1 is the original schema, written so that a database made before migrations
-//! existed takes it as a no-op. Migration 2 renames the old offline list of rendered frames to
+//! Each migration has a number and a script for each store that it changes (`sql/sqlite/`,
+//! `sql/mysql/`). The table `schema_version` records what a database has; a store applies every later
+//! migration in order at start. Migration 1 is the original schema, written so that a database made
+//! before migrations existed takes it as a no-op. Migration 2 renames the old offline list of rendered frames to
 //! `offline_legacy`; once every migration is applied, a store turns those frames into log messages
 //! ([`legacy_messages`] reads them back) with the append of the current schema, then drops the table.
 

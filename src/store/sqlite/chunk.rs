@@ -32,22 +32,43 @@ pub(super) struct Body {
     pub text: String,
 }
 
+/// The rest of a message as [`encode`] takes it, borrowed from whatever holds it (an append's
+/// [`crate::store::NewMessage`], or a [`Body`] read back), so an append copies its texts once, into the row.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BodyRef<'a> {
+    pub cid: Option<&'a str>,
+    pub time: &'a str,
+    pub text: &'a str,
+}
+
+impl Body {
+    pub fn as_ref(&self) -> BodyRef<'_> {
+        BodyRef {
+            cid: self.cid.as_deref(),
+            time: &self.time,
+            text: &self.text,
+        }
+    }
+}
+
 const HEAD_BYTES: usize = 28;
 
 /// The `head` and `body` columns of a chunk of these messages.
-pub(super) fn encode<'a>(messages: impl Iterator<Item = (Head, &'a Body)>) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn encode<'a>(
+    messages: impl Iterator<Item = (Head, BodyRef<'a>)>,
+) -> (Vec<u8>, Vec<u8>) {
     let (mut head, mut body) = (Vec::new(), Vec::new());
     for (h, b) in messages {
         head.extend_from_slice(&h.conv.to_le_bytes());
         head.extend_from_slice(&h.pos.to_le_bytes());
         head.extend_from_slice(&h.sender.to_le_bytes());
         head.extend_from_slice(&h.ts.to_le_bytes());
-        match &b.cid {
+        match b.cid {
             Some(cid) => put(&mut body, cid),
             None => body.extend_from_slice(&NONE.to_le_bytes()),
         }
-        put(&mut body, &b.time);
-        put(&mut body, &b.text);
+        put(&mut body, b.time);
+        put(&mut body, b.text);
     }
     (head, body)
 }
@@ -77,12 +98,15 @@ pub(super) fn heads(head: &[u8]) -> Result<Vec<Head>> {
         .collect())
 }
 
-/// The bodies of a chunk, in order.
-pub(super) fn bodies(body: &[u8]) -> Result<Vec<Body>> {
+/// The bodies of a chunk whose heads are `heads`, in order: one each, or the chunk is damaged.
+pub(super) fn bodies(heads: &[Head], body: &[u8]) -> Result<Vec<Body>> {
     let mut reader = Reader { rest: body };
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(heads.len());
     while !reader.rest.is_empty() {
         out.push(reader.body()?);
+    }
+    if out.len() != heads.len() {
+        return Err(corrupt());
     }
     Ok(out)
 }
@@ -200,12 +224,13 @@ mod tests {
                 Body::default(),
             ),
         ];
-        let (head, body) = encode(messages.iter().map(|(h, b)| (*h, b)));
+        let (head, body) = encode(messages.iter().map(|(h, b)| (*h, b.as_ref())));
         assert_eq!(head.len(), 2 * HEAD_BYTES);
-        let back: Vec<(Head, Body)> = heads(&head)
-            .unwrap()
-            .into_iter()
-            .zip(bodies(&body).unwrap())
+        let hs = heads(&head).unwrap();
+        let back: Vec<(Head, Body)> = hs
+            .iter()
+            .copied()
+            .zip(bodies(&hs, &body).unwrap())
             .collect();
         assert_eq!(back, messages);
         assert_eq!(bodies_at(&body, &[1]).unwrap(), vec![Body::default()]);
@@ -214,7 +239,8 @@ mod tests {
             vec![messages[0].1.clone(), Body::default()]
         );
         assert!(bodies_at(&body, &[2]).is_err());
-        assert!(bodies(&body[..body.len() - 1]).is_err());
+        assert!(bodies(&hs, &body[..body.len() - 1]).is_err());
+        assert!(bodies(&hs[..1], &body).is_err(), "a body for every head");
         assert!(heads(&head[1..]).is_err());
         let loc = Loc::new(123_456_789, 255);
         assert_eq!((loc.seq(), loc.n()), (123_456_789, 255));

@@ -12,13 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::chunk::{self, Body, CHUNK_MAX, Head, Loc};
+use super::chunk::{self, Body, BodyRef, CHUNK_MAX, Head, Loc};
 use super::index::Index;
 use super::{Conn, SqliteStore};
 use crate::model::{Conv, LogMessage, Page, Pos, Summary, UserId};
-use crate::store::{
-    Appended, Committed, Log, NewMessage, Pointer, Refusal, Require, Result, StoreError,
-};
+use crate::store::{Appended, Committed, Log, NewMessage, Pointer, Refusal, Require, Result};
 
 /// What an append leaves for the index once it has committed: each message's head and place.
 pub(super) type Placed = Vec<(Head, Loc)>;
@@ -61,7 +59,7 @@ fn append_in(
         "INSERT INTO sent (sender, cid, conv, pos, ts) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut last: HashMap<i64, Pos> = HashMap::new();
-    let mut rows: Vec<(Head, Body)> = Vec::with_capacity(messages.len());
+    let mut rows: Vec<(Head, BodyRef)> = Vec::with_capacity(messages.len());
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
         if let Some(cid) = m.cid.as_deref()
@@ -92,10 +90,10 @@ fn append_in(
             sender: m.sender,
             ts,
         };
-        let body = Body {
-            cid: m.cid.clone(),
-            time: m.time.clone(),
-            text: m.text.clone(),
+        let body = BodyRef {
+            cid: m.cid.as_deref(),
+            time: &m.time,
+            text: &m.text,
         };
         rows.push((head, body));
         out.push(Ok(Committed {
@@ -110,11 +108,11 @@ fn append_in(
 }
 
 /// Writes messages as chunk rows of at most [`CHUNK_MAX`]; where each one went.
-fn write_chunks(tx: &Transaction, rows: &[(Head, Body)]) -> Result<Placed> {
+fn write_chunks(tx: &Transaction, rows: &[(Head, BodyRef)]) -> Result<Placed> {
     let mut insert = tx.prepare_cached("INSERT INTO chunk (head, body) VALUES (?1, ?2)")?;
     let mut placed = Vec::with_capacity(rows.len());
     for part in rows.chunks(CHUNK_MAX) {
-        let (head, body) = chunk::encode(part.iter().map(|(h, b)| (*h, b)));
+        let (head, body) = chunk::encode(part.iter().copied());
         insert.execute(params![head, body])?;
         let seq = tx.last_insert_rowid();
         placed.extend(
@@ -176,6 +174,25 @@ fn condition(tx: &Transaction, m: &NewMessage) -> Result<std::result::Result<i64
     })
 }
 
+/// `user`'s read position in a conversation as READ set it (0 if never); their own messages are the
+/// index's business.
+fn explicit_read(conn: &Connection, user: UserId, key: i64) -> Result<Pos> {
+    Ok(conn
+        .prepare_cached("SELECT pos FROM readpos WHERE userid = ?1 AND conv = ?2")?
+        .query_row(params![user, key], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// A user's name ("" for one that does not exist).
+fn name_of(conn: &Connection, user: UserId) -> Result<String> {
+    Ok(conn
+        .prepare_cached("SELECT name FROM user WHERE id = ?1")?
+        .query_row(params![user], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default())
+}
+
 /// A chunk row: its heads, and its raw body.
 fn read_chunk(conn: &Connection, seq: i64) -> Result<Option<(Vec<Head>, Vec<u8>)>> {
     let row: Option<(Vec<u8>, Vec<u8>)> = conn
@@ -218,11 +235,7 @@ fn fetch(conn: &Connection, wanted: &[(Conv, Pos, Loc)]) -> Result<Vec<LogMessag
             let sender_name = match names.get(&head.sender) {
                 Some(name) => name.clone(),
                 None => {
-                    let name: String = conn
-                        .prepare_cached("SELECT name FROM user WHERE id = ?1")?
-                        .query_row(params![head.sender], |r| r.get(0))
-                        .optional()?
-                        .unwrap_or_default();
+                    let name = name_of(conn, head.sender)?;
                     names.insert(head.sender, name.clone());
                     name
                 }
@@ -255,12 +268,7 @@ pub(super) fn delete_conversation(tx: &Transaction, index: &Index, key: i64) -> 
         let Some((mut heads, body)) = read_chunk(tx, seq)? else {
             continue;
         };
-        let mut bodies = chunk::bodies(&body)?;
-        if bodies.len() != heads.len() {
-            return Err(StoreError::Unavailable(format!(
-                "chunk {seq} of the log cannot be read"
-            )));
-        }
+        let mut bodies = chunk::bodies(&heads, &body)?;
         for n in places {
             if let Some(&Head { conv, sender, .. }) = heads.get(n)
                 && conv == key
@@ -279,7 +287,8 @@ pub(super) fn delete_conversation(tx: &Transaction, index: &Index, key: i64) -> 
         if heads.iter().all(|h| h.conv == 0) {
             tx.execute("DELETE FROM chunk WHERE seq = ?1", params![seq])?;
         } else {
-            let (head, body) = chunk::encode(heads.iter().copied().zip(&bodies));
+            let (head, body) =
+                chunk::encode(heads.iter().copied().zip(bodies.iter().map(Body::as_ref)));
             tx.execute(
                 "UPDATE chunk SET head = ?2, body = ?3 WHERE seq = ?1",
                 params![seq, head, body],
@@ -301,15 +310,17 @@ pub(super) fn delete_conversation(tx: &Transaction, index: &Index, key: i64) -> 
     Ok(key)
 }
 
+/// [`write_chunks`] for messages read back whole.
+fn write_converted(tx: &Transaction, part: &[(Head, Body)]) -> Result<()> {
+    let rows: Vec<(Head, BodyRef)> = part.iter().map(|(h, b)| (*h, b.as_ref())).collect();
+    write_chunks(tx, &rows)?;
+    Ok(())
+}
+
 /// Migration 8's second half: turns the rows of `message` (one a message, in commit order) into chunks,
 /// then drops the tables that indexed them. Nothing to do once they are gone.
 pub(super) fn convert_rows(tx: &Transaction) -> Result<()> {
-    let rows: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !rows {
+    if !super::table_exists(tx, "message")? {
         return Ok(());
     }
     let mut select =
@@ -332,12 +343,12 @@ pub(super) fn convert_rows(tx: &Transaction) -> Result<()> {
         part.push((head, body));
         if part.len() == CHUNK_MAX {
             count += part.len();
-            write_chunks(tx, &part)?;
+            write_converted(tx, &part)?;
             part.clear();
         }
     }
     count += part.len();
-    write_chunks(tx, &part)?;
+    write_converted(tx, &part)?;
     drop(messages);
     drop(select);
     tx.execute_batch(
@@ -411,32 +422,19 @@ impl Log for SqliteStore {
     fn conversations(&self, user: UserId) -> Result<Vec<Summary>> {
         let conn: Conn = self.conn()?;
         let direct = self.index.read().direct_of(user);
-        let mut read =
-            conn.prepare_cached("SELECT pos FROM readpos WHERE userid = ?1 AND conv = ?2")?;
-        let mut explicit = |who: UserId, key: i64| -> Result<Pos> {
-            Ok(read
-                .query_row(params![who, key], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0))
-        };
         let mut out = Vec::new();
         for seen in direct {
             let Some(conv) = Conv::from_key(seen.key) else {
                 continue;
             };
             let peer = conv.peer_of(user).unwrap_or(user);
-            let name: String = conn
-                .prepare_cached("SELECT name FROM user WHERE id = ?1")?
-                .query_row(params![peer], |r| r.get(0))
-                .optional()?
-                .unwrap_or_default();
             out.push(Summary {
                 conv,
-                name,
+                name: name_of(&conn, peer)?,
                 last: seen.last,
                 last_ts: seen.last_ts,
-                read: seen.mine.max(explicit(user, seen.key)?),
-                peer_read: Some(seen.theirs.max(explicit(peer, seen.key)?)),
+                read: seen.mine.max(explicit_read(&conn, user, seen.key)?),
+                peer_read: Some(seen.theirs.max(explicit_read(&conn, peer, seen.key)?)),
             });
         }
         out.sort_by_key(|s| s.conv.key());
@@ -508,12 +506,7 @@ impl Log for SqliteStore {
                 let index = self.index.read();
                 (index.last(key), index.sent_by(user, conv))
             };
-            let explicit: Pos = tx
-                .prepare_cached("SELECT pos FROM readpos WHERE userid = ?1 AND conv = ?2")?
-                .query_row(params![user, key], |r| r.get(0))
-                .optional()?
-                .unwrap_or(0);
-            let current = explicit.max(sent);
+            let current = explicit_read(tx, user, key)?.max(sent);
             let target = pos.min(last);
             if target <= current {
                 return Ok((current, false));

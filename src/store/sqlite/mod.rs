@@ -91,8 +91,9 @@ impl SqliteStore {
         writer.execute_batch("PRAGMA journal_mode = WAL")?;
         configure(&writer)?;
         migrate(&mut writer).context("migrating the SQLite schema")?;
-        // The log's pages stay cached between its commits (see `writer`): 64 MiB holds the recently
-        // written leaves of a busy node's conversations, where SQLite's default is 2 MB.
+        // The writer's pages stay cached between its commits (see `writer`): 64 MiB, where SQLite's
+        // default is 2 MB (sized when the log still wrote an index; a chunk row is written once, at the
+        // end of the table, so the users, groups and cids an append reads are what it keeps now).
         writer.execute_batch("PRAGMA cache_size = -65536")?;
         let index = index::Index::load(&writer).context("reading the log's index")?;
         let checkpointer = rusqlite::Connection::open(path)?;
@@ -208,15 +209,19 @@ fn migrate(conn: &mut rusqlite::Connection) -> Result<()> {
     Ok(())
 }
 
+/// Whether the database has a table of this name (what a migration left to convert).
+fn table_exists(conn: &rusqlite::Connection, name: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        params![name],
+        |r| r.get(0),
+    )?)
+}
+
 /// Turns the old offline frames left by migration 2, if any, into log messages and pointers, then drops
 /// their table.
 fn convert_legacy(tx: &Transaction) -> Result<()> {
-    let legacy: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'offline_legacy')",
-        [],
-        |r| r.get(0),
-    )?;
-    if !legacy {
+    if !table_exists(tx, "offline_legacy")? {
         return Ok(());
     }
     let rows: Vec<(i64, UserId, String)> = tx
@@ -576,25 +581,24 @@ impl Groups for SqliteStore {
 
     fn join_group(&self, group: GroupId, user: UserId) -> Result<Joined> {
         self.write(|tx| {
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO groupuser (groupid, userid, grouprole) \
-                 SELECT id, ?2, 'normal' FROM allgroup WHERE id = ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM groupban WHERE groupid = ?1 AND userid = ?2)",
-                params![group, user],
-            )?;
-            if inserted > 0 {
-                bump_version(tx, group)?;
-                return Ok(Joined::Now);
-            }
-            group_exists(tx, group)?;
+            // Bans go with their group, so a banned user's group exists.
             let banned = tx
                 .prepare_cached("SELECT 1 FROM groupban WHERE groupid = ?1 AND userid = ?2")?
                 .exists(params![group, user])?;
-            Ok(if banned {
-                Joined::Banned
-            } else {
-                Joined::Already
-            })
+            if banned {
+                return Ok(Joined::Banned);
+            }
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO groupuser (groupid, userid, grouprole) \
+                 SELECT id, ?2, 'normal' FROM allgroup WHERE id = ?1",
+                params![group, user],
+            )?;
+            if inserted == 0 {
+                group_exists(tx, group)?;
+                return Ok(Joined::Already);
+            }
+            bump_version(tx, group)?;
+            Ok(Joined::Now)
         })
     }
 
