@@ -266,6 +266,34 @@ fn redis_outage_and_return() {
     assert_eq!(a.recv()["msg"], "back");
 }
 
+/// Redis stalls (SIGSTOP) while a message goes to a v1 user on another node. The sending node waits
+/// at most 4 s for Redis, records the message offline and nudges the recipient's node: that nudge,
+/// lost in the stall, goes out again once Redis answers, so the user gets the message without logging
+/// in again. Once the publisher has a connection, Redis delivers the stalled PUBLISH after all, besides
+/// the offline record: the connection writes the message once (a v1 client cannot drop a repeat).
+#[test]
+fn messages_through_a_stalled_redis_arrive_once() {
+    let c = Cluster::start(2);
+    let (mut a, _) = user(&c.nodes[0], "una");
+    let mut v1 = c.nodes[1].connect(Separator::Nul);
+    let b_id = v1.register("vic", "pw");
+    v1.login(b_id, "pw", 1);
+    for text in ["first stall", "second stall"] {
+        c.redis.pause();
+        a.send(json!({"msgid": 6, "toid": b_id, "msg": text}));
+        // Past the sending node's wait: it records the message offline for vic.
+        std::thread::sleep(Duration::from_secs(5));
+        c.redis.resume();
+        assert_eq!(a.recv()["msgid"], 16);
+        assert_eq!(v1.recv()["msg"], text);
+        v1.expect_silence(Duration::from_secs(6));
+    }
+    // Nothing waits in the offline list for the next login either.
+    drop(v1);
+    let (_again, login) = login_eventually(c.nodes[1].addr, b_id, Duration::from_secs(15));
+    assert_eq!(login["offlinemsg"], json!([]), "{login}");
+}
+
 /// Every message of `conv`, read through HISTORY pages of 200 going forward: (pos, sender, text).
 fn whole_history(conn: &mut Conn, conv: &str) -> Vec<(i64, i64, String)> {
     let mut all = Vec::new();

@@ -490,6 +490,17 @@ impl Redis {
         );
     }
 
+    /// Stops the server without closing anything (SIGSTOP): it reads and answers nothing until
+    /// [`resume`](Self::resume), as a stalled server would.
+    pub fn pause(&self) {
+        signal(self.child.as_ref().expect("running").id(), "STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.as_ref().expect("running").id(), "CONT");
+    }
+
     /// Kills the server, as an outage would.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

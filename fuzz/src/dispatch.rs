@@ -1742,6 +1742,14 @@ impl Harness<'_> {
             let lives = account::fetch_offline(self.ctx, user, version)
                 .expect("the SQLite store is always up");
             let full = lives.len() == OFFLINE_BATCH;
+            // As the server's writer: a message this connection wrote lately is not written again.
+            let lives: Vec<Live> = {
+                let mut sink = self.conns[i].sink.lock();
+                lives
+                    .into_iter()
+                    .filter_map(|live| sink.outbox.first_time(live))
+                    .collect()
+            };
             let want = self.take_offline(user);
             for live in &lives {
                 trace(format_args!("{i} <- {} (fetched)", live.frame));

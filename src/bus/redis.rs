@@ -8,7 +8,8 @@
 //! - the **publisher** takes whatever PUBLISH requests have queued and sends them as one pipeline, so many
 //!   connections publishing at once cost one round trip; each request still gets its own receiver count.
 //!
-//! While Redis is unreachable, calls fail fast (the caller stores the message offline) instead of waiting.
+//! While Redis is unreachable, calls fail fast (the caller stores the message offline) instead of waiting;
+//! nudges and announcements, which nobody waits for, are sent again once Redis answers.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -94,8 +95,8 @@ impl RedisBus {
         channel(&self.prefix, user)
     }
 
-    /// Publishes `payload` to every node on the node-wide channel `name` (best effort: a full queue or
-    /// an absent Redis drops it).
+    /// Publishes `payload` to every node on the node-wide channel `name` (a full queue drops it; an
+    /// absent Redis gets it once it answers).
     fn announce(&self, name: &str, payload: String) {
         let request = Publish {
             channel: node_wide(&self.prefix, name),
@@ -194,13 +195,18 @@ impl Bus for RedisBus {
     }
 }
 
-/// The publisher thread: pipelines whatever has queued, reconnecting after failures.
+/// The publisher thread: pipelines whatever has queued, reconnecting after failures. Publishes that
+/// expect no answer (nudges, announcements) and that Redis did not take go out again with a later
+/// batch ([`Missed`]), and at least every [`BACKOFF_MAX`] while there are any.
 fn publish_loop(client: &Client, requests: &Receiver<Publish>) {
     let mut conn: Option<Connection> = None;
     let mut retry_at = Instant::now();
-    while let Ok(first) = requests.recv() {
-        let mut batch = vec![first];
-        batch.extend(requests.try_iter().take(PIPELINE - 1));
+    let mut missed = Missed::default();
+    while let Some(mut batch) = next_batch(requests, &missed) {
+        missed.add_to(&mut batch);
+        if batch.is_empty() {
+            continue;
+        }
         if conn.is_none() && Instant::now() >= retry_at {
             conn = connect(client).ok();
             if conn.is_none() {
@@ -216,7 +222,64 @@ fn publish_loop(client: &Client, requests: &Receiver<Publish>) {
         {
             tracing::warn!(error = %e, "Redis publish failed; messages for other nodes go offline");
         }
-        answer(batch, result);
+        answer(batch, result, &mut missed);
+    }
+}
+
+/// The requests queued now (waiting for the first), up to a pipeline's worth; empty when
+/// [`BACKOFF_MAX`] passed with none while missed publishes wait; `None` once the node is going away.
+fn next_batch(requests: &Receiver<Publish>, missed: &Missed) -> Option<Vec<Publish>> {
+    let first = if missed.is_empty() {
+        requests.recv().ok()?
+    } else {
+        match requests.recv_timeout(BACKOFF_MAX) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => return Some(Vec::new()),
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    };
+    let mut batch = vec![first];
+    batch.extend(requests.try_iter().take(PIPELINE - 1));
+    Some(batch)
+}
+
+/// Publishes without a reply (nudges, announcements) that Redis did not take, to send again once it
+/// answers, each once. A nudge lost while Redis stalled left a message recorded offline for a user
+/// online on another node, unseen until their next login, when that node's subscription outlived the
+/// stall (it re-subscribes and fetches only after losing its connection). Bounded: past
+/// [`MAX_MISSED`] more are dropped with a warning.
+#[derive(Default)]
+struct Missed(HashSet<(String, Arc<str>)>);
+
+/// The most missed publishes a node keeps.
+const MAX_MISSED: usize = 65_536;
+
+impl Missed {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn keep(&mut self, p: Publish) {
+        if self.0.len() >= MAX_MISSED {
+            tracing::warn!(channel = %p.channel, "too many publishes waiting for Redis; dropping one");
+            return;
+        }
+        self.0.insert((p.channel, p.payload));
+    }
+
+    /// Moves as many as fit into `batch`, behind what it holds.
+    fn add_to(&mut self, batch: &mut Vec<Publish>) {
+        let room = PIPELINE.saturating_sub(batch.len());
+        let taken: Vec<(String, Arc<str>)> = self.0.iter().take(room).cloned().collect();
+        for key in taken {
+            self.0.remove(&key);
+            let (channel, payload) = key;
+            batch.push(Publish {
+                channel,
+                payload,
+                reply: None,
+            });
+        }
     }
 }
 
@@ -237,7 +300,9 @@ fn publish_batch(conn: &mut Connection, batch: &[Publish]) -> Result<Vec<i64>, B
     pipe.query(conn).map_err(bus_err)
 }
 
-fn answer(batch: Vec<Publish>, result: Result<Vec<i64>, BusError>) {
+/// Gives each request its receiver count, or the error; a failed publish that expects no answer is
+/// kept in `missed`.
+fn answer(batch: Vec<Publish>, result: Result<Vec<i64>, BusError>, missed: &mut Missed) {
     match result {
         Ok(counts) => {
             for (p, count) in batch.into_iter().zip(counts) {
@@ -247,9 +312,12 @@ fn answer(batch: Vec<Publish>, result: Result<Vec<i64>, BusError>) {
             }
         }
         Err(e) => {
-            for p in batch {
-                if let Some(reply) = p.reply {
-                    let _ = reply.send(Err(BusError(e.0.clone())));
+            for mut p in batch {
+                match p.reply.take() {
+                    Some(reply) => {
+                        let _ = reply.send(Err(BusError(e.0.clone())));
+                    }
+                    None => missed.keep(p),
                 }
             }
         }

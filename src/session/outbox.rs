@@ -7,12 +7,14 @@
 //! pushes for the user that come before it are held and written right after it, in the order they came
 //! (a push read before the ack could contradict what the ack lists); offline messages the ack could not
 //! carry, and any recorded while the ack was on its way, are fetched before those held frames (they were
-//! sent earlier); frames held for a login that never completed are recorded offline at logout.
+//! sent earlier); frames held for a login that never completed are recorded offline at logout; a
+//! message this connection has just written (by its place in the log) is not written again.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::mailbox::{Live, Outgoing};
-use crate::model::UserId;
+use crate::model::{Conv, Pos, UserId};
 use crate::protocol::Version;
 
 /// One thing to do on the socket or the store, in order.
@@ -39,6 +41,33 @@ pub struct Outbox {
     /// Chat frames and pushes that came between the user's registration in the online map and their
     /// login ack, in order.
     held: Vec<Held>,
+    written: Recent,
+}
+
+/// How many of the messages written last a connection remembers (16 bytes each, allocated as they come).
+const RECENT: usize = 256;
+
+/// The places in the log of the chat messages a connection wrote last. A message can reach one
+/// connection twice: a node that Redis did not answer within its wait records the message offline,
+/// and a Redis that had only stalled then delivers it live as well; the recipient's node fetches the
+/// offline record too. The second copy is not written: a v1 client could not tell it from a new
+/// message. A legitimate message never comes twice to one connection (one that was not written
+/// broke the connection, and everything after it is stored).
+#[derive(Debug, Default)]
+struct Recent(VecDeque<(Conv, Pos)>);
+
+impl Recent {
+    /// Remembers `at`; `false` if it was remembered already.
+    fn first(&mut self, at: (Conv, Pos)) -> bool {
+        if self.0.contains(&at) {
+            return false;
+        }
+        if self.0.len() == RECENT {
+            self.0.pop_front();
+        }
+        self.0.push_back(at);
+        true
+    }
 }
 
 /// A frame waiting for the login ack.
@@ -83,10 +112,12 @@ impl Outbox {
                 frame: frame.into(),
                 chats: Vec::new(),
             }],
-            Outgoing::Chat(live) => vec![Action::Write {
-                frame: live.frame.clone(),
-                chats: vec![live],
-            }],
+            Outgoing::Chat(live) => self.first_time(live).map_or_else(Vec::new, |live| {
+                vec![Action::Write {
+                    frame: live.frame.clone(),
+                    chats: vec![live],
+                }]
+            }),
             Outgoing::Bytes { bytes, chats } => vec![Action::WriteBytes { bytes, chats }],
             Outgoing::LoginAck {
                 user,
@@ -96,6 +127,11 @@ impl Outbox {
                 more,
             } => {
                 self.acked = Some((user, version));
+                for live in &offline {
+                    if let Some(at) = live.at {
+                        self.written.first(at);
+                    }
+                }
                 let mut actions = vec![Action::Write {
                     frame: frame.into(),
                     chats: offline,
@@ -103,7 +139,13 @@ impl Outbox {
                 if more || std::mem::take(&mut self.nudge_pending) {
                     actions.push(Action::Fetch { user, version });
                 }
-                actions.extend(self.held.drain(..).map(Held::write));
+                for held in std::mem::take(&mut self.held) {
+                    let held = match held {
+                        Held::Chat(live) => self.first_time(live).map(Held::Chat),
+                        push => Some(push),
+                    };
+                    actions.extend(held.map(Held::write));
+                }
                 actions
             }
             Outgoing::Nudge(user) => match self.acked {
@@ -123,6 +165,18 @@ impl Outbox {
                     vec![Action::Store(held)]
                 }
             }
+        }
+    }
+
+    /// `live`, unless this connection wrote its message lately ([`Recent`]): then it counts as written
+    /// (the device has it) and is not written again. Fetched offline messages go through here too.
+    pub fn first_time(&mut self, live: Live) -> Option<Live> {
+        match live.at {
+            Some(at) if !self.written.first(at) => {
+                live.written();
+                None
+            }
+            _ => Some(live),
         }
     }
 
@@ -199,6 +253,59 @@ mod tests {
         assert!(out.step(Outgoing::LoggedOut).is_empty());
         out.step(push("for a login that failed"));
         assert!(out.step(Outgoing::LoggedOut).is_empty(), "nothing to store");
+    }
+
+    fn message(to: UserId, pos: Pos) -> Live {
+        Live::single(to, format!("m{pos}").into(), (Conv::direct(1, 2), pos))
+    }
+
+    #[test]
+    fn a_message_written_lately_is_not_written_again() {
+        let mut out = Outbox::default();
+        let offline = vec![message(1, 1)];
+        let ack = Outgoing::LoginAck {
+            user: 1,
+            version: Version::V1,
+            frame: "ack".into(),
+            offline,
+            more: false,
+        };
+        assert!(out.step(Outgoing::Chat(message(1, 2))).is_empty(), "held");
+        assert!(out.step(Outgoing::Chat(message(1, 2))).is_empty(), "held");
+        assert_eq!(writes(&out.step(ack)), ["ack", "m2"], "held once");
+        assert!(
+            out.step(Outgoing::Chat(message(1, 1))).is_empty(),
+            "in the ack"
+        );
+        assert!(out.step(Outgoing::Chat(message(1, 2))).is_empty());
+        assert_eq!(writes(&out.step(Outgoing::Chat(message(1, 3)))), ["m3"]);
+        assert!(out.first_time(message(1, 3)).is_none(), "fetched after");
+        assert!(out.first_time(message(1, 4)).is_some(), "fetched first");
+        assert!(out.step(Outgoing::Chat(message(1, 4))).is_empty());
+        let other = Live::single(1, "g4".into(), (Conv::Group(7), 4));
+        assert_eq!(writes(&out.step(Outgoing::Chat(other))), ["g4"]);
+        assert_eq!(
+            writes(&out.step(chat(1, "a carbon"))),
+            ["a carbon"],
+            "carbons have no place and are not remembered"
+        );
+        assert_eq!(writes(&out.step(chat(1, "a carbon"))), ["a carbon"]);
+    }
+
+    #[test]
+    fn only_the_last_messages_are_remembered() {
+        let mut out = Outbox::default();
+        out.step(ack(1, false));
+        for pos in 1..=RECENT as Pos {
+            assert_eq!(out.step(Outgoing::Chat(message(1, pos))).len(), 1);
+        }
+        assert!(out.step(Outgoing::Chat(message(1, 1))).is_empty());
+        assert_eq!(out.step(Outgoing::Chat(message(1, 0))).len(), 1);
+        assert_eq!(
+            out.step(Outgoing::Chat(message(1, 1))).len(),
+            1,
+            "forgotten for the newer one"
+        );
     }
 
     #[test]

@@ -203,6 +203,9 @@ impl Writer {
             };
             let full = frames.len() == conn.ctx.offline_batch;
             for live in frames {
+                let Some(live) = self.outbox.first_time(live) else {
+                    continue;
+                };
                 let bytes = conn.framing.encode(&live.frame);
                 self.write_bytes(conn, &bytes, vec![live]);
             }
