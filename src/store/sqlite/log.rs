@@ -360,6 +360,83 @@ pub(super) fn convert_rows(tx: &Transaction) -> Result<()> {
     Ok(())
 }
 
+impl SqliteStore {
+    /// The first `limit` of `user`'s offline pointers. Read on the writer's connection, in its turn: the index then holds
+    /// every message a committed pointer points to (it learns them right after their commit, before the
+    /// writer's next turn). The messages themselves are read after it, on a pooled connection, so that
+    /// a login with a long list does not hold up every append meanwhile.
+    fn offline_page(&self, user: UserId, limit: usize) -> Result<OfflinePage> {
+        let conn = self.writer.lock();
+        let rows: Vec<(i64, i64, Pos)> = conn
+            .prepare_cached(
+                "SELECT id, conv, pos FROM offlinemessage WHERE userid = ?1 ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![user, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let index = self.index.read();
+        let wanted = rows
+            .iter()
+            .filter_map(|&(_, key, pos)| Some((Conv::from_key(key)?, pos, index.find(key, pos)?)))
+            .collect();
+        Ok(OfflinePage {
+            last: rows.last().map(|r| r.0),
+            pointers: rows.len(),
+            wanted,
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Takes the first `want` of `user`'s offline pointers off the list, their messages into `out`;
+    /// whether there were that many.
+    fn take_page(&self, user: UserId, want: usize, out: &mut Vec<LogMessage>) -> Result<bool> {
+        let page = self.offline_page(user, want)?;
+        let Some(last) = page.last else {
+            return Ok(false);
+        };
+        let conn: Conn = self.conn()?;
+        let messages = fetch(&conn, &page.wanted)?;
+        self.execute(
+            "DELETE FROM offlinemessage WHERE userid = ?1 AND id <= ?2",
+            params![user, last],
+        )?;
+        out.extend(messages);
+        Ok(page.pointers == want)
+    }
+}
+
+/// A page of a user's offline list.
+struct OfflinePage {
+    /// The id of its last pointer (none: the list is empty).
+    last: Option<i64>,
+    /// How many pointers it has.
+    pointers: usize,
+    /// Where the messages they point to are (those that are gone left out).
+    wanted: Vec<(Conv, Pos, Loc)>,
+}
+
+/// Turns at a user's offline list: whoever takes it holds the user's turn from reading the pointers to
+/// deleting them, so two takers (a login and a nudged connection of another device) never hand out the
+/// same message; users share [`TAKER_TURNS`] turns.
+pub(super) struct Takers([parking_lot::Mutex<()>; TAKER_TURNS]);
+
+impl Default for Takers {
+    fn default() -> Takers {
+        Takers(std::array::from_fn(|_| parking_lot::Mutex::new(())))
+    }
+}
+
+/// How many turns users share.
+const TAKER_TURNS: usize = 64;
+
+impl Takers {
+    fn turn(&self, user: UserId) -> parking_lot::MutexGuard<'_, ()> {
+        self.0[user.unsigned_abs() as usize % TAKER_TURNS].lock()
+    }
+}
+
 impl Log for SqliteStore {
     fn append(&self, messages: &[&NewMessage]) -> Result<Vec<Appended>> {
         self.append_now(messages)
@@ -381,42 +458,23 @@ impl Log for SqliteStore {
     }
 
     fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>> {
-        self.write(|tx| {
-            let mut out = Vec::new();
-            // Pointers to messages that are gone (a dissolved group) give nothing: read on, so that a
-            // batch short of `limit` still means the list is empty.
-            while out.len() < limit {
-                let want = limit - out.len();
-                let rows: Vec<(i64, i64, Pos)> = tx
-                    .prepare_cached(
-                        "SELECT id, conv, pos FROM offlinemessage WHERE userid = ?1 ORDER BY id LIMIT ?2",
-                    )?
-                    .query_map(params![user, want as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
-                let Some(&(last, _, _)) = rows.last() else {
-                    break;
-                };
-                let wanted: Vec<(Conv, Pos, Loc)> = {
-                    let index = self.index.read();
-                    rows.iter()
-                        .filter_map(|&(_, key, pos)| {
-                            Some((Conv::from_key(key)?, pos, index.find(key, pos)?))
-                        })
-                        .collect()
-                };
-                out.extend(fetch(tx, &wanted)?);
-                tx.execute(
-                    "DELETE FROM offlinemessage WHERE userid = ?1 AND id <= ?2",
-                    params![user, last],
-                )?;
-                if rows.len() < want {
+        let _turn = self.takers.turn(user);
+        let mut out = Vec::new();
+        // Pointers to messages that are gone (a dissolved group) give nothing: read on, so that a
+        // batch short of `limit` still means the list is empty.
+        while out.len() < limit {
+            match self.take_page(user, limit - out.len(), &mut out) {
+                Ok(true) => {}
+                Ok(false) => break,
+                // What earlier pages took is deleted already: hand it out; the rest stays listed.
+                Err(e) if !out.is_empty() => {
+                    tracing::warn!(user, error = %e, "could not read on in an offline list");
                     break;
                 }
+                Err(e) => return Err(e),
             }
-            Ok(out)
-        })
+        }
+        Ok(out)
     }
 
     fn conversations(&self, user: UserId) -> Result<Vec<Summary>> {
@@ -771,6 +829,38 @@ mod tests {
 
     /// The index is one store's memory: a second store on the same file, in this process or another,
     /// is refused, and the file is free again once the first is gone.
+    /// Takers of one user's offline list at once (two devices, a login and a nudge) share it out: each
+    /// message goes to one of them, and all go, while appends go on meanwhile.
+    #[test]
+    fn takers_at_once_share_an_offline_list_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(open(dir.path()));
+        let conv = Conv::direct(1, 2);
+        let batch: Vec<NewMessage> = (0..2000).map(|_| message(1, conv, None, &[2])).collect();
+        store.append(&batch.iter().collect::<Vec<_>>()).unwrap();
+        let takers: Vec<_> = (0..3)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let got = store.take_offline(2, 50).unwrap();
+                        if got.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(got.iter().map(|m| m.pos));
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..100 {
+            send(&store, message(2, conv, None, &[]));
+        }
+        let mut all: Vec<Pos> = takers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=2000).collect::<Vec<Pos>>());
+    }
+
     #[test]
     fn a_second_store_on_the_same_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();

@@ -47,6 +47,8 @@ pub struct SqliteStore {
     writer: Mutex<rusqlite::Connection>,
     /// The log's index: read by anyone, changed by the writer once its commit is in.
     index: RwLock<index::Index>,
+    /// One taker of a user's offline list at a time ([`log`]'s `take_offline`).
+    takers: log::Takers,
     /// Copies the WAL back into the database off the writer's thread (see [`Checkpointer`]).
     _checkpointer: Checkpointer,
     /// Held for the store's life: no other store opens the file meanwhile (see [`lock`]).
@@ -108,6 +110,7 @@ impl SqliteStore {
             liveness: super::LIVENESS.as_secs() as i64,
             writer: Mutex::new(writer),
             index: RwLock::new(index),
+            takers: log::Takers::default(),
             _checkpointer: Checkpointer::start(checkpointer)?,
             _lock: lock,
         })
