@@ -9,7 +9,7 @@
 //!   connections publishing at once cost one round trip; each request still gets its own receiver count.
 //!
 //! While Redis is unreachable, calls fail fast (the caller stores the message offline) instead of waiting;
-//! nudges and announcements, which nobody waits for, are sent again once Redis answers.
+//! nudges and group changes, which nobody waits for, are sent again once Redis answers.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -49,11 +49,23 @@ enum Command {
     Unsubscribe(UserId, Sender<()>),
 }
 
-/// One PUBLISH for the publisher thread; `reply` gets the receiver count.
+/// One PUBLISH for the publisher thread, and what becomes of its outcome.
 struct Publish {
     channel: String,
     payload: Arc<str>,
-    reply: Option<Sender<Result<i64, BusError>>>,
+    then: Then,
+}
+
+/// What the publisher does with a publish's outcome.
+enum Then {
+    /// Hands the receiver count, or the error, to the caller waiting for it.
+    Answer(Sender<Result<i64, BusError>>),
+    /// Nobody waits; if Redis did not take it, it goes out again once Redis answers ([`Missed`]): a
+    /// nudge or a group change means the same later.
+    Again,
+    /// Nobody waits, and later it would mean something else (a cut-off, whose penalty runs from its
+    /// arrival): dropped if Redis did not take it.
+    Forget,
 }
 
 /// The Redis bus of one node.
@@ -96,12 +108,12 @@ impl RedisBus {
     }
 
     /// Publishes `payload` to every node on the node-wide channel `name` (a full queue drops it; an
-    /// absent Redis gets it once it answers).
-    fn announce(&self, name: &str, payload: String) {
+    /// absent Redis drops it too, or gets it once it answers: `then`).
+    fn announce(&self, name: &str, payload: String, then: Then) {
         let request = Publish {
             channel: node_wide(&self.prefix, name),
             payload: Arc::from(payload),
-            reply: None,
+            then,
         };
         let _ = self.publishes.try_send(request);
     }
@@ -148,7 +160,7 @@ impl Bus for RedisBus {
         let request = Publish {
             channel: self.channel(user),
             payload,
-            reply: Some(reply),
+            then: Then::Answer(reply),
         };
         self.publishes.try_send(request).map_err(bus_err)?;
         let receivers = rx
@@ -161,17 +173,17 @@ impl Bus for RedisBus {
         let request = Publish {
             channel: self.channel(user),
             payload: Arc::from(NUDGE),
-            reply: None,
+            then: Then::Again,
         };
         let _ = self.publishes.try_send(request);
     }
 
     fn group_changed(&self, group: GroupId) {
-        self.announce(GROUPS, group.to_string());
+        self.announce(GROUPS, group.to_string(), Then::Again);
     }
 
     fn cut_off(&self, user: UserId) {
-        self.announce(CUT_OFF, user.to_string());
+        self.announce(CUT_OFF, user.to_string(), Then::Forget);
     }
 
     fn subscribe(&self, user: UserId) -> Result<(), BusError> {
@@ -196,13 +208,24 @@ impl Bus for RedisBus {
 }
 
 /// The publisher thread: pipelines whatever has queued, reconnecting after failures. Publishes that
-/// expect no answer (nudges, announcements) and that Redis did not take go out again with a later
-/// batch ([`Missed`]), and at least every [`BACKOFF_MAX`] while there are any.
+/// Redis did not take and that mean the same later ([`Then::Again`]) go out again with later batches
+/// ([`Missed`]).
 fn publish_loop(client: &Client, requests: &Receiver<Publish>) {
     let mut conn: Option<Connection> = None;
     let mut retry_at = Instant::now();
     let mut missed = Missed::default();
-    while let Some(mut batch) = next_batch(requests, &missed) {
+    let mut failing = false;
+    loop {
+        // Missed publishes go out at once while Redis answers, and are tried again every
+        // BACKOFF_MAX while it does not.
+        let wait = match (missed.is_empty(), failing) {
+            (true, _) => None,
+            (false, false) => Some(Duration::ZERO),
+            (false, true) => Some(BACKOFF_MAX),
+        };
+        let Some(mut batch) = next_batch(requests, wait) else {
+            return;
+        };
         missed.add_to(&mut batch);
         if batch.is_empty() {
             continue;
@@ -215,39 +238,68 @@ fn publish_loop(client: &Client, requests: &Receiver<Publish>) {
         }
         let result = match conn.as_mut() {
             Some(c) => publish_batch(c, &batch),
-            None => Err(BusError("Redis unreachable".into())),
+            None => Err(Failed::unreachable()),
         };
         if let Err(e) = &result
             && conn.take().is_some()
         {
-            tracing::warn!(error = %e, "Redis publish failed; messages for other nodes go offline");
+            tracing::warn!(error = %e.error, "Redis publish failed; messages for other nodes go offline");
         }
+        failing = result.is_err();
         answer(batch, result, &mut missed);
     }
 }
 
-/// The requests queued now (waiting for the first), up to a pipeline's worth; empty when
-/// [`BACKOFF_MAX`] passed with none while missed publishes wait; `None` once the node is going away.
-fn next_batch(requests: &Receiver<Publish>, missed: &Missed) -> Option<Vec<Publish>> {
-    let first = if missed.is_empty() {
-        requests.recv().ok()?
-    } else {
-        match requests.recv_timeout(BACKOFF_MAX) {
+/// The requests queued now, up to a pipeline's worth, waiting for the first at most `wait` (for ever
+/// without one; then none); `None` once the node is going away.
+fn next_batch(requests: &Receiver<Publish>, wait: Option<Duration>) -> Option<Vec<Publish>> {
+    let first = match wait {
+        None => requests.recv().ok()?,
+        Some(wait) => match requests.recv_timeout(wait) {
             Ok(first) => first,
             Err(RecvTimeoutError::Timeout) => return Some(Vec::new()),
             Err(RecvTimeoutError::Disconnected) => return None,
-        }
+        },
     };
     let mut batch = vec![first];
     batch.extend(requests.try_iter().take(PIPELINE - 1));
     Some(batch)
 }
 
-/// Publishes without a reply (nudges, announcements) that Redis did not take, to send again once it
-/// answers, each once. A nudge lost while Redis stalled left a message recorded offline for a user
+/// Why a batch was not published, and whether trying again could help (the connection, not the
+/// command, failed).
+struct Failed {
+    error: BusError,
+    transient: bool,
+}
+
+impl Failed {
+    fn unreachable() -> Failed {
+        Failed {
+            error: BusError("Redis unreachable".into()),
+            transient: true,
+        }
+    }
+}
+
+impl From<redis::RedisError> for Failed {
+    fn from(e: redis::RedisError) -> Failed {
+        Failed {
+            transient: e.is_io_error()
+                || e.is_timeout()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal(),
+            error: bus_err(e),
+        }
+    }
+}
+
+/// Publishes that Redis did not take and that mean the same later ([`Then::Again`]), to send again once
+/// it answers, each once. A nudge lost while Redis stalled left a message recorded offline for a user
 /// online on another node, unseen until their next login, when that node's subscription outlived the
-/// stall (it re-subscribes and fetches only after losing its connection). Bounded: past
-/// [`MAX_MISSED`] more are dropped with a warning.
+/// stall (it re-subscribes and fetches only after losing its connection). Bounded: past [`MAX_MISSED`]
+/// more are dropped, with one warning per batch; a node that stops forgets them (its users' nodes
+/// fetch at their next login, or when they lose Redis themselves).
 #[derive(Default)]
 struct Missed(HashSet<(String, Arc<str>)>);
 
@@ -259,12 +311,17 @@ impl Missed {
         self.0.is_empty()
     }
 
-    fn keep(&mut self, p: Publish) {
-        if self.0.len() >= MAX_MISSED {
-            tracing::warn!(channel = %p.channel, "too many publishes waiting for Redis; dropping one");
-            return;
+    /// Keeps what a failed batch held that means the same later; how many did not fit.
+    fn keep(&mut self, batch: impl Iterator<Item = (String, Arc<str>)>) -> usize {
+        let mut dropped = 0;
+        for key in batch {
+            if self.0.len() < MAX_MISSED {
+                self.0.insert(key);
+            } else {
+                dropped += 1;
+            }
         }
-        self.0.insert((p.channel, p.payload));
+        dropped
     }
 
     /// Moves as many as fit into `batch`, behind what it holds.
@@ -277,7 +334,7 @@ impl Missed {
             batch.push(Publish {
                 channel,
                 payload,
-                reply: None,
+                then: Then::Again,
             });
         }
     }
@@ -290,37 +347,46 @@ fn connect(client: &Client) -> redis::RedisResult<Connection> {
     Ok(conn)
 }
 
-fn publish_batch(conn: &mut Connection, batch: &[Publish]) -> Result<Vec<i64>, BusError> {
+fn publish_batch(conn: &mut Connection, batch: &[Publish]) -> Result<Vec<i64>, Failed> {
     let mut pipe = redis::pipe();
     for p in batch {
         pipe.cmd("PUBLISH")
             .arg(&p.channel)
             .arg(p.payload.as_bytes());
     }
-    pipe.query(conn).map_err(bus_err)
+    Ok(pipe.query(conn)?)
 }
 
-/// Gives each request its receiver count, or the error; a failed publish that expects no answer is
-/// kept in `missed`.
-fn answer(batch: Vec<Publish>, result: Result<Vec<i64>, BusError>, missed: &mut Missed) {
-    match result {
+/// Gives each waiting caller its receiver count, or the error; of a batch that failed for want of a
+/// connection, keeps in `missed` what means the same later.
+fn answer(batch: Vec<Publish>, result: Result<Vec<i64>, Failed>, missed: &mut Missed) {
+    let failed = match result {
         Ok(counts) => {
             for (p, count) in batch.into_iter().zip(counts) {
-                if let Some(reply) = p.reply {
+                if let Then::Answer(reply) = p.then {
                     let _ = reply.send(Ok(count));
                 }
             }
+            return;
         }
-        Err(e) => {
-            for mut p in batch {
-                match p.reply.take() {
-                    Some(reply) => {
-                        let _ = reply.send(Err(BusError(e.0.clone())));
-                    }
-                    None => missed.keep(p),
-                }
+        Err(failed) => failed,
+    };
+    let mut again = Vec::new();
+    for p in batch {
+        match p.then {
+            Then::Answer(reply) => {
+                let _ = reply.send(Err(BusError(failed.error.0.clone())));
             }
+            Then::Again if failed.transient => again.push((p.channel, p.payload)),
+            Then::Again | Then::Forget => {}
         }
+    }
+    let dropped = missed.keep(again.into_iter());
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "too many publishes waiting for Redis; dropping these"
+        );
     }
 }
 
@@ -485,4 +551,68 @@ enum SessionEnd {
     NoConnection(BusError),
     /// Was connected, then lost it.
     Connected(BusError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(channel: &str, then: Then) -> Publish {
+        Publish {
+            channel: channel.into(),
+            payload: Arc::from(NUDGE),
+            then,
+        }
+    }
+
+    fn unreachable() -> Result<Vec<i64>, Failed> {
+        Err(Failed::unreachable())
+    }
+
+    /// A batch that Redis did not take: the waiting caller gets the error, a nudge is kept (once), a
+    /// cut-off is not; kept ones go out with a later batch, behind what it holds.
+    #[test]
+    fn what_means_the_same_later_is_kept_once_for_a_later_batch() {
+        let mut missed = Missed::default();
+        let (reply, answered) = bounded(1);
+        let batch = vec![
+            publish("u1", Then::Answer(reply)),
+            publish("u2", Then::Again),
+            publish("u2", Then::Again),
+            publish("cutoff", Then::Forget),
+        ];
+        answer(batch, unreachable(), &mut missed);
+        assert!(answered.try_recv().unwrap().is_err());
+        let mut later = vec![publish("u3", Then::Again)];
+        missed.add_to(&mut later);
+        let channels: Vec<&str> = later.iter().map(|p| p.channel.as_str()).collect();
+        assert_eq!(channels, ["u3", "u2"]);
+        assert!(missed.is_empty());
+        // Taken: the later batch went out.
+        answer(later, Ok(vec![1, 1]), &mut missed);
+        assert!(missed.is_empty());
+    }
+
+    /// An error of the command, not of the connection, would come again: nothing is kept for it.
+    #[test]
+    fn a_refused_command_is_not_kept() {
+        let mut missed = Missed::default();
+        let refused = Failed {
+            error: BusError("NOPERM".into()),
+            transient: false,
+        };
+        answer(vec![publish("u1", Then::Again)], Err(refused), &mut missed);
+        assert!(missed.is_empty());
+    }
+
+    #[test]
+    fn a_batch_takes_missed_publishes_only_as_far_as_a_pipeline_holds() {
+        let mut missed = Missed::default();
+        let kept = (0..PIPELINE + 10).map(|n| (format!("u{n}"), Arc::from(NUDGE)));
+        assert_eq!(missed.keep(kept), 0);
+        let mut batch: Vec<Publish> = (0..5).map(|_| publish("x", Then::Forget)).collect();
+        missed.add_to(&mut batch);
+        assert_eq!(batch.len(), PIPELINE);
+        assert_eq!(missed.0.len(), 15);
+    }
 }

@@ -44,28 +44,34 @@ pub struct Outbox {
     written: Recent,
 }
 
-/// How many of the messages written last a connection remembers (16 bytes each, allocated as they come).
+/// How many of the messages written last a connection remembers (24 bytes each, allocated as they come).
 const RECENT: usize = 256;
 
-/// The places in the log of the chat messages a connection wrote last. A message can reach one
-/// connection twice: a node that Redis did not answer within its wait records the message offline,
-/// and a Redis that had only stalled then delivers it live as well; the recipient's node fetches the
-/// offline record too. The second copy is not written: a v1 client could not tell it from a new
-/// message. A legitimate message never comes twice to one connection (one that was not written
-/// broke the connection, and everything after it is stored).
+/// The chat messages a connection wrote last: for whom, and their places in the log. A message can
+/// reach one connection twice: a node that Redis did not answer within its wait records the message
+/// offline, and a Redis that had only stalled then delivers it live as well; the recipient's node
+/// fetches the offline record too. The second copy is not written: a v1 client could not tell it from
+/// a new message. Within one login a message never legitimately comes twice (one that was not written
+/// broke the connection, and everything after it is stored); the list is for the logged-in user and is
+/// forgotten at logout, so a user logging in next on the same connection gets what is theirs.
 #[derive(Debug, Default)]
-struct Recent(VecDeque<(Conv, Pos)>);
+struct Recent(VecDeque<(UserId, Conv, Pos)>);
 
 impl Recent {
-    /// Remembers `at`; `false` if it was remembered already.
-    fn first(&mut self, at: (Conv, Pos)) -> bool {
-        if self.0.contains(&at) {
+    /// Remembers that `live` was handed to be written; `false` if it was already. A carbon (no place in
+    /// the log) is never remembered.
+    fn first(&mut self, live: &Live) -> bool {
+        let Some((conv, pos)) = live.at else {
+            return true;
+        };
+        let entry = (live.to, conv, pos);
+        if self.0.contains(&entry) {
             return false;
         }
         if self.0.len() == RECENT {
             self.0.pop_front();
         }
-        self.0.push_back(at);
+        self.0.push_back(entry);
         true
     }
 }
@@ -128,9 +134,7 @@ impl Outbox {
             } => {
                 self.acked = Some((user, version));
                 for live in &offline {
-                    if let Some(at) = live.at {
-                        self.written.first(at);
-                    }
+                    self.written.first(live);
                 }
                 let mut actions = vec![Action::Write {
                     frame: frame.into(),
@@ -158,6 +162,7 @@ impl Outbox {
             Outgoing::LoggedOut => {
                 self.acked = None;
                 self.nudge_pending = false;
+                self.written = Recent::default();
                 let held = self.take_held();
                 if held.is_empty() {
                     Vec::new()
@@ -171,12 +176,11 @@ impl Outbox {
     /// `live`, unless this connection wrote its message lately ([`Recent`]): then it counts as written
     /// (the device has it) and is not written again. Fetched offline messages go through here too.
     pub fn first_time(&mut self, live: Live) -> Option<Live> {
-        match live.at {
-            Some(at) if !self.written.first(at) => {
-                live.written();
-                None
-            }
-            _ => Some(live),
+        if self.written.first(&live) {
+            Some(live)
+        } else {
+            live.written();
+            None
         }
     }
 
@@ -290,6 +294,28 @@ mod tests {
             "carbons have no place and are not remembered"
         );
         assert_eq!(writes(&out.step(chat(1, "a carbon"))), ["a carbon"]);
+    }
+
+    /// A user logging in after another on the same connection gets their own copies of messages the
+    /// first user was written (a group's, say), from the offline list as live.
+    #[test]
+    fn what_one_login_was_written_does_not_hold_back_the_next() {
+        let mut out = Outbox::default();
+        out.step(ack(1, false));
+        assert_eq!(writes(&out.step(Outgoing::Chat(message(1, 1)))), ["m1"]);
+        assert!(out.step(Outgoing::LoggedOut).is_empty());
+        out.step(ack(2, false));
+        assert!(
+            out.first_time(message(2, 1)).is_some(),
+            "fetched for the next user"
+        );
+        assert!(out.step(Outgoing::LoggedOut).is_empty());
+        out.step(ack(1, false));
+        assert_eq!(
+            writes(&out.step(Outgoing::Chat(message(1, 1)))),
+            ["m1"],
+            "forgotten at logout"
+        );
     }
 
     #[test]

@@ -285,7 +285,10 @@ pub trait Log: Send + Sync {
     /// Records messages as offline for users (they reached none of their devices), in one transaction.
     fn store_offline(&self, pointers: &[Pointer]) -> Result<()>;
 
-    /// Removes and returns up to `limit` of the user's offline messages, oldest first, in one transaction.
+    /// Removes and returns up to `limit` of the user's offline messages, oldest first; fewer only when
+    /// the list has no more, or (rarely, on SQLite, which takes the list a page at a time) when storage
+    /// failed after a page was taken: the rest then stays listed for the next fetch. Two takers of one
+    /// user's list never get the same message.
     fn take_offline(&self, user: UserId, limit: usize) -> Result<Vec<LogMessage>>;
 
     /// Every one-to-one conversation of `user` with a message, and every group they are in, unsorted.

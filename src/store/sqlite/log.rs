@@ -361,10 +361,10 @@ pub(super) fn convert_rows(tx: &Transaction) -> Result<()> {
 }
 
 impl SqliteStore {
-    /// The first `limit` of `user`'s offline pointers. Read on the writer's connection, in its turn: the index then holds
-    /// every message a committed pointer points to (it learns them right after their commit, before the
-    /// writer's next turn). The messages themselves are read after it, on a pooled connection, so that
-    /// a login with a long list does not hold up every append meanwhile.
+    /// The first `limit` of `user`'s offline pointers. Read on the writer's connection, in its turn:
+    /// the index then holds every message a committed pointer points to (it learns them right after
+    /// their commit, before the writer's next turn). The messages themselves are read after it, on a
+    /// pooled connection, so that a login with a long list does not hold up every append meanwhile.
     fn offline_page(&self, user: UserId, limit: usize) -> Result<OfflinePage> {
         let conn = self.writer.lock();
         let rows: Vec<(i64, i64, Pos)> = conn
@@ -396,8 +396,7 @@ impl SqliteStore {
         let Some(last) = page.last else {
             return Ok(false);
         };
-        let conn: Conn = self.conn()?;
-        let messages = fetch(&conn, &page.wanted)?;
+        let messages = fetch(&*self.conn()?, &page.wanted)?;
         self.execute(
             "DELETE FROM offlinemessage WHERE userid = ?1 AND id <= ?2",
             params![user, last],
@@ -827,8 +826,6 @@ mod tests {
         );
     }
 
-    /// The index is one store's memory: a second store on the same file, in this process or another,
-    /// is refused, and the file is free again once the first is gone.
     /// Takers of one user's offline list at once (two devices, a login and a nudge) share it out: each
     /// message goes to one of them, and all go, while appends go on meanwhile.
     #[test]
@@ -861,6 +858,8 @@ mod tests {
         assert_eq!(all, (1..=2000).collect::<Vec<Pos>>());
     }
 
+    /// The index is one store's memory: a second store on the same file, in this process or another,
+    /// is refused, and the file is free again once the first is gone.
     #[test]
     fn a_second_store_on_the_same_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
