@@ -38,6 +38,8 @@ fn the_grafana_dashboard_names_only_metrics_the_node_serves() {
         users: 1,
         devices: 1,
         writers: 1,
+        bus_waiting: 0,
+        indexed: None,
     });
     // Sample names as they appear at the start of a line, with or without labels.
     let served: BTreeSet<&str> = page

@@ -171,4 +171,17 @@ fn metrics_parse_and_move_with_traffic() {
         sample(&after, "clusterchat_log_commit_messages_count", &[]).is_some_and(|n| n >= 1.0),
         "a commit was observed"
     );
+    // The SQLite log's index in memory: one message, in one conversation; no bus, nothing waits.
+    assert_eq!(
+        sample(&after, "clusterchat_log_index_messages", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&after, "clusterchat_log_index_conversations", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&after, "clusterchat_bus_publishes_waiting", &[]),
+        Some(0.0)
+    );
 }

@@ -109,6 +109,8 @@ impl Node {
             users,
             devices,
             writers: self.writers.alive(),
+            bus_waiting: self.ctx.bus.waiting(),
+            indexed: self.ctx.store.indexed(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! What a node counts, for Prometheus (`GET /metrics` on the HTTP listener, in the text format of the
 //! `prometheus-client` crate). Counters and histograms are updated where things happen; the gauges of
-//! what is there now (connections, users, devices, writer threads) are read when the page is asked for.
+//! what is there now (connections, users, devices, writer threads, publishes waiting for Redis, the
+//! SQLite log's index) are read when the page is asked for.
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::store::Indexed;
 
 /// A request's kind and how it ended (errno 0 for success).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,6 +53,9 @@ pub struct Metrics {
     users: Gauge,
     devices: Gauge,
     writers: Gauge,
+    bus_waiting: Gauge,
+    index_messages: Gauge,
+    index_conversations: Gauge,
 }
 
 /// What is there now, read when the page is asked for.
@@ -57,6 +63,10 @@ pub struct Now {
     pub users: usize,
     pub devices: usize,
     pub writers: usize,
+    /// Publishes waiting for Redis ([`crate::bus::Bus::waiting`]).
+    pub bus_waiting: usize,
+    /// The log's index in memory, on the embedded store ([`crate::store::Log::indexed`]).
+    pub indexed: Option<Indexed>,
 }
 
 impl Default for Metrics {
@@ -117,6 +127,21 @@ impl Default for Metrics {
             "writer_threads",
             "Connection writer threads alive",
         );
+        let bus_waiting = gauge(
+            &mut registry,
+            "bus_publishes_waiting",
+            "Nudges and group changes that Redis did not take yet, sent again once it answers",
+        );
+        let index_messages = gauge(
+            &mut registry,
+            "log_index_messages",
+            "Messages in the log's index in memory (embedded store only; it grows with the log)",
+        );
+        let index_conversations = gauge(
+            &mut registry,
+            "log_index_conversations",
+            "Conversations in the log's index in memory (embedded store only)",
+        );
         Metrics {
             registry,
             requests,
@@ -129,6 +154,9 @@ impl Default for Metrics {
             users,
             devices,
             writers,
+            bus_waiting,
+            index_messages,
+            index_conversations,
         }
     }
 }
@@ -190,6 +218,11 @@ impl Metrics {
         self.users.set(now.users as i64);
         self.devices.set(now.devices as i64);
         self.writers.set(now.writers as i64);
+        self.bus_waiting.set(now.bus_waiting as i64);
+        if let Some(indexed) = now.indexed {
+            self.index_messages.set(indexed.messages as i64);
+            self.index_conversations.set(indexed.conversations as i64);
+        }
         let mut page = String::new();
         prometheus_client::encoding::text::encode(&mut page, &self.registry)
             .expect("writing to a String cannot fail");
@@ -216,6 +249,11 @@ mod tests {
             users: 2,
             devices: 3,
             writers: 1,
+            bus_waiting: 4,
+            indexed: Some(Indexed {
+                messages: 10,
+                conversations: 2,
+            }),
         });
         assert!(
             page.contains("clusterchat_requests_total{msgid=\"6\",errno=\"0\"} 2"),
@@ -228,5 +266,8 @@ mod tests {
         assert!(page.contains("clusterchat_devices 3"));
         assert!(page.contains("clusterchat_errors_total{source=\"redis\"} 1"));
         assert!(page.contains("clusterchat_log_commit_messages_count 1"));
+        assert!(page.contains("clusterchat_bus_publishes_waiting 4"));
+        assert!(page.contains("clusterchat_log_index_messages 10"));
+        assert!(page.contains("clusterchat_log_index_conversations 2"));
     }
 }

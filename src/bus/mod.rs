@@ -60,7 +60,8 @@ pub trait Bus: Send + Sync {
     /// Starts taking payloads for `user` on this node; returns once the subscription is confirmed.
     fn subscribe(&self, user: UserId) -> Result<(), BusError>;
 
-    /// Tells every other node that `group`'s members changed (best effort; caches also expire).
+    /// Tells every other node that `group`'s members changed (sent again once Redis answers, if it was
+    /// away; caches also expire).
     fn group_changed(&self, group: GroupId);
 
     /// Tells every other node that this one cut `user` off for flooding (best effort), so that a
@@ -70,4 +71,10 @@ pub trait Bus: Send + Sync {
     /// Stops taking payloads for `user` on this node; returns once that is confirmed (or Redis is away), so
     /// that a user who logs in elsewhere next is never subscribed on two nodes.
     fn unsubscribe(&self, user: UserId);
+
+    /// Publishes nobody waits for (nudges, group changes) that Redis did not take yet, for the metrics
+    /// page: more than a few means Redis is away or stalled.
+    fn waiting(&self) -> usize {
+        0
+    }
 }

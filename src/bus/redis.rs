@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
@@ -77,6 +77,8 @@ pub struct RedisBus {
     publishes: Sender<Publish>,
     /// Whether the subscriber holds a confirmed subscription now (set and cleared by it).
     subscribed: Arc<AtomicBool>,
+    /// How many publishes wait for Redis in the publisher's [`Missed`] (set by it).
+    waiting: Arc<AtomicUsize>,
 }
 
 impl RedisBus {
@@ -89,9 +91,11 @@ impl RedisBus {
         }
         let (publishes, publish_rx) = bounded(64 * 1024);
         let publisher = client.clone();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let shown = waiting.clone();
         std::thread::Builder::new()
             .name("redis-pub".into())
-            .spawn(move || publish_loop(&publisher, &publish_rx))?;
+            .spawn(move || publish_loop(&publisher, &publish_rx, &shown))?;
         let (commands, command_rx) = bounded(64 * 1024);
         Ok(RedisBus {
             client,
@@ -100,6 +104,7 @@ impl RedisBus {
             command_rx: Mutex::new(Some(command_rx)),
             publishes,
             subscribed: Arc::default(),
+            waiting,
         })
     }
 
@@ -205,12 +210,16 @@ impl Bus for RedisBus {
             let _ = rx.recv_timeout(IO_TIMEOUT * 2);
         }
     }
+
+    fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
 }
 
 /// The publisher thread: pipelines whatever has queued, reconnecting after failures. Publishes that
 /// Redis did not take and that mean the same later ([`Then::Again`]) go out again with later batches
 /// ([`Missed`]).
-fn publish_loop(client: &Client, requests: &Receiver<Publish>) {
+fn publish_loop(client: &Client, requests: &Receiver<Publish>, waiting: &AtomicUsize) {
     let mut conn: Option<Connection> = None;
     let mut retry_at = Instant::now();
     let mut missed = Missed::default();
@@ -247,6 +256,7 @@ fn publish_loop(client: &Client, requests: &Receiver<Publish>) {
         }
         failing = result.is_err();
         answer(batch, result, &mut missed);
+        waiting.store(missed.0.len(), Ordering::Relaxed);
     }
 }
 

@@ -301,6 +301,19 @@ pub trait Log: Send + Sync {
     /// Moves `user`'s read position in `conv` forward to `pos`, never past the last message; returns the
     /// position now in force and whether it moved.
     fn mark_read(&self, user: UserId, conv: Conv, pos: Pos) -> Result<(Pos, bool)>;
+
+    /// What the log's index holds in memory, where it is kept there (the embedded store), for the
+    /// metrics page: it grows with the log and is read back whole at every start.
+    fn indexed(&self) -> Option<Indexed> {
+        None
+    }
+}
+
+/// The size of an index in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Indexed {
+    pub messages: usize,
+    pub conversations: usize,
 }
 
 /// Resume tokens (v2), one per device.

@@ -14,7 +14,7 @@ use rusqlite::Connection;
 
 use super::chunk::{self, Head, Loc};
 use crate::model::{Conv, Pos, UserId};
-use crate::store::Result;
+use crate::store::{Indexed, Result};
 
 /// More positions than one conversation could hold (a billion messages).
 const MAX_POSITIONS: usize = 1 << 30;
@@ -27,6 +27,8 @@ pub(super) struct Index {
     direct: HashMap<UserId, Vec<i64>>,
     /// The last position each member sent in each group: `(user, key)`.
     group_sent: HashMap<(UserId, i64), Pos>,
+    /// Positions held, over every conversation.
+    positions: usize,
 }
 
 /// One conversation.
@@ -89,6 +91,7 @@ impl Index {
             Thread::default()
         });
         if thread.at.len() <= i {
+            self.positions += i + 1 - thread.at.len();
             thread.at.resize(i + 1, loc);
         }
         thread.at[i] = loc;
@@ -182,9 +185,19 @@ impl Index {
         (last, ts, mine)
     }
 
+    /// How many messages and conversations it holds.
+    pub fn size(&self) -> Indexed {
+        Indexed {
+            messages: self.positions,
+            conversations: self.threads.len(),
+        }
+    }
+
     /// Forgets a deleted conversation (a dissolved group).
     pub fn remove(&mut self, key: i64) {
-        self.threads.remove(&key);
+        if let Some(thread) = self.threads.remove(&key) {
+            self.positions -= thread.at.len();
+        }
         self.group_sent.retain(|(_, k), _| *k != key);
         if let Some((lo, hi)) = Conv::from_key(key).and_then(Conv::users) {
             for user in [lo, hi] {
@@ -249,7 +262,21 @@ mod tests {
         assert_eq!(seen, vec![(ab.key(), 3, 3, 2), (me.key(), 1, 1, 1)]);
         assert_eq!(index.group_of(2, g.key()), (1, 10, 1));
         assert_eq!(index.group_of(1, g.key()), (1, 10, 0));
+        assert_eq!(
+            index.size(),
+            Indexed {
+                messages: 5,
+                conversations: 3
+            }
+        );
         index.remove(g.key());
         assert_eq!(index.group_of(2, g.key()), (0, 0, 0));
+        assert_eq!(
+            index.size(),
+            Indexed {
+                messages: 4,
+                conversations: 2
+            }
+        );
     }
 }

@@ -16,7 +16,9 @@ use super::chunk::{self, Body, BodyRef, CHUNK_MAX, Head, Loc};
 use super::index::Index;
 use super::{Conn, SqliteStore};
 use crate::model::{Conv, LogMessage, Page, Pos, Summary, UserId};
-use crate::store::{Appended, Committed, Log, NewMessage, Pointer, Refusal, Require, Result};
+use crate::store::{
+    Appended, Committed, Indexed, Log, NewMessage, Pointer, Refusal, Require, Result,
+};
 
 /// What an append leaves for the index once it has committed: each message's head and place.
 pub(super) type Placed = Vec<(Head, Loc)>;
@@ -575,6 +577,10 @@ impl Log for SqliteStore {
             )?;
             Ok((target, true))
         })
+    }
+
+    fn indexed(&self) -> Option<Indexed> {
+        Some(self.index.read().size())
     }
 }
 
