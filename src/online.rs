@@ -22,10 +22,28 @@ pub struct Device {
 }
 
 /// A chat frame in the shapes its readers need: the original's for v1 devices, the log's for v2. A carbon
-/// has no v1 shape (v1 devices get none).
-pub struct Frames {
+/// has no v1 shape (v1 devices get none). A shape may be made only when a reader first asks for it
+/// (`service::chat`'s frames of a committed message): most users' devices here are of one version, and a
+/// sender seldom has another device to take a carbon.
+pub trait Frames {
+    fn v1(&self) -> Option<Arc<str>>;
+    fn v2(&self) -> Arc<str>;
+}
+
+/// Shapes made already (what another node sent).
+pub struct Made {
     pub v1: Option<Arc<str>>,
     pub v2: Arc<str>,
+}
+
+impl Frames for Made {
+    fn v1(&self) -> Option<Arc<str>> {
+        self.v1.clone()
+    }
+
+    fn v2(&self) -> Arc<str> {
+        self.v2.clone()
+    }
 }
 
 /// The online-user map of one node.
@@ -69,7 +87,7 @@ impl Online {
     pub fn deliver(
         &self,
         user: UserId,
-        frames: &Frames,
+        frames: &dyn Frames,
         at: Option<(crate::model::Conv, crate::model::Pos)>,
         except: Option<&str>,
     ) -> bool {
@@ -82,8 +100,8 @@ impl Online {
             .filter(|d| Some(&*d.name) != except)
             .filter_map(|d| {
                 let frame = match d.version {
-                    Version::V1 => frames.v1.clone(),
-                    Version::V2 => Some(frames.v2.clone()),
+                    Version::V1 => frames.v1(),
+                    Version::V2 => Some(frames.v2()),
                 };
                 Some((d, frame?))
             })
@@ -175,7 +193,7 @@ mod tests {
         assert_eq!(online.insert(1, laptop), Some(false));
         let (again, _) = device("phone", Version::V2);
         assert_eq!(online.insert(1, again), None, "one device name once");
-        let frames = Frames {
+        let frames = Made {
             v1: Some("one".into()),
             v2: "two".into(),
         };
@@ -187,7 +205,7 @@ mod tests {
         assert_eq!(text(&phone_rx), "two");
         assert_eq!(text(&old_rx), "one");
         assert!(laptop_rx.is_empty());
-        let carbon = Frames {
+        let carbon = Made {
             v1: None,
             v2: "c".into(),
         };
@@ -230,7 +248,7 @@ mod tests {
         closed.mailbox.finish_close(|_| {});
         assert_eq!(online.insert(1, closing), Some(true));
         assert_eq!(online.insert(1, closed), Some(false));
-        let frames = Frames {
+        let frames = Made {
             v1: None,
             v2: "m".into(),
         };

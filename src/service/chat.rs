@@ -9,6 +9,7 @@
 //! the nudge makes the connection fetch it. The sender's other devices get a carbon; the sender's
 //! acknowledgement follows all of it.
 
+use std::cell::OnceCell;
 use std::sync::{Arc, Weak};
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ use super::{Caller, Context, Failure, Identity};
 use crate::bus::Inbox;
 use crate::mailbox::Live;
 use crate::model::{Conv, GroupId, LogMessage, Members, Pos, UserId};
-use crate::online::Frames;
+use crate::online::{Frames, Made};
 use crate::protocol::reply;
 use crate::protocol::{Errno, Version, msgid};
 use crate::store::{Appended, Committed, NewMessage, Pointer, Refusal, Require};
@@ -216,13 +217,13 @@ pub fn deliver_all(
             text: message.text,
         };
         // A group's frame reads the same for every member; a one-to-one frame has one recipient.
-        let shared = matches!(c.conv, Conv::Group(_)).then(|| frames(&logged, me.id));
+        let shared = matches!(c.conv, Conv::Group(_)).then(|| Shapes::of(&logged, me.id));
         for &to in recipients.iter().filter(|r| !offline.contains(r)) {
             let own;
             let frames = match &shared {
                 Some(frames) => frames,
                 None => {
-                    own = self::frames(&logged, to);
+                    own = Shapes::of(&logged, to);
                     &own
                 }
             };
@@ -277,16 +278,52 @@ fn recipients_at<'a>(
     }
 }
 
-/// A committed message as `viewer`'s devices read it.
-pub fn frames(m: &LogMessage, viewer: UserId) -> Frames {
-    Frames {
-        v1: Some(reply::chat(m, Version::V1, viewer).into()),
-        v2: reply::chat(m, Version::V2, viewer).into(),
+/// A committed message as `viewer`'s devices read it, each shape made when first asked for; a carbon
+/// (the sender's own copy, for their other devices) has no v1 shape.
+struct Shapes<'a> {
+    message: &'a LogMessage,
+    viewer: UserId,
+    carbon: bool,
+    v1: OnceCell<Arc<str>>,
+    v2: OnceCell<Arc<str>>,
+}
+
+impl<'a> Shapes<'a> {
+    fn of(message: &'a LogMessage, viewer: UserId) -> Shapes<'a> {
+        Shapes {
+            message,
+            viewer,
+            carbon: false,
+            v1: OnceCell::new(),
+            v2: OnceCell::new(),
+        }
+    }
+
+    fn carbon(message: &'a LogMessage, sender: UserId) -> Shapes<'a> {
+        Shapes {
+            carbon: true,
+            ..Shapes::of(message, sender)
+        }
+    }
+
+    fn made(&self, cell: &OnceCell<Arc<str>>, version: Version) -> Arc<str> {
+        cell.get_or_init(|| reply::chat(self.message, version, self.viewer).into())
+            .clone()
+    }
+}
+
+impl Frames for Shapes<'_> {
+    fn v1(&self) -> Option<Arc<str>> {
+        (!self.carbon).then(|| self.made(&self.v1, Version::V1))
+    }
+
+    fn v2(&self) -> Arc<str> {
+        self.made(&self.v2, Version::V2)
     }
 }
 
 /// Hands a committed message to `to`'s devices, here and on other nodes; `false` when none took it.
-fn deliver(ctx: &Context, to: UserId, frames: &Frames, at: (Conv, Pos)) -> bool {
+fn deliver(ctx: &Context, to: UserId, frames: &Shapes, at: (Conv, Pos)) -> bool {
     let here = ctx.online.deliver(to, frames, Some(at), None);
     if here {
         ctx.metrics.delivered("live", 1);
@@ -294,8 +331,8 @@ fn deliver(ctx: &Context, to: UserId, frames: &Frames, at: (Conv, Pos)) -> bool 
     let elsewhere = ctx.bus.is_cluster() && {
         let parcel = Parcel {
             origin: ctx.node.clone(),
-            v1: frames.v1.as_deref().map(str::to_owned),
-            v2: frames.v2.to_string(),
+            v1: frames.v1().as_deref().map(str::to_owned),
+            v2: frames.v2().to_string(),
             at: Some((at.0.key(), at.1)),
             except: None,
             push: false,
@@ -310,16 +347,13 @@ fn deliver(ctx: &Context, to: UserId, frames: &Frames, at: (Conv, Pos)) -> bool 
 
 /// The sender's other v2 devices get the message they sent, as they name its conversation.
 fn carbon(ctx: &Context, me: &Identity, m: &LogMessage) {
-    let frames = Frames {
-        v1: None,
-        v2: reply::chat(m, Version::V2, me.id).into(),
-    };
+    let frames = Shapes::carbon(m, me.id);
     ctx.online.deliver(me.id, &frames, None, Some(&me.device));
     if ctx.bus.is_cluster() {
         let parcel = Parcel {
             origin: ctx.node.clone(),
             v1: None,
-            v2: frames.v2.to_string(),
+            v2: frames.v2().to_string(),
             at: None,
             except: Some(me.device.to_string()),
             push: false,
@@ -492,7 +526,7 @@ impl Inbox for NodeInbox {
         let at = parcel
             .at
             .and_then(|(key, pos)| Some((Conv::from_key(key)?, pos)));
-        let frames = Frames {
+        let frames = Made {
             v1: parcel.v1.map(Arc::from),
             v2: parcel.v2.into(),
         };
@@ -501,7 +535,7 @@ impl Inbox for NodeInbox {
         if !ctx.online.deliver(user, &frames, at, except)
             && let Some(at) = at
         {
-            store_undelivered(&ctx, vec![Live::single(user, frames.v2, at)]);
+            store_undelivered(&ctx, vec![Live::single(user, frames.v2(), at)]);
         }
     }
 
