@@ -82,7 +82,9 @@ pub fn chat(m: &LogMessage, version: Version, viewer: UserId) -> String {
     serde_json::to_string(&frame).expect("a chat frame always serializes")
 }
 
-/// CHAT_MSG_ACK (v2): the message is in the log, at `pos` of `conv` (as the sender names it).
+/// CHAT_MSG_ACK (v2): the message is in the log, at `pos` of `conv` (as the sender names it). Written
+/// from a struct, not built as a `Value`, since every acknowledged send makes one; its fields in the
+/// order `encode` gives the others (by name), so that every reply reads alike.
 pub fn chat_ack(
     conv: Conv,
     pos: Pos,
@@ -91,11 +93,30 @@ pub fn chat_ack(
     cid: Option<&str>,
     seq: Option<&Value>,
 ) -> String {
-    let mut ack = json!({"msgid": msgid::CHAT_ACK, "errno": 0, "conv": conv.name_for(sender), "pos": pos, "ts": ts});
-    if let Some(cid) = cid {
-        ack["cid"] = json!(cid);
-    }
-    encode(ack, seq)
+    let ack = ChatAck {
+        cid,
+        conv: conv.name_for(sender),
+        errno: 0,
+        msgid: msgid::CHAT_ACK,
+        pos,
+        seq,
+        ts,
+    };
+    serde_json::to_string(&ack).expect("an ack always serializes")
+}
+
+/// CHAT_MSG_ACK's fields, by name.
+#[derive(Serialize)]
+struct ChatAck<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cid: Option<&'a str>,
+    conv: String,
+    errno: i64,
+    msgid: i64,
+    pos: Pos,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<&'a Value>,
+    ts: i64,
 }
 
 /// One conversation as CONVERSATIONS and the v2 login ack list it.
@@ -360,6 +381,11 @@ mod tests {
         assert_eq!(
             ack,
             json!({"msgid":16,"errno":0,"conv":"u1","pos":7,"ts":1000,"seq":"s"})
+        );
+        assert_eq!(
+            chat_ack(m.conv, 7, 1000, 2, Some("k"), Some(&json!(3))),
+            r#"{"cid":"k","conv":"u1","errno":0,"msgid":16,"pos":7,"seq":3,"ts":1000}"#,
+            "the fields in the order of every other reply"
         );
     }
 
