@@ -63,7 +63,7 @@ pub struct Now {
     pub users: usize,
     pub devices: usize,
     pub writers: usize,
-    /// Publishes waiting for Redis ([`crate::bus::Bus::waiting`]).
+    /// Publishes not yet taken by Redis ([`crate::bus::Bus::waiting`]).
     pub bus_waiting: usize,
     /// The log's index in memory, on the embedded store ([`crate::store::Log::indexed`]).
     pub indexed: Option<Indexed>,
@@ -130,17 +130,17 @@ impl Default for Metrics {
         let bus_waiting = gauge(
             &mut registry,
             "bus_publishes_waiting",
-            "Nudges and group changes that Redis did not take yet, sent again once it answers",
+            "Publishes not yet taken by Redis: queued, or nudges and group changes kept to send again once it answers",
         );
         let index_messages = gauge(
             &mut registry,
             "log_index_messages",
-            "Messages in the log's index in memory (embedded store only; it grows with the log)",
+            "Positions (messages) in the log's index in memory; it grows with the log (embedded store only: 0 on MySQL)",
         );
         let index_conversations = gauge(
             &mut registry,
             "log_index_conversations",
-            "Conversations in the log's index in memory (embedded store only)",
+            "Conversations in the log's index in memory (embedded store only: 0 on MySQL)",
         );
         Metrics {
             registry,

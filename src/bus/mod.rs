@@ -72,8 +72,9 @@ pub trait Bus: Send + Sync {
     /// that a user who logs in elsewhere next is never subscribed on two nodes.
     fn unsubscribe(&self, user: UserId);
 
-    /// Publishes nobody waits for (nudges, group changes) that Redis did not take yet, for the metrics
-    /// page: more than a few means Redis is away or stalled.
+    /// Publishes not yet taken by Redis: queued for the publisher, or (nudges, group changes) kept to be
+    /// sent again once it answers. For the metrics page: more than a few means Redis is slow, stalled or
+    /// away.
     fn waiting(&self) -> usize {
         0
     }

@@ -212,7 +212,7 @@ impl Bus for RedisBus {
     }
 
     fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.waiting.load(Ordering::Relaxed) + self.publishes.len()
     }
 }
 

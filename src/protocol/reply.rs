@@ -387,6 +387,13 @@ mod tests {
             r#"{"cid":"k","conv":"u1","errno":0,"msgid":16,"pos":7,"seq":3,"ts":1000}"#,
             "the fields in the order of every other reply"
         );
+        let mut built = json!({"msgid": 16, "errno": 0, "conv": "u1", "pos": 7, "ts": 1000});
+        built["cid"] = json!("k");
+        assert_eq!(
+            chat_ack(m.conv, 7, 1000, 2, Some("k"), Some(&json!(3))),
+            encode(built, Some(&json!(3))),
+            "as a reply built as a Value reads"
+        );
     }
 
     fn ann_group() -> Group {
