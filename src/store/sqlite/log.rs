@@ -388,9 +388,7 @@ impl SqliteStore {
             wanted,
         })
     }
-}
 
-impl SqliteStore {
     /// Takes the first `want` of `user`'s offline pointers off the list, their messages into `out`;
     /// whether there were that many.
     fn take_page(&self, user: UserId, want: usize, out: &mut Vec<LogMessage>) -> Result<bool> {
